@@ -1,0 +1,536 @@
+/* acscall.c - module glue: the client object, options, and the Lua entry
+ * points. Request building (request.c), signing (auth.c), transport
+ * (transport.c) and decoding (decode.c) each live in their own file. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <openssl/crypto.h>
+
+#include "auth.h"
+#include "compat.h"
+#include "decode.h"
+#include "request.h"
+#include "transport.h"
+
+#define ACS_VERSION "0.1.0"
+#define CLIENT_MT "acscall.client"
+
+enum { AUTH_NONE, AUTH_TOKEN, AUTH_HMAC, AUTH_PROVIDER };
+
+typedef struct {
+    int closed;
+    int auth;
+    acs_route route;
+    acs_transport tr;
+    unsigned char key[ACS_KEY_MAX]; /* decoded access key (secret) */
+    size_t keylen;
+    char *token;      /* "Authorization: Bearer ..." header line (secret) */
+    int provider_ref; /* token_provider function, or LUA_NOREF */
+    char *url;        /* scratch: origin + path + query of the current call */
+    size_t url_cap;
+} acs_client;
+
+/* ---------- lifetime ---------------------------------------------------- */
+
+static void secret_free(char *s)
+{
+    if (s) {
+        OPENSSL_cleanse(s, strlen(s));
+        free(s);
+    }
+}
+
+/* close, __gc and __close: one idempotent release path. */
+static int l_close(lua_State *L)
+{
+    acs_client *c = luaL_checkudata(L, 1, CLIENT_MT);
+    if (c->closed)
+        return 0;
+    c->closed = 1;
+    acs_transport_free(&c->tr);
+    acs_route_free(&c->route);
+    secret_free(c->token);
+    c->token = NULL;
+    OPENSSL_cleanse(c->key, sizeof c->key);
+    c->keylen = 0;
+    free(c->url);
+    c->url = NULL;
+    c->url_cap = 0;
+    if (c->provider_ref != LUA_NOREF && c->provider_ref != LUA_REFNIL) {
+        luaL_unref(L, LUA_REGISTRYINDEX, c->provider_ref);
+        c->provider_ref = LUA_NOREF;
+    }
+    return 0;
+}
+
+static acs_client *check_open(lua_State *L)
+{
+    acs_client *c = luaL_checkudata(L, 1, CLIENT_MT);
+    if (c->closed)
+        luaL_error(L, "acscall: closed client");
+    return c;
+}
+
+static int l_tostring(lua_State *L)
+{
+    acs_client *c = luaL_checkudata(L, 1, CLIENT_MT);
+    static const char *const names[] = {"none", "token", "access key",
+                                        "token provider"};
+    if (c->closed)
+        lua_pushfstring(L, "acscall.client (closed): %p", (void *)c);
+    else
+        lua_pushfstring(L, "acscall.client (%s, %s auth): %p", c->route.origin,
+                        names[c->auth], (void *)c);
+    return 1;
+}
+
+/* ---------- options ----------------------------------------------------- */
+
+static const char *opt_string(lua_State *L, const char *name, size_t *len)
+{
+    const char *s = NULL;
+    lua_getfield(L, 1, name);
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "acscall.new: option '%s' must be a string", name);
+        s = lua_tolstring(L, -1, len);
+    }
+    lua_pop(L, 1); /* the string stays reachable from the options table */
+    return s;
+}
+
+static long opt_ms(lua_State *L, const char *name, long dflt)
+{
+    long v = dflt;
+    lua_getfield(L, 1, name);
+    if (!lua_isnil(L, -1)) {
+        lua_Number n;
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            luaL_error(L, "acscall.new: option '%s' must be a number (seconds)",
+                       name);
+        n = lua_tonumber(L, -1);
+        if (!(n > 0 && n <= 86400))
+            luaL_error(L, "acscall.new: option '%s' must be > 0 and <= 86400",
+                       name);
+        v = (long)(n * 1000.0 + 0.5);
+        if (v < 1)
+            v = 1;
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* core.new(opts) -> client. Every mistake here is the programmer's: raise. */
+static int l_new(lua_State *L)
+{
+    acs_client *c;
+    size_t eplen = 0, cslen = 0, keylen = 0, toklen = 0, ualen = 0;
+    const char *endpoint, *cs, *key, *token, *ua, *ca_file, *api, *err;
+    acs_span cs_ep = {NULL, 0}, cs_key = {NULL, 0};
+    acs_transport_opts to;
+    int has_provider, n_auth;
+    char ua_full[512];
+    lua_Number max_body = ACS_DEFAULT_MAX_BODY;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    endpoint = opt_string(L, "endpoint", &eplen);
+    cs = opt_string(L, "connection_string", &cslen);
+    key = opt_string(L, "access_key", &keylen);
+    token = opt_string(L, "token", &toklen);
+    ua = opt_string(L, "user_agent", &ualen);
+    ca_file = opt_string(L, "ca_file", NULL);
+    api = opt_string(L, "api_version", NULL);
+    lua_getfield(L, 1, "token_provider");
+    has_provider = !lua_isnil(L, -1);
+    if (has_provider && lua_type(L, -1) != LUA_TFUNCTION)
+        luaL_error(L, "acscall.new: option 'token_provider' must be a function");
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "max_body");
+    if (!lua_isnil(L, -1)) {
+        max_body = lua_tonumber(L, -1);
+        if (lua_type(L, -1) != LUA_TNUMBER || !(max_body >= 1024 && max_body <= 1e9))
+            luaL_error(L, "acscall.new: option 'max_body' must be a number of "
+                          "bytes in [1024, 1e9]");
+    }
+    lua_pop(L, 1);
+
+    if (cs) {
+        if (endpoint)
+            luaL_error(L, "acscall.new: give 'endpoint' or 'connection_string', "
+                          "not both");
+        if ((err = acs_connstr_parse(cs, cslen, &cs_ep, &cs_key)) != NULL)
+            luaL_error(L, "acscall.new: %s", err);
+        if (key)
+            luaL_error(L, "acscall.new: give 'access_key' or 'connection_string', "
+                          "not both");
+        key = cs_key.p;
+        keylen = cs_key.len;
+        /* the endpoint as a NUL-terminated string, owned by the Lua stack */
+        lua_pushlstring(L, cs_ep.p, cs_ep.len);
+        endpoint = lua_tostring(L, -1);
+    }
+    if (endpoint == NULL)
+        luaL_error(L, "acscall.new: missing 'endpoint' (or 'connection_string')");
+    n_auth = (key != NULL) + (token != NULL) + has_provider;
+    if (n_auth == 0)
+        luaL_error(L, "acscall.new: missing credentials: give 'token', "
+                      "'access_key', 'connection_string' or 'token_provider'");
+    if (n_auth > 1)
+        luaL_error(L, "acscall.new: give exactly one of 'token', 'access_key' "
+                      "(or a connection string) and 'token_provider'");
+    if (token && (toklen == 0 || acs_has_crlf(token, toklen)))
+        luaL_error(L, "acscall.new: 'token' must be non-empty, without CR, LF "
+                      "or NUL");
+    if (ua && (acs_has_crlf(ua, ualen) || ualen > 256))
+        luaL_error(L, "acscall.new: 'user_agent' must be at most 256 bytes, "
+                      "without CR, LF or NUL");
+    if (api && (api[0] == '\0' || strlen(api) > 64))
+        luaL_error(L, "acscall.new: 'api_version' must be 1 to 64 bytes");
+
+    /* The userdata exists, zeroed and with its metatable, before anything
+     * is acquired: from here on __gc releases whatever was acquired. */
+    c = lua_newuserdata(L, sizeof *c);
+    memset(c, 0, sizeof *c);
+    c->provider_ref = LUA_NOREF;
+    luaL_getmetatable(L, CLIENT_MT);
+    lua_setmetatable(L, -2);
+
+    if ((err = acs_route_init(&c->route, endpoint,
+                              api ? api : ACS_DEFAULT_API_VERSION)) != NULL)
+        luaL_error(L, "acscall.new: %s", err);
+    if (key) {
+        if ((err = acs_key_decode(key, keylen, c->key, &c->keylen)) != NULL)
+            luaL_error(L, "acscall.new: %s", err);
+        c->auth = AUTH_HMAC;
+    } else if (token) {
+        size_t n = toklen + sizeof "Authorization: Bearer ";
+        c->token = malloc(n);
+        if (c->token == NULL)
+            luaL_error(L, "acscall.new: out of memory");
+        memcpy(c->token, "Authorization: Bearer ", sizeof "Authorization: Bearer " - 1);
+        memcpy(c->token + sizeof "Authorization: Bearer " - 1, token, toklen + 1);
+        c->auth = AUTH_TOKEN;
+    } else {
+        lua_getfield(L, 1, "token_provider");
+        c->provider_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        c->auth = AUTH_PROVIDER;
+    }
+
+    /* User-Agent: acscall/<v> Lua/<x.y> libcurl/<v> [suffix] */
+    {
+        const char *lv = LUA_VERSION; /* "Lua 5.4" */
+        curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+        snprintf(ua_full, sizeof ua_full, "acscall/%s Lua/%s libcurl/%s%s%s",
+                 ACS_VERSION, lv + 4, cv->version, ua ? " " : "", ua ? ua : "");
+    }
+    to.connect_timeout_ms = opt_ms(L, "connect_timeout",
+                                   ACS_DEFAULT_CONNECT_TIMEOUT_MS);
+    to.timeout_ms = opt_ms(L, "timeout", ACS_DEFAULT_TIMEOUT_MS);
+    to.max_body = (size_t)max_body;
+    to.ca_file = ca_file;
+    to.user_agent = ua_full;
+    if ((err = acs_transport_init(&c->tr, &to)) != NULL)
+        luaL_error(L, "acscall.new: %s", err);
+    return 1;
+}
+
+/* ---------- get_call ---------------------------------------------------- */
+
+/* Fetch the bearer token from the provider; leaves it on the stack.
+ * Returns NULL or a one-line reason (kind "auth"). */
+static const char *provide_token(lua_State *L, acs_client *c)
+{
+    size_t len;
+    const char *tok;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->provider_ref);
+    if (lua_pcall(L, 0, 1, 0) != 0) {
+        /* the provider's own error text may say anything: do not echo it */
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        return "token_provider raised an error";
+    }
+    if (lua_type(L, -1) != LUA_TSTRING)
+        return "token_provider did not return a string";
+    tok = lua_tolstring(L, -1, &len);
+    if (len == 0 || acs_has_crlf(tok, len))
+        return "token_provider returned an empty token or one with CR, LF or NUL";
+    return NULL;
+}
+
+static int ensure_url(acs_client *c, size_t need)
+{
+    if (need > c->url_cap) {
+        char *p = realloc(c->url, need);
+        if (p == NULL)
+            return -1;
+        c->url = p;
+        c->url_cap = need;
+    }
+    return 0;
+}
+
+static struct curl_slist *add(struct curl_slist *l, const char *h, int *ok)
+{
+    struct curl_slist *n;
+    if (!*ok)
+        return l;
+    n = curl_slist_append(l, h);
+    if (n == NULL) {
+        *ok = 0;
+        return l;
+    }
+    return n;
+}
+
+/* Builds the request headers. Pure C: nothing here can raise. */
+static struct curl_slist *build_headers(acs_client *c, const char *crid,
+                                        const char *bearer, size_t pq_off,
+                                        const char **why)
+{
+    char line[600];
+    int ok = 1;
+    struct curl_slist *l = NULL;
+
+    l = add(l, "Accept: application/json", &ok);
+    snprintf(line, sizeof line, "x-ms-client-request-id: %s", crid);
+    l = add(l, line, &ok);
+    snprintf(line, sizeof line, "Host: %s", c->route.host);
+    l = add(l, line, &ok);
+    if (c->auth == AUTH_TOKEN) {
+        l = add(l, c->token, &ok);
+    } else if (c->auth == AUTH_PROVIDER) {
+        size_t n = strlen(bearer) + sizeof "Authorization: Bearer ";
+        char *h = malloc(n);
+        if (h == NULL) {
+            ok = 0;
+        } else {
+            snprintf(h, n, "Authorization: Bearer %s", bearer);
+            l = add(l, h, &ok);
+            secret_free(h);
+        }
+    } else {
+        char date[ACS_DATE_LEN + 1], hash[ACS_B64_SHA256_LEN + 1];
+        char sig[ACS_B64_SHA256_LEN + 1];
+        const char *pq = c->url + pq_off;
+        acs_format_date(time(NULL), date); /* per attempt: fresh */
+        acs_content_hash("", 0, hash);
+        if (acs_sign(c->key, c->keylen, "GET", pq, strlen(pq), date,
+                     c->route.host, hash, sig) != 0) {
+            *why = "signing failed (libcrypto)";
+            curl_slist_free_all(l);
+            return NULL;
+        }
+        snprintf(line, sizeof line, "x-ms-date: %s", date);
+        l = add(l, line, &ok);
+        snprintf(line, sizeof line, "x-ms-content-sha256: %s", hash);
+        l = add(l, line, &ok);
+        snprintf(line, sizeof line, "Authorization: %s%s", ACS_HMAC_AUTH_PREFIX,
+                 sig);
+        l = add(l, line, &ok);
+        OPENSSL_cleanse(line, sizeof line);
+    }
+    if (!ok) {
+        curl_slist_free_all(l);
+        *why = "out of memory";
+        return NULL;
+    }
+    return l;
+}
+
+/* client:get_call(id) -> call | nil, message, info */
+static int l_get_call(lua_State *L)
+{
+    acs_client *c = check_open(L);
+    size_t idlen, olen, plen, qlen, pos;
+    const char *id = luaL_checklstring(L, 2, &idlen);
+    const char *bearer = NULL, *why = NULL;
+    char crid[37];
+    acs_resp_meta meta;
+    struct curl_slist *hdrs;
+    int rc;
+
+    luaL_argcheck(L, idlen > 0, 2, "call id must not be empty");
+    luaL_argcheck(L, idlen <= ACS_ID_MAX, 2, "call id is too long");
+    lua_settop(L, 2);
+    memset(&meta, 0, sizeof meta);
+    if (acs_uuid4(crid) != 0)
+        return acs_push_failure(L, "transport", 0, "no random bytes for a request id", &meta);
+    meta.client_request_id = crid;
+
+    if (c->auth == AUTH_PROVIDER) {
+        if ((why = provide_token(L, c)) != NULL)
+            return acs_push_failure(L, "auth", 0, why, &meta);
+        bearer = lua_tostring(L, -1); /* anchored on the stack */
+    }
+    olen = strlen(c->route.origin);
+    plen = strlen(c->route.prefix);
+    qlen = strlen(c->route.query);
+    if (ensure_url(c, olen + plen + 3 * idlen + qlen + 1) != 0)
+        return acs_push_failure(L, "transport", 0, "out of memory", &meta);
+    memcpy(c->url, c->route.origin, olen);
+    memcpy(c->url + olen, c->route.prefix, plen);
+    pos = olen + plen;
+    pos += acs_encode_segment(id, idlen, c->url + pos);
+    memcpy(c->url + pos, c->route.query, qlen + 1);
+
+    hdrs = build_headers(c, crid, bearer, olen, &why);
+    if (hdrs == NULL)
+        return acs_push_failure(L, "auth", 0, why, &meta);
+    rc = acs_transport_get(&c->tr, c->url, hdrs);
+    meta.attempts = 1;
+    meta.request_id = c->tr.request_id[0] ? c->tr.request_id : NULL;
+    meta.content_type = c->tr.content_type[0] ? c->tr.content_type : NULL;
+    if (rc == ACS_TR_TOO_LARGE)
+        return acs_push_failure(L, "decode", c->tr.status,
+                                acs_transport_error(&c->tr, rc), &meta);
+    if (rc != 0)
+        return acs_push_failure(L, "transport", 0,
+                                acs_transport_error(&c->tr, rc), &meta);
+    return acs_decode_push(L, c->tr.status, c->tr.body ? c->tr.body : "",
+                           c->tr.len, &meta);
+}
+
+/* ---------- pure entry points ------------------------------------------ */
+
+/* core.sign{method=, url=, date=, body=, access_key=} -> headers table */
+static int l_sign(lua_State *L)
+{
+    size_t keylen, bodylen = 0, kbuflen;
+    const char *method, *url, *key, *body = "", *err;
+    char date[ACS_DATE_LEN + 1], hash[ACS_B64_SHA256_LEN + 1];
+    char sig[ACS_B64_SHA256_LEN + 1];
+    unsigned char kbuf[ACS_KEY_MAX];
+    char *host, *pq, hbuf[300];
+    int rc;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_getfield(L, 1, "method");
+    lua_getfield(L, 1, "url");
+    lua_getfield(L, 1, "body");
+    lua_getfield(L, 1, "access_key");
+    lua_getfield(L, 1, "date");
+    method = lua_isnil(L, 2) ? "GET" : lua_tostring(L, 2);
+    if (method == NULL || lua_type(L, 2) == LUA_TNUMBER)
+        return luaL_error(L, "acscall.sign: 'method' must be a string");
+    if (lua_type(L, 3) != LUA_TSTRING)
+        return luaL_error(L, "acscall.sign: 'url' must be a string");
+    url = lua_tostring(L, 3);
+    if (!lua_isnil(L, 4)) {
+        if (lua_type(L, 4) != LUA_TSTRING)
+            return luaL_error(L, "acscall.sign: 'body' must be a string");
+        body = lua_tolstring(L, 4, &bodylen);
+    }
+    if (lua_type(L, 5) != LUA_TSTRING)
+        return luaL_error(L, "acscall.sign: 'access_key' must be a string");
+    key = lua_tolstring(L, 5, &keylen);
+    if (lua_type(L, 6) == LUA_TSTRING) {
+        size_t dl;
+        const char *d = lua_tolstring(L, 6, &dl);
+        if (dl > ACS_DATE_LEN || acs_has_crlf(d, dl))
+            return luaL_error(L, "acscall.sign: 'date' is not an HTTP date");
+        memcpy(date, d, dl + 1);
+    } else if (lua_type(L, 6) == LUA_TNUMBER) {
+        acs_format_date((time_t)lua_tonumber(L, 6), date);
+    } else if (lua_isnil(L, 6)) {
+        acs_format_date(time(NULL), date);
+    } else {
+        return luaL_error(L, "acscall.sign: 'date' must be a string or epoch seconds");
+    }
+    if ((err = acs_key_decode(key, keylen, kbuf, &kbuflen)) != NULL) {
+        OPENSSL_cleanse(kbuf, sizeof kbuf);
+        return luaL_error(L, "acscall.sign: %s", err);
+    }
+    if ((err = acs_url_split(url, &host, &pq)) != NULL) {
+        OPENSSL_cleanse(kbuf, sizeof kbuf);
+        return luaL_error(L, "acscall.sign: url: %s", err);
+    }
+    acs_content_hash(body, bodylen, hash);
+    rc = acs_sign(kbuf, kbuflen, method, pq, strlen(pq), date, host, hash, sig);
+    OPENSSL_cleanse(kbuf, sizeof kbuf);
+    free(pq);
+    snprintf(hbuf, sizeof hbuf, "%s", host); /* host is < 300 bytes */
+    free(host);
+    /* nothing malloc'd is alive past here: Lua may raise (OOM) safely */
+    if (rc != 0)
+        return luaL_error(L, "acscall.sign: libcrypto failed");
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, hbuf);
+    lua_setfield(L, -2, "host");
+    lua_pushstring(L, date);
+    lua_setfield(L, -2, "x-ms-date");
+    lua_pushstring(L, hash);
+    lua_setfield(L, -2, "x-ms-content-sha256");
+    lua_pushfstring(L, "%s%s", ACS_HMAC_AUTH_PREFIX, sig);
+    lua_setfield(L, -2, "authorization");
+    return 1;
+}
+
+/* core.http_date([epoch]) -> "Wed, 13 Apr 2022 18:09:12 GMT" */
+static int l_http_date(lua_State *L)
+{
+    char date[ACS_DATE_LEN + 1];
+    time_t t = lua_isnoneornil(L, 1) ? time(NULL) : (time_t)luaL_checknumber(L, 1);
+    acs_format_date(t, date);
+    lua_pushstring(L, date);
+    return 1;
+}
+
+/* core.uuid() -> random UUID v4 (the x-ms-client-request-id format) */
+static int l_uuid(lua_State *L)
+{
+    char u[37];
+    if (acs_uuid4(u) != 0)
+        return luaL_error(L, "acscall.uuid: no random bytes");
+    lua_pushstring(L, u);
+    return 1;
+}
+
+static const luaL_Reg client_methods[] = {
+    {"get_call", l_get_call},
+    {"close", l_close},
+    {NULL, NULL}};
+
+static const luaL_Reg client_meta[] = {
+    {"__gc", l_close},
+    {"__close", l_close},
+    {"__tostring", l_tostring},
+    {NULL, NULL}};
+
+static const luaL_Reg module_funcs[] = {
+    {"new", l_new},
+    {"sign", l_sign},
+    {"decode", acs_l_decode},
+    {"raw_id", acs_l_raw_id},
+    {"identifier_from_raw_id", acs_l_identifier_from_raw_id},
+    {"http_date", l_http_date},
+    {"uuid", l_uuid},
+    {NULL, NULL}};
+
+int luaopen_acscall_core(lua_State *L);
+int luaopen_acscall_core(lua_State *L)
+{
+    if (acs_transport_global_init() != 0)
+        return luaL_error(L, "acscall: libcurl initialisation failed");
+    acs_decode_init(L, ACS_DEFAULT_MAX_DEPTH);
+    if (luaL_newmetatable(L, CLIENT_MT)) {
+        acs_setfuncs(L, client_meta);
+        lua_newtable(L);
+        acs_setfuncs(L, client_methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, "acscall.client");
+        lua_setfield(L, -2, "__name");
+    }
+    lua_pop(L, 1);
+    lua_newtable(L);
+    acs_setfuncs(L, module_funcs);
+    lua_pushliteral(L, ACS_VERSION);
+    lua_setfield(L, -2, "_VERSION");
+    lua_pushliteral(L, ACS_DEFAULT_API_VERSION);
+    lua_setfield(L, -2, "DEFAULT_API_VERSION");
+    return 1;
+}

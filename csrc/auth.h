@@ -1,0 +1,51 @@
+/* auth.h - credentials and HMAC-SHA256 request signing (pure, no I/O, no clock).
+ * Scheme and vectors: ../shared/acs/hmac.md (the official SDKs' scheme). */
+#ifndef ACS_AUTH_H
+#define ACS_AUTH_H
+
+#include <stddef.h>
+#include <time.h>
+
+#define ACS_DATE_LEN 29        /* "Wed, 13 Apr 2022 18:09:12 GMT" */
+#define ACS_B64_SHA256_LEN 44  /* base64 of 32 bytes */
+#define ACS_KEY_MAX 512        /* decoded access key bytes we accept */
+
+typedef struct {
+    const char *p; /* points into the parsed input; not NUL-terminated */
+    size_t len;
+} acs_span;
+
+/* Parse "endpoint=...;accesskey=..." as the SDKs do (sdk-behaviour.md):
+ * keys case-insensitive, any order, split on ';' and the first '=', whitespace
+ * trimmed around keys and values, empty segments skipped. Returns NULL and
+ * fills both spans, or a static one-line error (never quoting the input). */
+const char *acs_connstr_parse(const char *s, size_t len, acs_span *endpoint,
+                              acs_span *access_key);
+
+/* Decode a base64 access key into out[ACS_KEY_MAX]. Returns NULL or a static
+ * error ("access key is not valid base64", "access key is empty", ...). */
+const char *acs_key_decode(const char *b64, size_t len, unsigned char *out,
+                           size_t *outlen);
+
+/* x-ms-date for a UTC instant: IMF-fixdate, English names whatever the locale. */
+void acs_format_date(time_t t, char out[ACS_DATE_LEN + 1]);
+
+/* base64(SHA-256(body)), NUL-terminated. */
+void acs_content_hash(const char *body, size_t len,
+                      char out[ACS_B64_SHA256_LEN + 1]);
+
+/* base64(HMAC-SHA256(key, method "\n" path_and_query "\n" date ";" host ";"
+ * content_hash)), NUL-terminated. Returns 0, or -1 if libcrypto failed. */
+int acs_sign(const unsigned char *key, size_t keylen, const char *method,
+             const char *path_and_query, size_t pq_len, const char *date,
+             const char *host, const char *content_hash,
+             char out[ACS_B64_SHA256_LEN + 1]);
+
+/* The Authorization value prefix; the signature follows it. */
+#define ACS_HMAC_AUTH_PREFIX \
+    "HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature="
+
+/* Random UUID v4 (RAND_bytes), 36 chars + NUL. Returns 0 or -1. */
+int acs_uuid4(char out[37]);
+
+#endif

@@ -1,0 +1,186 @@
+/* request.c - stage 1: endpoint checking and URL pieces (libcurl's URL
+ * parser does the parsing; we decide what is allowed). */
+#include "request.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+static int is_loopback(const char *host)
+{
+    const char *p;
+    if (strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0)
+        return 1;
+    if (strncmp(host, "127.", 4) != 0)
+        return 0;
+    for (p = host + 4; *p; p++)
+        if (!isdigit((unsigned char)*p) && *p != '.')
+            return 0;
+    return 1;
+}
+
+void acs_route_free(acs_route *r)
+{
+    free(r->origin);
+    free(r->host);
+    free(r->prefix);
+    free(r->query);
+    memset(r, 0, sizeof *r);
+}
+
+static char *dup_printf(const char *fmt, const char *a, const char *b,
+                        const char *c)
+{
+    size_t n = strlen(fmt) + strlen(a) + strlen(b) + strlen(c) + 1;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, fmt, a, b, c);
+    return s;
+}
+
+/* The Host header for a parsed URL: lower-case host, plus the port only
+ * when it is not the scheme's default (hmac.md: what is sent is what is
+ * signed). Also checks the scheme. Returns NULL or a static error. */
+static const char *host_header(CURLU *u, int strict, char hostport[300],
+                               int *tls)
+{
+    char *scheme = NULL, *host = NULL, *port = NULL, *p;
+    const char *err = NULL;
+
+    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+    curl_url_get(u, CURLUPART_HOST, &host, 0);
+    curl_url_get(u, CURLUPART_PORT, &port, 0); /* only when given */
+    if (scheme == NULL || host == NULL) {
+        err = "not a valid URL";
+        goto done;
+    }
+    for (p = host; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    *tls = strcmp(scheme, "https") == 0;
+    if (!*tls && (strcmp(scheme, "http") != 0 || (strict && !is_loopback(host)))) {
+        err = "endpoint must be https:// (http:// only to a loopback host)";
+        goto done;
+    }
+    if (port && strcmp(port, *tls ? "443" : "80") != 0)
+        snprintf(hostport, 300, "%s:%s", host, port);
+    else
+        snprintf(hostport, 300, "%s", host);
+    if (strlen(hostport) >= 299)
+        err = "host name is too long";
+done:
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    return err;
+}
+
+const char *acs_route_init(acs_route *r, const char *endpoint,
+                           const char *api_version)
+{
+    CURLU *u = curl_url();
+    char *path = NULL, *extra = NULL, *ver = NULL;
+    const char *err = NULL;
+    char hostport[300];
+    size_t plen;
+
+    memset(r, 0, sizeof *r);
+    if (u == NULL)
+        return "out of memory";
+    if (curl_url_set(u, CURLUPART_URL, endpoint, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK) {
+        err = "endpoint is not a valid URL";
+        goto done;
+    }
+    if (curl_url_get(u, CURLUPART_USER, &extra, 0) == CURLUE_OK ||
+        curl_url_get(u, CURLUPART_QUERY, &extra, 0) == CURLUE_OK ||
+        curl_url_get(u, CURLUPART_FRAGMENT, &extra, 0) == CURLUE_OK) {
+        err = "endpoint must not carry credentials, a query or a fragment";
+        goto done;
+    }
+    if ((err = host_header(u, 1, hostport, &r->tls)) != NULL)
+        goto done;
+    plen = strlen(path);
+    while (plen > 0 && path[plen - 1] == '/')
+        path[--plen] = '\0';
+    ver = curl_easy_escape(NULL, api_version, 0);
+    r->origin = dup_printf("%s://%s%s", r->tls ? "https" : "http", hostport, "");
+    r->host = dup_printf("%s%s%s", hostport, "", "");
+    r->prefix = dup_printf("%s%s%s", path, "/calling/callConnections/", "");
+    r->query = ver ? dup_printf("%s%s%s", "?api-version=", ver, "") : NULL;
+    if (!r->origin || !r->host || !r->prefix || !r->query) {
+        acs_route_free(r);
+        err = "out of memory";
+    }
+done:
+    curl_free(ver);
+    curl_free(extra);
+    curl_free(path);
+    curl_url_cleanup(u);
+    return err;
+}
+
+const char *acs_url_split(const char *url, char **host, char **pq)
+{
+    CURLU *u = curl_url();
+    char *path = NULL, *query = NULL;
+    const char *err = NULL;
+    char hostport[300];
+    int tls;
+
+    *host = *pq = NULL;
+    if (u == NULL)
+        return "out of memory";
+    if (curl_url_set(u, CURLUPART_URL, url, CURLU_PATH_AS_IS) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK) {
+        err = "not a valid URL";
+        goto done;
+    }
+    if ((err = host_header(u, 0, hostport, &tls)) != NULL)
+        goto done;
+    curl_url_get(u, CURLUPART_QUERY, &query, 0);
+    *host = dup_printf("%s%s%s", hostport, "", "");
+    *pq = dup_printf("%s%s%s", path, query ? "?" : "", query ? query : "");
+    if (*host == NULL || *pq == NULL) {
+        free(*host);
+        free(*pq);
+        *host = *pq = NULL;
+        err = "out of memory";
+    }
+done:
+    curl_free(path);
+    curl_free(query);
+    curl_url_cleanup(u);
+    return err;
+}
+
+size_t acs_encode_segment(const char *id, size_t len, char *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t i, o = 0;
+    int all_dots = len <= 2;
+    for (i = 0; i < len && all_dots; i++)
+        all_dots = id[i] == '.';
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)id[i];
+        if ((isalnum(c) && c < 128) || c == '-' || c == '_' || c == '~' ||
+            c == '!' || c == '*' || c == '\'' || c == '(' || c == ')' ||
+            (c == '.' && !all_dots)) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+int acs_has_crlf(const char *s, size_t len)
+{
+    return memchr(s, '\r', len) || memchr(s, '\n', len) ||
+           memchr(s, '\0', len);
+}

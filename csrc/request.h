@@ -1,0 +1,40 @@
+/* request.h - stage 1: the route of a Get Call request (URL, Host, path),
+ * built once per client from the endpoint, plus per-call id encoding. Pure. */
+#ifndef ACS_REQUEST_H
+#define ACS_REQUEST_H
+
+#include <stddef.h>
+
+#define ACS_DEFAULT_API_VERSION "2026-03-12"
+#define ACS_ID_MAX 1024 /* bytes of call id accepted (encoded: up to 3x) */
+
+typedef struct {
+    char *origin;    /* "https://host[:port]" as curl will connect to it */
+    char *host;      /* the Host header sent and signed: lower-case host[:port] */
+    char *prefix;    /* endpoint path without trailing '/' + "/calling/callConnections/" */
+    char *query;     /* "?api-version=<encoded>" */
+    int tls;         /* https */
+} acs_route;
+
+/* Parse and check the endpoint: https://, or http:// to a loopback host
+ * (localhost, 127.0.0.0/8, [::1]) for the emulator; no credentials, query
+ * or fragment. Returns NULL or a static error. On error r holds nothing. */
+const char *acs_route_init(acs_route *r, const char *endpoint,
+                           const char *api_version);
+void acs_route_free(acs_route *r);
+
+/* For signing any URL: its Host header value and its path and query exactly
+ * as given (already percent-encoded). Both malloc'd (caller frees) or NULL
+ * and a static error. */
+const char *acs_url_split(const char *url, char **host, char **pq);
+
+/* Percent-encode a call id as one path segment (JavaScript's
+ * encodeURIComponent set, as the SDKs do; "." and ".." are encoded too so
+ * they can never be dot segments). out needs 3 * len + 1 bytes; returns the
+ * encoded length. */
+size_t acs_encode_segment(const char *id, size_t len, char *out);
+
+/* 1 if s (a header value) has CR, LF or NUL in its first len bytes. */
+int acs_has_crlf(const char *s, size_t len);
+
+#endif

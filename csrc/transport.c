@@ -1,0 +1,193 @@
+/* transport.c - stage 2 over libcurl's easy interface. */
+#include "transport.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static int global_rc = -1; /* written once, under pthread_once */
+
+static void global_init(void)
+{
+    global_rc = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+}
+
+int acs_transport_global_init(void)
+{
+    /* Never cleaned up: other code in the process (or another Lua state)
+     * may still use libcurl. */
+    pthread_once(&global_once, global_init);
+    return global_rc;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *ud)
+{
+    acs_transport *t = ud;
+    size_t len = size * n;
+    if (len > t->max_body - t->len) {
+        t->overflow = 1;
+        return 0; /* abort: CURLE_WRITE_ERROR */
+    }
+    if (t->len + len + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 16384;
+        char *p;
+        while (cap < t->len + len + 1)
+            cap *= 2;
+        p = realloc(t->body, cap);
+        if (p == NULL)
+            return 0;
+        t->body = p;
+        t->cap = cap;
+    }
+    memcpy(t->body + t->len, data, len);
+    t->len += len;
+    t->body[t->len] = '\0';
+    return len;
+}
+
+static int header_is(const char *line, size_t len, const char *name,
+                     size_t nlen)
+{
+    size_t i;
+    if (len <= nlen || line[nlen] != ':')
+        return 0;
+    for (i = 0; i < nlen; i++)
+        if (tolower((unsigned char)line[i]) != name[i])
+            return 0;
+    return 1;
+}
+
+static void keep(char *dst, size_t dstlen, const char *v, size_t vlen)
+{
+    while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+        v++;
+        vlen--;
+    }
+    while (vlen > 0 && isspace((unsigned char)v[vlen - 1]))
+        vlen--;
+    if (vlen >= dstlen)
+        vlen = dstlen - 1;
+    memcpy(dst, v, vlen);
+    dst[vlen] = '\0';
+}
+
+#define CAPTURE(field, name)                                                 \
+    if (header_is(line, len, name, sizeof(name) - 1)) {                      \
+        keep(t->field, sizeof t->field, line + sizeof(name),                  \
+             len - sizeof(name));                                            \
+        return len;                                                          \
+    }
+
+static void reset_response(acs_transport *t)
+{
+    t->len = 0;
+    t->overflow = 0;
+    t->status = 0;
+    t->request_id[0] = t->content_type[0] = t->retry_after[0] = '\0';
+    t->retry_after_ms[0] = t->x_retry_after_ms[0] = '\0';
+    t->errbuf[0] = '\0';
+    if (t->body)
+        t->body[0] = '\0';
+}
+
+static size_t on_header(char *line, size_t size, size_t n, void *ud)
+{
+    acs_transport *t = ud;
+    size_t len = size * n;
+    if (len > 5 && memcmp(line, "HTTP/", 5) == 0) {
+        /* a new response (e.g. after 100 Continue): forget the last */
+        t->request_id[0] = t->content_type[0] = t->retry_after[0] = '\0';
+        t->retry_after_ms[0] = t->x_retry_after_ms[0] = '\0';
+        return len;
+    }
+    CAPTURE(request_id, "x-ms-request-id")
+    CAPTURE(content_type, "content-type")
+    CAPTURE(retry_after, "retry-after")
+    CAPTURE(retry_after_ms, "retry-after-ms")
+    CAPTURE(x_retry_after_ms, "x-ms-retry-after-ms")
+    return len;
+}
+
+const char *acs_transport_init(acs_transport *t, const acs_transport_opts *o)
+{
+    CURL *e;
+    if (acs_transport_global_init() != 0)
+        return "libcurl initialisation failed";
+    e = t->easy = curl_easy_init();
+    if (e == NULL)
+        return "libcurl: cannot create a handle";
+    t->max_body = o->max_body;
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L); /* never follow */
+#if LIBCURL_VERSION_NUM >= 0x075500
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS, CURLPROTO_HTTP | CURLPROTO_HTTPS);
+#endif
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L); /* the path we signed */
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (o->ca_file && curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file) != CURLE_OK)
+        return "libcurl: cannot set ca_file";
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, o->user_agent);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    return NULL;
+}
+
+void acs_transport_free(acs_transport *t)
+{
+    if (t->easy)
+        curl_easy_cleanup(t->easy);
+    curl_slist_free_all(t->headers);
+    free(t->body);
+    t->easy = NULL;
+    t->headers = NULL;
+    t->body = NULL;
+    t->len = t->cap = 0;
+}
+
+int acs_transport_get(acs_transport *t, const char *url,
+                      struct curl_slist *headers)
+{
+    CURLcode rc;
+    curl_slist_free_all(t->headers);
+    t->headers = headers;
+    if (t->cap > 1024 * 1024) { /* do not keep one huge answer's memory */
+        free(t->body);
+        t->body = NULL;
+        t->cap = 0;
+    }
+    reset_response(t);
+    curl_easy_setopt(t->easy, CURLOPT_URL, url);
+    curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, headers);
+    rc = curl_easy_perform(t->easy);
+    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+    if (t->overflow)
+        return ACS_TR_TOO_LARGE;
+    if (rc == CURLE_WRITE_ERROR)
+        return ACS_TR_NOMEM;
+    if (rc != CURLE_OK)
+        return (int)rc;
+    return 0;
+}
+
+const char *acs_transport_error(const acs_transport *t, int rc)
+{
+    if (rc == ACS_TR_TOO_LARGE)
+        return "response body exceeds the max_body limit";
+    if (rc == ACS_TR_NOMEM)
+        return "out of memory while reading the response";
+    if (t->errbuf[0])
+        return t->errbuf;
+    return curl_easy_strerror((CURLcode)rc);
+}

@@ -1,0 +1,57 @@
+/* transport.h - stage 2: one GET over a reused libcurl easy handle
+ * (keep-alive), body into a capped buffer. Knows nothing of JSON or signing.
+ * Callbacks only copy bytes into C buffers: no Lua, so no longjmp can cross
+ * libcurl. */
+#ifndef ACS_TRANSPORT_H
+#define ACS_TRANSPORT_H
+
+#include <stddef.h>
+#include <curl/curl.h>
+
+#define ACS_DEFAULT_MAX_BODY (4u * 1024u * 1024u)
+#define ACS_DEFAULT_CONNECT_TIMEOUT_MS 10000L
+#define ACS_DEFAULT_TIMEOUT_MS 30000L
+
+/* acs_transport_get results besides CURLcode values (all > CURL_LAST) */
+#define ACS_TR_TOO_LARGE 1000 /* body exceeded max_body */
+#define ACS_TR_NOMEM 1001
+
+typedef struct {
+    long connect_timeout_ms;
+    long timeout_ms;     /* one attempt, connect included */
+    size_t max_body;
+    const char *ca_file; /* NULL: the system's CA store */
+    const char *user_agent;
+} acs_transport_opts;
+
+typedef struct {
+    CURL *easy;
+    struct curl_slist *headers; /* this request's; freed at the next or at close */
+    char *body;
+    size_t len, cap, max_body;
+    int overflow;
+    long status;
+    /* response headers the layers above need (truncated if absurdly long) */
+    char request_id[128];
+    char content_type[128];
+    char retry_after[64];
+    char retry_after_ms[32];
+    char x_retry_after_ms[32];
+    char errbuf[CURL_ERROR_SIZE];
+} acs_transport;
+
+/* One-time, thread-safe libcurl initialisation (curl_global_init). 0 or -1. */
+int acs_transport_global_init(void);
+
+/* Returns NULL or a static error. t must be zeroed first; on error, free it. */
+const char *acs_transport_init(acs_transport *t, const acs_transport_opts *o);
+void acs_transport_free(acs_transport *t); /* idempotent */
+
+/* Perform GET url with headers (ownership taken). Returns 0 when a response
+ * arrived (t->status, t->body, headers filled), else a CURLcode or ACS_TR_*;
+ * acs_transport_error() then describes it in one line. */
+int acs_transport_get(acs_transport *t, const char *url,
+                      struct curl_slist *headers);
+const char *acs_transport_error(const acs_transport *t, int rc);
+
+#endif

@@ -1,0 +1,130 @@
+--- acscall: inspect live Azure Communication Services calls from Lua.
+-- The wire work (request building, HMAC signing, libcurl transport, JSON
+-- shaping) is in the C core `acscall.core`; this layer adds names: enums,
+-- identifier helpers, iterators.
+-- @module acscall
+
+local core = require "acscall.core"
+
+local M = {
+  _VERSION = core._VERSION,
+  DEFAULT_API_VERSION = core.DEFAULT_API_VERSION,
+}
+
+--- Create a client.
+-- @tparam table opts `endpoint` + one credential (`token`, `access_key`,
+--  `token_provider`), or `connection_string`; optional `api_version`,
+--  `ca_file`, `timeout`, `connect_timeout` (seconds), `max_body` (bytes),
+--  `user_agent` (a suffix).
+-- @treturn client
+-- @raise on a programmer mistake (missing endpoint or credential, wrong type)
+function M.new(opts)
+  if type(opts) ~= "table" then
+    error("acscall.new: options table expected, got " .. type(opts), 2)
+  end
+  return core.new(opts)
+end
+
+--- Signing headers for a request (pure, no I/O).
+-- @function sign
+-- @tparam table req `{method=, url=, date=, body=, access_key=}`
+-- @treturn table headers: `host`, `x-ms-date`, `x-ms-content-sha256`, `authorization`
+M.sign = core.sign
+
+--- Decode a response (pure, no I/O).
+-- @function decode
+-- @tparam integer status HTTP status
+-- @tparam string body response body
+-- @tparam[opt] table headers response headers (names in any case)
+-- @return call table, or `nil, message, info`
+M.decode = core.decode
+
+--- The rawId of an identifier (the one the service sent, else derived).
+-- @function raw_id
+M.raw_id = core.raw_id
+
+--- An identifier (wire shape) from a rawId.
+-- @function identifier_from_raw_id
+M.identifier_from_raw_id = core.identifier_from_raw_id
+
+--- An HTTP date (IMF-fixdate, as sent in `x-ms-date`) for epoch seconds.
+-- @function http_date
+M.http_date = core.http_date
+
+local function enum(...)
+  local t = {}
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    t[v] = v
+  end
+  return t
+end
+
+--- Enums of get-call.txt. Values are the wire strings; the service may send
+-- values not listed here (they are data, not errors).
+M.CallConnectionState = enum("unknown", "connecting", "connected",
+  "transferring", "transferAccepted", "disconnecting", "disconnected")
+M.MediaStreamingContentType = enum("audio")
+M.MediaStreamingSubscriptionState = enum("disabled", "inactive", "active")
+M.TranscriptionResultType = enum("final", "intermediate")
+M.TranscriptionSubscriptionState = enum("disabled", "inactive", "active")
+M.CommunicationIdentifierModelKind = enum("unknown", "communicationUser",
+  "phoneNumber", "microsoftTeamsUser", "microsoftTeamsApp", "teamsExtensionUser")
+M.CommunicationCloudEnvironmentModel = enum("public", "dod", "gcch")
+
+--- True when a call in this state is over (it will not change again).
+-- @tparam string state a `callConnectionState`
+function M.is_terminal(state)
+  return state == "disconnected"
+end
+
+local describers = {
+  communicationUser = function(s) return "acs user " .. tostring(s.id) end,
+  phoneNumber = function(s)
+    if s.isAnonymous or s.value == "anonymous" then return "phone anonymous" end
+    return "phone " .. tostring(s.value)
+  end,
+  microsoftTeamsUser = function(s)
+    return (s.isAnonymous and "teams visitor " or "teams user ") .. tostring(s.userId)
+      .. ((s.cloud and s.cloud ~= "public") and (" (" .. s.cloud .. ")") or "")
+  end,
+  microsoftTeamsApp = function(s)
+    return "teams app " .. tostring(s.appId)
+      .. ((s.cloud and s.cloud ~= "public") and (" (" .. s.cloud .. ")") or "")
+  end,
+  teamsExtensionUser = function(s)
+    return "teams extension user " .. tostring(s.userId)
+      .. ((s.cloud and s.cloud ~= "public") and (" (" .. s.cloud .. ")") or "")
+  end,
+}
+
+--- One readable line for an identifier, e.g. `phone +14250123456`.
+-- @tparam table ident an identifier (as in `call.source`, `call.targets[i]`)
+-- @treturn string
+function M.describe(ident)
+  if type(ident) ~= "table" then
+    error("acscall.describe: identifier table expected, got " .. type(ident), 2)
+  end
+  local kind = ident.kind
+  local d = kind and describers[kind]
+  if d and type(ident[kind]) == "table" then return d(ident[kind]) end
+  local raw = core.raw_id(ident)
+  return (kind or "unknown") .. " " .. tostring(raw)
+end
+
+--- Iterate a call's targets: `for i, target in acscall.targets(call)`.
+-- @tparam table call a call table
+function M.targets(call)
+  if type(call) ~= "table" then
+    error("acscall.targets: call table expected, got " .. type(call), 2)
+  end
+  local list = call.targets or {}
+  local i = 0
+  return function()
+    i = i + 1
+    local t = list[i]
+    if t ~= nil then return i, t end
+  end
+end
+
+return M
