@@ -53,8 +53,18 @@ deps:
 test: deps all
 	$(BUSTED) --output=utfTerminal spec
 
+# Against a real resource when ACS_CONNECTION_STRING (or ACS_ENDPOINT +
+# ACS_TOKEN) is set, else against the bundled emulator, started and stopped here.
+DEMO_CALL ?= 18dea47f-b081-4107-9a5c-4300819d2c6c
 demo: deps all
-	@$(LUA) examples/demo.lua
+	@if [ -n "$$ACS_CONNECTION_STRING$$ACS_TOKEN" ]; then \
+	  $(LUA) examples/demo.lua "$(DEMO_CALL)"; \
+	else \
+	  eval "$$(emulator/acs-emulator start)" || exit 1; \
+	  echo "emulator: $$ACS_ENDPOINT (no ACS resource configured)"; echo; \
+	  $(LUA) examples/demo.lua "$(DEMO_CALL)"; rc=$$?; \
+	  emulator/acs-emulator stop --dir "$$ACS_EMULATOR_DIR" >/dev/null; exit $$rc; \
+	fi
 
 # `eval $(make -s env)` sets LUA_PATH/LUA_CPATH for this checkout.
 env:

@@ -31,6 +31,9 @@ typedef struct {
     int provider_ref; /* token_provider function, or LUA_NOREF */
     char *url;        /* scratch: origin + path + query of the current call */
     size_t url_cap;
+    acs_retry_policy retry;
+    long timeout_ms;  /* one attempt */
+    long deadline_ms; /* one get_call, retries and waits included */
 } acs_client;
 
 /* ---------- lifetime ---------------------------------------------------- */
@@ -121,6 +124,41 @@ static long opt_ms(lua_State *L, const char *name, long dflt)
     }
     lua_pop(L, 1);
     return v;
+}
+
+/* retries = false | {max=, base_delay=, max_delay=} (delays in seconds) */
+static void opt_retries(lua_State *L, acs_retry_policy *p)
+{
+    p->max = ACS_DEFAULT_RETRIES;
+    p->base_ms = ACS_DEFAULT_BASE_DELAY_MS;
+    p->max_ms = ACS_DEFAULT_MAX_DELAY_MS;
+    lua_getfield(L, 1, "retries");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+        p->max = 0;
+        lua_pop(L, 1);
+        return;
+    }
+    if (lua_type(L, -1) != LUA_TTABLE)
+        luaL_error(L, "acscall.new: option 'retries' must be false or a table");
+    lua_getfield(L, -1, "max");
+    if (!lua_isnil(L, -1)) {
+        lua_Number n = lua_tonumber(L, -1);
+        if (lua_type(L, -1) != LUA_TNUMBER || !(n >= 0 && n <= 20) || n != (int)n)
+            luaL_error(L, "acscall.new: 'retries.max' must be an integer in [0, 20]");
+        p->max = (int)n;
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, 1); /* opt_ms reads index 1: swap in the retries table */
+    lua_pushvalue(L, -2);
+    lua_replace(L, 1);
+    p->base_ms = opt_ms(L, "base_delay", p->base_ms);
+    p->max_ms = opt_ms(L, "max_delay", p->max_ms);
+    lua_replace(L, 1); /* the options table back */
+    lua_pop(L, 1);
 }
 
 /* core.new(opts) -> client. Every mistake here is the programmer's: raise. */
@@ -235,6 +273,9 @@ static int l_new(lua_State *L)
     to.user_agent = ua_full;
     if ((err = acs_transport_init(&c->tr, &to)) != NULL)
         luaL_error(L, "acscall.new: %s", err);
+    c->timeout_ms = to.timeout_ms;
+    c->deadline_ms = opt_ms(L, "deadline", ACS_DEFAULT_DEADLINE_MS);
+    opt_retries(L, &c->retry);
     return 1;
 }
 
@@ -346,13 +387,17 @@ static int l_get_call(lua_State *L)
 {
     acs_client *c = check_open(L);
     size_t idlen, olen, plen, qlen, pos;
-    const char *id = luaL_checklstring(L, 2, &idlen);
+    const char *id;
     const char *bearer = NULL, *why = NULL;
     char crid[37];
     acs_resp_meta meta;
     struct curl_slist *hdrs;
-    int rc;
+    int rc, attempt;
+    long start;
 
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return luaL_argerror(L, 2, "call id must be a string");
+    id = lua_tolstring(L, 2, &idlen);
     luaL_argcheck(L, idlen > 0, 2, "call id must not be empty");
     luaL_argcheck(L, idlen <= ACS_ID_MAX, 2, "call id is too long");
     lua_settop(L, 2);
@@ -377,11 +422,24 @@ static int l_get_call(lua_State *L)
     pos += acs_encode_segment(id, idlen, c->url + pos);
     memcpy(c->url + pos, c->route.query, qlen + 1);
 
-    hdrs = build_headers(c, crid, bearer, olen, &why);
-    if (hdrs == NULL)
-        return acs_push_failure(L, "auth", 0, why, &meta);
-    rc = acs_transport_get(&c->tr, c->url, hdrs);
-    meta.attempts = 1;
+    /* Attempts: each re-signed (fresh x-ms-date), same client request id;
+     * each bounded by timeout and by what is left of the deadline. */
+    start = acs_monotonic_ms();
+    for (attempt = 1;; attempt++) {
+        long left = c->deadline_ms - (acs_monotonic_ms() - start), delay = 0;
+        acs_transport_set_timeout(&c->tr, left < c->timeout_ms ? left : c->timeout_ms);
+        hdrs = build_headers(c, crid, bearer, olen, &why);
+        if (hdrs == NULL)
+            return acs_push_failure(L, "auth", 0, why, &meta);
+        rc = acs_transport_get(&c->tr, c->url, hdrs);
+        if (!acs_transport_should_retry(&c->tr, rc, attempt, &c->retry, &delay))
+            break;
+        left = c->deadline_ms - (acs_monotonic_ms() - start);
+        if (delay >= left)
+            break; /* the wait would outlast the deadline: report now */
+        acs_sleep_ms(delay);
+    }
+    meta.attempts = attempt;
     meta.request_id = c->tr.request_id[0] ? c->tr.request_id : NULL;
     meta.content_type = c->tr.content_type[0] ? c->tr.content_type : NULL;
     if (rc == ACS_TR_TOO_LARGE)

@@ -5,6 +5,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <openssl/rand.h>
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static int global_rc = -1; /* written once, under pthread_once */
@@ -190,4 +193,108 @@ const char *acs_transport_error(const acs_transport *t, int rc)
     if (t->errbuf[0])
         return t->errbuf;
     return curl_easy_strerror((CURLcode)rc);
+}
+
+void acs_transport_set_timeout(acs_transport *t, long timeout_ms)
+{
+    curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, timeout_ms < 1 ? 1L : timeout_ms);
+}
+
+long acs_monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+void acs_sleep_ms(long ms)
+{
+    struct timespec ts;
+    if (ms <= 0)
+        return;
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (ms % 1000) * 1000000L;
+    while (nanosleep(&ts, &ts) != 0)
+        ; /* EINTR: sleep the rest */
+}
+
+/* A non-negative integer header value, or -1. */
+static long header_number(const char *v)
+{
+    long n = 0;
+    if (*v == '\0')
+        return -1;
+    for (; *v; v++) {
+        if (*v < '0' || *v > '9')
+            return -1;
+        if (n > 100000000L)
+            return 100000000L;
+        n = n * 10 + (*v - '0');
+    }
+    return n;
+}
+
+static long server_delay_ms(const acs_transport *t)
+{
+    long n;
+    time_t when;
+    if ((n = header_number(t->retry_after_ms)) >= 0)
+        return n;
+    if ((n = header_number(t->x_retry_after_ms)) >= 0)
+        return n;
+    if ((n = header_number(t->retry_after)) >= 0)
+        return n > 100000000L / 1000 ? 100000000L : n * 1000;
+    if (t->retry_after[0] && (when = curl_getdate(t->retry_after, NULL)) != -1) {
+        double d = difftime(when, time(NULL));
+        return d <= 0 ? 0 : d > 100000 ? 100000000L : (long)(d * 1000);
+    }
+    return -1;
+}
+
+static int retryable_transport(int rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE: /* truncated body: the connection broke */
+        return 1;
+    default: /* TLS verification, protocol errors, our own limits: final */
+        return 0;
+    }
+}
+
+int acs_transport_should_retry(const acs_transport *t, int rc, int attempt,
+                               const acs_retry_policy *p, long *delay_ms)
+{
+    long d;
+    unsigned int r = 0;
+    int i;
+
+    if (attempt > p->max)
+        return 0;
+    if (rc == 0) {
+        long s = t->status;
+        if (!(s == 408 || s == 429 || s == 500 || s == 502 || s == 503 ||
+              s == 504))
+            return 0;
+        if ((d = server_delay_ms(t)) >= 0) {
+            *delay_ms = d; /* server-directed: exactly that */
+            return 1;
+        }
+    } else if (!retryable_transport(rc)) {
+        return 0;
+    }
+    d = p->base_ms;
+    for (i = 1; i < attempt && d < p->max_ms; i++)
+        d *= 2;
+    if (d > p->max_ms)
+        d = p->max_ms;
+    if (RAND_bytes((unsigned char *)&r, sizeof r) != 1)
+        r = 0;
+    *delay_ms = d / 2 + (long)(r % (unsigned long)(d / 2 + 1));
+    return 1;
 }

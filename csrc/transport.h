@@ -40,6 +40,27 @@ typedef struct {
     char errbuf[CURL_ERROR_SIZE];
 } acs_transport;
 
+/* Retry policy for this idempotent GET (sdk-behaviour.md: JS core-rest-
+ * pipeline and Python azure-core). max = retries after the first attempt. */
+#define ACS_DEFAULT_RETRIES 3
+#define ACS_DEFAULT_BASE_DELAY_MS 800L
+#define ACS_DEFAULT_MAX_DELAY_MS 60000L
+#define ACS_DEFAULT_DEADLINE_MS 90000L
+typedef struct {
+    int max;
+    long base_ms, max_ms;
+} acs_retry_policy;
+
+/* After attempt number `attempt` (1-based) ended with rc (0 = a response
+ * with t->status): 1 and *delay_ms if it should be retried, else 0. Honours
+ * retry-after-ms, x-ms-retry-after-ms and Retry-After (seconds or HTTP
+ * date); otherwise exponential backoff with jitter in [d/2, d]. */
+int acs_transport_should_retry(const acs_transport *t, int rc, int attempt,
+                               const acs_retry_policy *p, long *delay_ms);
+void acs_transport_set_timeout(acs_transport *t, long timeout_ms);
+long acs_monotonic_ms(void);
+void acs_sleep_ms(long ms);
+
 /* One-time, thread-safe libcurl initialisation (curl_global_init). 0 or -1. */
 int acs_transport_global_init(void);
 
