@@ -2,9 +2,17 @@
 # LUA_INCDIR, CURL_INCDIR, INST_LIBDIR, INST_LUADIR) so the rockspec can
 # drive it, and works alone: `make`, `make test`, `make demo`.
 
+# LUA_VERSION: 5.1 5.2 5.3 5.4 or luajit (Debian's luajit2, OpenResty's branch)
 LUA_VERSION ?= 5.4
+ifeq ($(LUA_VERSION),luajit)
+LUA         ?= luajit
+LUA_INCDIR  ?= /usr/include/luajit-2.1
+LUA_DEB     = luajit2 libluajit2-5.1-dev
+else
 LUA         ?= lua$(LUA_VERSION)
 LUA_INCDIR  ?= /usr/include/lua$(LUA_VERSION)
+LUA_DEB     = lua$(LUA_VERSION) $(if $(filter 5.1,$(LUA_VERSION)),liblua5.1-0-dev,liblua$(LUA_VERSION)-dev)
+endif
 CURL_INCDIR ?= /usr/include/x86_64-linux-gnu
 CC          ?= cc
 CFLAGS      ?= -O2 -g
@@ -39,7 +47,7 @@ $(CORE): $(OBJS)
 
 # Debian packages the build, the tests and the emulator need; installed only
 # when something is missing (apt-get needs root).
-DEB_PKGS = build-essential pkg-config lua$(LUA_VERSION) liblua$(LUA_VERSION)-dev \
+DEB_PKGS = build-essential pkg-config $(LUA_DEB) lua5.4 \
            libcurl4-openssl-dev libssl-dev lua-cjson lua-busted lua-socket \
            lua-luaossl nginx libnginx-mod-http-lua openssl curl
 deps:
@@ -77,3 +85,6 @@ install: $(CORE)
 
 clean:
 	rm -rf build
+
+# Each area adds its own targets (and DEB_PKGS += ...) in mk/<area>.mk.
+-include mk/*.mk
