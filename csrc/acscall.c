@@ -34,6 +34,7 @@ typedef struct {
     acs_retry_policy retry;
     long timeout_ms;  /* one attempt */
     long deadline_ms; /* one get_call, retries and waits included */
+    char ua[512];     /* the User-Agent sent */
 } acs_client;
 
 /* ---------- lifetime ---------------------------------------------------- */
@@ -170,7 +171,6 @@ static int l_new(lua_State *L)
     acs_span cs_ep = {NULL, 0}, cs_key = {NULL, 0};
     acs_transport_opts to;
     int has_provider, n_auth;
-    char ua_full[512];
     lua_Number max_body = ACS_DEFAULT_MAX_BODY;
 
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -262,7 +262,7 @@ static int l_new(lua_State *L)
     {
         const char *lv = LUA_VERSION; /* "Lua 5.4" */
         curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
-        snprintf(ua_full, sizeof ua_full, "acscall/%s Lua/%s libcurl/%s%s%s",
+        snprintf(c->ua, sizeof c->ua, "acscall/%s Lua/%s libcurl/%s%s%s",
                  ACS_VERSION, lv + 4, cv->version, ua ? " " : "", ua ? ua : "");
     }
     to.connect_timeout_ms = opt_ms(L, "connect_timeout",
@@ -270,7 +270,7 @@ static int l_new(lua_State *L)
     to.timeout_ms = opt_ms(L, "timeout", ACS_DEFAULT_TIMEOUT_MS);
     to.max_body = (size_t)max_body;
     to.ca_file = ca_file;
-    to.user_agent = ua_full;
+    to.user_agent = c->ua;
     if ((err = acs_transport_init(&c->tr, &to)) != NULL)
         luaL_error(L, "acscall.new: %s", err);
     c->timeout_ms = to.timeout_ms;
@@ -382,45 +382,103 @@ static struct curl_slist *build_headers(acs_client *c, const char *crid,
     return l;
 }
 
-/* client:get_call(id) -> call | nil, message, info */
-static int l_get_call(lua_State *L)
+/* Stage 1 for one call on a client: check the id (argument 2; mistakes
+ * raise), make the client request id, ask the token provider, build c->url.
+ * Returns NULL, or the info.kind of a failure with *why set. The provider's
+ * token, if any, is left on the stack (anchored) and in *bearer. */
+static const char *prepare(lua_State *L, acs_client *c, char crid[37],
+                           const char **bearer, const char **why)
 {
-    acs_client *c = check_open(L);
     size_t idlen, olen, plen, qlen, pos;
     const char *id;
-    const char *bearer = NULL, *why = NULL;
-    char crid[37];
-    acs_resp_meta meta;
-    struct curl_slist *hdrs;
-    int rc, attempt;
-    long start;
 
     if (lua_type(L, 2) != LUA_TSTRING)
-        return luaL_argerror(L, 2, "call id must be a string");
+        luaL_argerror(L, 2, "call id must be a string");
     id = lua_tolstring(L, 2, &idlen);
     luaL_argcheck(L, idlen > 0, 2, "call id must not be empty");
     luaL_argcheck(L, idlen <= ACS_ID_MAX, 2, "call id is too long");
     lua_settop(L, 2);
-    memset(&meta, 0, sizeof meta);
-    if (acs_uuid4(crid) != 0)
-        return acs_push_failure(L, "transport", 0, "no random bytes for a request id", &meta);
-    meta.client_request_id = crid;
-
+    *bearer = NULL;
+    crid[0] = '\0';
+    if (acs_uuid4(crid) != 0) {
+        *why = "no random bytes for a request id";
+        return "transport";
+    }
     if (c->auth == AUTH_PROVIDER) {
-        if ((why = provide_token(L, c)) != NULL)
-            return acs_push_failure(L, "auth", 0, why, &meta);
-        bearer = lua_tostring(L, -1); /* anchored on the stack */
+        if ((*why = provide_token(L, c)) != NULL)
+            return "auth";
+        *bearer = lua_tostring(L, -1);
     }
     olen = strlen(c->route.origin);
     plen = strlen(c->route.prefix);
     qlen = strlen(c->route.query);
-    if (ensure_url(c, olen + plen + 3 * idlen + qlen + 1) != 0)
-        return acs_push_failure(L, "transport", 0, "out of memory", &meta);
+    if (ensure_url(c, olen + plen + 3 * idlen + qlen + 1) != 0) {
+        *why = "out of memory";
+        return "transport";
+    }
     memcpy(c->url, c->route.origin, olen);
     memcpy(c->url + olen, c->route.prefix, plen);
     pos = olen + plen;
     pos += acs_encode_segment(id, idlen, c->url + pos);
     memcpy(c->url + pos, c->route.query, qlen + 1);
+    return NULL;
+}
+
+/* client:request(id) -> url, headers | nil, message, info
+ * Stage 1 alone, for transports written in Lua (lua-resty-http, cosockets):
+ * the URL and every header to send, signed now. Pair with acscall.decode. */
+static int l_request(lua_State *L)
+{
+    acs_client *c = check_open(L);
+    const char *bearer, *why = NULL, *kind;
+    char crid[37];
+    acs_resp_meta meta;
+    struct curl_slist *hdrs, *h;
+
+    memset(&meta, 0, sizeof meta);
+    meta.client_request_id = crid;
+    if ((kind = prepare(L, c, crid, &bearer, &why)) != NULL)
+        return acs_push_failure(L, kind, 0, why, &meta);
+    hdrs = build_headers(c, crid, bearer, strlen(c->route.origin), &why);
+    if (hdrs == NULL)
+        return acs_push_failure(L, "auth", 0, why, &meta);
+    acs_transport_hold_headers(&c->tr, hdrs); /* owned there if Lua raises */
+    lua_pushstring(L, c->url);
+    lua_newtable(L);
+    for (h = hdrs; h; h = h->next) {
+        const char *colon = strchr(h->data, ':');
+        const char *v = colon + 1;
+        size_t i, n = (size_t)(colon - h->data);
+        char name[64];
+        for (i = 0; i < n && i < sizeof name - 1; i++)
+            name[i] = (char)(h->data[i] >= 'A' && h->data[i] <= 'Z' ? h->data[i] + 32 : h->data[i]);
+        name[i] = '\0';
+        while (*v == ' ')
+            v++;
+        lua_pushstring(L, v);
+        lua_setfield(L, -2, name);
+    }
+    lua_pushstring(L, c->ua);
+    lua_setfield(L, -2, "user-agent");
+    return 2;
+}
+
+/* client:get_call(id) -> call | nil, message, info */
+static int l_get_call(lua_State *L)
+{
+    acs_client *c = check_open(L);
+    const char *bearer, *why = NULL, *kind;
+    char crid[37];
+    acs_resp_meta meta;
+    struct curl_slist *hdrs;
+    int rc, attempt;
+    long start;
+    size_t olen = strlen(c->route.origin);
+
+    memset(&meta, 0, sizeof meta);
+    meta.client_request_id = crid;
+    if ((kind = prepare(L, c, crid, &bearer, &why)) != NULL)
+        return acs_push_failure(L, kind, 0, why, &meta);
 
     /* Attempts: each re-signed (fresh x-ms-date), same client request id;
      * each bounded by timeout and by what is left of the deadline. */
@@ -550,6 +608,7 @@ static int l_uuid(lua_State *L)
 
 static const luaL_Reg client_methods[] = {
     {"get_call", l_get_call},
+    {"request", l_request},
     {"close", l_close},
     {NULL, NULL}};
 

@@ -184,6 +184,12 @@ int acs_transport_get(acs_transport *t, const char *url,
     return 0;
 }
 
+void acs_transport_hold_headers(acs_transport *t, struct curl_slist *headers)
+{
+    curl_slist_free_all(t->headers);
+    t->headers = headers;
+}
+
 const char *acs_transport_error(const acs_transport *t, int rc)
 {
     if (rc == ACS_TR_TOO_LARGE)

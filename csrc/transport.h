@@ -73,6 +73,9 @@ void acs_transport_free(acs_transport *t); /* idempotent */
  * acs_transport_error() then describes it in one line. */
 int acs_transport_get(acs_transport *t, const char *url,
                       struct curl_slist *headers);
+/* Keep a header list alive until the next request or close (so a caller
+ * that reads it back into Lua cannot leak it if Lua raises). */
+void acs_transport_hold_headers(acs_transport *t, struct curl_slist *headers);
 const char *acs_transport_error(const acs_transport *t, int rc);
 
 #endif
