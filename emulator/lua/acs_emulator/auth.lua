@@ -1,0 +1,174 @@
+-- acs_emulator.auth: verifies ACS request authentication (HMAC-SHA256 access-key signing or a
+-- bearer token), independently of the acscall C client. Runs under LuaJIT inside nginx and under
+-- plain Lua 5.1-5.4 (for the self-test and specs); needs luaossl (Debian lua-luaossl).
+local hmac = require "openssl.hmac"
+local digest = require "openssl.digest"
+
+local M = {}
+
+M.SIGNED_HEADERS = "x-ms-date;host;x-ms-content-sha256"
+M.MAX_SKEW = 300 -- seconds either side of the emulator's clock
+
+---------------------------------------------------------------------------------------------------
+-- base64 (ngx's when inside nginx, else a small portable one)
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local B64IDX = {}
+for i = 1, 64 do B64IDX[B64:byte(i)] = i - 1 end
+
+local function b64enc_lua(s)
+  local out, n = {}, #s
+  for i = 1, n, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local v = a * 65536 + (b or 0) * 256 + (c or 0)
+    local c1 = math.floor(v / 262144) % 64
+    local c2 = math.floor(v / 4096) % 64
+    local c3 = math.floor(v / 64) % 64
+    local c4 = v % 64
+    out[#out + 1] = B64:sub(c1 + 1, c1 + 1) .. B64:sub(c2 + 1, c2 + 1)
+      .. (b and B64:sub(c3 + 1, c3 + 1) or "=") .. (c and B64:sub(c4 + 1, c4 + 1) or "=")
+  end
+  return table.concat(out)
+end
+
+local function b64dec_lua(s)
+  if #s % 4 ~= 0 or s:find("[^%w%+/=]") or s:find("=[^=]") then return nil end
+  local out = {}
+  for i = 1, #s, 4 do
+    local v, pad = 0, 0
+    for j = i, i + 3 do
+      local ch = s:byte(j)
+      if ch == 61 then pad = pad + 1; v = v * 64
+      else v = v * 64 + B64IDX[ch] end
+    end
+    local b1, b2, b3 = math.floor(v / 65536) % 256, math.floor(v / 256) % 256, v % 256
+    out[#out + 1] = string.char(b1)
+    if pad < 2 then out[#out + 1] = string.char(b2) end
+    if pad < 1 then out[#out + 1] = string.char(b3) end
+  end
+  return table.concat(out)
+end
+
+local ngx = rawget(_G, "ngx")
+M.b64encode = (ngx and ngx.encode_base64) or b64enc_lua
+M.b64decode = (ngx and ngx.decode_base64) or b64dec_lua
+
+---------------------------------------------------------------------------------------------------
+-- constant-time string comparison
+function M.equal(a, b)
+  local la, lb = #a, #b
+  local n = la > lb and la or lb
+  local diff = (la == lb) and 0 or 1
+  for i = 1, n do
+    local x = a:byte(i) or 0
+    local y = b:byte(i) or 0
+    diff = diff + math.abs(x - y)  -- no early exit: always the full length
+  end
+  return diff == 0
+end
+
+---------------------------------------------------------------------------------------------------
+function M.sha256_b64(body)
+  return M.b64encode(digest.new("sha256"):final(body or ""))
+end
+
+function M.hmac_b64(key_raw, msg)
+  return M.b64encode(hmac.new(key_raw, "sha256"):final(msg))
+end
+
+function M.string_to_sign(method, path_and_query, date, host, content_hash)
+  return method .. "\n" .. path_and_query .. "\n" .. date .. ";" .. host .. ";" .. content_hash
+end
+
+-- signature for key (base64), as the SDKs compute it
+function M.signature(key_b64, method, path_and_query, date, host, content_hash)
+  local key = M.b64decode(key_b64)
+  if not key then return nil, "access key is not valid base64" end
+  return M.hmac_b64(key, M.string_to_sign(method, path_and_query, date, host, content_hash))
+end
+
+-- Verify a request. req = {method, uri (as received), host (Host header as received), headers
+-- (lowercased names -> value), body, now (epoch seconds), parse_date (fn: RFC1123 -> epoch)}.
+-- cfg = {access_key (base64), token}. Returns "hmac" | "bearer", or nil, reason.
+function M.verify(req, cfg)
+  local h = req.headers
+  local authz = h["authorization"]
+  if type(authz) == "table" then return nil, "multiple Authorization headers" end
+  if not authz or authz == "" then return nil, "missing Authorization header" end
+
+  local scheme, rest = authz:match("^(%S+)%s+(.*)$")
+  if not scheme then return nil, "malformed Authorization header" end
+
+  if scheme:lower() == "bearer" then
+    if not cfg.token or cfg.token == "" then return nil, "bearer tokens not accepted" end
+    if M.equal(rest, cfg.token) then return "bearer" end
+    return nil, "invalid bearer token"
+  end
+
+  if scheme ~= "HMAC-SHA256" then return nil, "unsupported Authorization scheme" end
+  local signed, sig = rest:match("^SignedHeaders=([^&]*)&Signature=(.*)$")
+  if not signed then return nil, "malformed HMAC-SHA256 Authorization header" end
+  if signed:lower() ~= M.SIGNED_HEADERS then
+    return nil, "SignedHeaders must be " .. M.SIGNED_HEADERS
+  end
+
+  local date = h["x-ms-date"]
+  if type(date) ~= "string" or date == "" then return nil, "missing x-ms-date header" end
+  local t = req.parse_date(date)
+  if not t then return nil, "x-ms-date is not an RFC 1123 date" end
+  if math.abs(t - req.now) > M.MAX_SKEW then
+    return nil, "x-ms-date is outside the allowed clock skew of " .. M.MAX_SKEW .. " seconds"
+  end
+
+  local chash = h["x-ms-content-sha256"]
+  if type(chash) ~= "string" or chash == "" then return nil, "missing x-ms-content-sha256 header" end
+  if chash ~= M.sha256_b64(req.body or "") then
+    return nil, "x-ms-content-sha256 does not match the request body"
+  end
+
+  local host = req.host
+  if type(host) ~= "string" then return nil, "missing Host header" end
+
+  local expected, err = M.signature(cfg.access_key, req.method, req.uri, date, host, chash)
+  if not expected then return nil, err end
+  if not M.equal(sig, expected) then return nil, "HMAC signature mismatch" end
+  return "hmac"
+end
+
+---------------------------------------------------------------------------------------------------
+-- The vectors of /work/shared/acs/hmac.md; self_test() returns true or nil, "which failed".
+M.VECTORS = {
+  { "example.com", "/testPath?testQuery=test", "DGdgwggJWnQyc6EHjR/Vbqg1ES64KpD6U2XwTDDj3tU=" },
+  { "example.com", "/testPath", "+6tWkg3lNKVjQHHmxkdGQcJjUgzclsWTMebnuCz1ngU=" },
+  { "contoso.communicationservices.azure.com", "/", "88MDmJhUR3m5QhFxb8ztShsSwlGrg7g/6XPnWf7QEO4=" },
+  { "contoso.communicationservices.azure.com", "/testPath", "RoCrHjw7fb9fpHSbqvRUY2xa8RBS0YvI1cxI1x8AS38=" },
+  { "contoso.communicationservices.azure.com", "/testPath?testQuery=yes",
+    "il99+rd6V5O136roX/zVePCNle78HmvC4B7tu9zRH3I=" },
+  { "contoso.communications.azure.com",
+    "/calling/callConnections/18dea47f-b081-4107-9a5c-4300819d2c6c?api-version=2025-06-15",
+    "+SaJIufb4Zlp+K34HjQG7dwRjIzbeRvPiFpyuCR31ys=" },
+  { "localhost:8443", "/calling/callConnections/abc?api-version=2025-06-15",
+    "a6QkuPVa4j7qJpZaUqA5tqq1MgIUVO0bQSDrQzyZBBE=" },
+}
+M.VECTOR_KEY = "pw=="
+M.VECTOR_DATE = "Wed, 13 Apr 2022 18:09:12 GMT"
+
+function M.self_test()
+  local checks = {
+    { M.sha256_b64("banana"), "tJPUg2Sv5E0RwBZc9HCkFk0eJgmRHvmYvoaNRq3j3k4=", "sha256 banana" },
+    { M.sha256_b64("\240\159\152\128"), "8EQ6NCxe9UeDoRG1G6Vsk45HTDIyTZDDpgycjjo34tk=", "sha256 U+1F600" },
+    { M.sha256_b64(""), "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", "sha256 empty" },
+    { M.hmac_b64(M.b64decode("pw=="), "banana"), "88EC05aAS9iXnaimtNO78JLjiPtfWryQB/5QYEzEsu8=", "hmac banana" },
+    { M.hmac_b64(M.b64decode("pw=="), "\240\159\152\128"), "1rudJKjn2Zi+3hRrBG29wIF6pD6YyAeQR1ZcFtXoKAU=",
+      "hmac U+1F600" },
+  }
+  for _, v in ipairs(M.VECTORS) do
+    checks[#checks + 1] = {
+      M.signature(M.VECTOR_KEY, "GET", v[2], M.VECTOR_DATE, v[1], M.sha256_b64("")), v[3], v[1] .. v[2] }
+  end
+  for _, c in ipairs(checks) do
+    if c[1] ~= c[2] then return nil, "auth self-test failed: " .. c[3] end
+  end
+  return true
+end
+
+return M

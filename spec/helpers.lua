@@ -1,0 +1,267 @@
+-- spec/helpers.lua: shared test helpers for acscall specs (Lua 5.1-5.4, no globals).
+--   local helpers = require "spec.helpers"
+--   local e = helpers.start_emulator{ tls = true, latency = 20 }
+--   ... e.endpoint, e.connection_string, e.access_key, e.token, e.ca_file, e.dir, e.log_path, e.port
+--   e:log(), e:last_request(), e:clear_log(), e:stop()
+local cjson = require "cjson.safe"
+
+local helpers = {}
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+helpers.shell_quote = shell_quote
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+helpers.read_file = read_file
+
+-- the repository root: the directory above the one holding this file
+function helpers.repo_root()
+  local src = debug.getinfo(1, "S").source
+  local dir = src:match("^@(.*)/spec/helpers%.lua$")
+  local cwd = os.getenv("PWD")
+  if not cwd then
+    local p = io.popen("pwd")
+    cwd = p:read("*l")
+    p:close()
+  end
+  if not dir or dir == "" or dir == "." then return cwd end
+  if dir:sub(1, 1) ~= "/" then dir = cwd .. "/" .. dir:gsub("^%./", "") end
+  return dir
+end
+
+helpers.emulator_cmd = helpers.repo_root() .. "/emulator/acs-emulator"
+
+-- run a command, returning its stdout and whether it exited 0 (works on Lua 5.1 too)
+local function run(cmd)
+  local p = assert(io.popen(cmd .. "; echo \"__rc=$?\""))
+  local out = p:read("*a")
+  p:close()
+  local rc = tonumber(out:match("__rc=(%d+)%s*$"))
+  out = out:gsub("__rc=%d+%s*$", "")
+  return out, rc == 0, rc
+end
+helpers.run = run
+
+local Emulator = {}
+Emulator.__index = Emulator
+
+-- parse the KEY=value lines acs-emulator prints (values may be single-quoted)
+function helpers.parse_env(out)
+  local env = {}
+  for k, v in out:gmatch("([A-Z_][A-Z0-9_]*)=([^\n]*)") do
+    v = v:match("^'(.*)'$") or v
+    env[k] = v
+  end
+  return env
+end
+
+--- Start an emulator. opts: tls, latency (ms), port, fixtures (dir), access_key, token, dir.
+function helpers.start_emulator(opts)
+  opts = opts or {}
+  local args = { shell_quote(helpers.emulator_cmd), "start" }
+  if opts.tls then args[#args + 1] = "--tls" end
+  if opts.latency then args[#args + 1] = "--latency " .. shell_quote(opts.latency) end
+  if opts.port then args[#args + 1] = "--port " .. shell_quote(opts.port) end
+  if opts.fixtures then args[#args + 1] = "--fixtures " .. shell_quote(opts.fixtures) end
+  if opts.access_key then args[#args + 1] = "--access-key " .. shell_quote(opts.access_key) end
+  if opts.token then args[#args + 1] = "--token " .. shell_quote(opts.token) end
+  if opts.dir then args[#args + 1] = "--dir " .. shell_quote(opts.dir) end
+  local errfile = os.tmpname()
+  local out, ok, rc = run(table.concat(args, " ") .. " 2>" .. shell_quote(errfile))
+  local err = read_file(errfile) or ""
+  os.remove(errfile)
+  local env = helpers.parse_env(out)
+  if not ok or not env.ACS_ENDPOINT then
+    error("acs-emulator start failed (exit " .. tostring(rc) .. "): " .. err .. out, 2)
+  end
+  local e = setmetatable({
+    env = env,
+    dir = env.ACS_EMULATOR_DIR,
+    endpoint = env.ACS_ENDPOINT,
+    connection_string = env.ACS_CONNECTION_STRING,
+    access_key = env.ACS_ACCESS_KEY,
+    token = env.ACS_TOKEN,
+    log_path = env.ACS_EMULATOR_LOG,
+    ca_file = env.ACS_CA_FILE,
+    tls = env.ACS_CA_FILE ~= nil,
+  }, Emulator)
+  e.port = tonumber(e.endpoint:match(":(%d+)/$"))
+  e.host = "127.0.0.1:" .. e.port
+  e.pid = tonumber((read_file(e.dir .. "/nginx.pid") or ""):match("%d+"))
+  return e
+end
+
+--- Stop the emulator (idempotent). Returns true when the stop command succeeded.
+function Emulator:stop()
+  if self.stopped then return true end
+  self.stopped = true
+  local _, ok = run(shell_quote(helpers.emulator_cmd) .. " stop --dir " .. shell_quote(self.dir) .. " 2>&1")
+  return ok
+end
+
+--- Decoded request-log entries, oldest first.
+function Emulator:log()
+  local entries = {}
+  local s = read_file(self.log_path) or ""
+  for line in s:gmatch("[^\n]+") do
+    local v = cjson.decode(line)
+    if v then entries[#entries + 1] = v end
+  end
+  return entries
+end
+
+function Emulator:last_request()
+  local l = self:log()
+  return l[#l]
+end
+
+--- Truncate the request log (nginx appends with O_APPEND, so it keeps writing at the new end).
+function Emulator:clear_log()
+  local f = assert(io.open(self.log_path, "w"))
+  f:close()
+end
+
+--- URL of a call (id is percent-encoded like JS encodeURIComponent).
+function helpers.encode_id(id)
+  return (tostring(id):gsub("[^%w%-_%.!~%*'%(%)]", function(c)
+    return string.format("%%%02X", c:byte())
+  end))
+end
+
+function Emulator:call_path(id, api_version)
+  return "/calling/callConnections/" .. helpers.encode_id(id)
+    .. (api_version == false and "" or ("?api-version=" .. (api_version or "2026-03-12")))
+end
+
+function Emulator:url(path_and_query)
+  return self.endpoint:gsub("/$", "") .. path_and_query
+end
+
+---------------------------------------------------------------------------------------------------
+-- signing, independent of the emulator's and the client's code (luaossl + luasocket's mime)
+function helpers.b64encode(s) return (require("mime").b64(s)) or "" end
+function helpers.b64decode(s) return (require("mime").unb64(s)) or "" end
+
+function helpers.sha256_b64(body)
+  return helpers.b64encode(require("openssl.digest").new("sha256"):final(body or ""))
+end
+
+function helpers.http_date(t)
+  return os.date("!%a, %d %b %Y %H:%M:%S GMT", t or os.time())
+end
+
+--- HMAC headers for a request. opts: key (base64), method, path (path and query as sent),
+--- host, date (string; default now), body, content_hash (override).
+function helpers.hmac_headers(opts)
+  local date = opts.date or helpers.http_date()
+  local chash = opts.content_hash or helpers.sha256_b64(opts.body or "")
+  local sts = (opts.method or "GET") .. "\n" .. opts.path .. "\n" .. date .. ";" .. opts.host .. ";" .. chash
+  local sig = helpers.b64encode(require("openssl.hmac").new(helpers.b64decode(opts.key), "sha256"):final(sts))
+  return {
+    ["x-ms-date"] = date,
+    ["x-ms-content-sha256"] = chash,
+    ["authorization"] = "HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=" .. sig,
+  }
+end
+
+function Emulator:signed_headers(path, extra)
+  local h = helpers.hmac_headers({ key = self.access_key, path = path, host = self.host })
+  for k, v in pairs(extra or {}) do h[k:lower()] = v end
+  return h
+end
+
+function Emulator:bearer_headers(extra)
+  local h = { authorization = "Bearer " .. self.token }
+  for k, v in pairs(extra or {}) do h[k:lower()] = v end
+  return h
+end
+
+---------------------------------------------------------------------------------------------------
+-- plain HTTP
+
+--- GET url with headers via luasocket. Returns status, body, headers (lowercased), or nil, err.
+function helpers.http_get(url, headers, timeout)
+  local http = require "socket.http"
+  local ltn12 = require "ltn12"
+  local chunks = {}
+  local old = http.TIMEOUT
+  http.TIMEOUT = timeout or 5
+  local ok, status, rheaders = http.request({
+    url = url, method = "GET", headers = headers or {}, sink = ltn12.sink.table(chunks), redirect = false,
+  })
+  http.TIMEOUT = old
+  if not ok then return nil, status end
+  return status, table.concat(chunks), rheaders
+end
+
+function Emulator:get(path_and_query, headers, timeout)
+  return helpers.http_get(self:url(path_and_query), headers, timeout)
+end
+
+--- Send a raw request over TCP; read until close/timeout. Returns data, err ("timeout", "closed").
+function helpers.raw_request(port, request, timeout)
+  local socket = require "socket"
+  local c = assert(socket.tcp())
+  c:settimeout(timeout or 5)
+  local ok, err = c:connect("127.0.0.1", port)
+  if not ok then return nil, err end
+  c:send(request)
+  local data, rerr, partial = c:receive("*a")
+  c:close()
+  if data then return data, "closed" end
+  return partial, rerr
+end
+
+--- true when something accepts TCP connections on 127.0.0.1:port
+function helpers.port_open(port)
+  local socket = require "socket"
+  local c = socket.tcp()
+  c:settimeout(1)
+  local ok = c:connect("127.0.0.1", port)
+  c:close()
+  return ok ~= nil
+end
+
+function helpers.pid_alive(pid)
+  if not pid then return false end
+  local s = read_file("/proc/" .. pid .. "/stat")
+  if not s then return false end
+  return not s:match("^%d+ %b() Z") -- a zombie is gone for our purposes
+end
+
+function helpers.fixtures_dir()
+  return helpers.repo_root() .. "/emulator/fixtures"
+end
+
+--- fixture ids (file names without .json, excluding .meta.json sidecars), sorted
+function helpers.fixture_ids(dir)
+  dir = dir or helpers.fixtures_dir()
+  local out = run("ls -1 " .. shell_quote(dir))
+  local ids = {}
+  for name in out:gmatch("[^\n]+") do
+    if name:match("%.json$") and not name:match("%.meta%.json$") then
+      ids[#ids + 1] = name:gsub("%.json$", "")
+    end
+  end
+  table.sort(ids)
+  return ids
+end
+
+function helpers.now()
+  local ok, socket = pcall(require, "socket")
+  if ok then return socket.gettime() end
+  return os.time()
+end
+
+function helpers.sleep(s)
+  require("socket").sleep(s)
+end
+
+return helpers
