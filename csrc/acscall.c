@@ -35,7 +35,17 @@ typedef struct {
     long timeout_ms;  /* one attempt */
     long deadline_ms; /* one get_call, retries and waits included */
     char ua[512];     /* the User-Agent sent */
+    acs_transport_opts topts; /* for the batch slots' handles */
+    char *ca_file;
+    /* get_calls: created on first use, reused by later batches */
+    CURLM *multi;
+    struct acs_slot **slots;
+    int nslots;
+    struct acs_item *items;
+    size_t items_cap;
 } acs_client;
+
+static void batch_free(acs_client *c);
 
 /* ---------- lifetime ---------------------------------------------------- */
 
@@ -54,8 +64,11 @@ static int l_close(lua_State *L)
     if (c->closed)
         return 0;
     c->closed = 1;
+    batch_free(c);
     acs_transport_free(&c->tr);
     acs_route_free(&c->route);
+    free(c->ca_file);
+    c->ca_file = NULL;
     secret_free(c->token);
     c->token = NULL;
     OPENSSL_cleanse(c->key, sizeof c->key);
@@ -269,8 +282,11 @@ static int l_new(lua_State *L)
                                    ACS_DEFAULT_CONNECT_TIMEOUT_MS);
     to.timeout_ms = opt_ms(L, "timeout", ACS_DEFAULT_TIMEOUT_MS);
     to.max_body = (size_t)max_body;
-    to.ca_file = ca_file;
+    if (ca_file && (c->ca_file = strdup(ca_file)) == NULL)
+        luaL_error(L, "acscall.new: out of memory");
+    to.ca_file = c->ca_file;
     to.user_agent = c->ua;
+    c->topts = to;
     if ((err = acs_transport_init(&c->tr, &to)) != NULL)
         luaL_error(L, "acscall.new: %s", err);
     c->timeout_ms = to.timeout_ms;
@@ -302,15 +318,26 @@ static const char *provide_token(lua_State *L, acs_client *c)
     return NULL;
 }
 
-static int ensure_url(acs_client *c, size_t need)
+/* url = origin + prefix + encoded id + query, into a growable buffer.
+ * Pure C: 0, or -1 when out of memory. */
+static int build_url(const acs_client *c, const char *id, size_t idlen,
+                     char **buf, size_t *cap)
 {
-    if (need > c->url_cap) {
-        char *p = realloc(c->url, need);
+    size_t olen = strlen(c->route.origin), plen = strlen(c->route.prefix);
+    size_t qlen = strlen(c->route.query), pos;
+    size_t need = olen + plen + 3 * idlen + qlen + 1;
+    if (need > *cap) {
+        char *p = realloc(*buf, need);
         if (p == NULL)
             return -1;
-        c->url = p;
-        c->url_cap = need;
+        *buf = p;
+        *cap = need;
     }
+    memcpy(*buf, c->route.origin, olen);
+    memcpy(*buf + olen, c->route.prefix, plen);
+    pos = olen + plen;
+    pos += acs_encode_segment(id, idlen, *buf + pos);
+    memcpy(*buf + pos, c->route.query, qlen + 1);
     return 0;
 }
 
@@ -327,9 +354,10 @@ static struct curl_slist *add(struct curl_slist *l, const char *h, int *ok)
     return n;
 }
 
-/* Builds the request headers. Pure C: nothing here can raise. */
-static struct curl_slist *build_headers(acs_client *c, const char *crid,
-                                        const char *bearer, size_t pq_off,
+/* The request headers for url, signed now (HMAC: a fresh x-ms-date per
+ * attempt). Pure C: nothing here can raise. NULL with *why on failure. */
+static struct curl_slist *build_headers(const acs_client *c, const char *url,
+                                        const char *crid, const char *bearer,
                                         const char **why)
 {
     char line[600];
@@ -356,8 +384,8 @@ static struct curl_slist *build_headers(acs_client *c, const char *crid,
     } else {
         char date[ACS_DATE_LEN + 1], hash[ACS_B64_SHA256_LEN + 1];
         char sig[ACS_B64_SHA256_LEN + 1];
-        const char *pq = c->url + pq_off;
-        acs_format_date(time(NULL), date); /* per attempt: fresh */
+        const char *pq = url + strlen(c->route.origin); /* as on the wire */
+        acs_format_date(time(NULL), date);
         acs_content_hash("", 0, hash);
         if (acs_sign(c->key, c->keylen, "GET", pq, strlen(pq), date,
                      c->route.host, hash, sig) != 0) {
@@ -382,46 +410,48 @@ static struct curl_slist *build_headers(acs_client *c, const char *crid,
     return l;
 }
 
-/* Stage 1 for one call on a client: check the id (argument 2; mistakes
- * raise), make the client request id, ask the token provider, build c->url.
- * Returns NULL, or the info.kind of a failure with *why set. The provider's
- * token, if any, is left on the stack (anchored) and in *bearer. */
-static const char *prepare(lua_State *L, acs_client *c, char crid[37],
-                           const char **bearer, const char **why)
+/* A call id at stack index idx: a non-empty string of at most ACS_ID_MAX
+ * bytes, else a programmer mistake (raises). */
+static const char *check_id(lua_State *L, int idx, size_t *len)
 {
-    size_t idlen, olen, plen, qlen, pos;
     const char *id;
+    if (lua_type(L, idx) != LUA_TSTRING)
+        luaL_error(L, "acscall: a call id must be a string, got %s",
+                   luaL_typename(L, idx));
+    id = lua_tolstring(L, idx, len);
+    if (*len == 0 || *len > ACS_ID_MAX)
+        luaL_error(L, "acscall: a call id must be 1 to %d bytes", ACS_ID_MAX);
+    return id;
+}
 
-    if (lua_type(L, 2) != LUA_TSTRING)
-        luaL_argerror(L, 2, "call id must be a string");
-    id = lua_tolstring(L, 2, &idlen);
-    luaL_argcheck(L, idlen > 0, 2, "call id must not be empty");
-    luaL_argcheck(L, idlen <= ACS_ID_MAX, 2, "call id is too long");
-    lua_settop(L, 2);
+/* The bearer token for this get_call/get_calls/request: the provider's
+ * (left on the stack, anchored) or NULL. Returns NULL or a failure reason. */
+static const char *bearer_for(lua_State *L, acs_client *c, const char **bearer)
+{
+    const char *why;
     *bearer = NULL;
-    crid[0] = '\0';
-    if (acs_uuid4(crid) != 0) {
-        *why = "no random bytes for a request id";
-        return "transport";
-    }
-    if (c->auth == AUTH_PROVIDER) {
-        if ((*why = provide_token(L, c)) != NULL)
-            return "auth";
-        *bearer = lua_tostring(L, -1);
-    }
-    olen = strlen(c->route.origin);
-    plen = strlen(c->route.prefix);
-    qlen = strlen(c->route.query);
-    if (ensure_url(c, olen + plen + 3 * idlen + qlen + 1) != 0) {
-        *why = "out of memory";
-        return "transport";
-    }
-    memcpy(c->url, c->route.origin, olen);
-    memcpy(c->url + olen, c->route.prefix, plen);
-    pos = olen + plen;
-    pos += acs_encode_segment(id, idlen, c->url + pos);
-    memcpy(c->url + pos, c->route.query, qlen + 1);
+    if (c->auth != AUTH_PROVIDER)
+        return NULL;
+    if ((why = provide_token(L, c)) != NULL)
+        return why;
+    *bearer = lua_tostring(L, -1);
     return NULL;
+}
+
+/* After the last attempt on tr: push the call, or nil, message, info. */
+static int push_result(lua_State *L, acs_transport *tr, int rc,
+                       acs_resp_meta *meta)
+{
+    meta->request_id = tr->request_id[0] ? tr->request_id : NULL;
+    meta->content_type = tr->content_type[0] ? tr->content_type : NULL;
+    if (rc == ACS_TR_TOO_LARGE)
+        return acs_push_failure(L, "decode", tr->status,
+                                acs_transport_error(tr, rc), meta);
+    if (rc != 0)
+        return acs_push_failure(L, "transport", 0, acs_transport_error(tr, rc),
+                                meta);
+    return acs_decode_push(L, tr->status, tr->body ? tr->body : "", tr->len,
+                           meta);
 }
 
 /* client:request(id) -> url, headers | nil, message, info
@@ -430,16 +460,23 @@ static const char *prepare(lua_State *L, acs_client *c, char crid[37],
 static int l_request(lua_State *L)
 {
     acs_client *c = check_open(L);
-    const char *bearer, *why = NULL, *kind;
+    const char *bearer, *why, *id;
     char crid[37];
+    size_t idlen;
     acs_resp_meta meta;
     struct curl_slist *hdrs, *h;
 
+    id = check_id(L, 2, &idlen);
+    lua_settop(L, 2);
     memset(&meta, 0, sizeof meta);
+    if (acs_uuid4(crid) != 0)
+        return acs_push_failure(L, "transport", 0, "no random bytes", &meta);
     meta.client_request_id = crid;
-    if ((kind = prepare(L, c, crid, &bearer, &why)) != NULL)
-        return acs_push_failure(L, kind, 0, why, &meta);
-    hdrs = build_headers(c, crid, bearer, strlen(c->route.origin), &why);
+    if ((why = bearer_for(L, c, &bearer)) != NULL)
+        return acs_push_failure(L, "auth", 0, why, &meta);
+    if (build_url(c, id, idlen, &c->url, &c->url_cap) != 0)
+        return acs_push_failure(L, "transport", 0, "out of memory", &meta);
+    hdrs = build_headers(c, c->url, crid, bearer, &why);
     if (hdrs == NULL)
         return acs_push_failure(L, "auth", 0, why, &meta);
     acs_transport_hold_headers(&c->tr, hdrs); /* owned there if Lua raises */
@@ -467,26 +504,32 @@ static int l_request(lua_State *L)
 static int l_get_call(lua_State *L)
 {
     acs_client *c = check_open(L);
-    const char *bearer, *why = NULL, *kind;
+    const char *bearer, *why, *id;
     char crid[37];
+    size_t idlen;
     acs_resp_meta meta;
     struct curl_slist *hdrs;
     int rc, attempt;
     long start;
-    size_t olen = strlen(c->route.origin);
 
+    id = check_id(L, 2, &idlen);
+    lua_settop(L, 2);
     memset(&meta, 0, sizeof meta);
+    if (acs_uuid4(crid) != 0)
+        return acs_push_failure(L, "transport", 0, "no random bytes", &meta);
     meta.client_request_id = crid;
-    if ((kind = prepare(L, c, crid, &bearer, &why)) != NULL)
-        return acs_push_failure(L, kind, 0, why, &meta);
+    if ((why = bearer_for(L, c, &bearer)) != NULL)
+        return acs_push_failure(L, "auth", 0, why, &meta);
+    if (build_url(c, id, idlen, &c->url, &c->url_cap) != 0)
+        return acs_push_failure(L, "transport", 0, "out of memory", &meta);
 
-    /* Attempts: each re-signed (fresh x-ms-date), same client request id;
-     * each bounded by timeout and by what is left of the deadline. */
+    /* Attempts: each re-signed, same client request id, each bounded by
+     * timeout and by what is left of the deadline. */
     start = acs_monotonic_ms();
     for (attempt = 1;; attempt++) {
         long left = c->deadline_ms - (acs_monotonic_ms() - start), delay = 0;
         acs_transport_set_timeout(&c->tr, left < c->timeout_ms ? left : c->timeout_ms);
-        hdrs = build_headers(c, crid, bearer, olen, &why);
+        hdrs = build_headers(c, c->url, crid, bearer, &why);
         if (hdrs == NULL)
             return acs_push_failure(L, "auth", 0, why, &meta);
         rc = acs_transport_get(&c->tr, c->url, hdrs);
@@ -498,16 +541,289 @@ static int l_get_call(lua_State *L)
         acs_sleep_ms(delay);
     }
     meta.attempts = attempt;
-    meta.request_id = c->tr.request_id[0] ? c->tr.request_id : NULL;
-    meta.content_type = c->tr.content_type[0] ? c->tr.content_type : NULL;
-    if (rc == ACS_TR_TOO_LARGE)
-        return acs_push_failure(L, "decode", c->tr.status,
-                                acs_transport_error(&c->tr, rc), &meta);
-    if (rc != 0)
-        return acs_push_failure(L, "transport", 0,
-                                acs_transport_error(&c->tr, rc), &meta);
-    return acs_decode_push(L, c->tr.status, c->tr.body ? c->tr.body : "",
-                           c->tr.len, &meta);
+    return push_result(L, &c->tr, rc, &meta);
+}
+
+/* ---------- get_calls: libcurl multi, bounded concurrency --------------- */
+
+#define BATCH_MAX_CONCURRENCY 256
+#define BATCH_DEFAULT_CONCURRENCY 16
+
+enum { ITEM_QUEUED, ITEM_RUNNING, ITEM_WAITING, ITEM_DONE };
+
+struct acs_item {
+    int state, attempt;
+    long start_ms, not_before_ms;
+    char crid[37];
+};
+
+struct acs_slot {
+    acs_transport tr; /* its easy handle; CURLINFO_PRIVATE points here */
+    char *url;
+    size_t url_cap;
+    int item; /* index of the item it runs, or -1 */
+};
+
+/* Detach whatever an interrupted batch left running (a Lua error can
+ * longjmp out of get_calls while pushing results). */
+static void batch_reset(acs_client *c)
+{
+    int i;
+    for (i = 0; i < c->nslots; i++) {
+        if (c->slots[i]->item >= 0) {
+            curl_multi_remove_handle(c->multi, c->slots[i]->tr.easy);
+            c->slots[i]->item = -1;
+        }
+    }
+}
+
+static void batch_free(acs_client *c)
+{
+    int i;
+    if (c->multi)
+        batch_reset(c);
+    for (i = 0; i < c->nslots; i++) {
+        acs_transport_free(&c->slots[i]->tr);
+        free(c->slots[i]->url);
+        free(c->slots[i]);
+    }
+    free(c->slots);
+    c->slots = NULL;
+    c->nslots = 0;
+    if (c->multi)
+        curl_multi_cleanup(c->multi);
+    c->multi = NULL;
+    free(c->items);
+    c->items = NULL;
+    c->items_cap = 0;
+}
+
+/* Make sure there are n slots and room for nitems items. NULL or a reason. */
+static const char *batch_ensure(acs_client *c, int n, size_t nitems)
+{
+    const char *err;
+    if (c->multi == NULL && (c->multi = curl_multi_init()) == NULL)
+        return "libcurl: cannot create a multi handle";
+    if (n > c->nslots) {
+        struct acs_slot **p = realloc(c->slots, (size_t)n * sizeof *p);
+        if (p == NULL)
+            return "out of memory";
+        c->slots = p;
+        while (c->nslots < n) {
+            struct acs_slot *s = calloc(1, sizeof *s);
+            if (s == NULL)
+                return "out of memory";
+            s->item = -1;
+            c->slots[c->nslots++] = s; /* owned (and freed) from here on */
+            if ((err = acs_transport_init(&s->tr, &c->topts)) != NULL)
+                return err;
+            curl_easy_setopt(s->tr.easy, CURLOPT_PRIVATE, s);
+        }
+    }
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)n);
+    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)n);
+    if (nitems > c->items_cap) {
+        struct acs_item *it = realloc(c->items, nitems * sizeof *it);
+        if (it == NULL)
+            return "out of memory";
+        c->items = it;
+        c->items_cap = nitems;
+    }
+    return NULL;
+}
+
+/* results[i] = {id = ids[i], call = call} or {id =, err =, info =} */
+static void batch_store(lua_State *L, int nret, int i)
+{
+    /* stack: ..., results(4), ids(2) ...; the nret values on top */
+    lua_createtable(L, 0, 3);
+    lua_rawgeti(L, 2, i + 1);
+    lua_setfield(L, -2, "id");
+    if (nret == 1) {
+        lua_pushvalue(L, -2);
+        lua_setfield(L, -2, "call");
+    } else {
+        lua_pushvalue(L, -3);
+        lua_setfield(L, -2, "err");
+        lua_pushvalue(L, -2);
+        lua_setfield(L, -2, "info");
+    }
+    lua_rawseti(L, 4, i + 1);
+    lua_pop(L, nret);
+}
+
+static void batch_finish(lua_State *L, acs_client *c, int i, acs_transport *tr,
+                         int rc, const char *kind, const char *why)
+{
+    acs_resp_meta meta;
+    int nret;
+    memset(&meta, 0, sizeof meta);
+    meta.client_request_id = c->items[i].crid;
+    meta.attempts = c->items[i].attempt;
+    c->items[i].state = ITEM_DONE;
+    if (kind)
+        nret = acs_push_failure(L, kind, 0, why, &meta);
+    else
+        nret = push_result(L, tr, rc, &meta);
+    batch_store(L, nret, i);
+}
+
+/* Start the next attempt of item i on slot s. 0, or -1 (item finished). */
+static int batch_start(lua_State *L, acs_client *c, struct acs_slot *s, int i,
+                       const char *bearer, long now)
+{
+    struct acs_item *it = &c->items[i];
+    const char *id, *why = NULL;
+    size_t idlen;
+    struct curl_slist *hdrs;
+    long left;
+
+    if (it->attempt == 0)
+        it->start_ms = now;
+    it->attempt++;
+    left = c->deadline_ms - (now - it->start_ms);
+    lua_rawgeti(L, 2, i + 1);
+    id = lua_tolstring(L, -1, &idlen); /* checked already; the ids table anchors it */
+    lua_pop(L, 1);
+    if (build_url(c, id, idlen, &s->url, &s->url_cap) != 0) {
+        batch_finish(L, c, i, NULL, 0, "transport", "out of memory");
+        return -1;
+    }
+    if ((hdrs = build_headers(c, s->url, it->crid, bearer, &why)) == NULL) {
+        batch_finish(L, c, i, NULL, 0, "auth", why);
+        return -1;
+    }
+    acs_transport_begin(&s->tr, s->url, hdrs);
+    acs_transport_set_timeout(&s->tr, left < c->timeout_ms ? left : c->timeout_ms);
+    if (curl_multi_add_handle(c->multi, s->tr.easy) != CURLM_OK) {
+        batch_finish(L, c, i, NULL, 0, "transport", "libcurl: cannot add a handle");
+        return -1;
+    }
+    s->item = i;
+    it->state = ITEM_RUNNING;
+    return 0;
+}
+
+/* client:get_calls(ids[, {concurrency = N}]) -> results
+ * Results in input order: results[i] = {id = ids[i], call = <call>} or
+ * {id = ids[i], err = <message>, info = <info>}. One failing id never sinks
+ * the others. Same auth, decoding, retries and deadline (per id) as
+ * get_call; the token provider is called once per batch. */
+static int l_get_calls(lua_State *L)
+{
+    acs_client *c = check_open(L);
+    int n, i, conc = BATCH_DEFAULT_CONCURRENCY, done = 0, next = 0;
+    const char *bearer, *why, *err;
+
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "concurrency");
+        if (!lua_isnil(L, -1)) {
+            lua_Number v = lua_tonumber(L, -1);
+            if (lua_type(L, -1) != LUA_TNUMBER || v != (int)v || v < 1 ||
+                v > BATCH_MAX_CONCURRENCY)
+                luaL_error(L, "acscall: 'concurrency' must be an integer in [1, %d]",
+                           BATCH_MAX_CONCURRENCY);
+            conc = (int)v;
+        }
+        lua_pop(L, 1);
+    }
+    n = (int)acs_rawlen(L, 2);
+    for (i = 1; i <= n; i++) {
+        size_t len;
+        lua_rawgeti(L, 2, i);
+        check_id(L, -1, &len);
+        lua_pop(L, 1);
+    }
+    lua_settop(L, 3);
+    lua_createtable(L, n, 0); /* results, index 4 */
+    if (n == 0)
+        return 1;
+    if (conc > n)
+        conc = n;
+    if (c->multi)
+        batch_reset(c);
+    if ((err = batch_ensure(c, conc, (size_t)n)) != NULL)
+        return luaL_error(L, "acscall: %s", err); /* resources stay owned by c */
+    for (i = 0; i < n; i++) {
+        memset(&c->items[i], 0, sizeof c->items[i]);
+        if (acs_uuid4(c->items[i].crid) != 0)
+            return luaL_error(L, "acscall: no random bytes");
+    }
+    if ((why = bearer_for(L, c, &bearer)) != NULL) { /* bearer at index 5 */
+        for (i = 0; i < n; i++)
+            batch_finish(L, c, i, NULL, 0, "auth", why);
+        return 1;
+    }
+
+    while (done < n) {
+        long now = acs_monotonic_ms(), wait = 1000;
+        int s, running = 0, msgs;
+        CURLMsg *m;
+
+        /* fill free slots: due retries first, then the queue in order */
+        for (s = 0; s < conc; s++) {
+            int pick = -1;
+            if (c->slots[s]->item >= 0)
+                continue;
+            for (i = 0; i < next && pick < 0; i++)
+                if (c->items[i].state == ITEM_WAITING &&
+                    c->items[i].not_before_ms <= now)
+                    pick = i;
+            if (pick < 0 && next < n)
+                pick = next++;
+            if (pick < 0)
+                break;
+            if (batch_start(L, c, c->slots[s], pick, bearer, now) != 0)
+                done++;
+        }
+        if (done >= n)
+            break;
+        curl_multi_perform(c->multi, &running);
+        while ((m = curl_multi_info_read(c->multi, &msgs)) != NULL) {
+            struct acs_slot *sl = NULL;
+            long delay = 0, left;
+            int rc, it;
+            if (m->msg != CURLMSG_DONE)
+                continue;
+            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&sl);
+            rc = acs_transport_end(&sl->tr, m->data.result);
+            curl_multi_remove_handle(c->multi, sl->tr.easy);
+            it = sl->item;
+            sl->item = -1;
+            now = acs_monotonic_ms();
+            left = c->deadline_ms - (now - c->items[it].start_ms);
+            if (acs_transport_should_retry(&sl->tr, rc, c->items[it].attempt,
+                                           &c->retry, &delay) &&
+                delay < left) {
+                c->items[it].state = ITEM_WAITING;
+                c->items[it].not_before_ms = now + delay;
+            } else {
+                batch_finish(L, c, it, &sl->tr, rc, NULL, NULL);
+                done++;
+            }
+        }
+        if (done >= n)
+            break;
+        /* sleep in poll until a socket is ready or the next retry is due */
+        now = acs_monotonic_ms();
+        for (i = 0; i < next; i++)
+            if (c->items[i].state == ITEM_WAITING) {
+                long d = c->items[i].not_before_ms - now;
+                if (d < wait)
+                    wait = d < 0 ? 0 : d;
+            }
+        if (next < n) {
+            for (s = 0; s < conc; s++)
+                if (c->slots[s]->item < 0)
+                    wait = 0; /* a free slot and queued work: go on */
+        }
+        if (wait > 0)
+            curl_multi_poll(c->multi, NULL, 0, (int)wait, NULL);
+    }
+    lua_settop(L, 4);
+    return 1;
 }
 
 /* ---------- pure entry points ------------------------------------------ */
@@ -609,6 +925,7 @@ static int l_uuid(lua_State *L)
 static const luaL_Reg client_methods[] = {
     {"get_call", l_get_call},
     {"request", l_request},
+    {"get_calls", l_get_calls},
     {"close", l_close},
     {NULL, NULL}};
 

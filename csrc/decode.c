@@ -514,9 +514,36 @@ static int walk_value(lua_State *L, ctx *c, int v, const field *f, const path *p
 /* Walk the object at t: nulls removed, known fields checked (and shaped),
  * unknown fields stripped of nulls. Bit i of *seen is set for each
  * spec[i] present. Returns 0, or -1 with c->err set. */
+/* The error path: walk the known fields again in spec order (the first
+ * pass went in hash order) so the error reported does not depend on the
+ * table's layout. Walking a shaped value again is harmless. Returns -1. */
+static int first_error_in_order(lua_State *L, ctx *c, int t, const field *spec,
+                                const path *p, int base)
+{
+    const field *s;
+    for (s = spec; s->name; s++) {
+        lua_settop(L, base);
+        lua_pushlstring(L, s->name, s->len);
+        lua_rawget(L, t);
+        if (!lua_isnil(L, -1) && !is_null(L, -1)) { /* null: absent */
+            path here;
+            here.up = p;
+            here.name = s->name;
+            here.index = 0;
+            if (walk_value(L, c, lua_gettop(L), s, &here)) {
+                lua_settop(L, base);
+                return -1;
+            }
+        }
+    }
+    lua_settop(L, base);
+    return -1; /* not found again: keep the first pass's message */
+}
+
 static int walk_object(lua_State *L, ctx *c, int t, const field *spec,
                        const path *p, unsigned *seen)
 {
+    int base = lua_gettop(L);
     luaL_checkstack(L, 6, "acscall: JSON too deep");
     lua_pushnil(L);
     while (lua_next(L, t)) {
@@ -545,7 +572,7 @@ static int walk_object(lua_State *L, ctx *c, int t, const field *spec,
             here.name = f->name;
             here.index = 0;
             if (walk_value(L, c, v, f, &here))
-                return -1;
+                return first_error_in_order(L, c, t, spec, p, base);
             if (seen)
                 *seen |= 1u << (unsigned)(f - spec);
         } else if (lua_type(L, v) == LUA_TTABLE) {

@@ -159,10 +159,9 @@ void acs_transport_free(acs_transport *t)
     t->len = t->cap = 0;
 }
 
-int acs_transport_get(acs_transport *t, const char *url,
-                      struct curl_slist *headers)
+void acs_transport_begin(acs_transport *t, const char *url,
+                         struct curl_slist *headers)
 {
-    CURLcode rc;
     curl_slist_free_all(t->headers);
     t->headers = headers;
     if (t->cap > 1024 * 1024) { /* do not keep one huge answer's memory */
@@ -173,15 +172,23 @@ int acs_transport_get(acs_transport *t, const char *url,
     reset_response(t);
     curl_easy_setopt(t->easy, CURLOPT_URL, url);
     curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, headers);
-    rc = curl_easy_perform(t->easy);
+}
+
+int acs_transport_end(acs_transport *t, CURLcode rc)
+{
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
     if (t->overflow)
         return ACS_TR_TOO_LARGE;
     if (rc == CURLE_WRITE_ERROR)
         return ACS_TR_NOMEM;
-    if (rc != CURLE_OK)
-        return (int)rc;
-    return 0;
+    return (int)rc;
+}
+
+int acs_transport_get(acs_transport *t, const char *url,
+                      struct curl_slist *headers)
+{
+    acs_transport_begin(t, url, headers);
+    return acs_transport_end(t, curl_easy_perform(t->easy));
 }
 
 void acs_transport_hold_headers(acs_transport *t, struct curl_slist *headers)

@@ -78,4 +78,12 @@ int acs_transport_get(acs_transport *t, const char *url,
 void acs_transport_hold_headers(acs_transport *t, struct curl_slist *headers);
 const char *acs_transport_error(const acs_transport *t, int rc);
 
+/* acs_transport_get in two halves, for libcurl's multi interface: begin
+ * sets the request up (headers owned as above), the caller runs the easy
+ * handle (t->easy, CURLINFO_PRIVATE free for its use), end maps the
+ * handle's CURLcode to the same result acs_transport_get returns. */
+void acs_transport_begin(acs_transport *t, const char *url,
+                         struct curl_slist *headers);
+int acs_transport_end(acs_transport *t, CURLcode rc);
+
 #endif
