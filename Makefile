@@ -68,7 +68,7 @@ demo: deps all
 	@if [ -n "$$ACS_CONNECTION_STRING$$ACS_TOKEN" ]; then \
 	  $(LUA) examples/demo.lua "$(DEMO_CALL)"; \
 	else \
-	  eval "$$(emulator/acs-emulator start)" || exit 1; \
+	  set -a; eval "$$(emulator/acs-emulator start)" || exit 1; set +a; \
 	  echo "emulator: $$ACS_ENDPOINT (no ACS resource configured)"; echo; \
 	  $(LUA) examples/demo.lua "$(DEMO_CALL)"; rc=$$?; \
 	  emulator/acs-emulator stop --dir "$$ACS_EMULATOR_DIR" >/dev/null; exit $$rc; \
