@@ -29,6 +29,7 @@ typedef struct {
     size_t keylen;
     char *token;      /* "Authorization: Bearer ..." header line (secret) */
     int provider_ref; /* token_provider function, or LUA_NOREF */
+    int decoder_ref;  /* own cjson decoder (max_depth option), or 0 */
     char *url;        /* scratch: origin + path + query of the current call */
     size_t url_cap;
     acs_retry_policy retry;
@@ -76,6 +77,10 @@ static int l_close(lua_State *L)
     free(c->url);
     c->url = NULL;
     c->url_cap = 0;
+    if (c->decoder_ref > 0) {
+        luaL_unref(L, LUA_REGISTRYINDEX, c->decoder_ref);
+        c->decoder_ref = 0;
+    }
     if (c->provider_ref != LUA_NOREF && c->provider_ref != LUA_REFNIL) {
         luaL_unref(L, LUA_REGISTRYINDEX, c->provider_ref);
         c->provider_ref = LUA_NOREF;
@@ -292,6 +297,15 @@ static int l_new(lua_State *L)
     c->timeout_ms = to.timeout_ms;
     c->deadline_ms = opt_ms(L, "deadline", ACS_DEFAULT_DEADLINE_MS);
     opt_retries(L, &c->retry);
+    lua_getfield(L, 1, "max_depth");
+    if (!lua_isnil(L, -1)) {
+        lua_Number d = lua_tonumber(L, -1);
+        if (lua_type(L, -1) != LUA_TNUMBER || d != (int)d || d < 4 || d > 1000)
+            luaL_error(L, "acscall.new: 'max_depth' must be an integer in [4, 1000]");
+        if ((int)d != ACS_DEFAULT_MAX_DEPTH)
+            c->decoder_ref = acs_decode_new_decoder(L, (int)d);
+    }
+    lua_pop(L, 1);
     return 1;
 }
 
@@ -541,6 +555,7 @@ static int l_get_call(lua_State *L)
         acs_sleep_ms(delay);
     }
     meta.attempts = attempt;
+    meta.decoder_ref = c->decoder_ref;
     return push_result(L, &c->tr, rc, &meta);
 }
 
@@ -660,6 +675,7 @@ static void batch_finish(lua_State *L, acs_client *c, int i, acs_transport *tr,
     memset(&meta, 0, sizeof meta);
     meta.client_request_id = c->items[i].crid;
     meta.attempts = c->items[i].attempt;
+    meta.decoder_ref = c->decoder_ref;
     c->items[i].state = ITEM_DONE;
     if (kind)
         nret = acs_push_failure(L, kind, 0, why, &meta);

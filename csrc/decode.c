@@ -683,10 +683,14 @@ static size_t skip_ws(const char *s, size_t len)
 /* call the private decoder on the string at bi: pushes one value (the
  * result, or nil) and, on failure, returns cjson's message (a Lua string
  * kept just below the pushed nil), else NULL. */
-static const char *cjson_decode(lua_State *L, int bi)
+static const char *cjson_decode(lua_State *L, int bi, const acs_resp_meta *meta)
 {
-    lua_pushlightuserdata(L, (void *)&decode_key);
-    lua_rawget(L, LUA_REGISTRYINDEX);
+    if (meta && meta->decoder_ref > 0) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, meta->decoder_ref);
+    } else {
+        lua_pushlightuserdata(L, (void *)&decode_key);
+        lua_rawget(L, LUA_REGISTRYINDEX);
+    }
     if (lua_type(L, -1) != LUA_TFUNCTION)
         luaL_error(L, "acscall: acs_decode_init was not called");
     lua_pushvalue(L, bi);
@@ -714,7 +718,7 @@ static int decode_ok(lua_State *L, int bi, long status, const acs_resp_meta *met
         mb_str(&c.err, "response body is empty");
         return decode_failure(L, status, meta, &c.err);
     }
-    jerr = cjson_decode(L, bi);
+    jerr = cjson_decode(L, bi, meta);
     if (jerr) {
         mb_init(&c.err, MSG_CAP - 8);
         mb_sep(&c.err, "invalid JSON: ");
@@ -853,7 +857,7 @@ static int decode_http_error(lua_State *L, int bi, long status,
     i = skip_ws(body, len);
     if (i < len && body[i] == '{') {
         int t;
-        if (cjson_decode(L, bi) == NULL && lua_type(L, -1) == LUA_TTABLE) {
+        if (cjson_decode(L, bi, meta) == NULL && lua_type(L, -1) == LUA_TTABLE) {
             const char *msg = NULL;
             size_t msglen = 0;
             int has_code = 0;
@@ -936,7 +940,8 @@ int acs_decode_push(lua_State *L, long status, const char *body, size_t len,
     return n;
 }
 
-void acs_decode_init(lua_State *L, int max_depth)
+/* Push the decode function of a new private cjson.safe instance. */
+static void push_decoder(lua_State *L, int max_depth)
 {
     int inst;
     lua_getglobal(L, "require"); /* read only */
@@ -956,10 +961,22 @@ void acs_decode_init(lua_State *L, int max_depth)
     } else {
         lua_pop(L, 1);
     }
-    lua_pushlightuserdata(L, (void *)&decode_key);
     lua_getfield(L, inst, "decode"); /* its config is an upvalue: kept alive */
+    lua_replace(L, inst - 1);        /* over the module */
+    lua_settop(L, inst - 1);
+}
+
+void acs_decode_init(lua_State *L, int max_depth)
+{
+    lua_pushlightuserdata(L, (void *)&decode_key);
+    push_decoder(L, max_depth);
     lua_rawset(L, LUA_REGISTRYINDEX);
-    lua_pop(L, 2); /* instance, module */
+}
+
+int acs_decode_new_decoder(lua_State *L, int max_depth)
+{
+    push_decoder(L, max_depth);
+    return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 /* ------------------------------------------------------------------ */

@@ -17,12 +17,18 @@ typedef struct {
     const char *client_request_id; /* the x-ms-client-request-id we sent */
     const char *content_type;      /* Content-Type header */
     int attempts;
+    int decoder_ref; /* a registry ref from acs_decode_new_decoder, or 0
+                        for the module's own (ACS_DEFAULT_MAX_DEPTH) */
 } acs_resp_meta;
 
 /* Once per lua_State (at luaopen): require "cjson.safe", make a private
  * instance with decode_max_depth(max_depth) and keep it in the registry.
  * Raises a Lua error if lua-cjson is missing. */
 void acs_decode_init(lua_State *L, int max_depth);
+
+/* A decoder with its own depth limit (a client's max_depth): a registry
+ * reference the caller owns (luaL_unref it when done). */
+int acs_decode_new_decoder(lua_State *L, int max_depth);
 
 /* Decode one response. Pushes the call table and returns 1, or pushes
  * nil, message, info and returns 3 (info.kind "http" for non-2xx, "decode"

@@ -268,6 +268,24 @@ describe("faults", function()
     c2:close()
   end)
 
+  it("max_depth bounds JSON nesting per client", function()
+    local shallow = client{max_depth = 4}
+    assert.is_table((shallow:get_call(SEED))) -- the model needs 4 levels
+    -- targets[3].extra.nested[3] is 6 levels deep
+    local _, call, msg, info = timed(shallow, "unknown-fields")
+    assert.is_nil(call)
+    assert.are.equal("decode", info.kind)
+    assert.matches("^decode: invalid JSON", msg)
+    local deep = client{max_depth = 8}
+    assert.is_table((deep:get_call("unknown-fields")))
+    -- the module default (64) is untouched by another client's setting
+    assert.is_table((client():get_call("unknown-fields")))
+    assert.has_error(function() client{max_depth = 2} end)
+    assert.has_error(function() client{max_depth = 4.5} end)
+    shallow:close()
+    deep:close()
+  end)
+
   it("a small max_body is enforced on ordinary calls too", function()
     local c = client{max_body = 1024}
     local _, call, msg, info = timed(c, "large-200-targets")
