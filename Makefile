@@ -66,11 +66,12 @@ test: deps all
 DEMO_CALL ?= 18dea47f-b081-4107-9a5c-4300819d2c6c
 demo: deps all
 	@if [ -n "$$ACS_CONNECTION_STRING$$ACS_TOKEN" ]; then \
-	  $(LUA) examples/demo.lua "$(DEMO_CALL)"; \
+	  $(LUA) bin/acscall get "$(DEMO_CALL)"; \
 	else \
 	  set -a; eval "$$(emulator/acs-emulator start)" || exit 1; set +a; \
-	  echo "emulator: $$ACS_ENDPOINT (no ACS resource configured)"; echo; \
-	  $(LUA) examples/demo.lua "$(DEMO_CALL)"; rc=$$?; \
+	  echo "emulator: $$ACS_ENDPOINT (no ACS resource configured)"; \
+	  echo '$$ bin/acscall get $(DEMO_CALL)'; \
+	  $(LUA) bin/acscall get "$(DEMO_CALL)"; rc=$$?; \
 	  emulator/acs-emulator stop --dir "$$ACS_EMULATOR_DIR" >/dev/null; exit $$rc; \
 	fi
 

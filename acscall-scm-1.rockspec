@@ -16,6 +16,7 @@ tokens, over a reused libcurl connection, and returns them as plain Lua tables.
 dependencies = {
   "lua >= 5.1",
   "lua-cjson",
+  "argparse", -- bin/acscall only
 }
 external_dependencies = {
   CURL = { library = "curl" },
@@ -29,6 +30,9 @@ build = {
     LUA_INCDIR = "$(LUA_INCDIR)",
     CURL_INCDIR = "$(CURL_INCDIR)",
     LDFLAGS = "-L$(CURL_LIBDIR) -L$(OPENSSL_LIBDIR)",
+  },
+  install = {
+    bin = { acscall = "bin/acscall" },
   },
   install_variables = {
     INST_LIBDIR = "$(LIBDIR)",

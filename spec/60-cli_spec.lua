@@ -1,0 +1,526 @@
+-- bin/acscall, run as a subprocess against the emulator: commands, output
+-- modes, exit codes, configuration errors, and that no secret is ever printed.
+local helpers = require "spec.helpers"
+local cjson = require "cjson.safe"
+
+local q = helpers.shell_quote
+local ROOT = helpers.repo_root()
+local CLI = ROOT .. "/bin/acscall"
+local SEED = "18dea47f-b081-4107-9a5c-4300819d2c6c"
+local CLEAN_ENV = "env -u ACS_CONNECTION_STRING -u ACS_ENDPOINT -u ACS_TOKEN"
+  .. " -u ACS_ACCESS_KEY -u ACS_CA_FILE"
+
+local everything_printed = {} -- every stdout and stderr, for the secrets check
+
+-- Run the CLI: env is a table of variables to set, args a shell-quoted string.
+-- Returns stdout, stderr, exit code.
+local function cli(env, args, opts)
+  opts = opts or {}
+  local out, err = os.tmpname(), os.tmpname()
+  local vars = {}
+  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
+  table.sort(vars)
+  local cmd = (opts.cd and ("cd " .. q(opts.cd) .. " && ") or "") .. (opts.prefix or "") .. CLEAN_ENV
+    .. (opts.env_extra or "") .. " " .. table.concat(vars, " ") .. " " .. q(CLI) .. " " .. args
+    .. (opts.stdin and (" <" .. q(opts.stdin)) or " </dev/null")
+    .. " >" .. q(out) .. " 2>" .. q(err)
+  local _, _, rc = helpers.run(cmd)
+  local o, e = helpers.read_file(out) or "", helpers.read_file(err) or ""
+  os.remove(out)
+  os.remove(err)
+  everything_printed[#everything_printed + 1] = o
+  everything_printed[#everything_printed + 1] = e
+  return o, e, rc
+end
+
+local function lines(s)
+  local t = {}
+  for l in s:gmatch("([^\n]*)\n") do t[#t + 1] = l end
+  return t
+end
+
+-- Check that every JSON object in text has its keys in sorted order (a tiny
+-- parser over the raw text, since decoding loses the order).
+local function keys_sorted(text)
+  local pos = 1
+  local function ws() pos = text:find("[^ \t\r\n]", pos) or #text + 1 end
+  local value
+  local function str()
+    assert(text:sub(pos, pos) == '"', "string expected at " .. pos)
+    local i = pos + 1
+    while true do
+      local c = text:sub(i, i)
+      if c == "\\" then i = i + 2
+      elseif c == '"' then break
+      elseif c == "" then error("unterminated string")
+      else i = i + 1 end
+    end
+    local s = cjson.decode(text:sub(pos, i))
+    pos = i + 1
+    return s
+  end
+  function value()
+    ws()
+    local c = text:sub(pos, pos)
+    if c == "{" then
+      pos = pos + 1
+      ws()
+      local last
+      if text:sub(pos, pos) == "}" then pos = pos + 1 return end
+      while true do
+        ws()
+        local k = str()
+        if last and last >= k then error(("keys out of order: %q before %q"):format(last, k)) end
+        last = k
+        ws()
+        assert(text:sub(pos, pos) == ":")
+        pos = pos + 1
+        value()
+        ws()
+        c = text:sub(pos, pos)
+        pos = pos + 1
+        if c == "}" then return end
+        assert(c == ",", "',' expected")
+      end
+    elseif c == "[" then
+      pos = pos + 1
+      ws()
+      if text:sub(pos, pos) == "]" then pos = pos + 1 return end
+      while true do
+        value()
+        ws()
+        c = text:sub(pos, pos)
+        pos = pos + 1
+        if c == "]" then return end
+        assert(c == ",", "',' expected")
+      end
+    elseif c == '"' then
+      str()
+    else
+      local s, e = text:find("^[%w%.%+%-]+", pos)
+      assert(s, "value expected at " .. pos)
+      pos = e + 1
+    end
+  end
+  value()
+  return true
+end
+
+describe("acscall CLI", function()
+  local emu, fixtures, env
+
+  setup(function()
+    -- a private copy of the fixtures, so a spec can add and rewrite calls
+    fixtures = os.tmpname()
+    os.remove(fixtures)
+    assert(helpers.run("mkdir -p " .. q(fixtures) .. " && cp " .. q(helpers.fixtures_dir()) .. "/*.json "
+      .. q(fixtures) .. "/"))
+    local f = assert(io.open(fixtures .. "/cli-reset.json", "w"))
+    f:write('{"callConnectionId": "cli-reset"}')
+    f:close()
+    f = assert(io.open(fixtures .. "/cli-reset.meta.json", "w"))
+    f:write('{"fault": "reset"}')
+    f:close()
+    emu = helpers.start_emulator{fixtures = fixtures}
+    env = {ACS_CONNECTION_STRING = emu.connection_string}
+  end)
+
+  teardown(function()
+    if emu then emu:stop() end
+    if fixtures then helpers.run("rm -rf " .. q(fixtures)) end
+  end)
+
+  local function write_fixture(name, body)
+    local tmp = fixtures .. "/.tmp-" .. name
+    local f = assert(io.open(tmp, "w"))
+    f:write(body)
+    f:close()
+    assert(os.rename(tmp, fixtures .. "/" .. name)) -- atomic: the emulator never reads half a file
+  end
+
+  describe("--help", function()
+    it("for the program lists the commands and the exit codes", function()
+      local out, err, rc = cli(env, "--help")
+      assert.equal(0, rc)
+      assert.equal("", err)
+      assert.matches("Usage: acscall", out)
+      assert.matches("get%s+Fetch calls", out)
+      assert.matches("watch%s+Poll a call", out)
+      assert.matches("Exit codes:", out)
+      assert.matches("3%s+transport or auth failure", out)
+    end)
+
+    it("for get and watch shows their options", function()
+      local out, _, rc = cli(env, "get --help")
+      assert.equal(0, rc)
+      assert.matches("Usage: acscall get", out)
+      for _, opt in ipairs{"--json", "--field", "--connection-string", "--endpoint", "--token",
+                           "--api-version", "--timeout", "--ca-file", "--concurrency", "Exit codes:"} do
+        assert.truthy(out:find(opt, 1, true), opt)
+      end
+      out, _, rc = cli(env, "watch --help")
+      assert.equal(0, rc)
+      assert.matches("Usage: acscall watch", out)
+      assert.truthy(out:find("--interval", 1, true))
+      assert.truthy(out:find("ACS_CONNECTION_STRING", 1, true))
+    end)
+
+    it("--version prints the module's version", function()
+      local out, _, rc = cli(env, "--version")
+      assert.equal(0, rc)
+      assert.matches("^acscall %d+%.%d+%.%d+", out)
+    end)
+  end)
+
+  describe("get", function()
+    it("prints one call as a readable list", function()
+      local out, err, rc = cli(env, "get " .. SEED)
+      assert.equal(0, rc)
+      assert.equal("", err)
+      assert.matches("callConnectionId%s+" .. SEED:gsub("%-", "%%-"), out)
+      assert.matches("\ncallConnectionState%s+connected\n", out)
+      assert.matches("\nsource%s+acs user 8:acs:", out)
+      assert.matches("\nsourceCallerIdNumber%s+%+18440123456\n", out)
+      assert.matches("\ntargets%s+1%. acs user 8:acs:", out)
+      assert.matches("\n%s+2%. phone %+14250123456  %(4:%+14250123456%)\n", out)
+    end)
+
+    it("shows every field of a full call, non-ASCII intact", function()
+      local out, _, rc = cli(env, "get full")
+      assert.equal(0, rc)
+      assert.matches("sourceDisplayName%s+Contoso Support éè 😀", out)
+      assert.matches("answeredFor%s+%+18005550199", out)
+      assert.matches("mediaStreaming%s+disabled %(audio%)", out)
+      assert.matches("transcription%s+active %(final; en%-AU%)", out)
+      assert.matches("teams user e5f1a3c2", out)
+    end)
+
+    it("prints many calls as a table, in input order", function()
+      local out, err, rc = cli(env, "get state-connected full state-disconnected large-200-targets")
+      assert.equal(0, rc)
+      assert.equal("", err)
+      local l = lines(out)
+      assert.equal(5, #l)
+      assert.matches("^CALL CONNECTION ID%s+STATE%s+SOURCE%s+TARGETS$", l[1])
+      assert.matches("^state%-connected%s+connected%s", l[2])
+      assert.matches("^full%s+connected%s", l[3])
+      assert.matches("^state%-disconnected%s+disconnected%s", l[4])
+      assert.matches("%(%+198 more%)$", l[5])
+    end)
+
+    it("--long prints every call in full", function()
+      local out, _, rc = cli(env, "get --long state-connected full")
+      assert.equal(0, rc)
+      assert.matches("callConnectionId%s+state%-connected\n.*\n\ncallConnectionId%s+full\n", out)
+    end)
+
+    it("--json: one object per line, parseable, keys sorted at every depth", function()
+      local ids = {SEED, "full", "identifiers-all", "subscriptions", "unknown-fields", "nulls", "minimal",
+                   "empty-object", "call id+1"}
+      local args = {}
+      for i, id in ipairs(ids) do args[i] = q(id) end
+      local out, err, rc = cli(env, "get --json " .. table.concat(args, " "))
+      assert.equal(0, rc, err)
+      local l = lines(out)
+      assert.equal(#ids, #l)
+      for i, line in ipairs(l) do
+        local v = assert(cjson.decode(line), line)
+        assert.is_true(keys_sorted(line))
+        if ids[i] ~= "empty-object" then assert.equal(ids[i], v.callConnectionId) end
+      end
+      local full = cjson.decode(l[2])
+      assert.equal("https://app.contoso.com/callback", full.callbackUri)
+      assert.truthy(l[2]:find('"callbackUri":"https://app.contoso.com/callback"', 1, true)) -- no "\/"
+      assert.equal("Contoso Support éè 😀", full.sourceDisplayName)
+      assert.equal("4:+14250123456_207ffef6-9444-41fb-92ab-20eacaae2768", full.targets[1].rawId)
+      assert.same({"audio"}, full.mediaStreamingSubscription.subscribedContentTypes)
+      assert.equal('{"callConnectionId":"minimal"}', l[7])
+      assert.equal("{}", l[8])
+      -- the seed's identifiers get the derived rawId and kind
+      local seed = cjson.decode(l[1])
+      assert.equal("4:+14250123456", seed.targets[2].rawId)
+    end)
+
+    it("--json keeps empty arrays as arrays", function()
+      write_fixture("cli-empty-targets.json", '{"callConnectionId":"cli-empty-targets","targets":[]}')
+      local out, _, rc = cli(env, "get --json cli-empty-targets")
+      assert.equal(0, rc)
+      assert.equal('{"callConnectionId":"cli-empty-targets","targets":[]}\n', out)
+    end)
+
+    it("--field prints one value per line, dotted paths included", function()
+      local out, _, rc = cli(env, "get --field callConnectionState state-connected state-disconnected full")
+      assert.equal(0, rc)
+      assert.equal("connected\ndisconnected\nconnected\n", out)
+      out = cli(env, "get --field source.rawId --field targets.1.rawId --field 'targets[2].kind' full")
+      assert.equal("8:acs:b9614373-fd0b-480c-8fd2-cb58b70eab9f_0f50d091-5bd3-448b-884d-44be7037d9b9\t"
+        .. "4:+14250123456_207ffef6-9444-41fb-92ab-20eacaae2768\tmicrosoftTeamsUser\n", out)
+    end)
+
+    it("--field: a missing field is an empty line, a table is JSON", function()
+      local out, _, rc = cli(env, "get --field correlationId --field sourceCallerIdNumber minimal full")
+      assert.equal(0, rc)
+      assert.equal("\t\n5f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b\t{\"value\":\"+18440123456\"}\n", out)
+    end)
+
+    it("reads ids from stdin with '-'", function()
+      local path = os.tmpname()
+      local f = assert(io.open(path, "w"))
+      f:write("state-connected\n\n  full  \nstate-disconnected\n")
+      f:close()
+      local out, _, rc = cli(env, "get --field callConnectionId -", {stdin = path})
+      os.remove(path)
+      assert.equal(0, rc)
+      assert.equal("state-connected\nfull\nstate-disconnected\n", out)
+    end)
+
+    it("a progress line only when asked (stderr is not a terminal here)", function()
+      local ids = "state-connected full state-disconnected minimal subscriptions"
+      local _, err, rc = cli(env, "get --field callConnectionId " .. ids)
+      assert.equal(0, rc)
+      assert.equal("", err)
+      local out
+      out, err, rc = cli(env, "get --progress always --concurrency 2 --field callConnectionId " .. ids)
+      assert.equal(0, rc)
+      assert.equal(5, #lines(out))
+      assert.matches("fetched 5/5 calls", err)
+    end)
+
+    it("works from any directory without LUA_PATH/LUA_CPATH (finds the checkout's module)", function()
+      local out, err, rc = cli(env, "get --field callConnectionState state-connected",
+        {cd = "/", env_extra = " -u LUA_PATH -u LUA_CPATH"})
+      assert.equal(0, rc, err)
+      assert.equal("connected\n", out)
+    end)
+  end)
+
+  describe("exit codes", function()
+    it("1 for an unknown id, with one line on stderr; the others still print", function()
+      local out, err, rc = cli(env, "get --field callConnectionId state-connected no-such-call full")
+      assert.equal(1, rc)
+      assert.equal("state-connected\nfull\n", out)
+      assert.equal("acscall: no-such-call: HTTP 404: Call not found. (code 8522)\n", err)
+    end)
+
+    it("1 for a bad id (one the route cannot take: it stays one path segment)", function()
+      local out, err, rc = cli(env, "get 'a/../../b?x=1#y'")
+      assert.equal(1, rc)
+      assert.equal("", out)
+      assert.matches("^acscall: a/%.%./%.%./b%?x=1#y: HTTP 404", err)
+      assert.equal("a/../../b?x=1#y", emu:last_request().id)
+    end)
+
+    it("1 for a response that is not a valid call", function()
+      local _, err, rc = cli(env, "get fault-malformed wrongtypes-targets")
+      assert.equal(1, rc)
+      local l = lines(err)
+      assert.equal(2, #l)
+      assert.matches("^acscall: fault%-malformed: decode: ", l[1])
+      assert.matches("^acscall: wrongtypes%-targets: decode: targets%[3%]%.phoneNumber%.value", l[2])
+    end)
+
+    it("3 for a transport failure (nothing listening)", function()
+      local out, err, rc = cli({ACS_ENDPOINT = "http://127.0.0.1:1/", ACS_TOKEN = "t0ken-secret"},
+        "get --retries 0 state-connected")
+      assert.equal(3, rc)
+      assert.equal("", out)
+      assert.matches("^acscall: state%-connected: transport: .*\n$", err)
+    end)
+
+    it("3 wins over 1 in a batch", function()
+      local out, err, rc = cli(env, "get --retries 0 --field callConnectionId state-connected no-such-call cli-reset")
+      assert.equal(3, rc)
+      assert.equal("state-connected\n", out)
+      assert.matches("no%-such%-call: HTTP 404", err)
+      assert.matches("cli%-reset: transport: ", err)
+    end)
+
+    it("2 for usage errors, with one line on stderr", function()
+      for _, args in ipairs{"", "get", "frob x", "get --bogus x", "get --json --field a x",
+                            "watch", "watch x --interval 0", "watch x --interval soon",
+                            "get --concurrency 0 x", "get ''"} do
+        local out, err, rc = cli(env, args)
+        assert.equal(2, rc, args)
+        assert.equal("", out, args)
+        assert.equal(1, #lines(err), args .. ": " .. err)
+        assert.matches("^acscall: ", err, args)
+      end
+    end)
+  end)
+
+  describe("configuration", function()
+    it("missing: exit 2 with a clear message", function()
+      local out, err, rc = cli({}, "get state-connected")
+      assert.equal(2, rc)
+      assert.equal("", out)
+      assert.equal("acscall: no ACS resource configured: set ACS_CONNECTION_STRING, or ACS_ENDPOINT and "
+        .. "ACS_TOKEN (or use --connection-string, or --endpoint and --token)\n", err)
+      out, err, rc = cli({ACS_ENDPOINT = emu.endpoint}, "get state-connected")
+      assert.equal(2, rc)
+      assert.equal("", out)
+      assert.matches("no credential", err)
+    end)
+
+    it("ACS_ENDPOINT + ACS_TOKEN (bearer) works", function()
+      local out, _, rc = cli({ACS_ENDPOINT = emu.endpoint, ACS_TOKEN = emu.token},
+        "get --field callConnectionState state-connected")
+      assert.equal(0, rc)
+      assert.equal("connected\n", out)
+      assert.equal("bearer", emu:last_request().auth)
+    end)
+
+    it("flags win over the environment", function()
+      local bad = {ACS_CONNECTION_STRING = "endpoint=http://127.0.0.1:1/;accesskey=" .. emu.access_key}
+      local out, _, rc = cli(bad, "get --connection-string " .. q(emu.connection_string)
+        .. " --field callConnectionState state-connected")
+      assert.equal(0, rc)
+      assert.equal("connected\n", out)
+      out, _, rc = cli(bad, "get --endpoint " .. q(emu.endpoint) .. " --token " .. q(emu.token)
+        .. " --field callConnectionState state-connected")
+      assert.equal(0, rc)
+      assert.equal("connected\n", out)
+    end)
+
+    it("--api-version is sent", function()
+      local _, _, rc = cli(env, "get --api-version 2099-01-01 state-connected")
+      assert.equal(0, rc)
+      assert.matches("api%-version=2099%-01%-01", emu:last_request().uri)
+    end)
+
+    it("a wrong token: exit 1 with the 401 message, the token not echoed", function()
+      local out, err, rc = cli({ACS_ENDPOINT = emu.endpoint, ACS_TOKEN = "wr0ng-t0ken-s3cret"}, "get state-connected")
+      assert.equal(1, rc)
+      assert.equal("", out)
+      assert.matches("^acscall: state%-connected: HTTP 401: .*\n$", err)
+      assert.falsy(err:find("wr0ng-t0ken-s3cret", 1, true))
+    end)
+
+    it("a wrong access key: exit 1 with the 401 message", function()
+      local key = "c2VjcmV0LWJ1dC13cm9uZy1rZXktMzItYnl0ZXMhISE="
+      local _, err, rc = cli({ACS_CONNECTION_STRING = "endpoint=" .. emu.endpoint .. ";accesskey=" .. key},
+        "get state-connected")
+      assert.equal(1, rc)
+      assert.matches("HTTP 401", err)
+      assert.falsy(err:find(key, 1, true))
+    end)
+
+    it("a malformed connection string: exit 2, the key not echoed", function()
+      for _, cs in ipairs{"endpoint=" .. emu.endpoint .. ";accesskey=n0t-base64-S3CRET!!",
+                          "garbage-S3CRET", "endpoint=ftp://x/;accesskey=" .. emu.access_key} do
+        local out, err, rc = cli({ACS_CONNECTION_STRING = cs}, "get state-connected")
+        assert.equal(2, rc, cs)
+        assert.equal("", out)
+        assert.matches("^acscall: invalid configuration: [^\n]+\n$", err)
+        assert.falsy(err:find("S3CRET", 1, true), err)
+        assert.falsy(err:find(emu.access_key, 1, true), err)
+      end
+    end)
+
+  end)
+
+  describe("TLS", function()
+    local tls
+    setup(function() tls = helpers.start_emulator{tls = true} end)
+    teardown(function() if tls then tls:stop() end end)
+
+    it("verifies with --ca-file or ACS_CA_FILE; without the CA it is a transport failure (3)", function()
+      local cs = {ACS_CONNECTION_STRING = tls.connection_string}
+      local out, err, rc = cli(cs, "get --retries 0 --field callConnectionState state-connected")
+      assert.equal(3, rc)
+      assert.equal("", out)
+      assert.matches("^acscall: state%-connected: transport: [^\n]+\n$", err)
+      out, err, rc = cli(cs, "get --ca-file " .. q(tls.ca_file) .. " --field callConnectionState state-connected")
+      assert.equal(0, rc, err)
+      assert.equal("connected\n", out)
+      out, err, rc = cli({ACS_CONNECTION_STRING = tls.connection_string, ACS_CA_FILE = tls.ca_file},
+        "get --field callConnectionState state-connected")
+      assert.equal(0, rc, err)
+      assert.equal("connected\n", out)
+    end)
+  end)
+
+  describe("watch", function()
+    it("ends at once on a disconnected call, with an ISO-8601 UTC timestamp", function()
+      local out, err, rc = cli(env, "watch state-disconnected --interval 0.1")
+      assert.equal(0, rc)
+      assert.equal("", err)
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ  state%-disconnected  disconnected\n$", out)
+    end)
+
+    it("--json prints the call with the time", function()
+      local out, _, rc = cli(env, "watch --json state-disconnected")
+      assert.equal(0, rc)
+      local v = assert(cjson.decode(out))
+      assert.equal("disconnected", v.call.callConnectionState)
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$", v.time)
+      assert.is_true(keys_sorted(out))
+    end)
+
+    it("404 ends it with exit 1", function()
+      local out, err, rc = cli(env, "watch no-such-call --interval 0.1")
+      assert.equal(1, rc)
+      assert.equal("", out)
+      assert.equal("acscall: no-such-call: HTTP 404: Call not found. (code 8522)\n", err)
+    end)
+
+    it("a transport failure does not end it: a notice per poll (stopped by timeout(1) here)", function()
+      local out, err, rc = cli({ACS_ENDPOINT = "http://127.0.0.1:1/", ACS_TOKEN = "t0ken-secret"},
+        "watch state-connected --interval 0.1 --retries 0", {prefix = "timeout 1 "})
+      assert.equal(124, rc)
+      assert.equal("", out)
+      local l = lines(err)
+      assert.is_true(#l >= 3, err)
+      for _, line in ipairs(l) do
+        assert.matches("^acscall: %d%d%d%d%-%d%d%-%d%dT%S+Z state%-connected: transport: .*%(still watching%)$", line)
+      end
+    end)
+
+    it("prints each state change, survives transient errors, ends on disconnected", function()
+      local id = "cli-watch"
+      write_fixture(id .. ".json", '{"callConnectionId":"cli-watch","callConnectionState":"connecting"}')
+      local out, err, rcfile = os.tmpname(), os.tmpname(), os.tmpname()
+      os.remove(rcfile)
+      local cmd = CLEAN_ENV .. " ACS_CONNECTION_STRING=" .. q(emu.connection_string) .. " " .. q(CLI)
+        .. " watch " .. id .. " --interval 0.05 --retries 0 </dev/null >" .. q(out) .. " 2>" .. q(err)
+      os.execute("(" .. cmd .. "; echo $? >" .. q(rcfile) .. ") &")
+      local function wait_for(pattern, path, limit)
+        local t0 = helpers.now()
+        while helpers.now() - t0 < (limit or 5) do
+          local s = helpers.read_file(path) or ""
+          if s:find(pattern) then return s end
+          helpers.sleep(0.02)
+        end
+        error("timed out waiting for " .. pattern .. " in " .. path .. ": " .. (helpers.read_file(path) or ""))
+      end
+      wait_for("connecting\n", out)
+      write_fixture(id .. ".json", '{"callConnectionId":"cli-watch","callConnectionState":"connected"}')
+      wait_for("  connected\n", out)
+      write_fixture(id .. ".meta.json", '{"fault": "503"}')
+      wait_for("still watching", err)
+      os.remove(fixtures .. "/" .. id .. ".meta.json")
+      write_fixture(id .. ".json", '{"callConnectionId":"cli-watch","callConnectionState":"disconnected"}')
+      local rc = tonumber(wait_for("%d", rcfile))
+      local o, e = helpers.read_file(out), helpers.read_file(err)
+      os.remove(out); os.remove(err); os.remove(rcfile)
+      everything_printed[#everything_printed + 1] = o
+      everything_printed[#everything_printed + 1] = e
+      assert.equal(0, rc)
+      local l = lines(o)
+      assert.equal(3, #l, o)
+      assert.matches("Z  cli%-watch  connecting$", l[1])
+      assert.matches("Z  cli%-watch  connected$", l[2])
+      assert.matches("Z  cli%-watch  disconnected$", l[3])
+      assert.matches("acscall: %S+Z cli%-watch: HTTP 503: .*%(still watching%)\n", e)
+      assert.matches("cli%-watch: recovered\n", e)
+    end)
+  end)
+
+  it("never printed a secret", function()
+    local all = table.concat(everything_printed, "\n")
+    assert.is_true(#everything_printed > 40)
+    for _, secret in ipairs{emu.access_key, emu.token, "wr0ng-t0ken-s3cret", "t0ken-secret", "S3CRET",
+                            "c2VjcmV0LWJ1dC13cm9uZy1rZXktMzItYnl0ZXMhISE="} do
+      assert.falsy(all:find(secret, 1, true), secret)
+    end
+  end)
+end)
