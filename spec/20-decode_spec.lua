@@ -57,6 +57,25 @@ local function count(t)
   return n
 end
 
+-- utf8.len where there is one (5.3+), else the same check by hand (5.1, 5.2, LuaJIT)
+local function valid_utf8(s)
+  local u = rawget(_G, "utf8")
+  if u then return u.len(s) ~= nil end
+  local i, n = 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    local len = c < 0x80 and 1 or (c >= 0xC2 and c <= 0xDF) and 2 or (c >= 0xE0 and c <= 0xEF) and 3
+      or (c >= 0xF0 and c <= 0xF4) and 4 or nil
+    if not len or i + len - 1 > n then return false end
+    for j = i + 1, i + len - 1 do
+      local b = s:byte(j)
+      if b < 0x80 or b > 0xBF then return false end
+    end
+    i = i + len
+  end
+  return true
+end
+
 local function assert_one_line(msg)
   assert.is_string(msg)
   assert.is_nil(msg:find("[%c]"), "control character in: " .. msg)
@@ -64,8 +83,8 @@ local function assert_one_line(msg)
 end
 
 describe("acscall.decode", function()
-  it("runs under Lua 5.4", function()
-    assert.equal("Lua 5.4", _VERSION)
+  it("runs under the interpreter the suite was started for", function()
+    assert.equal(os.getenv("ACSCALL_EXPECT_LUA") or "Lua 5.4", _VERSION)
   end)
 
   describe("the seed sample", function()
@@ -385,7 +404,7 @@ describe("acscall.decode", function()
       local _, msg = decode(500, '{"error":{"code":"1","message":"' .. string.rep("é", 1000) .. '"}}')
       assert_one_line(msg)
       assert.matches("%.%.%.$", msg)
-      assert.truthy(utf8.len(msg))
+      assert.is_true(valid_utf8(msg))
     end)
 
     it("uses the client request id when the service sent none", function()

@@ -1,0 +1,19 @@
+# mk/openresty.mk - the OpenResty path (Debian's nginx + lua-nginx-module, LuaJIT).
+#   make openresty-core       build/luajit/acscall/core.so (what nginx loads)
+#   make openresty-example    start examples/openresty (and the emulator) in temp
+#                             prefixes; prints the URL and how to stop
+#   make openresty-example-stop DIR=<ACSCALL_EXAMPLE_DIR>
+
+# the LuaJIT build (for the OpenResty spec) and the example's server
+DEB_PKGS += luajit2 libluajit2-5.1-dev nginx libnginx-mod-http-lua
+
+.PHONY: openresty-core openresty-example openresty-example-stop
+
+openresty-core:
+	@$(MAKE) --no-print-directory LUA_VERSION=luajit deps all
+
+openresty-example: openresty-core
+	@examples/openresty/run start
+
+openresty-example-stop:
+	@examples/openresty/run stop --dir "$(DIR)"

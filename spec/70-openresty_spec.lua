@@ -1,0 +1,118 @@
+-- OpenResty: the example handler (examples/openresty) in real nginx, one worker.
+-- /calls/{id} runs the libcurl fetch in the "acscall" thread pool
+-- (ngx.run_worker_thread), so 20 concurrent requests against an upstream with
+-- 200 ms latency overlap; /blocking/calls/{id} calls libcurl inline and
+-- serialises them (measured and printed, not asserted). Needs
+-- build/luajit/acscall/core.so (`make LUA_VERSION=luajit`); pending without it.
+local helpers = require "spec.helpers"
+local ngxh = require "spec.helpers_ngx"
+local cjson = require "cjson.safe"
+
+local CALL = "18dea47f-b081-4107-9a5c-4300819d2c6c"
+local N = 20
+
+local function paths(prefix, n)
+  local t = {}
+  for i = 1, n do t[i] = prefix .. CALL .. "?n=" .. i end
+  return t
+end
+
+local function call_requests(emu)
+  local out = {}
+  for _, e in ipairs(emu:log()) do
+    if e.id == CALL then out[#out + 1] = e end
+  end
+  return out
+end
+
+local function distinct_connections(entries)
+  local seen, n = {}, 0
+  for _, e in ipairs(entries) do
+    if not seen[e.connection] then seen[e.connection], n = true, n + 1 end
+  end
+  return n
+end
+
+describe("OpenResty example (nginx + lua-nginx-module, one worker)", function()
+  if not ngxh.luajit_core_built() then
+    it("needs build/luajit/acscall/core.so", function()
+      pending("build/luajit/acscall/core.so is missing: run `make LUA_VERSION=luajit` (make test-all does)")
+    end)
+    return
+  end
+
+  local emu, ex
+  setup(function()
+    emu = helpers.start_emulator{ latency = 200 }
+    local ok, e = pcall(ngxh.start_example, { connection_string = emu.connection_string })
+    if not ok then emu:stop() error(e) end
+    ex = e
+  end)
+  teardown(function()
+    if ex then ex:stop() end
+    if emu then emu:stop() end
+  end)
+
+  it("serves GET /calls/{id} as JSON", function()
+    local res = ngxh.parallel_get(ex.port, { "/calls/" .. CALL })
+    assert.are.equal(200, res[1].status, ex:error_log())
+    assert.matches("Content%-Type: application/json", res[1].raw)
+    local call = assert(cjson.decode(res[1].body))
+    assert.are.equal(CALL, call.callConnectionId)
+    assert.are.equal("connected", call.callConnectionState)
+    assert.are.equal("4:+14250123456", call.targets[2].rawId)
+  end)
+
+  it("answers errors as JSON with the upstream's status", function()
+    local res = ngxh.parallel_get(ex.port, { "/calls/no-such-call", "/blocking/calls/no-such-call", "/calls/" })
+    for i = 1, 2 do
+      assert.are.equal(404, res[i].status)
+      local body = assert(cjson.decode(res[i].body))
+      assert.are.equal("http", body.error.kind)
+      assert.are.equal("8522", body.error.code)
+      assert.matches("^HTTP 404", body.error.message)
+    end
+    assert.are.equal(404, res[3].status)
+    assert.are.equal("request", assert(cjson.decode(res[3].body)).error.kind)
+  end)
+
+  it("runs 20 concurrent fetches in the thread pool without blocking the worker", function()
+    ngxh.parallel_get(ex.port, paths("/calls/", N)) -- warm: pool VMs load acscall, connect
+    local res, took = ngxh.parallel_get(ex.port, paths("/calls/", N))
+    for i = 1, N do
+      assert.are.equal(200, res[i].status, "request " .. i .. ": " .. tostring(res[i].err or res[i].raw))
+      assert.are.equal(CALL, assert(cjson.decode(res[i].body)).callConnectionId)
+    end
+    print(string.format("\n  openresty: %d concurrent, upstream latency 200 ms: thread pool %.2f s", N, took))
+    assert.is_true(took < 1.5, string.format("took %.2f s", took))
+  end)
+
+  it("reuses the pool threads' connections to the service (keep-alive)", function()
+    emu:clear_log()
+    local res = ngxh.parallel_get(ex.port, paths("/calls/", N))
+    local res2 = ngxh.parallel_get(ex.port, paths("/calls/", N))
+    for i = 1, N do
+      assert.are.equal(200, res[i].status)
+      assert.are.equal(200, res2[i].status)
+    end
+    local reqs = call_requests(emu)
+    assert.are.equal(2 * N, #reqs)
+    local conns = distinct_connections(reqs)
+    local reused = 0
+    for _, e in ipairs(reqs) do
+      if (e.connection_requests or 1) > 1 then reused = reused + 1 end
+    end
+    print(string.format("  openresty: %d upstream requests over %d connections (%d on a reused one)",
+      #reqs, conns, reused))
+    assert.is_true(conns < #reqs, conns .. " connections for " .. #reqs .. " requests")
+    assert.is_true(reused > 0)
+  end)
+
+  it("shows what the blocking path costs (measured, not asserted)", function()
+    local res, took = ngxh.parallel_get(ex.port, paths("/blocking/calls/", N), 30)
+    for i = 1, N do
+      assert.are.equal(200, res[i].status)
+    end
+    print(string.format("  openresty: %d concurrent, upstream latency 200 ms: blocking inline %.2f s", N, took))
+  end)
+end)

@@ -1,0 +1,97 @@
+-- spec/helpers_ngx.lua: helpers for the OpenResty specs (Lua 5.1-5.4, LuaJIT; no globals).
+--   local ngxh = require "spec.helpers_ngx"
+--   local ex = ngxh.start_example{ connection_string = emu.connection_string }
+--   ngxh.parallel_get(ex.port, paths) ; ex:stop()
+local helpers = require "spec.helpers"
+
+local M = {}
+
+M.example_cmd = helpers.repo_root() .. "/examples/openresty/run"
+M.luajit_core = helpers.repo_root() .. "/build/luajit/acscall/core.so"
+
+function M.luajit_core_built()
+  local f = io.open(M.luajit_core, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+local Example = {}
+Example.__index = Example
+
+--- Start examples/openresty/run against an endpoint. opts: connection_string (required).
+function M.start_example(opts)
+  local q = helpers.shell_quote
+  local errfile = os.tmpname()
+  local out, ok, rc = helpers.run("ACS_CONNECTION_STRING=" .. q(opts.connection_string)
+    .. " ACS_CA_FILE=" .. q(opts.ca_file or "") .. " " .. q(M.example_cmd) .. " start 2>" .. q(errfile))
+  local err = helpers.read_file(errfile) or ""
+  os.remove(errfile)
+  local env = helpers.parse_env(out)
+  if not ok or not env.ACSCALL_EXAMPLE_URL then
+    error("examples/openresty/run start failed (exit " .. tostring(rc) .. "): " .. err .. out, 2)
+  end
+  return setmetatable({
+    env = env, dir = env.ACSCALL_EXAMPLE_DIR, port = tonumber(env.ACSCALL_EXAMPLE_PORT),
+    url = env.ACSCALL_EXAMPLE_URL, blocking_url = env.ACSCALL_EXAMPLE_BLOCKING_URL,
+  }, Example)
+end
+
+function Example:stop()
+  if self.stopped then return true end
+  self.stopped = true
+  local _, ok = helpers.run(helpers.shell_quote(M.example_cmd) .. " stop --dir "
+    .. helpers.shell_quote(self.dir) .. " 2>&1")
+  return ok
+end
+
+function Example:error_log()
+  return helpers.read_file(self.dir .. "/error.log") or ""
+end
+
+--- GET every path at once on 127.0.0.1:port, one connection each (luasocket,
+--- non-blocking, one select loop: no client-side serialisation).
+--- Returns a list of {status=, body=, err=} in the order of paths, and the seconds taken.
+function M.parallel_get(port, paths, timeout)
+  local socket = require "socket"
+  timeout = timeout or 10
+  local start = socket.gettime()
+  local conns, results, pending = {}, {}, 0
+  for i, path in ipairs(paths) do
+    local c = assert(socket.tcp())
+    c:settimeout(timeout)
+    assert(c:connect("127.0.0.1", port))
+    assert(c:send("GET " .. path .. " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"))
+    c:settimeout(0)
+    conns[c] = { i = i, chunks = {} }
+    results[i] = {}
+    pending = pending + 1
+  end
+  while pending > 0 and socket.gettime() - start < timeout do
+    local list = {}
+    for c in pairs(conns) do list[#list + 1] = c end
+    local readable = socket.select(list, nil, 0.5)
+    for _, c in ipairs(readable or {}) do
+      local st = conns[c]
+      local data, err, partial = c:receive(65536)
+      local got = data or partial
+      if got and got ~= "" then st.chunks[#st.chunks + 1] = got end
+      if err == "closed" then
+        local raw = table.concat(st.chunks)
+        local r = results[st.i]
+        r.status = tonumber(raw:match("^HTTP/1%.%d (%d%d%d)"))
+        r.body = raw:match("\r\n\r\n(.*)$")
+        r.raw = raw
+        c:close()
+        conns[c] = nil
+        pending = pending - 1
+      end
+    end
+  end
+  for c, st in pairs(conns) do
+    results[st.i].err = "timeout"
+    c:close()
+  end
+  return results, socket.gettime() - start
+end
+
+return M
