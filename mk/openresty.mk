@@ -17,3 +17,7 @@ openresty-example: openresty-core
 
 openresty-example-stop:
 	@examples/openresty/run stop --dir "$(DIR)"
+
+# `make test` (the README's command) proves the OpenResty path too: the
+# spec needs the LuaJIT core that nginx loads.
+test: openresty-core
