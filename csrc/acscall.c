@@ -468,28 +468,41 @@ static int push_result(lua_State *L, acs_transport *tr, int rc,
                            meta);
 }
 
+/* The start of get_call and request: the id (argument 2; mistakes raise),
+ * a client request id, the bearer, c->url. Returns 0, or the number of
+ * values pushed (nil, message, info). */
+static int begin_call(lua_State *L, acs_client *c, char crid[37],
+                      acs_resp_meta *meta, const char **bearer)
+{
+    size_t idlen;
+    const char *why, *id = check_id(L, 2, &idlen);
+
+    lua_settop(L, 2);
+    memset(meta, 0, sizeof *meta);
+    if (acs_uuid4(crid) != 0)
+        return acs_push_failure(L, "transport", 0, "no random bytes", meta);
+    meta->client_request_id = crid;
+    if ((why = bearer_for(L, c, bearer)) != NULL)
+        return acs_push_failure(L, "auth", 0, why, meta);
+    if (build_url(c, id, idlen, &c->url, &c->url_cap) != 0)
+        return acs_push_failure(L, "transport", 0, "out of memory", meta);
+    return 0;
+}
+
 /* client:request(id) -> url, headers | nil, message, info
  * Stage 1 alone, for transports written in Lua (lua-resty-http, cosockets):
  * the URL and every header to send, signed now. Pair with acscall.decode. */
 static int l_request(lua_State *L)
 {
     acs_client *c = check_open(L);
-    const char *bearer, *why, *id;
+    const char *bearer, *why;
     char crid[37];
-    size_t idlen;
     acs_resp_meta meta;
     struct curl_slist *hdrs, *h;
+    int n;
 
-    id = check_id(L, 2, &idlen);
-    lua_settop(L, 2);
-    memset(&meta, 0, sizeof meta);
-    if (acs_uuid4(crid) != 0)
-        return acs_push_failure(L, "transport", 0, "no random bytes", &meta);
-    meta.client_request_id = crid;
-    if ((why = bearer_for(L, c, &bearer)) != NULL)
-        return acs_push_failure(L, "auth", 0, why, &meta);
-    if (build_url(c, id, idlen, &c->url, &c->url_cap) != 0)
-        return acs_push_failure(L, "transport", 0, "out of memory", &meta);
+    if ((n = begin_call(L, c, crid, &meta, &bearer)) != 0)
+        return n;
     hdrs = build_headers(c, c->url, crid, bearer, &why);
     if (hdrs == NULL)
         return acs_push_failure(L, "auth", 0, why, &meta);
@@ -499,9 +512,9 @@ static int l_request(lua_State *L)
     for (h = hdrs; h; h = h->next) {
         const char *colon = strchr(h->data, ':');
         const char *v = colon + 1;
-        size_t i, n = (size_t)(colon - h->data);
+        size_t i, len = (size_t)(colon - h->data);
         char name[64];
-        for (i = 0; i < n && i < sizeof name - 1; i++)
+        for (i = 0; i < len && i < sizeof name - 1; i++)
             name[i] = (char)(h->data[i] >= 'A' && h->data[i] <= 'Z' ? h->data[i] + 32 : h->data[i]);
         name[i] = '\0';
         while (*v == ' ')
@@ -518,24 +531,15 @@ static int l_request(lua_State *L)
 static int l_get_call(lua_State *L)
 {
     acs_client *c = check_open(L);
-    const char *bearer, *why, *id;
+    const char *bearer, *why;
     char crid[37];
-    size_t idlen;
     acs_resp_meta meta;
     struct curl_slist *hdrs;
-    int rc, attempt;
+    int rc, attempt, n;
     long start;
 
-    id = check_id(L, 2, &idlen);
-    lua_settop(L, 2);
-    memset(&meta, 0, sizeof meta);
-    if (acs_uuid4(crid) != 0)
-        return acs_push_failure(L, "transport", 0, "no random bytes", &meta);
-    meta.client_request_id = crid;
-    if ((why = bearer_for(L, c, &bearer)) != NULL)
-        return acs_push_failure(L, "auth", 0, why, &meta);
-    if (build_url(c, id, idlen, &c->url, &c->url_cap) != 0)
-        return acs_push_failure(L, "transport", 0, "out of memory", &meta);
+    if ((n = begin_call(L, c, crid, &meta, &bearer)) != 0)
+        return n;
 
     /* Attempts: each re-signed, same client request id, each bounded by
      * timeout and by what is left of the deadline. */
