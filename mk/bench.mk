@@ -1,0 +1,31 @@
+# mk/bench.mk - `make bench` (issue 5: side by side against the floor and the
+# peers, one table) and `make bench-soak` (issue 4: 100,000 get_calls, RSS and
+# fds). Benchmarks report; they are never part of `make test`. See bench/README.md.
+
+# lua-sec: the hand-written HTTPS peer (ssl.https); valgrind: callgrind counts.
+DEB_PKGS += lua-sec valgrind
+
+BENCH_FLOOR  = $(BUILD)/bench/floor
+BENCH_CALLS ?= 100000
+NPM_FLAGS    = --no-audit --no-fund --loglevel=error
+
+.PHONY: bench bench-soak bench-deps
+
+$(BENCH_FLOOR): bench/floor.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L -O2 -g -Wall -Wextra -I$(CURL_INCDIR) $< -o $@ -lcurl
+
+# The JS SDK peer (node >= 20 and npm; without them its rows are skipped).
+bench/node_modules/.package-lock.json: bench/package.json
+	@if command -v npm >/dev/null; then cd bench && npm install $(NPM_FLAGS); \
+	else echo "bench: npm not found: the JS SDK rows will be skipped"; fi
+
+bench-deps: deps all $(BENCH_FLOOR) bench/node_modules/.package-lock.json
+
+bench: bench-deps
+	LUA=$(LUA) FLOOR=$(CURDIR)/$(BENCH_FLOOR) bench/run.sh
+
+bench-soak: deps all
+	@eval "$$(emulator/acs-emulator start)" || exit 1; \
+	$(LUA) bench/soak.lua "$$ACS_ENDPOINT" 18dea47f-b081-4107-9a5c-4300819d2c6c $(BENCH_CALLS) 1000 "$$ACS_EMULATOR_LOG"; rc=$$?; \
+	emulator/acs-emulator stop --dir "$$ACS_EMULATOR_DIR" >/dev/null; exit $$rc
