@@ -4,10 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <lua.h>
 #include <lauxlib.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "auth.h"
 #include "compat.h"
@@ -25,8 +27,10 @@ typedef struct {
     int auth;
     acs_route route;
     acs_transport tr;
-    unsigned char key[ACS_KEY_MAX]; /* decoded access key (secret) */
-    size_t keylen;
+    acs_signer *signer; /* keyed with the access key (secret, inside libcrypto) */
+    unsigned char rnd[512]; /* random bytes for request ids, drawn in bulk */
+    size_t rnd_left;
+    pid_t rnd_pid;          /* who drew them: a forked child draws its own */
     char *token;      /* "Authorization: Bearer ..." header line (secret) */
     int provider_ref; /* token_provider function, or LUA_NOREF */
     int decoder_ref;  /* own cjson decoder (max_depth option), or 0 */
@@ -72,8 +76,8 @@ static int l_close(lua_State *L)
     c->ca_file = NULL;
     secret_free(c->token);
     c->token = NULL;
-    OPENSSL_cleanse(c->key, sizeof c->key);
-    c->keylen = 0;
+    acs_signer_free(c->signer);
+    c->signer = NULL;
     free(c->url);
     c->url = NULL;
     c->url_cap = 0;
@@ -259,7 +263,13 @@ static int l_new(lua_State *L)
                               api ? api : ACS_DEFAULT_API_VERSION)) != NULL)
         luaL_error(L, "acscall.new: %s", err);
     if (key) {
-        if ((err = acs_key_decode(key, keylen, c->key, &c->keylen)) != NULL)
+        unsigned char kbuf[ACS_KEY_MAX];
+        size_t kbuflen;
+        err = acs_key_decode(key, keylen, kbuf, &kbuflen);
+        if (err == NULL && (c->signer = acs_signer_new(kbuf, kbuflen)) == NULL)
+            err = "cannot key HMAC-SHA256 (libcrypto)";
+        OPENSSL_cleanse(kbuf, sizeof kbuf);
+        if (err)
             luaL_error(L, "acscall.new: %s", err);
         c->auth = AUTH_HMAC;
     } else if (token) {
@@ -396,13 +406,12 @@ static struct curl_slist *build_headers(const acs_client *c, const char *url,
             secret_free(h);
         }
     } else {
-        char date[ACS_DATE_LEN + 1], hash[ACS_B64_SHA256_LEN + 1];
-        char sig[ACS_B64_SHA256_LEN + 1];
+        char date[ACS_DATE_LEN + 1], sig[ACS_B64_SHA256_LEN + 1];
+        const char *hash = ACS_EMPTY_CONTENT_HASH; /* a GET has no body */
         const char *pq = url + strlen(c->route.origin); /* as on the wire */
         acs_format_date(time(NULL), date);
-        acs_content_hash("", 0, hash);
-        if (acs_sign(c->key, c->keylen, "GET", pq, strlen(pq), date,
-                     c->route.host, hash, sig) != 0) {
+        if (acs_signer_sign(c->signer, "GET", pq, strlen(pq), date,
+                            c->route.host, hash, sig) != 0) {
             *why = "signing failed (libcrypto)";
             curl_slist_free_all(l);
             return NULL;
@@ -468,6 +477,24 @@ static int push_result(lua_State *L, acs_transport *tr, int rc,
                            meta);
 }
 
+/* A fresh x-ms-client-request-id from the client's pool of random bytes
+ * (RAND_bytes in bulk: one call per 32 ids). The pool is dropped in a
+ * forked child (nginx workers fork after init_by_lua), so two processes
+ * never send the same id. 0 or -1. */
+static int next_request_id(acs_client *c, char out[37])
+{
+    pid_t pid = getpid();
+    if (c->rnd_left < 16 || c->rnd_pid != pid) {
+        if (RAND_bytes(c->rnd, sizeof c->rnd) != 1)
+            return -1;
+        c->rnd_left = sizeof c->rnd;
+        c->rnd_pid = pid;
+    }
+    c->rnd_left -= 16;
+    acs_uuid4_format(c->rnd + c->rnd_left, out);
+    return 0;
+}
+
 /* The start of get_call and request: the id (argument 2; mistakes raise),
  * a client request id, the bearer, c->url. Returns 0, or the number of
  * values pushed (nil, message, info). */
@@ -479,7 +506,7 @@ static int begin_call(lua_State *L, acs_client *c, char crid[37],
 
     lua_settop(L, 2);
     memset(meta, 0, sizeof *meta);
-    if (acs_uuid4(crid) != 0)
+    if (next_request_id(c, crid) != 0)
         return acs_push_failure(L, "transport", 0, "no random bytes", meta);
     meta->client_request_id = crid;
     if ((why = bearer_for(L, c, bearer)) != NULL)
@@ -768,7 +795,7 @@ static int l_get_calls(lua_State *L)
         return luaL_error(L, "acscall: %s", err); /* resources stay owned by c */
     for (i = 0; i < n; i++) {
         memset(&c->items[i], 0, sizeof c->items[i]);
-        if (acs_uuid4(c->items[i].crid) != 0)
+        if (next_request_id(c, c->items[i].crid) != 0)
             return luaL_error(L, "acscall: no random bytes");
     }
     if ((why = bearer_for(L, c, &bearer)) != NULL) { /* bearer at index 5 */

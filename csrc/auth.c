@@ -3,6 +3,7 @@
 #include "auth.h"
 
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -123,7 +124,8 @@ void acs_format_date(time_t t, char out[ACS_DATE_LEN + 1])
                                        "May", "Jun", "Jul", "Aug",
                                        "Sep", "Oct", "Nov", "Dec"};
     struct tm tm;
-    gmtime_r(&t, &tm);
+    if (gmtime_r(&t, &tm) == NULL || tm.tm_year < -1900 || tm.tm_year > 8099)
+        memset(&tm, 0, sizeof tm); /* out of years 0-9999: no garbage index */
     memcpy(out, days[tm.tm_wday], 3);
     out[3] = ',';
     out[4] = ' ';
@@ -159,36 +161,60 @@ void acs_content_hash(const char *body, size_t len,
     EVP_EncodeBlock((unsigned char *)out, md, SHA256_DIGEST_LENGTH);
 }
 
-int acs_sign(const unsigned char *key, size_t keylen, const char *method,
-             const char *path_and_query, size_t pq_len, const char *date,
-             const char *host, const char *content_hash,
-             char out[ACS_B64_SHA256_LEN + 1])
-{
-    /* HMAC over the pieces in turn: no string_to_sign buffer to size.
-     * EVP_MAC is OpenSSL 3's interface (HMAC_CTX is deprecated there). */
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    size_t maclen = 0;
-    int ok;
-    EVP_MAC *alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    EVP_MAC_CTX *ctx = alg ? EVP_MAC_CTX_new(alg) : NULL;
-    OSSL_PARAM params[2];
+struct acs_signer {
+    EVP_MAC *alg;
+    EVP_MAC_CTX *keyed;
+};
 
+acs_signer *acs_signer_new(const unsigned char *key, size_t keylen)
+{
+    /* EVP_MAC is OpenSSL 3's interface (HMAC_CTX is deprecated there). */
+    OSSL_PARAM params[2];
+    acs_signer *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
     params[0] = OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0);
     params[1] = OSSL_PARAM_construct_end();
-    ok = ctx != NULL && EVP_MAC_init(ctx, key, keylen, params) &&
-         EVP_MAC_update(ctx, (const unsigned char *)method, strlen(method)) &&
-         EVP_MAC_update(ctx, (const unsigned char *)"\n", 1) &&
-         EVP_MAC_update(ctx, (const unsigned char *)path_and_query, pq_len) &&
-         EVP_MAC_update(ctx, (const unsigned char *)"\n", 1) &&
-         EVP_MAC_update(ctx, (const unsigned char *)date, strlen(date)) &&
-         EVP_MAC_update(ctx, (const unsigned char *)";", 1) &&
-         EVP_MAC_update(ctx, (const unsigned char *)host, strlen(host)) &&
-         EVP_MAC_update(ctx, (const unsigned char *)";", 1) &&
-         EVP_MAC_update(ctx, (const unsigned char *)content_hash,
-                        strlen(content_hash)) &&
-         EVP_MAC_final(ctx, mac, &maclen, sizeof mac) && maclen == 32;
+    s->alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    s->keyed = s->alg ? EVP_MAC_CTX_new(s->alg) : NULL;
+    if (s->keyed == NULL || !EVP_MAC_init(s->keyed, key, keylen, params)) {
+        acs_signer_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void acs_signer_free(acs_signer *s)
+{
+    if (s == NULL)
+        return;
+    EVP_MAC_CTX_free(s->keyed);
+    EVP_MAC_free(s->alg);
+    free(s);
+}
+
+static int mac_add(EVP_MAC_CTX *ctx, const char *p, size_t n)
+{
+    return EVP_MAC_update(ctx, (const unsigned char *)p, n);
+}
+
+int acs_signer_sign(const acs_signer *s, const char *method,
+                    const char *path_and_query, size_t pq_len, const char *date,
+                    const char *host, const char *content_hash,
+                    char out[ACS_B64_SHA256_LEN + 1])
+{
+    /* HMAC over the pieces of string_to_sign in turn: no buffer to size. */
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    size_t maclen = 0;
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(s->keyed);
+    int ok = ctx != NULL && mac_add(ctx, method, strlen(method)) &&
+             mac_add(ctx, "\n", 1) && mac_add(ctx, path_and_query, pq_len) &&
+             mac_add(ctx, "\n", 1) && mac_add(ctx, date, strlen(date)) &&
+             mac_add(ctx, ";", 1) && mac_add(ctx, host, strlen(host)) &&
+             mac_add(ctx, ";", 1) &&
+             mac_add(ctx, content_hash, strlen(content_hash)) &&
+             EVP_MAC_final(ctx, mac, &maclen, sizeof mac) && maclen == 32;
     EVP_MAC_CTX_free(ctx);
-    EVP_MAC_free(alg);
     if (!ok)
         return -1;
     EVP_EncodeBlock((unsigned char *)out, mac, 32);
@@ -196,13 +222,25 @@ int acs_sign(const unsigned char *key, size_t keylen, const char *method,
     return 0;
 }
 
-int acs_uuid4(char out[37])
+int acs_sign(const unsigned char *key, size_t keylen, const char *method,
+             const char *path_and_query, size_t pq_len, const char *date,
+             const char *host, const char *content_hash,
+             char out[ACS_B64_SHA256_LEN + 1])
+{
+    acs_signer *s = acs_signer_new(key, keylen);
+    int rc = s ? acs_signer_sign(s, method, path_and_query, pq_len, date, host,
+                                 content_hash, out)
+               : -1;
+    acs_signer_free(s);
+    return rc;
+}
+
+void acs_uuid4_format(const unsigned char in[16], char out[37])
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char b[16];
     int i, o = 0;
-    if (RAND_bytes(b, sizeof b) != 1)
-        return -1;
+    memcpy(b, in, 16);
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
     for (i = 0; i < 16; i++) {
@@ -212,5 +250,13 @@ int acs_uuid4(char out[37])
         out[o++] = hex[b[i] & 15];
     }
     out[o] = '\0';
+}
+
+int acs_uuid4(char out[37])
+{
+    unsigned char b[16];
+    if (RAND_bytes(b, sizeof b) != 1)
+        return -1;
+    acs_uuid4_format(b, out);
     return 0;
 }

@@ -30,6 +30,9 @@ const char *acs_key_decode(const char *b64, size_t len, unsigned char *out,
 /* x-ms-date for a UTC instant: IMF-fixdate, English names whatever the locale. */
 void acs_format_date(time_t t, char out[ACS_DATE_LEN + 1]);
 
+/* base64(SHA-256("")): every GET's x-ms-content-sha256 (hmac.md). */
+#define ACS_EMPTY_CONTENT_HASH "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+
 /* base64(SHA-256(body)), NUL-terminated. */
 void acs_content_hash(const char *body, size_t len,
                       char out[ACS_B64_SHA256_LEN + 1]);
@@ -41,11 +44,25 @@ int acs_sign(const unsigned char *key, size_t keylen, const char *method,
              const char *host, const char *content_hash,
              char out[ACS_B64_SHA256_LEN + 1]);
 
+/* An HMAC-SHA256 context keyed once (a client's access key), so each
+ * request pays only for its own bytes. The key lives only inside libcrypto,
+ * which wipes it on free. */
+typedef struct acs_signer acs_signer;
+acs_signer *acs_signer_new(const unsigned char *key, size_t keylen);
+void acs_signer_free(acs_signer *s); /* NULL is fine */
+/* As acs_sign, with the signer's key. */
+int acs_signer_sign(const acs_signer *s, const char *method,
+                    const char *path_and_query, size_t pq_len, const char *date,
+                    const char *host, const char *content_hash,
+                    char out[ACS_B64_SHA256_LEN + 1]);
+
 /* The Authorization value prefix; the signature follows it. */
 #define ACS_HMAC_AUTH_PREFIX \
     "HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature="
 
 /* Random UUID v4 (RAND_bytes), 36 chars + NUL. Returns 0 or -1. */
 int acs_uuid4(char out[37]);
+/* The same from 16 random bytes the caller drew (e.g. in bulk). */
+void acs_uuid4_format(const unsigned char b[16], char out[37]);
 
 #endif
