@@ -470,9 +470,11 @@ static int push_result(lua_State *L, acs_transport *tr, int rc,
     if (rc == ACS_TR_TOO_LARGE)
         return acs_push_failure(L, "decode", tr->status,
                                 acs_transport_error(tr, rc), meta);
-    if (rc != 0)
+    if (rc != 0) {
+        meta->timeout = rc == CURLE_OPERATION_TIMEDOUT;
         return acs_push_failure(L, "transport", 0, acs_transport_error(tr, rc),
                                 meta);
+    }
     return acs_decode_push(L, tr->status, tr->body ? tr->body : "", tr->len,
                            meta);
 }

@@ -614,6 +614,10 @@ static int push_info(lua_State *L, const char *kind, long status,
             acs_pushint(L, meta->attempts);
             lua_setfield(L, info, "attempts");
         }
+        if (meta->timeout) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, info, "timeout");
+        }
     }
     return info;
 }

@@ -17,6 +17,7 @@ typedef struct {
     const char *client_request_id; /* the x-ms-client-request-id we sent */
     const char *content_type;      /* Content-Type header */
     int attempts;
+    int timeout;     /* the last attempt timed out: info.timeout = true */
     int decoder_ref; /* a registry ref from acs_decode_new_decoder, or 0
                         for the module's own (ACS_DEFAULT_MAX_DEPTH) */
 } acs_resp_meta;

@@ -89,7 +89,7 @@ function M.http_get_call(httpc, client, id, params)
   if not res then
     err = tostring(err)
     return nil, "transport: " .. err, {
-      kind = "transport", message = err, timeout = err:find("timeout", 1, true) ~= nil,
+      kind = "transport", message = err, timeout = err:find("timeout", 1, true) and true or nil,
       attempts = 1, client_request_id = crid, request_id = crid,
     }
   end
@@ -108,8 +108,7 @@ function M.error_status(info)
   local kind = type(info) == "table" and info.kind
   if kind == "http" and tonumber(info.status) then return tonumber(info.status) end
   if kind == "transport" then
-    local m = tostring(info.message or "")
-    if info.timeout or m:find("[Tt]imed? ?out") then return 504 end
+    if info.timeout then return 504 end
     return 502
   end
   if kind == "thread" then return 503 end
