@@ -10,47 +10,16 @@ M.SIGNED_HEADERS = "x-ms-date;host;x-ms-content-sha256"
 M.MAX_SKEW = 300 -- seconds either side of the emulator's clock
 
 ---------------------------------------------------------------------------------------------------
--- base64 (ngx's when inside nginx, else a small portable one)
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local B64IDX = {}
-for i = 1, 64 do B64IDX[B64:byte(i)] = i - 1 end
-
-local function b64enc_lua(s)
-  local out, n = {}, #s
-  for i = 1, n, 3 do
-    local a, b, c = s:byte(i, i + 2)
-    local v = a * 65536 + (b or 0) * 256 + (c or 0)
-    local c1 = math.floor(v / 262144) % 64
-    local c2 = math.floor(v / 4096) % 64
-    local c3 = math.floor(v / 64) % 64
-    local c4 = v % 64
-    out[#out + 1] = B64:sub(c1 + 1, c1 + 1) .. B64:sub(c2 + 1, c2 + 1)
-      .. (b and B64:sub(c3 + 1, c3 + 1) or "=") .. (c and B64:sub(c4 + 1, c4 + 1) or "=")
-  end
-  return table.concat(out)
-end
-
-local function b64dec_lua(s)
+-- base64: ngx's inside nginx, else luasocket's mime (Debian lua-socket) for the
+-- self-test and specs; the decoder refuses anything that is not canonical base64.
+local function b64dec_mime(s)
   if #s % 4 ~= 0 or s:find("[^%w%+/=]") or s:find("=[^=]") then return nil end
-  local out = {}
-  for i = 1, #s, 4 do
-    local v, pad = 0, 0
-    for j = i, i + 3 do
-      local ch = s:byte(j)
-      if ch == 61 then pad = pad + 1; v = v * 64
-      else v = v * 64 + B64IDX[ch] end
-    end
-    local b1, b2, b3 = math.floor(v / 65536) % 256, math.floor(v / 256) % 256, v % 256
-    out[#out + 1] = string.char(b1)
-    if pad < 2 then out[#out + 1] = string.char(b2) end
-    if pad < 1 then out[#out + 1] = string.char(b3) end
-  end
-  return table.concat(out)
+  return (require("mime").unb64(s))
 end
 
 local ngx = rawget(_G, "ngx")
-M.b64encode = (ngx and ngx.encode_base64) or b64enc_lua
-M.b64decode = (ngx and ngx.decode_base64) or b64dec_lua
+M.b64encode = (ngx and ngx.encode_base64) or function(s) return (require("mime").b64(s)) end
+M.b64decode = (ngx and ngx.decode_base64) or b64dec_mime
 
 ---------------------------------------------------------------------------------------------------
 -- constant-time string comparison
