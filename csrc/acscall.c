@@ -207,25 +207,25 @@ static int l_new(lua_State *L)
     lua_getfield(L, 1, "token_provider");
     has_provider = !lua_isnil(L, -1);
     if (has_provider && lua_type(L, -1) != LUA_TFUNCTION)
-        luaL_error(L, "acscall.new: option 'token_provider' must be a function");
+        return luaL_error(L, "acscall.new: option 'token_provider' must be a function");
     lua_pop(L, 1);
     lua_getfield(L, 1, "max_body");
     if (!lua_isnil(L, -1)) {
         max_body = lua_tonumber(L, -1);
         if (lua_type(L, -1) != LUA_TNUMBER || !(max_body >= 1024 && max_body <= 1e9))
-            luaL_error(L, "acscall.new: option 'max_body' must be a number of "
+            return luaL_error(L, "acscall.new: option 'max_body' must be a number of "
                           "bytes in [1024, 1e9]");
     }
     lua_pop(L, 1);
 
     if (cs) {
         if (endpoint)
-            luaL_error(L, "acscall.new: give 'endpoint' or 'connection_string', "
+            return luaL_error(L, "acscall.new: give 'endpoint' or 'connection_string', "
                           "not both");
         if ((err = acs_connstr_parse(cs, cslen, &cs_ep, &cs_key)) != NULL)
-            luaL_error(L, "acscall.new: %s", err);
+            return luaL_error(L, "acscall.new: %s", err);
         if (key)
-            luaL_error(L, "acscall.new: give 'access_key' or 'connection_string', "
+            return luaL_error(L, "acscall.new: give 'access_key' or 'connection_string', "
                           "not both");
         key = cs_key.p;
         keylen = cs_key.len;
@@ -234,22 +234,22 @@ static int l_new(lua_State *L)
         endpoint = lua_tostring(L, -1);
     }
     if (endpoint == NULL)
-        luaL_error(L, "acscall.new: missing 'endpoint' (or 'connection_string')");
+        return luaL_error(L, "acscall.new: missing 'endpoint' (or 'connection_string')");
     n_auth = (key != NULL) + (token != NULL) + has_provider;
     if (n_auth == 0)
-        luaL_error(L, "acscall.new: missing credentials: give 'token', "
+        return luaL_error(L, "acscall.new: missing credentials: give 'token', "
                       "'access_key', 'connection_string' or 'token_provider'");
     if (n_auth > 1)
-        luaL_error(L, "acscall.new: give exactly one of 'token', 'access_key' "
+        return luaL_error(L, "acscall.new: give exactly one of 'token', 'access_key' "
                       "(or a connection string) and 'token_provider'");
     if (token && (toklen == 0 || acs_has_crlf(token, toklen)))
-        luaL_error(L, "acscall.new: 'token' must be non-empty, without CR, LF "
+        return luaL_error(L, "acscall.new: 'token' must be non-empty, without CR, LF "
                       "or NUL");
     if (ua && (acs_has_crlf(ua, ualen) || ualen > 256))
-        luaL_error(L, "acscall.new: 'user_agent' must be at most 256 bytes, "
+        return luaL_error(L, "acscall.new: 'user_agent' must be at most 256 bytes, "
                       "without CR, LF or NUL");
     if (api && (api[0] == '\0' || strlen(api) > 64))
-        luaL_error(L, "acscall.new: 'api_version' must be 1 to 64 bytes");
+        return luaL_error(L, "acscall.new: 'api_version' must be 1 to 64 bytes");
 
     /* The userdata exists, zeroed and with its metatable, before anything
      * is acquired: from here on __gc releases whatever was acquired. */
@@ -261,7 +261,7 @@ static int l_new(lua_State *L)
 
     if ((err = acs_route_init(&c->route, endpoint,
                               api ? api : ACS_DEFAULT_API_VERSION)) != NULL)
-        luaL_error(L, "acscall.new: %s", err);
+        return luaL_error(L, "acscall.new: %s", err);
     if (key) {
         unsigned char kbuf[ACS_KEY_MAX];
         size_t kbuflen;
@@ -270,13 +270,13 @@ static int l_new(lua_State *L)
             err = "cannot key HMAC-SHA256 (libcrypto)";
         OPENSSL_cleanse(kbuf, sizeof kbuf);
         if (err)
-            luaL_error(L, "acscall.new: %s", err);
+            return luaL_error(L, "acscall.new: %s", err);
         c->auth = AUTH_HMAC;
     } else if (token) {
         size_t n = toklen + sizeof "Authorization: Bearer ";
         c->token = malloc(n);
         if (c->token == NULL)
-            luaL_error(L, "acscall.new: out of memory");
+            return luaL_error(L, "acscall.new: out of memory");
         memcpy(c->token, "Authorization: Bearer ", sizeof "Authorization: Bearer " - 1);
         memcpy(c->token + sizeof "Authorization: Bearer " - 1, token, toklen + 1);
         c->auth = AUTH_TOKEN;
@@ -298,12 +298,12 @@ static int l_new(lua_State *L)
     to.timeout_ms = opt_ms(L, "timeout", ACS_DEFAULT_TIMEOUT_MS);
     to.max_body = (size_t)max_body;
     if (ca_file && (c->ca_file = strdup(ca_file)) == NULL)
-        luaL_error(L, "acscall.new: out of memory");
+        return luaL_error(L, "acscall.new: out of memory");
     to.ca_file = c->ca_file;
     to.user_agent = c->ua;
     c->topts = to;
     if ((err = acs_transport_init(&c->tr, &to)) != NULL)
-        luaL_error(L, "acscall.new: %s", err);
+        return luaL_error(L, "acscall.new: %s", err);
     c->timeout_ms = to.timeout_ms;
     c->deadline_ms = opt_ms(L, "deadline", ACS_DEFAULT_DEADLINE_MS);
     opt_retries(L, &c->retry);
@@ -311,7 +311,7 @@ static int l_new(lua_State *L)
     if (!lua_isnil(L, -1)) {
         lua_Number d = lua_tonumber(L, -1);
         if (lua_type(L, -1) != LUA_TNUMBER || d != (int)d || d < 4 || d > 1000)
-            luaL_error(L, "acscall.new: 'max_depth' must be an integer in [4, 1000]");
+            return luaL_error(L, "acscall.new: 'max_depth' must be an integer in [4, 1000]");
         if ((int)d != ACS_DEFAULT_MAX_DEPTH)
             c->decoder_ref = acs_decode_new_decoder(L, (int)d);
     }
@@ -506,6 +506,7 @@ static int begin_call(lua_State *L, acs_client *c, char crid[37],
     size_t idlen;
     const char *why, *id = check_id(L, 2, &idlen);
 
+    *bearer = NULL;
     lua_settop(L, 2);
     memset(meta, 0, sizeof *meta);
     if (next_request_id(c, crid) != 0)
@@ -653,7 +654,7 @@ static const char *batch_ensure(acs_client *c, int n, size_t nitems)
     if (c->multi == NULL && (c->multi = curl_multi_init()) == NULL)
         return "libcurl: cannot create a multi handle";
     if (n > c->nslots) {
-        struct acs_slot **p = realloc(c->slots, (size_t)n * sizeof *p);
+        struct acs_slot **p = realloc(c->slots, (size_t)n * sizeof(struct acs_slot *));
         if (p == NULL)
             return "out of memory";
         c->slots = p;
@@ -700,21 +701,31 @@ static void batch_store(lua_State *L, int nret, int i)
     lua_pop(L, nret);
 }
 
-static void batch_finish(lua_State *L, acs_client *c, int i, acs_transport *tr,
-                         int rc, const char *kind, const char *why)
+static void batch_meta(acs_client *c, int i, acs_resp_meta *meta)
+{
+    memset(meta, 0, sizeof *meta);
+    meta->client_request_id = c->items[i].crid;
+    meta->attempts = c->items[i].attempt;
+    meta->decoder_ref = c->decoder_ref;
+    c->items[i].state = ITEM_DONE;
+}
+
+/* Item i is done: its last attempt ended with rc on tr. */
+static void batch_done(lua_State *L, acs_client *c, int i, acs_transport *tr,
+                       int rc)
 {
     acs_resp_meta meta;
-    int nret;
-    memset(&meta, 0, sizeof meta);
-    meta.client_request_id = c->items[i].crid;
-    meta.attempts = c->items[i].attempt;
-    meta.decoder_ref = c->decoder_ref;
-    c->items[i].state = ITEM_DONE;
-    if (kind)
-        nret = acs_push_failure(L, kind, 0, why, &meta);
-    else
-        nret = push_result(L, tr, rc, &meta);
-    batch_store(L, nret, i);
+    batch_meta(c, i, &meta);
+    batch_store(L, push_result(L, tr, rc, &meta), i);
+}
+
+/* Item i failed before any response (kind "auth" or "transport"). */
+static void batch_fail(lua_State *L, acs_client *c, int i, const char *kind,
+                       const char *why)
+{
+    acs_resp_meta meta;
+    batch_meta(c, i, &meta);
+    batch_store(L, acs_push_failure(L, kind, 0, why, &meta), i);
 }
 
 /* Start the next attempt of item i on slot s. 0, or -1 (item finished). */
@@ -735,17 +746,17 @@ static int batch_start(lua_State *L, acs_client *c, struct acs_slot *s, int i,
     id = lua_tolstring(L, -1, &idlen); /* checked already; the ids table anchors it */
     lua_pop(L, 1);
     if (build_url(c, id, idlen, &s->url, &s->url_cap) != 0) {
-        batch_finish(L, c, i, NULL, 0, "transport", "out of memory");
+        batch_fail(L, c, i, "transport", "out of memory");
         return -1;
     }
     if ((hdrs = build_headers(c, s->url, it->crid, bearer, &why)) == NULL) {
-        batch_finish(L, c, i, NULL, 0, "auth", why);
+        batch_fail(L, c, i, "auth", why);
         return -1;
     }
     acs_transport_begin(&s->tr, s->url, hdrs);
     acs_transport_set_timeout(&s->tr, left < c->timeout_ms ? left : c->timeout_ms);
     if (curl_multi_add_handle(c->multi, s->tr.easy) != CURLM_OK) {
-        batch_finish(L, c, i, NULL, 0, "transport", "libcurl: cannot add a handle");
+        batch_fail(L, c, i, "transport", "libcurl: cannot add a handle");
         return -1;
     }
     s->item = i;
@@ -802,7 +813,7 @@ static int l_get_calls(lua_State *L)
     }
     if ((why = bearer_for(L, c, &bearer)) != NULL) { /* bearer at index 5 */
         for (i = 0; i < n; i++)
-            batch_finish(L, c, i, NULL, 0, "auth", why);
+            batch_fail(L, c, i, "auth", why);
         return 1;
     }
 
@@ -849,7 +860,7 @@ static int l_get_calls(lua_State *L)
                 c->items[it].state = ITEM_WAITING;
                 c->items[it].not_before_ms = now + delay;
             } else {
-                batch_finish(L, c, it, &sl->tr, rc, NULL, NULL);
+                batch_done(L, c, it, &sl->tr, rc);
                 done++;
             }
         }
@@ -876,6 +887,17 @@ static int l_get_calls(lua_State *L)
 }
 
 /* ---------- pure entry points ------------------------------------------ */
+
+/* Epoch seconds at index i for a date: years 0-9999, else a mistake
+ * (raises; NaN fails the test too). Casting a double out of time_t's range
+ * would be undefined behaviour. */
+static time_t check_epoch(lua_State *L, int i)
+{
+    lua_Number n = luaL_checknumber(L, i);
+    luaL_argcheck(L, n >= -62167219200.0 && n <= 253402300799.0, i,
+                  "epoch seconds out of range (years 0-9999)");
+    return (time_t)n;
+}
 
 /* core.sign{method=, url=, date=, body=, access_key=} -> headers table */
 static int l_sign(lua_State *L)
@@ -916,7 +938,7 @@ static int l_sign(lua_State *L)
             return luaL_error(L, "acscall.sign: 'date' is not an HTTP date");
         memcpy(date, d, dl + 1);
     } else if (lua_type(L, 6) == LUA_TNUMBER) {
-        acs_format_date((time_t)lua_tonumber(L, 6), date);
+        acs_format_date(check_epoch(L, 6), date);
     } else if (lua_isnil(L, 6)) {
         acs_format_date(time(NULL), date);
     } else {
@@ -955,7 +977,7 @@ static int l_sign(lua_State *L)
 static int l_http_date(lua_State *L)
 {
     char date[ACS_DATE_LEN + 1];
-    time_t t = lua_isnoneornil(L, 1) ? time(NULL) : (time_t)luaL_checknumber(L, 1);
+    time_t t = lua_isnoneornil(L, 1) ? time(NULL) : check_epoch(L, 1);
     acs_format_date(t, date);
     lua_pushstring(L, date);
     return 1;

@@ -111,7 +111,7 @@ const char *acs_key_decode(const char *b64, size_t len, unsigned char *out,
     EVP_ENCODE_CTX_free(ctx);
     if (rc < 0 || n + m == 0)
         return "access key is not valid base64";
-    *outlen = (size_t)(n + m);
+    *outlen = (size_t)n + (size_t)m;
     return NULL;
 }
 

@@ -60,6 +60,14 @@ describe("acscall.sign", function()
     assert.are.equal("Wed, 01 Jan 2020 01:01:00 GMT", h["x-ms-date"])
   end)
 
+  it("refuses epoch seconds outside years 0-9999 (and NaN) as a mistake", function()
+    assert.has_error(function() acscall.http_date(0 / 0) end)
+    assert.has_error(function() acscall.http_date(1e300) end)
+    assert.has_error(function() acscall.http_date(-1e18) end)
+    assert.has_error(function() acscall.sign{url = "https://example.com/", date = 1e18, access_key = "pw=="} end)
+    assert.are.equal("Fri, 31 Dec 9999 23:59:59 GMT", acscall.http_date(253402300799))
+  end)
+
   it("takes the current date when none is given", function()
     local h = acscall.sign{url = "https://example.com/", access_key = "pw=="}
     assert.matches("^%a%a%a, %d%d %a%a%a %d%d%d%d %d%d:%d%d:%d%d GMT$", h["x-ms-date"])
