@@ -586,7 +586,8 @@ static int l_get_call(lua_State *L)
         left = c->deadline_ms - (acs_monotonic_ms() - start);
         if (delay >= left)
             break; /* the wait would outlast the deadline: report now */
-        acs_sleep_ms(delay);
+        if (acs_sleep_ms(delay) != 0)
+            break; /* interrupted (Ctrl-C): report the last answer now */
     }
     meta.attempts = attempt;
     meta.decoder_ref = c->decoder_ref;

@@ -220,15 +220,16 @@ long acs_monotonic_ms(void)
     return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-void acs_sleep_ms(long ms)
+int acs_sleep_ms(long ms)
 {
     struct timespec ts;
     if (ms <= 0)
-        return;
+        return 0;
     ts.tv_sec = ms / 1000;
     ts.tv_nsec = (ms % 1000) * 1000000L;
-    while (nanosleep(&ts, &ts) != 0)
-        ; /* EINTR: sleep the rest */
+    /* A signal (Ctrl-C in lua.c, which then raises at the next Lua
+     * instruction) cuts the wait short instead of being slept through. */
+    return nanosleep(&ts, NULL) == 0 ? 0 : -1;
 }
 
 /* A non-negative integer header value, or -1. */

@@ -59,7 +59,8 @@ int acs_transport_should_retry(const acs_transport *t, int rc, int attempt,
                                const acs_retry_policy *p, long *delay_ms);
 void acs_transport_set_timeout(acs_transport *t, long timeout_ms);
 long acs_monotonic_ms(void);
-void acs_sleep_ms(long ms);
+/* 0 after ms, or -1 when a signal interrupted the wait. */
+int acs_sleep_ms(long ms);
 
 /* One-time, thread-safe libcurl initialisation (curl_global_init). 0 or -1. */
 int acs_transport_global_init(void);

@@ -179,6 +179,26 @@ describe("faults", function()
     c:close()
   end)
 
+  it("Ctrl-C during a retry wait ends it at once instead of sleeping through", function()
+    -- the interpreter running this suite, as a user's script would run
+    local lua = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write(([[
+      local c = require("acscall").new{connection_string = %q, deadline = 60}
+      c:get_call("f-429-long") -- the server says: retry after 30 s
+      print("not interrupted")
+    ]]):format(emu.connection_string))
+    f:close()
+    local t0 = socket.gettime()
+    local out = helpers.run("timeout -s INT 1 " .. lua .. " " .. script .. " 2>&1")
+    local wall = socket.gettime() - t0
+    os.remove(script)
+    assert.matches("interrupted", out)
+    assert.not_matches("not interrupted", out)
+    assert.is_true(wall < 5, "wall " .. wall)
+  end)
+
   it("a stalled server cannot hang the caller: per-attempt timeout", function()
     local c = client{timeout = 0.5, retries = false}
     local wall, call, msg, info = timed(c, "f-stall")
