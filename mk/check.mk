@@ -109,7 +109,8 @@ ASAN_ENV     = LUA_CPATH='$(CURDIR)/$(ASAN_DIR)/?.so;;' \
                ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1:exitcode=86 \
                LSAN_OPTIONS=suppressions=$(CURDIR)/fuzz/lsan.supp:print_suppressions=0 \
                UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-               LUA_INIT_5_4='$(CHECK_GC)'
+               LUA_INIT_5_4='$(CHECK_GC)' \
+               ACSCALL_ASAN_PRELOAD='$(ASAN_RT) $(CURDIR)/$(ASAN_PRELOAD)'
 
 $(ASAN_DIR)/obj/%.o: csrc/%.c $(HDRS)
 	@mkdir -p $(dir $@)

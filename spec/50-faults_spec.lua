@@ -191,7 +191,10 @@ describe("faults", function()
     ]]):format(emu.connection_string))
     f:close()
     local t0 = socket.gettime()
-    local out = helpers.run("timeout -s INT 1 " .. lua .. " " .. script .. " 2>&1")
+    -- under make test-asan the core needs the ASan runtime preloaded again
+    local asan = os.getenv("ACSCALL_ASAN_PRELOAD")
+    local env = asan and ("env LD_PRELOAD=" .. helpers.shell_quote(asan) .. " ") or ""
+    local out = helpers.run("timeout -s INT 1 " .. env .. lua .. " " .. script .. " 2>&1")
     local wall = socket.gettime() - t0
     os.remove(script)
     assert.matches("interrupted", out)
