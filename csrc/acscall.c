@@ -310,7 +310,8 @@ static int l_new(lua_State *L)
     lua_getfield(L, 1, "max_depth");
     if (!lua_isnil(L, -1)) {
         lua_Number d = lua_tonumber(L, -1);
-        if (lua_type(L, -1) != LUA_TNUMBER || d != (int)d || d < 4 || d > 1000)
+        /* range first: casting NaN or a huge double to int is undefined */
+        if (lua_type(L, -1) != LUA_TNUMBER || !(d >= 4 && d <= 1000) || d != (int)d)
             return luaL_error(L, "acscall.new: 'max_depth' must be an integer in [4, 1000]");
         if ((int)d != ACS_DEFAULT_MAX_DEPTH)
             c->decoder_ref = acs_decode_new_decoder(L, (int)d);
@@ -782,8 +783,8 @@ static int l_get_calls(lua_State *L)
         lua_getfield(L, 3, "concurrency");
         if (!lua_isnil(L, -1)) {
             lua_Number v = lua_tonumber(L, -1);
-            if (lua_type(L, -1) != LUA_TNUMBER || v != (int)v || v < 1 ||
-                v > BATCH_MAX_CONCURRENCY)
+            if (lua_type(L, -1) != LUA_TNUMBER ||
+                !(v >= 1 && v <= BATCH_MAX_CONCURRENCY) || v != (int)v)
                 luaL_error(L, "acscall: 'concurrency' must be an integer in [1, %d]",
                            BATCH_MAX_CONCURRENCY);
             conc = (int)v;
