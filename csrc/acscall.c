@@ -456,7 +456,10 @@ static const char *bearer_for(lua_State *L, acs_client *c, const char **bearer)
     *bearer = NULL;
     if (c->auth != AUTH_PROVIDER)
         return NULL;
-    if ((why = provide_token(L, c)) != NULL)
+    why = provide_token(L, c);
+    if (c->closed) /* the provider closed the client: nothing left to use */
+        luaL_error(L, "acscall: closed client");
+    if (why != NULL)
         return why;
     *bearer = lua_tostring(L, -1);
     return NULL;

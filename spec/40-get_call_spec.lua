@@ -170,6 +170,19 @@ describe("client:get_call against the emulator", function()
     c2:close()
   end)
 
+  it("survives a token provider that closes its own client", function()
+    local c
+    c = acscall.new{endpoint = emu.endpoint, token_provider = function() c:close(); return emu.token end}
+    local ok, err = pcall(c.get_call, c, SEED)
+    assert.is_false(ok)
+    assert.matches("closed client", err)
+    local c2
+    c2 = acscall.new{endpoint = emu.endpoint, token_provider = function() c2:close(); return emu.token end}
+    ok, err = pcall(c2.get_calls, c2, {SEED, SEED})
+    assert.is_false(ok)
+    assert.matches("closed client", err)
+  end)
+
   it("keeps every id inside one path segment", function()
     local c = hmac_client()
     local cases = {
