@@ -807,6 +807,9 @@ static int l_get_calls(lua_State *L)
         return 1;
     if (conc > n)
         conc = n;
+    /* the provider is user code: run it before the batch state is set up,
+     * so nothing it does (even a batch of its own) can disturb this one */
+    why = bearer_for(L, c, &bearer); /* bearer, if any, at index 5 */
     if (c->multi)
         batch_reset(c);
     if ((err = batch_ensure(c, conc, (size_t)n)) != NULL)
@@ -816,9 +819,10 @@ static int l_get_calls(lua_State *L)
         if (next_request_id(c, c->items[i].crid) != 0)
             return luaL_error(L, "acscall: no random bytes");
     }
-    if ((why = bearer_for(L, c, &bearer)) != NULL) { /* bearer at index 5 */
+    if (why != NULL) {
         for (i = 0; i < n; i++)
             batch_fail(L, c, i, "auth", why);
+        lua_settop(L, 4);
         return 1;
     }
 

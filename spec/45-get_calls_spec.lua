@@ -102,6 +102,39 @@ describe("client:get_calls", function()
     dead:close()
   end)
 
+  it("a token provider that makes calls of its own does not disturb the batch", function()
+    local c
+    local busy = false
+    c = acscall.new{endpoint = emu.endpoint, token_provider = function()
+      if not busy then -- the inner calls ask the provider too
+        busy = true
+        local inner = c:get_calls({"state-connected", "state-connecting", "state-connected"})
+        assert(inner[3].call, inner[3].err)
+        assert(c:get_call("state-disconnected"))
+        busy = false
+      end
+      return emu.token
+    end}
+    local results = c:get_calls({SEED, "no-such-call"}, {concurrency = 2})
+    assert.are.equal(2, #results)
+    assert.are.equal(SEED, results[1].call.callConnectionId)
+    assert.are.equal(404, results[2].info.status)
+    c:close()
+  end)
+
+  it("a failing token provider fails every id as an auth error", function()
+    local c = acscall.new{endpoint = emu.endpoint, token_provider = function() error("vault down") end}
+    local results = c:get_calls({SEED, SEED})
+    assert.are.equal(2, #results)
+    for i, r in ipairs(results) do
+      assert.are.equal(SEED, r.id, i)
+      assert.is_nil(r.call)
+      assert.are.equal("auth", r.info.kind)
+      assert.matches("^auth: token_provider", r.err)
+    end
+    c:close()
+  end)
+
   it("raises for programmer mistakes", function()
     local c = client()
     assert.has_error(function() c:get_calls("x") end)
