@@ -115,17 +115,17 @@ static int l_tostring(lua_State *L)
 
 /* ---------- options ----------------------------------------------------- */
 
+/* The string option `name`, or NULL. The value stays on the stack until
+ * new returns: the options table need not keep it alive (its __index may
+ * make values on the fly), and l_new uses the pointer to the end. */
 static const char *opt_string(lua_State *L, const char *name, size_t *len)
 {
-    const char *s = NULL;
     lua_getfield(L, 1, name);
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "acscall.new: option '%s' must be a string", name);
-        s = lua_tolstring(L, -1, len);
-    }
-    lua_pop(L, 1); /* the string stays reachable from the options table */
-    return s;
+    if (lua_isnil(L, -1))
+        return NULL;
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "acscall.new: option '%s' must be a string", name);
+    return lua_tolstring(L, -1, len);
 }
 
 static long opt_ms(lua_State *L, const char *name, long dflt)
@@ -192,7 +192,7 @@ static int l_new(lua_State *L)
     const char *endpoint, *cs, *key, *token, *ua, *ca_file, *api, *err;
     acs_span cs_ep = {NULL, 0}, cs_key = {NULL, 0};
     acs_transport_opts to;
-    int has_provider, n_auth;
+    int has_provider, n_auth, provider_idx;
     lua_Number max_body = ACS_DEFAULT_MAX_BODY;
 
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -204,11 +204,11 @@ static int l_new(lua_State *L)
     ua = opt_string(L, "user_agent", &ualen);
     ca_file = opt_string(L, "ca_file", NULL);
     api = opt_string(L, "api_version", NULL);
-    lua_getfield(L, 1, "token_provider");
+    lua_getfield(L, 1, "token_provider"); /* stays at provider_idx */
+    provider_idx = lua_gettop(L);
     has_provider = !lua_isnil(L, -1);
     if (has_provider && lua_type(L, -1) != LUA_TFUNCTION)
         return luaL_error(L, "acscall.new: option 'token_provider' must be a function");
-    lua_pop(L, 1);
     lua_getfield(L, 1, "max_body");
     if (!lua_isnil(L, -1)) {
         max_body = lua_tonumber(L, -1);
@@ -281,7 +281,7 @@ static int l_new(lua_State *L)
         memcpy(c->token + sizeof "Authorization: Bearer " - 1, token, toklen + 1);
         c->auth = AUTH_TOKEN;
     } else {
-        lua_getfield(L, 1, "token_provider");
+        lua_pushvalue(L, provider_idx); /* the function checked above */
         c->provider_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         c->auth = AUTH_PROVIDER;
     }

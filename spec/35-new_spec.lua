@@ -89,6 +89,21 @@ describe("acscall.new", function()
     raises("'base_delay'", {endpoint = "https://a.b/", token = "t", retries = {base_delay = -1}})
   end)
 
+  it("accepts options made on the fly by __index, even if they are collected at once", function()
+    -- an options table that reads its values lazily (e.g. from the environment)
+    local values = {endpoint = "https://a.b/", token = "t-" .. ("x"):rep(60)}
+    for _ = 1, 200 do
+      local opts = setmetatable({}, {__index = function(_, k)
+        collectgarbage() -- whatever new fetched before is garbage by now
+        local v = values[k]
+        return v and table.concat{v, ""} or nil
+      end})
+      local c = acscall.new(opts)
+      assert.matches("^acscall.client %(https://a.b, token auth%)", tostring(c))
+      c:close()
+    end
+  end)
+
   it("never shows a secret in tostring", function()
     local token = "super-secret-token-value"
     local c1 = acscall.new{endpoint = "https://a.b/", token = token}
