@@ -24,6 +24,7 @@ enum { AUTH_NONE, AUTH_TOKEN, AUTH_HMAC, AUTH_PROVIDER };
 
 typedef struct {
     int closed;
+    int busy; /* calls running on this client (see enter/leave) */
     int auth;
     acs_route route;
     acs_transport tr;
@@ -62,12 +63,9 @@ static void secret_free(char *s)
     }
 }
 
-/* close, __gc and __close: one idempotent release path. */
-static int l_close(lua_State *L)
+/* The one release path (idempotent): everything the client owns. */
+static void release(lua_State *L, acs_client *c)
 {
-    acs_client *c = luaL_checkudata(L, 1, CLIENT_MT);
-    if (c->closed)
-        return 0;
     c->closed = 1;
     batch_free(c);
     acs_transport_free(&c->tr);
@@ -89,7 +87,47 @@ static int l_close(lua_State *L)
         luaL_unref(L, LUA_REGISTRYINDEX, c->provider_ref);
         c->provider_ref = LUA_NOREF;
     }
+}
+
+/* close and __close. Lua code can run in the middle of a call (the token
+ * provider, finalizers while results are built); a close from there only
+ * marks the client closed, and the call releases it as it leaves. */
+static int l_close(lua_State *L)
+{
+    acs_client *c = luaL_checkudata(L, 1, CLIENT_MT);
+    c->closed = 1;
+    if (c->busy == 0)
+        release(L, c);
     return 0;
+}
+
+/* __gc: nothing can be running on an unreachable client (a call keeps it
+ * on its stack), so release whatever is left, even after a call that a
+ * Lua error cut short. */
+static int l_gc(lua_State *L)
+{
+    release(L, luaL_checkudata(L, 1, CLIENT_MT));
+    return 0;
+}
+
+/* A call runs on the client: close() defers the release until it leaves. */
+static void enter(acs_client *c)
+{
+    c->busy++;
+}
+
+static void leave(lua_State *L, acs_client *c)
+{
+    if (--c->busy == 0 && c->closed)
+        release(L, c);
+}
+
+/* Lua code run mid-call (the token provider, a finalizer) closed the
+ * client: leave, release, and say so. */
+static int closed_mid_call(lua_State *L, acs_client *c)
+{
+    leave(L, c);
+    return luaL_error(L, "acscall: closed client");
 }
 
 static acs_client *check_open(lua_State *L)
@@ -456,9 +494,7 @@ static const char *bearer_for(lua_State *L, acs_client *c, const char **bearer)
     *bearer = NULL;
     if (c->auth != AUTH_PROVIDER)
         return NULL;
-    why = provide_token(L, c);
-    if (c->closed) /* the provider closed the client: nothing left to use */
-        luaL_error(L, "acscall: closed client");
+    why = provide_token(L, c); /* the caller checks c->closed after this */
     if (why != NULL)
         return why;
     *bearer = lua_tostring(L, -1);
@@ -501,22 +537,25 @@ static int next_request_id(acs_client *c, char out[37])
     return 0;
 }
 
-/* The start of get_call and request: the id (argument 2; mistakes raise),
- * a client request id, the bearer, c->url. Returns 0, or the number of
- * values pushed (nil, message, info). */
+/* The start of get_call and request, on an entered client: a client
+ * request id, the bearer, c->url for the id at index 2 (checked by the
+ * caller). Returns 0, or the number of values pushed (nil, message, info);
+ * raises "closed client" (after leaving) if the provider closed it. */
 static int begin_call(lua_State *L, acs_client *c, char crid[37],
                       acs_resp_meta *meta, const char **bearer)
 {
     size_t idlen;
-    const char *why, *id = check_id(L, 2, &idlen);
+    const char *why, *id = lua_tolstring(L, 2, &idlen);
 
     *bearer = NULL;
-    lua_settop(L, 2);
     memset(meta, 0, sizeof *meta);
     if (next_request_id(c, crid) != 0)
         return acs_push_failure(L, "transport", 0, "no random bytes", meta);
     meta->client_request_id = crid;
-    if ((why = bearer_for(L, c, bearer)) != NULL)
+    why = bearer_for(L, c, bearer);
+    if (c->closed)
+        return closed_mid_call(L, c);
+    if (why != NULL)
         return acs_push_failure(L, "auth", 0, why, meta);
     if (build_url(c, id, idlen, &c->url, &c->url_cap) != 0)
         return acs_push_failure(L, "transport", 0, "out of memory", meta);
@@ -531,15 +570,23 @@ static int l_request(lua_State *L)
     acs_client *c = check_open(L);
     const char *bearer, *why;
     char crid[37];
+    size_t idlen;
     acs_resp_meta meta;
     struct curl_slist *hdrs, *h;
     int n;
 
-    if ((n = begin_call(L, c, crid, &meta, &bearer)) != 0)
+    check_id(L, 2, &idlen);
+    lua_settop(L, 2);
+    enter(c);
+    if ((n = begin_call(L, c, crid, &meta, &bearer)) != 0) {
+        leave(L, c);
         return n;
+    }
     hdrs = build_headers(c, c->url, crid, bearer, &why);
-    if (hdrs == NULL)
+    if (hdrs == NULL) {
+        leave(L, c);
         return acs_push_failure(L, "auth", 0, why, &meta);
+    }
     acs_transport_hold_headers(&c->tr, hdrs); /* owned there if Lua raises */
     lua_pushstring(L, c->url);
     lua_newtable(L);
@@ -558,6 +605,7 @@ static int l_request(lua_State *L)
     }
     lua_pushstring(L, c->ua);
     lua_setfield(L, -2, "user-agent");
+    leave(L, c);
     return 2;
 }
 
@@ -567,13 +615,19 @@ static int l_get_call(lua_State *L)
     acs_client *c = check_open(L);
     const char *bearer, *why;
     char crid[37];
+    size_t idlen;
     acs_resp_meta meta;
     struct curl_slist *hdrs;
     int rc, attempt, n;
     long start;
 
-    if ((n = begin_call(L, c, crid, &meta, &bearer)) != 0)
+    check_id(L, 2, &idlen);
+    lua_settop(L, 2);
+    enter(c);
+    if ((n = begin_call(L, c, crid, &meta, &bearer)) != 0) {
+        leave(L, c);
         return n;
+    }
 
     /* Attempts: each re-signed, same client request id, each bounded by
      * timeout and by what is left of the deadline. */
@@ -582,8 +636,10 @@ static int l_get_call(lua_State *L)
         long left = c->deadline_ms - (acs_monotonic_ms() - start), delay = 0;
         acs_transport_set_timeout(&c->tr, left < c->timeout_ms ? left : c->timeout_ms);
         hdrs = build_headers(c, c->url, crid, bearer, &why);
-        if (hdrs == NULL)
+        if (hdrs == NULL) {
+            leave(L, c);
             return acs_push_failure(L, "auth", 0, why, &meta);
+        }
         rc = acs_transport_get(&c->tr, c->url, hdrs);
         if (!acs_transport_should_retry(&c->tr, rc, attempt, &c->retry, &delay))
             break;
@@ -595,39 +651,50 @@ static int l_get_call(lua_State *L)
     }
     meta.attempts = attempt;
     meta.decoder_ref = c->decoder_ref;
-    return push_result(L, &c->tr, rc, &meta);
+    n = push_result(L, &c->tr, rc, &meta);
+    leave(L, c); /* a finalizer may have closed c while results were built */
+    return n;
 }
 
 /* ---------- get_calls: libcurl multi, bounded concurrency --------------- */
 
 #define BATCH_MAX_CONCURRENCY 256
 #define BATCH_DEFAULT_CONCURRENCY 16
+/* get_calls' stack: 1 client, 2 ids (the user's), 3 options, then: */
+#define BATCH_RESULTS 4
+#define BATCH_BEARER 5 /* the provider's token, or nil */
+#define BATCH_IDS 6    /* a private copy of the checked ids */
 
 enum { ITEM_QUEUED, ITEM_RUNNING, ITEM_WAITING, ITEM_DONE };
 
 struct acs_item {
     int state, attempt;
+    int last_rc; /* the last attempt's result while ITEM_WAITING */
     long start_ms, not_before_ms;
     char crid[37];
 };
 
+/* A slot runs one item at a time. An item waiting to retry keeps its slot
+ * (and so its last response): it can always retry on time, and if the
+ * deadline passes first, that response is its result. */
 struct acs_slot {
     acs_transport tr; /* its easy handle; CURLINFO_PRIVATE points here */
     char *url;
     size_t url_cap;
-    int item; /* index of the item it runs, or -1 */
+    int item;    /* index of the item it holds, or -1 */
+    int running; /* its easy handle is in the multi */
 };
 
-/* Detach whatever an interrupted batch left running (a Lua error can
- * longjmp out of get_calls while pushing results). */
+/* Detach whatever an interrupted batch left (a Lua error can longjmp out
+ * of get_calls while results are built). */
 static void batch_reset(acs_client *c)
 {
     int i;
     for (i = 0; i < c->nslots; i++) {
-        if (c->slots[i]->item >= 0) {
+        if (c->slots[i]->running)
             curl_multi_remove_handle(c->multi, c->slots[i]->tr.easy);
-            c->slots[i]->item = -1;
-        }
+        c->slots[i]->running = 0;
+        c->slots[i]->item = -1;
     }
 }
 
@@ -686,12 +753,12 @@ static const char *batch_ensure(acs_client *c, int n, size_t nitems)
     return NULL;
 }
 
-/* results[i] = {id = ids[i], call = call} or {id =, err =, info =} */
+/* results[i] = {id = ids[i], call = call} or {id =, err =, info =};
+ * the nret values are on top of the stack. */
 static void batch_store(lua_State *L, int nret, int i)
 {
-    /* stack: ..., results(4), ids(2) ...; the nret values on top */
     lua_createtable(L, 0, 3);
-    lua_rawgeti(L, 2, i + 1);
+    lua_rawgeti(L, BATCH_IDS, i + 1);
     lua_setfield(L, -2, "id");
     if (nret == 1) {
         lua_pushvalue(L, -2);
@@ -702,7 +769,7 @@ static void batch_store(lua_State *L, int nret, int i)
         lua_pushvalue(L, -2);
         lua_setfield(L, -2, "info");
     }
-    lua_rawseti(L, 4, i + 1);
+    lua_rawseti(L, BATCH_RESULTS, i + 1);
     lua_pop(L, nret);
 }
 
@@ -715,13 +782,15 @@ static void batch_meta(acs_client *c, int i, acs_resp_meta *meta)
     c->items[i].state = ITEM_DONE;
 }
 
-/* Item i is done: its last attempt ended with rc on tr. */
-static void batch_done(lua_State *L, acs_client *c, int i, acs_transport *tr,
-                       int rc)
+/* The item on slot s is done: its last attempt ended with rc on s->tr.
+ * Frees the slot. Building the result runs Lua (finalizers too). */
+static void batch_done(lua_State *L, acs_client *c, struct acs_slot *s, int rc)
 {
     acs_resp_meta meta;
+    int i = s->item;
+    s->item = -1;
     batch_meta(c, i, &meta);
-    batch_store(L, push_result(L, tr, rc, &meta), i);
+    batch_store(L, push_result(L, &s->tr, rc, &meta), i);
 }
 
 /* Item i failed before any response (kind "auth" or "transport"). */
@@ -733,7 +802,8 @@ static void batch_fail(lua_State *L, acs_client *c, int i, const char *kind,
     batch_store(L, acs_push_failure(L, kind, 0, why, &meta), i);
 }
 
-/* Start the next attempt of item i on slot s. 0, or -1 (item finished). */
+/* Start the next attempt of item i on slot s (which holds it from here).
+ * 0, or -1 when the item finished instead (the slot is free again). */
 static int batch_start(lua_State *L, acs_client *c, struct acs_slot *s, int i,
                        const char *bearer, long now)
 {
@@ -743,28 +813,36 @@ static int batch_start(lua_State *L, acs_client *c, struct acs_slot *s, int i,
     struct curl_slist *hdrs;
     long left;
 
+    s->item = i;
     if (it->attempt == 0)
         it->start_ms = now;
-    it->attempt++;
     left = c->deadline_ms - (now - it->start_ms);
-    lua_rawgeti(L, 2, i + 1);
-    id = lua_tolstring(L, -1, &idlen); /* checked already; the ids table anchors it */
+    if (it->attempt > 0 && left <= 0) { /* retry due after the deadline */
+        batch_done(L, c, s, it->last_rc);
+        return -1;
+    }
+    it->attempt++;
+    lua_rawgeti(L, BATCH_IDS, i + 1); /* private: nobody can change it */
+    id = lua_tolstring(L, -1, &idlen);
     lua_pop(L, 1);
     if (build_url(c, id, idlen, &s->url, &s->url_cap) != 0) {
+        s->item = -1;
         batch_fail(L, c, i, "transport", "out of memory");
         return -1;
     }
     if ((hdrs = build_headers(c, s->url, it->crid, bearer, &why)) == NULL) {
+        s->item = -1;
         batch_fail(L, c, i, "auth", why);
         return -1;
     }
     acs_transport_begin(&s->tr, s->url, hdrs);
     acs_transport_set_timeout(&s->tr, left < c->timeout_ms ? left : c->timeout_ms);
     if (curl_multi_add_handle(c->multi, s->tr.easy) != CURLM_OK) {
+        s->item = -1;
         batch_fail(L, c, i, "transport", "libcurl: cannot add a handle");
         return -1;
     }
-    s->item = i;
+    s->running = 1;
     it->state = ITEM_RUNNING;
     return 0;
 }
@@ -794,104 +872,120 @@ static int l_get_calls(lua_State *L)
         }
         lua_pop(L, 1);
     }
-    n = (int)acs_rawlen(L, 2);
-    for (i = 1; i <= n; i++) {
-        size_t len;
-        lua_rawgeti(L, 2, i);
-        check_id(L, -1, &len);
-        lua_pop(L, 1);
-    }
     lua_settop(L, 3);
-    lua_createtable(L, n, 0); /* results, index 4 */
+    n = (int)acs_rawlen(L, 2);
+    lua_createtable(L, n, 0); /* BATCH_RESULTS */
     if (n == 0)
         return 1;
     if (conc > n)
         conc = n;
-    /* the provider is user code: run it before the batch state is set up,
-     * so nothing it does (even a batch of its own) can disturb this one */
-    why = bearer_for(L, c, &bearer); /* bearer, if any, at index 5 */
+    enter(c);
+    /* the provider is user code: run it before the ids are checked and the
+     * batch state is set up, so nothing it does can disturb this batch */
+    why = bearer_for(L, c, &bearer);
+    if (c->closed)
+        return closed_mid_call(L, c);
+    lua_settop(L, BATCH_BEARER); /* the token (anchored) or nil */
+    lua_createtable(L, n, 0);    /* BATCH_IDS */
+    for (i = 1; i <= n; i++) {
+        size_t len;
+        lua_rawgeti(L, 2, i);
+        if (lua_type(L, -1) != LUA_TSTRING || acs_rawlen(L, -1) == 0 ||
+            acs_rawlen(L, -1) > ACS_ID_MAX) {
+            leave(L, c);
+            check_id(L, -1, &len); /* raises with the reason */
+        }
+        lua_rawseti(L, BATCH_IDS, i);
+    }
     if (c->multi)
         batch_reset(c);
-    if ((err = batch_ensure(c, conc, (size_t)n)) != NULL)
+    if ((err = batch_ensure(c, conc, (size_t)n)) != NULL) {
+        leave(L, c);
         return luaL_error(L, "acscall: %s", err); /* resources stay owned by c */
+    }
     for (i = 0; i < n; i++) {
         memset(&c->items[i], 0, sizeof c->items[i]);
-        if (next_request_id(c, c->items[i].crid) != 0)
+        if (next_request_id(c, c->items[i].crid) != 0) {
+            leave(L, c);
             return luaL_error(L, "acscall: no random bytes");
+        }
     }
     if (why != NULL) {
-        for (i = 0; i < n; i++)
+        for (i = 0; i < n && !c->closed; i++)
             batch_fail(L, c, i, "auth", why);
-        lua_settop(L, 4);
-        return 1;
+        done = n;
     }
 
-    while (done < n) {
+    while (done < n && !c->closed) {
         long now = acs_monotonic_ms(), wait = 1000;
         int s, running = 0, msgs;
         CURLMsg *m;
 
-        /* fill free slots: due retries first, then the queue in order */
-        for (s = 0; s < conc; s++) {
-            int pick = -1;
-            if (c->slots[s]->item >= 0)
+        /* start due retries on their own slots, queued ids on free ones */
+        for (s = 0; s < conc && !c->closed; s++) {
+            struct acs_slot *sl = c->slots[s];
+            if (sl->running)
                 continue;
-            for (i = 0; i < next && pick < 0; i++)
-                if (c->items[i].state == ITEM_WAITING &&
-                    c->items[i].not_before_ms <= now)
-                    pick = i;
-            if (pick < 0 && next < n)
-                pick = next++;
-            if (pick < 0)
-                break;
-            if (batch_start(L, c, c->slots[s], pick, bearer, now) != 0)
-                done++;
+            if (sl->item >= 0) {
+                if (c->items[sl->item].not_before_ms <= now &&
+                    batch_start(L, c, sl, sl->item, bearer, now) != 0)
+                    done++;
+            } else if (next < n) {
+                if (batch_start(L, c, sl, next++, bearer, now) != 0)
+                    done++;
+            }
         }
-        if (done >= n)
+        if (done >= n || c->closed)
             break;
         curl_multi_perform(c->multi, &running);
-        while ((m = curl_multi_info_read(c->multi, &msgs)) != NULL) {
+        while (!c->closed && (m = curl_multi_info_read(c->multi, &msgs)) != NULL) {
             struct acs_slot *sl = NULL;
+            struct acs_item *it;
             long delay = 0, left;
-            int rc, it;
+            int rc;
             if (m->msg != CURLMSG_DONE)
                 continue;
             curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&sl);
             rc = acs_transport_end(&sl->tr, m->data.result);
             curl_multi_remove_handle(c->multi, sl->tr.easy);
-            it = sl->item;
-            sl->item = -1;
+            sl->running = 0;
+            it = &c->items[sl->item];
             now = acs_monotonic_ms();
-            left = c->deadline_ms - (now - c->items[it].start_ms);
-            if (acs_transport_should_retry(&sl->tr, rc, c->items[it].attempt,
-                                           &c->retry, &delay) &&
+            left = c->deadline_ms - (now - it->start_ms);
+            if (acs_transport_should_retry(&sl->tr, rc, it->attempt, &c->retry,
+                                           &delay) &&
                 delay < left) {
-                c->items[it].state = ITEM_WAITING;
-                c->items[it].not_before_ms = now + delay;
+                it->state = ITEM_WAITING; /* keeps its slot */
+                it->last_rc = rc;
+                it->not_before_ms = now + delay;
             } else {
-                batch_done(L, c, it, &sl->tr, rc);
+                batch_done(L, c, sl, rc);
                 done++;
             }
         }
-        if (done >= n)
+        if (done >= n || c->closed)
             break;
-        /* sleep in poll until a socket is ready or the next retry is due */
+        /* wait in poll for a socket, the next due retry, or a free slot */
         now = acs_monotonic_ms();
-        for (i = 0; i < next; i++)
-            if (c->items[i].state == ITEM_WAITING) {
-                long d = c->items[i].not_before_ms - now;
+        for (s = 0; s < conc; s++) {
+            struct acs_slot *sl = c->slots[s];
+            if (sl->running)
+                continue;
+            if (sl->item >= 0) {
+                long d = c->items[sl->item].not_before_ms - now;
                 if (d < wait)
                     wait = d < 0 ? 0 : d;
+            } else if (next < n) {
+                wait = 0; /* a free slot and queued work: go on */
             }
-        if (next < n) {
-            for (s = 0; s < conc; s++)
-                if (c->slots[s]->item < 0)
-                    wait = 0; /* a free slot and queued work: go on */
         }
         if (wait > 0)
             curl_multi_poll(c->multi, NULL, 0, (int)wait, NULL);
     }
-    lua_settop(L, 4);
+    if (c->closed) /* a finalizer run while results were built closed c */
+        return closed_mid_call(L, c);
+    leave(L, c);
+    lua_settop(L, BATCH_RESULTS);
     return 1;
 }
 
@@ -1010,7 +1104,7 @@ static const luaL_Reg client_methods[] = {
     {NULL, NULL}};
 
 static const luaL_Reg client_meta[] = {
-    {"__gc", l_close},
+    {"__gc", l_gc},
     {"__close", l_close},
     {"__tostring", l_tostring},
     {NULL, NULL}};

@@ -135,6 +135,57 @@ describe("client:get_calls", function()
     c:close()
   end)
 
+  it("a finalizer that closes the client mid-batch ends the batch cleanly", function()
+    -- run as its own process: the collector settings must hold from the start
+    local lua = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write(([[
+      collectgarbage("setpause", 0); collectgarbage("setstepmul", 1000)
+      local c = require("acscall").new{connection_string = %q}
+      -- a wrapper whose finalizer closes the client, dropped while the client works
+      do local owner = setmetatable({client = c}, {__gc = function(o) o.client:close() end}) end
+      local ok, r = pcall(c.get_calls, c, {"minimal", "full", "large-200-targets", "state-connected"},
+        {concurrency = 2})
+      print(ok, ok and #r or r)
+      print(tostring(c))
+    ]]):format(emu.connection_string))
+    f:close()
+    local asan = os.getenv("ACSCALL_ASAN_PRELOAD")
+    local env = asan and ("env LD_PRELOAD=" .. helpers.shell_quote(asan) .. " ") or ""
+    local out, ok = helpers.run(env .. lua .. " " .. script .. " 2>&1")
+    os.remove(script)
+    assert.is_true(ok, out)
+    assert.matches("^false\tacscall: closed client\n", out)
+    assert.matches("acscall.client %(closed%)", out)
+  end)
+
+  it("ids changed by the token provider do not change the requests", function()
+    local ids = {SEED, "state-connected", "state-disconnected"}
+    local c = acscall.new{endpoint = emu.endpoint, token_provider = function()
+      ids[2] = {}
+      ids[3] = nil
+      return emu.token
+    end}
+    local ok, err = pcall(c.get_calls, c, ids)
+    -- the ids are checked after the provider ran: the changed table is refused
+    assert.is_false(ok)
+    assert.matches("call id must be a string", err)
+    for _, r in ipairs(emu:log()) do assert.not_matches("callConnections/%?", r.uri) end
+    c:close()
+  end)
+
+  it("does not spin while a retry waits for a busy slot", function()
+    local c = client{retries = {max = 1, base_delay = 0.01}}
+    local t0, c0 = socket.gettime(), os.clock()
+    -- fault-503x2 retries quickly; the only slot is then busy with a slow call
+    local results = c:get_calls({"fault-503x2", "state-connected"}, {concurrency = 1})
+    local wall, cpu = socket.gettime() - t0, os.clock() - c0
+    assert.are.equal(2, #results)
+    assert.is_true(cpu < wall / 2 + 0.05, ("cpu %.2f s of wall %.2f s"):format(cpu, wall))
+    c:close()
+  end)
+
   it("raises for programmer mistakes", function()
     local c = client()
     assert.has_error(function() c:get_calls("x") end)
