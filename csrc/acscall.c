@@ -25,6 +25,9 @@ enum { AUTH_NONE, AUTH_TOKEN, AUTH_HMAC, AUTH_PROVIDER };
 typedef struct {
     int closed;
     int busy; /* calls running on this client (see enter/leave) */
+    lua_State *call_L; /* the outermost running call's thread, and its hook */
+    lua_Hook call_hook; /* state when it began: lua.c's SIGINT handler */
+    int call_mask;      /* installs a hook, which is how Ctrl-C is seen */
     int auth;
     acs_route route;
     acs_transport tr;
@@ -111,15 +114,43 @@ static int l_gc(lua_State *L)
 }
 
 /* A call runs on the client: close() defers the release until it leaves. */
-static void enter(acs_client *c)
+static void enter(lua_State *L, acs_client *c)
 {
-    c->busy++;
+    if (c->busy++ == 0) {
+        c->call_L = L;
+        c->call_hook = lua_gethook(L);
+        c->call_mask = lua_gethookmask(L);
+    }
 }
 
 static void leave(lua_State *L, acs_client *c)
 {
-    if (--c->busy == 0 && c->closed)
-        release(L, c);
+    if (--c->busy == 0) {
+        c->call_L = NULL;
+        if (c->closed)
+            release(L, c);
+    }
+}
+
+/* Ctrl-C while a call runs: the standalone interpreter's SIGINT handler
+ * installs a hook (then raises "interrupted!" at the next Lua instruction).
+ * A hook that changed since the call began means: stop waiting. Reads two
+ * fields of the Lua state; safe from libcurl's progress callback. */
+static int interrupted(void *ud)
+{
+    const acs_client *c = ud;
+    return c->call_L != NULL && (lua_gethook(c->call_L) != c->call_hook ||
+                                 lua_gethookmask(c->call_L) != c->call_mask);
+}
+
+/* Sleep ms, through unrelated signals; 1 if interrupted (Ctrl-C). */
+static int wait_unless_interrupted(acs_client *c, long ms)
+{
+    long until = acs_monotonic_ms() + ms;
+    while (acs_sleep_ms(until - acs_monotonic_ms()) != 0)
+        if (interrupted(c))
+            return 1;
+    return 0;
 }
 
 /* Lua code run mid-call (the token provider, a finalizer) closed the
@@ -339,8 +370,10 @@ static int l_new(lua_State *L)
         return luaL_error(L, "acscall.new: out of memory");
     to.ca_file = c->ca_file;
     to.user_agent = c->ua;
-    c->topts = to;
-    if ((err = acs_transport_init(&c->tr, &to)) != NULL)
+    to.interrupted = interrupted;
+    to.interrupted_ud = c;
+    c->topts = to; /* the handles' progress callback reads it: it must live */
+    if ((err = acs_transport_init(&c->tr, &c->topts)) != NULL)
         return luaL_error(L, "acscall.new: %s", err);
     c->timeout_ms = to.timeout_ms;
     c->deadline_ms = opt_ms(L, "deadline", ACS_DEFAULT_DEADLINE_MS);
@@ -577,7 +610,7 @@ static int l_request(lua_State *L)
 
     check_id(L, 2, &idlen);
     lua_settop(L, 2);
-    enter(c);
+    enter(L, c);
     if ((n = begin_call(L, c, crid, &meta, &bearer)) != 0) {
         leave(L, c);
         return n;
@@ -623,7 +656,7 @@ static int l_get_call(lua_State *L)
 
     check_id(L, 2, &idlen);
     lua_settop(L, 2);
-    enter(c);
+    enter(L, c);
     if ((n = begin_call(L, c, crid, &meta, &bearer)) != 0) {
         leave(L, c);
         return n;
@@ -646,8 +679,8 @@ static int l_get_call(lua_State *L)
         left = c->deadline_ms - (acs_monotonic_ms() - start);
         if (delay >= left)
             break; /* the wait would outlast the deadline: report now */
-        if (acs_sleep_ms(delay) != 0)
-            break; /* interrupted (Ctrl-C): report the last answer now */
+        if (wait_unless_interrupted(c, delay))
+            break; /* Ctrl-C: report the last answer now */
     }
     meta.attempts = attempt;
     meta.decoder_ref = c->decoder_ref;
@@ -879,7 +912,7 @@ static int l_get_calls(lua_State *L)
         return 1;
     if (conc > n)
         conc = n;
-    enter(c);
+    enter(L, c);
     /* the provider is user code: run it before the ids are checked and the
      * batch state is set up, so nothing it does can disturb this batch */
     why = bearer_for(L, c, &bearer);
@@ -921,6 +954,22 @@ static int l_get_calls(lua_State *L)
         int s, running = 0, msgs;
         CURLMsg *m;
 
+        if (interrupted(c)) { /* Ctrl-C: the rest end now; running
+                                 transfers end through their callback */
+            for (s = 0; s < conc && !c->closed; s++) {
+                struct acs_slot *sl = c->slots[s];
+                if (!sl->running && sl->item >= 0) {
+                    batch_done(L, c, sl, c->items[sl->item].last_rc);
+                    done++;
+                }
+            }
+            while (next < n && !c->closed) {
+                batch_fail(L, c, next++, "transport", "interrupted");
+                done++;
+            }
+            if (done >= n || c->closed)
+                break;
+        }
         /* start due retries on their own slots, queued ids on free ones */
         for (s = 0; s < conc && !c->closed; s++) {
             struct acs_slot *sl = c->slots[s];

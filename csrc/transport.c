@@ -113,6 +113,14 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud)
     return len;
 }
 
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow,
+                       curl_off_t ultotal, curl_off_t ulnow)
+{
+    const acs_transport_opts *o = ud;
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    return o->interrupted(o->interrupted_ud) ? 1 : 0; /* 1: abort */
+}
+
 const char *acs_transport_init(acs_transport *t, const acs_transport_opts *o)
 {
     CURL *e;
@@ -143,6 +151,11 @@ const char *acs_transport_init(acs_transport *t, const acs_transport_opts *o)
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+    if (o->interrupted) { /* o outlives t: it is the client's */
+        curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(e, CURLOPT_XFERINFODATA, (void *)o);
+        curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+    }
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     return NULL;
 }
@@ -181,6 +194,8 @@ int acs_transport_end(acs_transport *t, CURLcode rc)
         return ACS_TR_TOO_LARGE;
     if (rc == CURLE_WRITE_ERROR)
         return ACS_TR_NOMEM;
+    if (rc == CURLE_ABORTED_BY_CALLBACK)
+        return ACS_TR_INTERRUPTED;
     return (int)rc;
 }
 
@@ -201,6 +216,8 @@ const char *acs_transport_error(const acs_transport *t, int rc)
 {
     if (rc == ACS_TR_TOO_LARGE)
         return "response body exceeds the max_body limit";
+    if (rc == ACS_TR_INTERRUPTED)
+        return "interrupted";
     if (rc == ACS_TR_NOMEM)
         return "out of memory while reading the response";
     if (t->errbuf[0])

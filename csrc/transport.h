@@ -15,6 +15,7 @@
 /* acs_transport_get results besides CURLcode values (all > CURL_LAST) */
 #define ACS_TR_TOO_LARGE 1000 /* body exceeded max_body */
 #define ACS_TR_NOMEM 1001
+#define ACS_TR_INTERRUPTED 1002 /* opts.interrupted said so: never retried */
 
 typedef struct {
     long connect_timeout_ms;
@@ -22,6 +23,11 @@ typedef struct {
     size_t max_body;
     const char *ca_file; /* NULL: the system's CA store */
     const char *user_agent;
+    /* Asked while a transfer runs (about once a second when idle): non-zero
+     * ends it with ACS_TR_INTERRUPTED. Pure C, must not call into Lua in a
+     * way that can raise. NULL: never. */
+    int (*interrupted)(void *ud);
+    void *interrupted_ud;
 } acs_transport_opts;
 
 typedef struct {

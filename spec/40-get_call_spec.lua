@@ -170,6 +170,19 @@ describe("client:get_call against the emulator", function()
     c2:close()
   end)
 
+  it("works under a debug hook that is set for the whole call (coverage tools, profilers)", function()
+    local c = acscall.new{endpoint = emu.endpoint, token_provider = function() return emu.token end}
+    local lines = 0
+    debug.sethook(function() lines = lines + 1 end, "l")
+    local call, err = c:get_call(SEED)
+    local results = c:get_calls({SEED, SEED})
+    debug.sethook()
+    assert.is_table(call, err)
+    assert.is_table(results[2].call, results[2].err)
+    assert.is_true(lines > 0)
+    c:close()
+  end)
+
   it("survives a token provider that closes its own client", function()
     local c
     c = acscall.new{endpoint = emu.endpoint, token_provider = function() c:close(); return emu.token end}

@@ -144,7 +144,11 @@ describe("client:get_calls", function()
       collectgarbage("setpause", 0); collectgarbage("setstepmul", 1000)
       local c = require("acscall").new{connection_string = %q}
       -- a wrapper whose finalizer closes the client, dropped while the client works
-      do local owner = setmetatable({client = c}, {__gc = function(o) o.client:close() end}) end
+      do -- (Lua 5.1 and LuaJIT finalize only userdata: newproxy there)
+        local function fin() c:close() end
+        if newproxy then getmetatable(newproxy(true)).__gc = fin
+        else setmetatable({}, {__gc = fin}) end
+      end
       local ok, r = pcall(c.get_calls, c, {"minimal", "full", "large-200-targets", "state-connected"},
         {concurrency = 2})
       print(ok, ok and #r or r)

@@ -179,28 +179,37 @@ describe("faults", function()
     c:close()
   end)
 
-  it("Ctrl-C during a retry wait ends it at once instead of sleeping through", function()
-    -- the interpreter running this suite, as a user's script would run
+  -- Run a Lua snippet (with a client `c`) in its own interpreter, Ctrl-C it
+  -- after 1 s; returns its output and wall time.
+  local function interrupt(snippet)
     local lua = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
     local script = os.tmpname()
     local f = assert(io.open(script, "w"))
-    f:write(([[
-      local c = require("acscall").new{connection_string = %q, deadline = 60}
-      c:get_call("f-429-long") -- the server says: retry after 30 s
-      print("not interrupted")
-    ]]):format(emu.connection_string))
+    f:write(("local c = require('acscall').new{connection_string = %q, deadline = 60}\n")
+      :format(emu.connection_string), snippet, "\nprint('not interrupted')\n")
     f:close()
-    local t0 = socket.gettime()
     -- under make test-asan the core needs the ASan runtime preloaded again
     local asan = os.getenv("ACSCALL_ASAN_PRELOAD")
     local env = asan and ("env LD_PRELOAD=" .. helpers.shell_quote(asan) .. " ") or ""
+    local t0 = socket.gettime()
     local out = helpers.run("timeout -s INT 1 " .. env .. lua .. " " .. script .. " 2>&1")
-    local wall = socket.gettime() - t0
     os.remove(script)
-    assert.matches("interrupted", out)
-    assert.not_matches("not interrupted", out)
-    assert.is_true(wall < 5, "wall " .. wall)
-  end)
+    return out, socket.gettime() - t0
+  end
+
+  for what, snippet in pairs{
+    ["a retry wait (get_call)"] = 'c:get_call("f-429-long")', -- the server says: retry after 30 s
+    ["a stalled transfer (get_call)"] = 'c:get_call("f-stall")',
+    ["a retry wait (get_calls)"] = 'c:get_calls({"f-429-long", "f-429-long", "' .. SEED .. '"}, {concurrency = 2})',
+    ["a stalled transfer (get_calls)"] = 'c:get_calls({"f-stall", "f-stall"})',
+  } do
+    it("Ctrl-C during " .. what .. " ends it at once", function()
+      local out, wall = interrupt(snippet)
+      assert.matches("interrupted", out)
+      assert.not_matches("not interrupted", out)
+      assert.is_true(wall < 4, "wall " .. wall)
+    end)
+  end
 
   it("a stalled server cannot hang the caller: per-attempt timeout", function()
     local c = client{timeout = 0.5, retries = false}
