@@ -485,7 +485,7 @@ static struct curl_slist *build_headers(const acs_client *c, const char *url,
         if (acs_signer_sign(c->signer, "GET", pq, strlen(pq), date,
                             c->route.host, hash, sig) != 0) {
             *why = "signing failed (libcrypto)";
-            curl_slist_free_all(l);
+            acs_free_headers(l);
             return NULL;
         }
         snprintf(line, sizeof line, "x-ms-date: %s", date);
@@ -498,7 +498,7 @@ static struct curl_slist *build_headers(const acs_client *c, const char *url,
         OPENSSL_cleanse(line, sizeof line);
     }
     if (!ok) {
-        curl_slist_free_all(l);
+        acs_free_headers(l);
         *why = "out of memory";
         return NULL;
     }

@@ -38,11 +38,20 @@ static int key_is(const char *k, size_t klen, const char *name)
 const char *acs_connstr_parse(const char *s, size_t len, acs_span *endpoint,
                               acs_span *access_key)
 {
-    const char *end = s + len;
+    const char *end;
     int have_ep = 0, have_key = 0;
 
     endpoint->p = access_key->p = NULL;
     endpoint->len = access_key->len = 0;
+    /* One pair of surrounding quotes, as a shell-style env file keeps them
+     * (the emulator prints ACS_CONNECTION_STRING='...' for eval): no
+     * connection string starts with a quote, so this takes nothing away. */
+    trim(&s, &len);
+    if (len >= 2 && (s[0] == '\'' || s[0] == '"') && s[len - 1] == s[0]) {
+        s++;
+        len -= 2;
+    }
+    end = s + len;
     while (s < end) {
         const char *semi = memchr(s, ';', (size_t)(end - s));
         const char *seg_end = semi ? semi : end;

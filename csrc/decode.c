@@ -164,6 +164,7 @@ typedef struct {
     msgbuf err; /* the decode error text, without the "decode: " prefix */
     const char *kind; /* the identifier being walked: its kind, if a string */
     size_t klen;
+    int raw_empty;    /* ... and whether its rawId is "" */
 } ctx;
 
 static int type_error(lua_State *L, ctx *c, const path *p, const char *expected,
@@ -443,6 +444,7 @@ static int walk_ident(lua_State *L, ctx *c, int t, const path *p)
     unsigned seen = 0;
     int i, ki = -1;
     c->kind = NULL;
+    c->raw_empty = 0;
     if (walk_object(L, c, t, ident_fields, p, &seen))
         return -1;
     if (c->kind) {
@@ -456,7 +458,9 @@ static int walk_ident(lua_State *L, ctx *c, int t, const path *p)
         lua_pushstring(L, ki >= 0 ? ident_fields[ki].name : "unknown");
         lua_setfield(L, t, "kind");
     }
-    if (!(seen & (1u << IDENT_RAWID)) && derive_raw_id(L, t, ki))
+    /* a rawId the service sent wins; an empty one does not (as in the SDKs
+     * and acs_l_raw_id) */
+    if ((!(seen & (1u << IDENT_RAWID)) || c->raw_empty) && derive_raw_id(L, t, ki))
         lua_setfield(L, t, "rawId");
     return 0;
 }
@@ -472,6 +476,8 @@ static int walk_value(lua_State *L, ctx *c, int v, const field *f, const path *p
             return type_error(L, c, p, "string", v);
         if (f == &ident_fields[IDENT_KIND]) /* alive: the table holds it */
             c->kind = lua_tolstring(L, v, &c->klen);
+        else if (f == &ident_fields[IDENT_RAWID])
+            c->raw_empty = acs_rawlen(L, v) == 0;
         return 0;
     case T_BOOL:
         if (lua_type(L, v) != LUA_TBOOLEAN)
@@ -961,6 +967,16 @@ static void push_decoder(lua_State *L, int max_depth)
     lua_getfield(L, inst, "decode_invalid_numbers");
     if (lua_type(L, -1) == LUA_TFUNCTION) {
         lua_pushboolean(L, 0);
+        lua_call(L, 1, 0);
+    } else {
+        lua_pop(L, 1);
+    }
+    /* OpenResty's lua-cjson can mark decoded arrays (cjson.array_mt), so
+     * that cjson.encode of a result gives [] for an empty array again;
+     * Debian's 2.1.0 has no such option. */
+    lua_getfield(L, inst, "decode_array_with_array_mt");
+    if (lua_type(L, -1) == LUA_TFUNCTION) {
+        lua_pushboolean(L, 1);
         lua_call(L, 1, 0);
     } else {
         lua_pop(L, 1);

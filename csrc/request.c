@@ -22,6 +22,20 @@ static int is_loopback(const char *host)
     return 1;
 }
 
+/* A path curl sends exactly as given: RFC 3986 pchar and '/', '%' for
+ * escapes already made. Anything else (bytes >= 0x80, spaces, quotes...)
+ * curl would percent-encode on the wire, and the signature, made over the
+ * path we hold, would no longer match what is sent (hmac.md). */
+static int plain_path(const char *p)
+{
+    for (; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (!(ch < 128 && (isalnum(ch) || strchr("-._~!$&'()*+,;=:@/%", ch))))
+            return 0;
+    }
+    return 1;
+}
+
 void acs_route_free(acs_route *r)
 {
     free(r->origin);
@@ -102,6 +116,10 @@ const char *acs_route_init(acs_route *r, const char *endpoint,
     }
     if ((err = host_header(u, 1, hostport, &r->tls)) != NULL)
         goto done;
+    if (!plain_path(path)) {
+        err = "endpoint path must be plain URL characters (percent-encode the rest)";
+        goto done;
+    }
     plen = strlen(path);
     while (plen > 0 && path[plen - 1] == '/')
         path[--plen] = '\0';

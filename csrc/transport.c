@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -113,6 +114,16 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud)
     return len;
 }
 
+/* Free a request's header list, wiping it first: it holds the
+ * Authorization header (a token, or a signature). */
+void acs_free_headers(struct curl_slist *l)
+{
+    struct curl_slist *n;
+    for (n = l; n; n = n->next)
+        OPENSSL_cleanse(n->data, strlen(n->data));
+    curl_slist_free_all(l);
+}
+
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow,
                        curl_off_t ultotal, curl_off_t ulnow)
 {
@@ -164,7 +175,7 @@ void acs_transport_free(acs_transport *t)
 {
     if (t->easy)
         curl_easy_cleanup(t->easy);
-    curl_slist_free_all(t->headers);
+    acs_free_headers(t->headers);
     free(t->body);
     t->easy = NULL;
     t->headers = NULL;
@@ -175,7 +186,7 @@ void acs_transport_free(acs_transport *t)
 void acs_transport_begin(acs_transport *t, const char *url,
                          struct curl_slist *headers)
 {
-    curl_slist_free_all(t->headers);
+    acs_free_headers(t->headers);
     t->headers = headers;
     if (t->cap > 1024 * 1024) { /* do not keep one huge answer's memory */
         free(t->body);
@@ -208,7 +219,9 @@ int acs_transport_get(acs_transport *t, const char *url,
 
 void acs_transport_hold_headers(acs_transport *t, struct curl_slist *headers)
 {
-    curl_slist_free_all(t->headers);
+    if (t->easy) /* it must not keep pointing at the list freed here */
+        curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, NULL);
+    acs_free_headers(t->headers);
     t->headers = headers;
 }
 

@@ -80,6 +80,9 @@ void acs_transport_free(acs_transport *t); /* idempotent */
  * acs_transport_error() then describes it in one line. */
 int acs_transport_get(acs_transport *t, const char *url,
                       struct curl_slist *headers);
+/* Free a request's header list, wiping it first (it holds secrets). */
+void acs_free_headers(struct curl_slist *l);
+
 /* Keep a header list alive until the next request or close (so a caller
  * that reads it back into Lua cannot leak it if Lua raises). */
 void acs_transport_hold_headers(acs_transport *t, struct curl_slist *headers);

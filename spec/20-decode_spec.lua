@@ -171,6 +171,12 @@ describe("acscall.decode", function()
       assert.equal("4:+1425_asserted", t.rawId)
     end)
 
+    it("derives a rawId the service sent empty, as raw_id does", function()
+      local t = one_target('{"rawId":"","phoneNumber":{"value":"+1425"}}')
+      assert.equal("4:+1425", t.rawId)
+      assert.equal("4:+1425", acscall.raw_id{rawId = "", phoneNumber = {value = "+1425"}})
+    end)
+
     it("keeps unknown kinds as data, with their rawId", function()
       local t = one_target('{"kind":"futureKind","rawId":"99:new:x","futureKind":{"a":1}}')
       assert.same({ kind = "futureKind", rawId = "99:new:x", futureKind = { a = 1 } }, t)

@@ -26,6 +26,15 @@ describe("acscall.new", function()
     end
   end)
 
+  it("accepts one pair of surrounding quotes (as an env file keeps them)", function()
+    for _, q in ipairs{"'", '"'} do
+      local c = acscall.new{connection_string = q .. "endpoint=https://x.communication.azure.com/;accesskey=" .. KEY .. q}
+      assert.matches("https://x.communication.azure.com", tostring(c))
+      c:close()
+    end
+    raises("'endpoint'", {connection_string = "'endpoint=https://a.b/;accesskey=" .. KEY .. '"'})
+  end)
+
   it("keeps base64 '=' padding (splits on the first '=')", function()
     local c = acscall.new{connection_string = "endpoint=https://a.b/;accesskey=pw=="}
     c:close()
@@ -67,6 +76,9 @@ describe("acscall.new", function()
     raises("valid URL", {endpoint = "not a url", token = "t"})
     raises("credentials, a query", {endpoint = "https://u:p@a.b/", token = "t"})
     raises("credentials, a query", {endpoint = "https://a.b/?x=1", token = "t"})
+    -- a path curl would re-encode on the wire could not be signed as sent
+    raises("plain URL characters", {endpoint = "https://a.b/caf\195\169/", token = "t"})
+    acscall.new{endpoint = "https://a.b/gw/acs%20x/", token = "t"}:close()
   end)
 
   it("refuses CR or LF in header values", function()
