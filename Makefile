@@ -23,7 +23,7 @@ ALLCFLAGS   = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC $(WARN) $(CFLAGS) \
 LIBS        = -lcurl -lcrypto -lpthread
 
 BUILD   = build/$(LUA_VERSION)
-SRCS    = csrc/acscall.c csrc/auth.c csrc/request.c csrc/transport.c csrc/decode.c
+SRCS    = csrc/acscall.c csrc/auth.c csrc/request.c csrc/transport.c csrc/decode.c csrc/batch.c
 OBJS    = $(SRCS:csrc/%.c=$(BUILD)/obj/%.o)
 HDRS    = $(wildcard csrc/*.h)
 CORE    = $(BUILD)/acscall/core.so

@@ -1,6 +1,7 @@
-/* acscall.c - module glue: the client object, options, and the Lua entry
- * points. Request building (request.c), signing (auth.c), transport
- * (transport.c) and decoding (decode.c) each live in their own file. */
+/* acscall.c - module glue: the client object (client.h), options, get_call,
+ * request and the pure entry points. Request building (request.c), signing
+ * (auth.c), transport (transport.c), decoding (decode.c) and get_calls
+ * (batch.c) each live in their own file. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -16,45 +17,10 @@
 #include "decode.h"
 #include "request.h"
 #include "transport.h"
+#include "client.h"
 
 #define ACS_VERSION "0.1.0"
 #define CLIENT_MT "acscall.client"
-
-enum { AUTH_NONE, AUTH_TOKEN, AUTH_HMAC, AUTH_PROVIDER };
-
-typedef struct {
-    int closed;
-    int busy; /* calls running on this client (see enter/leave) */
-    lua_State *call_L; /* the outermost running call's thread, and its hook */
-    lua_Hook call_hook; /* state when it began: lua.c's SIGINT handler */
-    int call_mask;      /* installs a hook, which is how Ctrl-C is seen */
-    int auth;
-    acs_route route;
-    acs_transport tr;
-    acs_signer *signer; /* keyed with the access key (secret, inside libcrypto) */
-    unsigned char rnd[512]; /* random bytes for request ids, drawn in bulk */
-    size_t rnd_left;
-    pid_t rnd_pid;          /* who drew them: a forked child draws its own */
-    char *token;      /* "Authorization: Bearer ..." header line (secret) */
-    int provider_ref; /* token_provider function, or LUA_NOREF */
-    int decoder_ref;  /* own cjson decoder (max_depth option), or 0 */
-    char *url;        /* scratch: origin + path + query of the current call */
-    size_t url_cap;
-    acs_retry_policy retry;
-    long timeout_ms;  /* one attempt */
-    long deadline_ms; /* one get_call, retries and waits included */
-    char ua[512];     /* the User-Agent sent */
-    acs_transport_opts topts; /* for the batch slots' handles */
-    char *ca_file;
-    /* get_calls: created on first use, reused by later batches */
-    CURLM *multi;
-    struct acs_slot **slots;
-    int nslots;
-    struct acs_item *items;
-    size_t items_cap;
-} acs_client;
-
-static void batch_free(acs_client *c);
 
 /* ---------- lifetime ---------------------------------------------------- */
 
@@ -70,7 +36,7 @@ static void secret_free(char *s)
 static void release(lua_State *L, acs_client *c)
 {
     c->closed = 1;
-    batch_free(c);
+    acs_batch_free(c);
     acs_transport_free(&c->tr);
     acs_route_free(&c->route);
     free(c->ca_file);
@@ -114,7 +80,7 @@ static int l_gc(lua_State *L)
 }
 
 /* A call runs on the client: close() defers the release until it leaves. */
-static void enter(lua_State *L, acs_client *c)
+void acs_client_enter(lua_State *L, acs_client *c)
 {
     if (c->busy++ == 0) {
         c->call_L = L;
@@ -123,7 +89,7 @@ static void enter(lua_State *L, acs_client *c)
     }
 }
 
-static void leave(lua_State *L, acs_client *c)
+void acs_client_leave(lua_State *L, acs_client *c)
 {
     if (--c->busy == 0) {
         c->call_L = NULL;
@@ -136,32 +102,32 @@ static void leave(lua_State *L, acs_client *c)
  * installs a hook (then raises "interrupted!" at the next Lua instruction).
  * A hook that changed since the call began means: stop waiting. Reads two
  * fields of the Lua state; safe from libcurl's progress callback. */
-static int interrupted(void *ud)
+int acs_client_interrupted(void *ud)
 {
     const acs_client *c = ud;
     return c->call_L != NULL && (lua_gethook(c->call_L) != c->call_hook ||
                                  lua_gethookmask(c->call_L) != c->call_mask);
 }
 
-/* Sleep ms, through unrelated signals; 1 if interrupted (Ctrl-C). */
+/* Sleep ms, through unrelated signals; 1 if acs_client_interrupted (Ctrl-C). */
 static int wait_unless_interrupted(acs_client *c, long ms)
 {
     long until = acs_monotonic_ms() + ms;
     while (acs_sleep_ms(until - acs_monotonic_ms()) != 0)
-        if (interrupted(c))
+        if (acs_client_interrupted(c))
             return 1;
     return 0;
 }
 
 /* Lua code run mid-call (the token provider, a finalizer) closed the
  * client: leave, release, and say so. */
-static int closed_mid_call(lua_State *L, acs_client *c)
+int acs_client_closed_mid_call(lua_State *L, acs_client *c)
 {
-    leave(L, c);
+    acs_client_leave(L, c);
     return luaL_error(L, "acscall: closed client");
 }
 
-static acs_client *check_open(lua_State *L)
+acs_client *acs_client_check_open(lua_State *L)
 {
     acs_client *c = luaL_checkudata(L, 1, CLIENT_MT);
     if (c->closed)
@@ -370,7 +336,7 @@ static int l_new(lua_State *L)
         return luaL_error(L, "acscall.new: out of memory");
     to.ca_file = c->ca_file;
     to.user_agent = c->ua;
-    to.interrupted = interrupted;
+    to.interrupted = acs_client_interrupted;
     to.interrupted_ud = c;
     c->topts = to; /* the handles' progress callback reads it: it must live */
     if ((err = acs_transport_init(&c->tr, &c->topts)) != NULL)
@@ -416,7 +382,7 @@ static const char *provide_token(lua_State *L, acs_client *c)
 
 /* url = origin + prefix + encoded id + query, into a growable buffer.
  * Pure C: 0, or -1 when out of memory. */
-static int build_url(const acs_client *c, const char *id, size_t idlen,
+int acs_client_build_url(const acs_client *c, const char *id, size_t idlen,
                      char **buf, size_t *cap)
 {
     size_t olen = strlen(c->route.origin), plen = strlen(c->route.prefix);
@@ -452,7 +418,7 @@ static struct curl_slist *add(struct curl_slist *l, const char *h, int *ok)
 
 /* The request headers for url, signed now (HMAC: a fresh x-ms-date per
  * attempt). Pure C: nothing here can raise. NULL with *why on failure. */
-static struct curl_slist *build_headers(const acs_client *c, const char *url,
+struct curl_slist *acs_client_build_headers(const acs_client *c, const char *url,
                                         const char *crid, const char *bearer,
                                         const char **why)
 {
@@ -468,8 +434,15 @@ static struct curl_slist *build_headers(const acs_client *c, const char *url,
     if (c->auth == AUTH_TOKEN) {
         l = add(l, c->token, &ok);
     } else if (c->auth == AUTH_PROVIDER) {
-        size_t n = strlen(bearer) + sizeof "Authorization: Bearer ";
-        char *h = malloc(n);
+        size_t n;
+        char *h;
+        if (bearer == NULL) { /* callers pass the provider's token */
+            acs_free_headers(l);
+            *why = "no token from token_provider";
+            return NULL;
+        }
+        n = strlen(bearer) + sizeof "Authorization: Bearer ";
+        h = malloc(n);
         if (h == NULL) {
             ok = 0;
         } else {
@@ -507,7 +480,7 @@ static struct curl_slist *build_headers(const acs_client *c, const char *url,
 
 /* A call id at stack index idx: a non-empty string of at most ACS_ID_MAX
  * bytes, else a programmer mistake (raises). */
-static const char *check_id(lua_State *L, int idx, size_t *len)
+const char *acs_client_check_id(lua_State *L, int idx, size_t *len)
 {
     const char *id;
     if (lua_type(L, idx) != LUA_TSTRING)
@@ -521,7 +494,7 @@ static const char *check_id(lua_State *L, int idx, size_t *len)
 
 /* The bearer token for this get_call/get_calls/request: the provider's
  * (left on the stack, anchored) or NULL. Returns NULL or a failure reason. */
-static const char *bearer_for(lua_State *L, acs_client *c, const char **bearer)
+const char *acs_client_bearer(lua_State *L, acs_client *c, const char **bearer)
 {
     const char *why;
     *bearer = NULL;
@@ -535,7 +508,7 @@ static const char *bearer_for(lua_State *L, acs_client *c, const char **bearer)
 }
 
 /* After the last attempt on tr: push the call, or nil, message, info. */
-static int push_result(lua_State *L, acs_transport *tr, int rc,
+int acs_client_push_result(lua_State *L, acs_transport *tr, int rc,
                        acs_resp_meta *meta)
 {
     meta->request_id = tr->request_id[0] ? tr->request_id : NULL;
@@ -556,7 +529,7 @@ static int push_result(lua_State *L, acs_transport *tr, int rc,
  * (RAND_bytes in bulk: one call per 32 ids). The pool is dropped in a
  * forked child (nginx workers fork after init_by_lua), so two processes
  * never send the same id. 0 or -1. */
-static int next_request_id(acs_client *c, char out[37])
+int acs_client_request_id(acs_client *c, char out[37])
 {
     pid_t pid = getpid();
     if (c->rnd_left < 16 || c->rnd_pid != pid) {
@@ -582,15 +555,15 @@ static int begin_call(lua_State *L, acs_client *c, char crid[37],
 
     *bearer = NULL;
     memset(meta, 0, sizeof *meta);
-    if (next_request_id(c, crid) != 0)
+    if (acs_client_request_id(c, crid) != 0)
         return acs_push_failure(L, "transport", 0, "no random bytes", meta);
     meta->client_request_id = crid;
-    why = bearer_for(L, c, bearer);
+    why = acs_client_bearer(L, c, bearer);
     if (c->closed)
-        return closed_mid_call(L, c);
+        return acs_client_closed_mid_call(L, c);
     if (why != NULL)
         return acs_push_failure(L, "auth", 0, why, meta);
-    if (build_url(c, id, idlen, &c->url, &c->url_cap) != 0)
+    if (acs_client_build_url(c, id, idlen, &c->url, &c->url_cap) != 0)
         return acs_push_failure(L, "transport", 0, "out of memory", meta);
     return 0;
 }
@@ -600,7 +573,7 @@ static int begin_call(lua_State *L, acs_client *c, char crid[37],
  * the URL and every header to send, signed now. Pair with acscall.decode. */
 static int l_request(lua_State *L)
 {
-    acs_client *c = check_open(L);
+    acs_client *c = acs_client_check_open(L);
     const char *bearer, *why;
     char crid[37];
     size_t idlen;
@@ -608,16 +581,16 @@ static int l_request(lua_State *L)
     struct curl_slist *hdrs, *h;
     int n;
 
-    check_id(L, 2, &idlen);
+    acs_client_check_id(L, 2, &idlen);
     lua_settop(L, 2);
-    enter(L, c);
+    acs_client_enter(L, c);
     if ((n = begin_call(L, c, crid, &meta, &bearer)) != 0) {
-        leave(L, c);
+        acs_client_leave(L, c);
         return n;
     }
-    hdrs = build_headers(c, c->url, crid, bearer, &why);
+    hdrs = acs_client_build_headers(c, c->url, crid, bearer, &why);
     if (hdrs == NULL) {
-        leave(L, c);
+        acs_client_leave(L, c);
         return acs_push_failure(L, "auth", 0, why, &meta);
     }
     acs_transport_hold_headers(&c->tr, hdrs); /* owned there if Lua raises */
@@ -638,14 +611,14 @@ static int l_request(lua_State *L)
     }
     lua_pushstring(L, c->ua);
     lua_setfield(L, -2, "user-agent");
-    leave(L, c);
+    acs_client_leave(L, c);
     return 2;
 }
 
 /* client:get_call(id) -> call | nil, message, info */
 static int l_get_call(lua_State *L)
 {
-    acs_client *c = check_open(L);
+    acs_client *c = acs_client_check_open(L);
     const char *bearer, *why;
     char crid[37];
     size_t idlen;
@@ -654,11 +627,11 @@ static int l_get_call(lua_State *L)
     int rc, attempt, n;
     long start;
 
-    check_id(L, 2, &idlen);
+    acs_client_check_id(L, 2, &idlen);
     lua_settop(L, 2);
-    enter(L, c);
+    acs_client_enter(L, c);
     if ((n = begin_call(L, c, crid, &meta, &bearer)) != 0) {
-        leave(L, c);
+        acs_client_leave(L, c);
         return n;
     }
 
@@ -668,9 +641,9 @@ static int l_get_call(lua_State *L)
     for (attempt = 1;; attempt++) {
         long left = c->deadline_ms - (acs_monotonic_ms() - start), delay = 0;
         acs_transport_set_timeout(&c->tr, left < c->timeout_ms ? left : c->timeout_ms);
-        hdrs = build_headers(c, c->url, crid, bearer, &why);
+        hdrs = acs_client_build_headers(c, c->url, crid, bearer, &why);
         if (hdrs == NULL) {
-            leave(L, c);
+            acs_client_leave(L, c);
             return acs_push_failure(L, "auth", 0, why, &meta);
         }
         rc = acs_transport_get(&c->tr, c->url, hdrs);
@@ -684,358 +657,9 @@ static int l_get_call(lua_State *L)
     }
     meta.attempts = attempt;
     meta.decoder_ref = c->decoder_ref;
-    n = push_result(L, &c->tr, rc, &meta);
-    leave(L, c); /* a finalizer may have closed c while results were built */
+    n = acs_client_push_result(L, &c->tr, rc, &meta);
+    acs_client_leave(L, c); /* a finalizer may have closed c while results were built */
     return n;
-}
-
-/* ---------- get_calls: libcurl multi, bounded concurrency --------------- */
-
-#define BATCH_MAX_CONCURRENCY 256
-#define BATCH_DEFAULT_CONCURRENCY 16
-/* get_calls' stack: 1 client, 2 ids (the user's), 3 options, then: */
-#define BATCH_RESULTS 4
-#define BATCH_BEARER 5 /* the provider's token, or nil */
-#define BATCH_IDS 6    /* a private copy of the checked ids */
-
-enum { ITEM_QUEUED, ITEM_RUNNING, ITEM_WAITING, ITEM_DONE };
-
-struct acs_item {
-    int state, attempt;
-    int last_rc; /* the last attempt's result while ITEM_WAITING */
-    long start_ms, not_before_ms;
-    char crid[37];
-};
-
-/* A slot runs one item at a time. An item waiting to retry keeps its slot
- * (and so its last response): it can always retry on time, and if the
- * deadline passes first, that response is its result. */
-struct acs_slot {
-    acs_transport tr; /* its easy handle; CURLINFO_PRIVATE points here */
-    char *url;
-    size_t url_cap;
-    int item;    /* index of the item it holds, or -1 */
-    int running; /* its easy handle is in the multi */
-};
-
-/* Detach whatever an interrupted batch left (a Lua error can longjmp out
- * of get_calls while results are built). */
-static void batch_reset(acs_client *c)
-{
-    int i;
-    for (i = 0; i < c->nslots; i++) {
-        if (c->slots[i]->running)
-            curl_multi_remove_handle(c->multi, c->slots[i]->tr.easy);
-        c->slots[i]->running = 0;
-        c->slots[i]->item = -1;
-    }
-}
-
-static void batch_free(acs_client *c)
-{
-    int i;
-    if (c->multi)
-        batch_reset(c);
-    for (i = 0; i < c->nslots; i++) {
-        acs_transport_free(&c->slots[i]->tr);
-        free(c->slots[i]->url);
-        free(c->slots[i]);
-    }
-    free(c->slots);
-    c->slots = NULL;
-    c->nslots = 0;
-    if (c->multi)
-        curl_multi_cleanup(c->multi);
-    c->multi = NULL;
-    free(c->items);
-    c->items = NULL;
-    c->items_cap = 0;
-}
-
-/* Make sure there are n slots and room for nitems items. NULL or a reason. */
-static const char *batch_ensure(acs_client *c, int n, size_t nitems)
-{
-    const char *err;
-    if (c->multi == NULL && (c->multi = curl_multi_init()) == NULL)
-        return "libcurl: cannot create a multi handle";
-    if (n > c->nslots) {
-        struct acs_slot **p = realloc(c->slots, (size_t)n * sizeof(struct acs_slot *));
-        if (p == NULL)
-            return "out of memory";
-        c->slots = p;
-        while (c->nslots < n) {
-            struct acs_slot *s = calloc(1, sizeof *s);
-            if (s == NULL)
-                return "out of memory";
-            s->item = -1;
-            c->slots[c->nslots++] = s; /* owned (and freed) from here on */
-            if ((err = acs_transport_init(&s->tr, &c->topts)) != NULL)
-                return err;
-            curl_easy_setopt(s->tr.easy, CURLOPT_PRIVATE, s);
-        }
-    }
-    curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)n);
-    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)n);
-    if (nitems > c->items_cap) {
-        struct acs_item *it = realloc(c->items, nitems * sizeof *it);
-        if (it == NULL)
-            return "out of memory";
-        c->items = it;
-        c->items_cap = nitems;
-    }
-    return NULL;
-}
-
-/* results[i] = {id = ids[i], call = call} or {id =, err =, info =};
- * the nret values are on top of the stack. */
-static void batch_store(lua_State *L, int nret, int i)
-{
-    lua_createtable(L, 0, 3);
-    lua_rawgeti(L, BATCH_IDS, i + 1);
-    lua_setfield(L, -2, "id");
-    if (nret == 1) {
-        lua_pushvalue(L, -2);
-        lua_setfield(L, -2, "call");
-    } else {
-        lua_pushvalue(L, -3);
-        lua_setfield(L, -2, "err");
-        lua_pushvalue(L, -2);
-        lua_setfield(L, -2, "info");
-    }
-    lua_rawseti(L, BATCH_RESULTS, i + 1);
-    lua_pop(L, nret);
-}
-
-static void batch_meta(acs_client *c, int i, acs_resp_meta *meta)
-{
-    memset(meta, 0, sizeof *meta);
-    meta->client_request_id = c->items[i].crid;
-    meta->attempts = c->items[i].attempt;
-    meta->decoder_ref = c->decoder_ref;
-    c->items[i].state = ITEM_DONE;
-}
-
-/* The item on slot s is done: its last attempt ended with rc on s->tr.
- * Frees the slot. Building the result runs Lua (finalizers too). */
-static void batch_done(lua_State *L, acs_client *c, struct acs_slot *s, int rc)
-{
-    acs_resp_meta meta;
-    int i = s->item;
-    s->item = -1;
-    batch_meta(c, i, &meta);
-    batch_store(L, push_result(L, &s->tr, rc, &meta), i);
-}
-
-/* Item i failed before any response (kind "auth" or "transport"). */
-static void batch_fail(lua_State *L, acs_client *c, int i, const char *kind,
-                       const char *why)
-{
-    acs_resp_meta meta;
-    batch_meta(c, i, &meta);
-    batch_store(L, acs_push_failure(L, kind, 0, why, &meta), i);
-}
-
-/* Start the next attempt of item i on slot s (which holds it from here).
- * 0, or -1 when the item finished instead (the slot is free again). */
-static int batch_start(lua_State *L, acs_client *c, struct acs_slot *s, int i,
-                       const char *bearer, long now)
-{
-    struct acs_item *it = &c->items[i];
-    const char *id, *why = NULL;
-    size_t idlen;
-    struct curl_slist *hdrs;
-    long left;
-
-    s->item = i;
-    if (it->attempt == 0)
-        it->start_ms = now;
-    left = c->deadline_ms - (now - it->start_ms);
-    if (it->attempt > 0 && left <= 0) { /* retry due after the deadline */
-        batch_done(L, c, s, it->last_rc);
-        return -1;
-    }
-    it->attempt++;
-    lua_rawgeti(L, BATCH_IDS, i + 1); /* private: nobody can change it */
-    id = lua_tolstring(L, -1, &idlen);
-    lua_pop(L, 1);
-    if (build_url(c, id, idlen, &s->url, &s->url_cap) != 0) {
-        s->item = -1;
-        batch_fail(L, c, i, "transport", "out of memory");
-        return -1;
-    }
-    if ((hdrs = build_headers(c, s->url, it->crid, bearer, &why)) == NULL) {
-        s->item = -1;
-        batch_fail(L, c, i, "auth", why);
-        return -1;
-    }
-    acs_transport_begin(&s->tr, s->url, hdrs);
-    acs_transport_set_timeout(&s->tr, left < c->timeout_ms ? left : c->timeout_ms);
-    if (curl_multi_add_handle(c->multi, s->tr.easy) != CURLM_OK) {
-        s->item = -1;
-        batch_fail(L, c, i, "transport", "libcurl: cannot add a handle");
-        return -1;
-    }
-    s->running = 1;
-    it->state = ITEM_RUNNING;
-    return 0;
-}
-
-/* client:get_calls(ids[, {concurrency = N}]) -> results
- * Results in input order: results[i] = {id = ids[i], call = <call>} or
- * {id = ids[i], err = <message>, info = <info>}. One failing id never sinks
- * the others. Same auth, decoding, retries and deadline (per id) as
- * get_call; the token provider is called once per batch. */
-static int l_get_calls(lua_State *L)
-{
-    acs_client *c = check_open(L);
-    int n, i, conc = BATCH_DEFAULT_CONCURRENCY, done = 0, next = 0;
-    const char *bearer, *why, *err;
-
-    luaL_checktype(L, 2, LUA_TTABLE);
-    if (!lua_isnoneornil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        lua_getfield(L, 3, "concurrency");
-        if (!lua_isnil(L, -1)) {
-            lua_Number v = lua_tonumber(L, -1);
-            if (lua_type(L, -1) != LUA_TNUMBER ||
-                !(v >= 1 && v <= BATCH_MAX_CONCURRENCY) || v != (int)v)
-                luaL_error(L, "acscall: 'concurrency' must be an integer in [1, %d]",
-                           BATCH_MAX_CONCURRENCY);
-            conc = (int)v;
-        }
-        lua_pop(L, 1);
-    }
-    lua_settop(L, 3);
-    n = (int)acs_rawlen(L, 2);
-    lua_createtable(L, n, 0); /* BATCH_RESULTS */
-    if (n == 0)
-        return 1;
-    if (conc > n)
-        conc = n;
-    enter(L, c);
-    /* the provider is user code: run it before the ids are checked and the
-     * batch state is set up, so nothing it does can disturb this batch */
-    why = bearer_for(L, c, &bearer);
-    if (c->closed)
-        return closed_mid_call(L, c);
-    lua_settop(L, BATCH_BEARER); /* the token (anchored) or nil */
-    lua_createtable(L, n, 0);    /* BATCH_IDS */
-    for (i = 1; i <= n; i++) {
-        size_t len;
-        lua_rawgeti(L, 2, i);
-        if (lua_type(L, -1) != LUA_TSTRING || acs_rawlen(L, -1) == 0 ||
-            acs_rawlen(L, -1) > ACS_ID_MAX) {
-            leave(L, c);
-            check_id(L, -1, &len); /* raises with the reason */
-        }
-        lua_rawseti(L, BATCH_IDS, i);
-    }
-    if (c->multi)
-        batch_reset(c);
-    if ((err = batch_ensure(c, conc, (size_t)n)) != NULL) {
-        leave(L, c);
-        return luaL_error(L, "acscall: %s", err); /* resources stay owned by c */
-    }
-    for (i = 0; i < n; i++) {
-        memset(&c->items[i], 0, sizeof c->items[i]);
-        if (next_request_id(c, c->items[i].crid) != 0) {
-            leave(L, c);
-            return luaL_error(L, "acscall: no random bytes");
-        }
-    }
-    if (why != NULL) {
-        for (i = 0; i < n && !c->closed; i++)
-            batch_fail(L, c, i, "auth", why);
-        done = n;
-    }
-
-    while (done < n && !c->closed) {
-        long now = acs_monotonic_ms(), wait = 1000;
-        int s, running = 0, msgs;
-        CURLMsg *m;
-
-        if (interrupted(c)) { /* Ctrl-C: the rest end now; running
-                                 transfers end through their callback */
-            for (s = 0; s < conc && !c->closed; s++) {
-                struct acs_slot *sl = c->slots[s];
-                if (!sl->running && sl->item >= 0) {
-                    batch_done(L, c, sl, c->items[sl->item].last_rc);
-                    done++;
-                }
-            }
-            while (next < n && !c->closed) {
-                batch_fail(L, c, next++, "transport", "interrupted");
-                done++;
-            }
-            if (done >= n || c->closed)
-                break;
-        }
-        /* start due retries on their own slots, queued ids on free ones */
-        for (s = 0; s < conc && !c->closed; s++) {
-            struct acs_slot *sl = c->slots[s];
-            if (sl->running)
-                continue;
-            if (sl->item >= 0) {
-                if (c->items[sl->item].not_before_ms <= now &&
-                    batch_start(L, c, sl, sl->item, bearer, now) != 0)
-                    done++;
-            } else if (next < n) {
-                if (batch_start(L, c, sl, next++, bearer, now) != 0)
-                    done++;
-            }
-        }
-        if (done >= n || c->closed)
-            break;
-        curl_multi_perform(c->multi, &running);
-        while (!c->closed && (m = curl_multi_info_read(c->multi, &msgs)) != NULL) {
-            struct acs_slot *sl = NULL;
-            struct acs_item *it;
-            long delay = 0, left;
-            int rc;
-            if (m->msg != CURLMSG_DONE)
-                continue;
-            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&sl);
-            rc = acs_transport_end(&sl->tr, m->data.result);
-            curl_multi_remove_handle(c->multi, sl->tr.easy);
-            sl->running = 0;
-            it = &c->items[sl->item];
-            now = acs_monotonic_ms();
-            left = c->deadline_ms - (now - it->start_ms);
-            if (acs_transport_should_retry(&sl->tr, rc, it->attempt, &c->retry,
-                                           &delay) &&
-                delay < left) {
-                it->state = ITEM_WAITING; /* keeps its slot */
-                it->last_rc = rc;
-                it->not_before_ms = now + delay;
-            } else {
-                batch_done(L, c, sl, rc);
-                done++;
-            }
-        }
-        if (done >= n || c->closed)
-            break;
-        /* wait in poll for a socket, the next due retry, or a free slot */
-        now = acs_monotonic_ms();
-        for (s = 0; s < conc; s++) {
-            struct acs_slot *sl = c->slots[s];
-            if (sl->running)
-                continue;
-            if (sl->item >= 0) {
-                long d = c->items[sl->item].not_before_ms - now;
-                if (d < wait)
-                    wait = d < 0 ? 0 : d;
-            } else if (next < n) {
-                wait = 0; /* a free slot and queued work: go on */
-            }
-        }
-        if (wait > 0)
-            curl_multi_poll(c->multi, NULL, 0, (int)wait, NULL);
-    }
-    if (c->closed) /* a finalizer run while results were built closed c */
-        return closed_mid_call(L, c);
-    leave(L, c);
-    lua_settop(L, BATCH_RESULTS);
-    return 1;
 }
 
 /* ---------- pure entry points ------------------------------------------ */
@@ -1148,7 +772,7 @@ static int l_uuid(lua_State *L)
 static const luaL_Reg client_methods[] = {
     {"get_call", l_get_call},
     {"request", l_request},
-    {"get_calls", l_get_calls},
+    {"get_calls", acs_l_get_calls},
     {"close", l_close},
     {NULL, NULL}};
 
