@@ -61,18 +61,20 @@ deps:
 test: deps all
 	$(BUSTED) --output=utfTerminal spec
 
-# Against a real resource when ACS_CONNECTION_STRING (or ACS_ENDPOINT +
-# ACS_TOKEN) is set, else against the bundled emulator, started and stopped here.
+# Against a real resource when ACS_CONNECTION_STRING (or ACS_ENDPOINT with
+# ACS_TOKEN or ACS_ACCESS_KEY) is set, else against the bundled emulator,
+# started here and stopped on every exit (Ctrl-C included).
 DEMO_CALL ?= 18dea47f-b081-4107-9a5c-4300819d2c6c
 demo: deps all
-	@if [ -n "$$ACS_CONNECTION_STRING$$ACS_TOKEN" ]; then \
+	@if [ -n "$$ACS_CONNECTION_STRING" ] || { [ -n "$$ACS_ENDPOINT" ] && [ -n "$$ACS_TOKEN$$ACS_ACCESS_KEY" ]; }; then \
 	  $(LUA) bin/acscall get "$(DEMO_CALL)"; \
 	else \
 	  set -a; eval "$$(emulator/acs-emulator start)" || exit 1; set +a; \
+	  trap 'emulator/acs-emulator stop --dir "$$ACS_EMULATOR_DIR" >/dev/null' EXIT; \
+	  trap 'exit 130' INT; trap 'exit 143' TERM; \
 	  echo "emulator: $$ACS_ENDPOINT (no ACS resource configured)"; \
 	  echo '$$ bin/acscall get $(DEMO_CALL)'; \
-	  $(LUA) bin/acscall get "$(DEMO_CALL)"; rc=$$?; \
-	  emulator/acs-emulator stop --dir "$$ACS_EMULATOR_DIR" >/dev/null; exit $$rc; \
+	  $(LUA) bin/acscall get "$(DEMO_CALL)"; \
 	fi
 
 # `eval $(make -s env)` sets LUA_PATH/LUA_CPATH for this checkout.

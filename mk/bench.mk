@@ -25,7 +25,10 @@ bench-deps: deps all $(BENCH_FLOOR) bench/node_modules/.package-lock.json
 bench: bench-deps
 	LUA=$(LUA) FLOOR=$(CURDIR)/$(BENCH_FLOOR) bench/run.sh
 
+# the emulator is stopped on every exit, Ctrl-C included (bench/run.sh
+# stops what it starts itself, by its own trap)
 bench-soak: deps all
 	@eval "$$(emulator/acs-emulator start)" || exit 1; \
-	$(LUA) bench/soak.lua "$$ACS_ENDPOINT" 18dea47f-b081-4107-9a5c-4300819d2c6c $(BENCH_CALLS) 1000 "$$ACS_EMULATOR_LOG"; rc=$$?; \
-	emulator/acs-emulator stop --dir "$$ACS_EMULATOR_DIR" >/dev/null; exit $$rc
+	trap 'emulator/acs-emulator stop --dir "$$ACS_EMULATOR_DIR" >/dev/null' EXIT; \
+	trap 'exit 130' INT; trap 'exit 143' TERM; \
+	$(LUA) bench/soak.lua "$$ACS_ENDPOINT" 18dea47f-b081-4107-9a5c-4300819d2c6c $(BENCH_CALLS) 1000 "$$ACS_EMULATOR_LOG"

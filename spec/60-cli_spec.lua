@@ -286,6 +286,65 @@ describe("acscall CLI", function()
       assert.matches("fetched 5/5 calls", err)
     end)
 
+    it("prints numbers of unknown fields as integers, large ones with every digit", function()
+      write_fixture("cli-numbers.json", '{"callConnectionId":"cli-numbers","n":42,'
+        .. '"big":12345678901234567,"f":0.1,"neg":-7,"x":{"a":3,"b":2.5,"c":1e300}}')
+      local out, err, rc = cli(env, "get --field n --field big --field f --field neg --field x cli-numbers")
+      assert.equal(0, rc, err)
+      assert.equal('42\t12345678901234568\t0.1\t-7\t{"a":3,"b":2.5,"c":1e+300}\n', out)
+      out = cli(env, "get cli-numbers")
+      assert.matches("\nbig +12345678901234568\n", out)
+      assert.matches("\nn +42\n", out)
+      assert.matches("\nneg +%-7\n", out)
+      out = cli(env, "get --json cli-numbers")
+      assert.equal('{"big":12345678901234568,"callConnectionId":"cli-numbers","f":0.1,"n":42,"neg":-7,'
+        .. '"x":{"a":3,"b":2.5,"c":1e+300}}\n', out)
+    end)
+
+    it("escapes control characters of ids (from stdin) in its messages", function()
+      local path = os.tmpname()
+      local f = assert(io.open(path, "w"))
+      f:write("no\27]0;owned\7such\194\155x\nstate-connected\n")
+      f:close()
+      local out, err, rc = cli(env, "get --field callConnectionId -", {stdin = path})
+      os.remove(path)
+      assert.equal(1, rc)
+      assert.equal("state-connected\n", out)
+      assert.equal("acscall: no\\x1B]0;owned\\x07such\\u009Bx: HTTP 404: Call not found. (code 8522)\n", err)
+    end)
+
+    it("works through a symlink, from any directory, without LUA_PATH/LUA_CPATH", function()
+      local tmp = os.tmpname()
+      os.remove(tmp)
+      assert(helpers.run("mkdir " .. q(tmp) .. " && ln -s " .. q(CLI) .. " " .. q(tmp .. "/acscall")))
+      local o, e = os.tmpname(), os.tmpname()
+      local _, _, rc = helpers.run("cd / && " .. CLEAN_ENV .. " -u LUA_PATH -u LUA_CPATH ACS_CONNECTION_STRING="
+        .. q(emu.connection_string) .. " " .. q(tmp .. "/acscall")
+        .. " get --field callConnectionState state-connected >" .. q(o) .. " 2>" .. q(e))
+      local out, err = helpers.read_file(o), helpers.read_file(e)
+      os.remove(o); os.remove(e)
+      helpers.run("rm -rf " .. q(tmp))
+      assert.equal(0, rc, err)
+      assert.equal("connected\n", out)
+    end)
+
+    it("without the acscall module: exit 2 and one line saying so", function()
+      local tmp = os.tmpname()
+      os.remove(tmp)
+      assert(helpers.run("mkdir " .. q(tmp) .. " && cp " .. q(CLI) .. " " .. q(tmp .. "/acscall")))
+      local e = os.tmpname()
+      local out, _, rc = helpers.run("cd / && " .. CLEAN_ENV .. " LUA_PATH=/usr/share/lua/5.4/?.lua"
+        .. " LUA_CPATH=/usr/lib/x86_64-linux-gnu/lua/5.4/?.so " .. q(tmp .. "/acscall")
+        .. " get state-connected 2>" .. q(e))
+      local err = helpers.read_file(e)
+      os.remove(e)
+      helpers.run("rm -rf " .. q(tmp))
+      assert.equal(2, rc, err)
+      assert.equal("", out)
+      assert.equal("acscall: the acscall module was not found (run make in the checkout, or install the rock)\n",
+        err)
+    end)
+
     it("works from any directory without LUA_PATH/LUA_CPATH (finds the checkout's module)", function()
       local out, err, rc = cli(env, "get --field callConnectionState state-connected",
         {cd = "/", env_extra = " -u LUA_PATH -u LUA_CPATH"})
@@ -319,6 +378,22 @@ describe("acscall CLI", function()
       assert.matches("^acscall: wrongtypes%-targets: decode: targets%[3%]%.phoneNumber%.value", l[2])
     end)
 
+    it("1 for an id over 1024 bytes, alone: the other ids are still fetched", function()
+      local long = ("x"):rep(1025)
+      local out, err, rc = cli(env, "get --field callConnectionId state-connected " .. long .. " full "
+        .. ("y"):rep(1024))
+      assert.equal(1, rc)
+      assert.equal("state-connected\nfull\n", out)
+      local l = lines(err)
+      assert.equal(2, #l, err)
+      assert.equal("acscall: " .. ("x"):rep(40) .. "...: call id too long: 1025 bytes (at most 1024)", l[1])
+      assert.equal("acscall: " .. ("y"):rep(1024) .. ": HTTP 404: Call not found. (code 8522)", l[2])
+      out, err, rc = cli(env, "get " .. long)
+      assert.equal(1, rc)
+      assert.equal("", out)
+      assert.equal(1, #lines(err))
+    end)
+
     it("3 for a transport failure (nothing listening)", function()
       local out, err, rc = cli({ACS_ENDPOINT = "http://127.0.0.1:1/", ACS_TOKEN = "t0ken-secret"},
         "get --retries 0 state-connected")
@@ -338,13 +413,20 @@ describe("acscall CLI", function()
     it("2 for usage errors, with one line on stderr", function()
       for _, args in ipairs{"", "get", "frob x", "get --bogus x", "get --json --field a x",
                             "watch", "watch x --interval 0", "watch x --interval soon",
-                            "get --concurrency 0 x", "get ''"} do
+                            "get --concurrency 0 x", "get ''", "watch " .. ("x"):rep(1025),
+                            "get --ca-file /nonexistent x", "get --ca-file / x"} do
         local out, err, rc = cli(env, args)
         assert.equal(2, rc, args)
         assert.equal("", out, args)
         assert.equal(1, #lines(err), args .. ": " .. err)
         assert.matches("^acscall: ", err, args)
       end
+      local _, err = cli(env, "get --ca-file /nonexistent x")
+      assert.equal("acscall: --ca-file: cannot read the CA file: /nonexistent: No such file or directory\n", err)
+      local env2 = {ACS_CONNECTION_STRING = emu.connection_string, ACS_CA_FILE = "/nonexistent"}
+      local _, err2, rc2 = cli(env2, "get x")
+      assert.equal(2, rc2)
+      assert.equal("acscall: ACS_CA_FILE: cannot read the CA file: /nonexistent: No such file or directory\n", err2)
     end)
   end)
 
@@ -473,6 +555,17 @@ describe("acscall CLI", function()
       for _, line in ipairs(l) do
         assert.matches("^acscall: %d%d%d%d%-%d%d%-%d%dT%S+Z state%-connected: transport: .*%(still watching%)$", line)
       end
+    end)
+
+    it("Ctrl-C (SIGINT) ends it within a moment, not after the interval: exit 130", function()
+      local t0 = helpers.now()
+      local out, err, rc = cli(env, "watch --interval 10 state-connected",
+        {prefix = "timeout --preserve-status -s INT 1 "})
+      local took = helpers.now() - t0
+      assert.equal(130, rc, err)
+      assert.equal("", err)
+      assert.matches("  state%-connected  connected\n$", out)
+      assert.is_true(took < 3, "took " .. took .. " s")
     end)
 
     it("prints each state change, survives transient errors, ends on disconnected", function()

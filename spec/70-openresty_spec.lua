@@ -116,3 +116,79 @@ describe("OpenResty example (nginx + lua-nginx-module, one worker)", function()
     print(string.format("  openresty: %d concurrent, upstream latency 200 ms: blocking inline %.2f s", N, took))
   end)
 end)
+
+describe("examples/openresty/run start/stop", function()
+  if not ngxh.luajit_core_built() then
+    it("needs build/luajit/acscall/core.so", function()
+      pending("build/luajit/acscall/core.so is missing: run `make LUA_VERSION=luajit` (make test-all does)")
+    end)
+    return
+  end
+  local q = helpers.shell_quote
+  local RUN = q(ngxh.example_cmd)
+  local CLEAN = "env -u ACS_CONNECTION_STRING -u ACS_ENDPOINT -u ACS_TOKEN -u ACS_ACCESS_KEY -u ACS_CA_FILE"
+    .. " -u ACSCALL_EXAMPLE_DIR"
+  local base
+  before_each(function()
+    base = os.tmpname()
+    os.remove(base)
+    assert(helpers.run("mkdir " .. q(base)))
+  end)
+  after_each(function()
+    helpers.run("rm -rf " .. q(base))
+  end)
+
+  -- run a command with stderr in a file (a daemon started by it must not
+  -- hold the pipe open); returns stdout .. stderr, ok, rc
+  local function run(cmd)
+    local errfile = os.tmpname()
+    local out, ok, rc = helpers.run(cmd .. " 2>" .. q(errfile))
+    local err = helpers.read_file(errfile) or ""
+    os.remove(errfile)
+    return out .. err, ok, rc
+  end
+
+  -- nginx processes whose prefix is under base (none may be left behind)
+  local function nginx_under(dir)
+    local out = helpers.run("ps -eo args | grep -F -- " .. q("-p " .. dir) .. " | grep -v grep || true")
+    return out
+  end
+
+  it("refuses a non-empty --dir it did not make, and stop leaves it alone", function()
+    assert(helpers.run("mkdir " .. q(base .. "/mine") .. " && echo precious >" .. q(base .. "/mine/notes.txt")))
+    local out, ok, rc = run(CLEAN .. " ACS_CONNECTION_STRING=x " .. RUN .. " start --dir "
+      .. q(base .. "/mine"))
+    assert.is_false(ok, out)
+    assert.equal(1, rc)
+    assert.matches("not empty and was not made by", out)
+    out, ok = run(RUN .. " stop --dir " .. q(base .. "/mine"))
+    assert.is_false(ok, out)
+    assert.equal("notes.txt\n", (helpers.run("ls -A " .. q(base .. "/mine"))))
+    assert.equal("precious\n", helpers.read_file(base .. "/mine/notes.txt"))
+  end)
+
+  it("stop removes what start wrote: an empty --dir stays, one start made goes", function()
+    assert(helpers.run("mkdir " .. q(base .. "/empty")))
+    for _, d in ipairs{base .. "/empty", base .. "/new"} do
+      local out, ok = run(CLEAN .. " TMPDIR=" .. q(base) .. " " .. RUN .. " start --dir " .. q(d))
+      assert.is_true(ok, out)
+      local env = helpers.parse_env(out)
+      assert.equal(200, (helpers.http_get(env.ACSCALL_EXAMPLE_URL .. "minimal")))
+      out, ok = run(RUN .. " stop --dir " .. q(d))
+      assert.is_true(ok, out)
+    end
+    -- the emulator's temp dir (under TMPDIR) went too
+    assert.equal("empty\n", (helpers.run("ls -A " .. q(base))))
+    assert.equal("", (helpers.run("ls -A " .. q(base .. "/empty"))))
+    assert.equal("", nginx_under(base))
+  end)
+
+  it("a failed start stops the emulator it started and removes its directories", function()
+    local out, ok, rc = run(CLEAN .. " TMPDIR=" .. q(base) .. " NGINX=/bin/false " .. RUN .. " start")
+    assert.is_false(ok, out)
+    assert.equal(1, rc)
+    assert.matches("nginx failed to start", out)
+    assert.equal("", (helpers.run("ls -A " .. q(base))))
+    assert.equal("", nginx_under(base))
+  end)
+end)

@@ -98,6 +98,17 @@ describe("acscall.resty", function()
       assert.are.equal(500, resty.error_status{ kind = "auth" })
       assert.are.equal(500, resty.error_status(nil))
     end)
+
+    it("keeps the upstream's 404, 429, 5xx; maps a 3xx, 401 and 403 to 502", function()
+      for _, st in ipairs{400, 404, 408, 429, 500, 503} do
+        assert.are.equal(st, resty.error_status{ kind = "http", status = st })
+      end
+      -- a redirect is not followed (passing it on would lack its Location);
+      -- 401/403 mean the gateway's own credential was refused
+      for _, st in ipairs{301, 302, 304, 307, 308, 401, 403} do
+        assert.are.equal(502, resty.error_status{ kind = "http", status = st }, st)
+      end
+    end)
   end)
 
   describe("get_call (thread pool)", function()

@@ -484,6 +484,26 @@ describe("acs-emulator", function()
       assert.is_nil(s:find("Signature=", 1, true))
     end)
 
+    it("redacts an Authorization value to a known scheme only, never a bare credential", function()
+      e:clear_log()
+      local path = e:call_path("minimal")
+      for _, v in ipairs{e.token, "bearer " .. e.token, "Basic Zm9vOmJhcg==", "s3cret-no-space",
+                         "HMAC-SHA256 SignedHeaders=x&Signature=abc"} do
+        e:get(path, {authorization = v})
+      end
+      local log = e:log()
+      assert.equal(5, #log)
+      assert.equal("<redacted>", log[1].headers.authorization)
+      assert.equal("bearer <redacted>", log[2].headers.authorization)
+      assert.equal("<redacted>", log[3].headers.authorization)
+      assert.equal("<redacted>", log[4].headers.authorization)
+      assert.equal("HMAC-SHA256 <redacted>", log[5].headers.authorization)
+      local s = helpers.read_file(e.log_path)
+      for _, secret in ipairs{e.token, "Zm9vOmJhcg", "s3cret", "Signature"} do
+        assert.is_nil(s:find(secret, 1, true), secret)
+      end
+    end)
+
     it("keeps connections alive (connection_requests counts)", function()
       e:clear_log()
       local socket = require "socket"
@@ -622,6 +642,49 @@ describe("acs-emulator lifecycle and options", function()
     assert.is_true(helpers.now() - t0 < 5)
     assert.is_false(helpers.pid_alive(e.pid))
     assert.is_false(helpers.port_open(e.port))
+  end)
+
+  it("keeps its files to this user: dir 0700, nginx.conf and requests.log 0600", function()
+    local e = helpers.start_emulator()
+    local out = helpers.run("stat -c '%a %n' " .. helpers.shell_quote(e.dir) .. " "
+      .. helpers.shell_quote(e.dir .. "/nginx.conf") .. " " .. helpers.shell_quote(e.log_path))
+    local path = e:call_path("minimal")
+    assert.equal(200, (e:get(path, e:bearer_headers())))
+    local logged = #e:log()
+    e:stop()
+    assert.equal("700 " .. e.dir .. "\n600 " .. e.dir .. "/nginx.conf\n600 " .. e.log_path .. "\n", out)
+    assert.equal(1, logged)
+  end)
+
+  it("start --dir: refuses a non-empty directory it did not make; stop removes only what start made", function()
+    local q = helpers.shell_quote
+    local base = os.tmpname()
+    os.remove(base)
+    assert(helpers.run("mkdir -p " .. q(base .. "/mine") .. " && echo precious >" .. q(base .. "/mine/notes.txt")
+      .. " && mkdir " .. q(base .. "/empty")))
+    local ok, err = pcall(function()
+      -- a directory with the user's files: refused, untouched, and stop refuses it too
+      local out, started, rc = helpers.run(q(helpers.emulator_cmd) .. " start --dir " .. q(base .. "/mine") .. " 2>&1")
+      assert.is_false(started, out)
+      assert.equal(1, rc)
+      assert.matches("not empty and was not made by acs%-emulator", out)
+      assert.equal("notes.txt\n", (helpers.run("ls -A " .. q(base .. "/mine"))))
+      out, started = helpers.run(q(helpers.emulator_cmd) .. " stop --dir " .. q(base .. "/mine") .. " 2>&1")
+      assert.is_false(started, out)
+      assert.equal("precious\n", helpers.read_file(base .. "/mine/notes.txt"))
+      -- an empty directory the user made: used, then emptied but kept
+      local e = helpers.start_emulator{dir = base .. "/empty"}
+      assert.equal(200, (e:get(e:call_path("minimal"), e:bearer_headers())))
+      assert.is_true(e:stop())
+      assert.equal("", (helpers.run("ls -A " .. q(base .. "/empty"))))
+      -- a directory start made: removed by stop
+      e = helpers.start_emulator{dir = base .. "/new"}
+      assert.is_true(e:stop())
+      assert.is_nil(io.open(base .. "/new/.acs-emulator"))
+      assert.equal("empty\nmine\n", (helpers.run("ls -A " .. q(base))))
+    end)
+    helpers.run("rm -rf " .. q(base))
+    assert(ok, err)
   end)
 
   it("refuses to stop a directory it did not create", function()

@@ -100,13 +100,21 @@ function M.http_get_call(httpc, client, id, params)
 end
 
 --- The status a gateway answers with for a failure's info: the upstream's
--- status for `http` errors, 504 for timeouts, 502 for other transport
--- failures, 503 when the thread pool is full, 500 otherwise (`decode`, `auth`).
+-- status for `http` errors (404, 429, 5xx ...), except 502 for an upstream
+-- 3xx (redirects are not followed: passing one on would send the client a
+-- redirect without its Location), 401 and 403 (the gateway's own credential
+-- was refused: not the client's to fix); 504 for timeouts, 502 for other
+-- transport failures, 503 when the thread pool is full, 500 otherwise
+-- (`decode`, `auth`).
 -- @tparam table info the third result of a failed fetch
 -- @treturn integer
 function M.error_status(info)
   local kind = type(info) == "table" and info.kind
-  if kind == "http" and tonumber(info.status) then return tonumber(info.status) end
+  local status = kind == "http" and tonumber(info.status)
+  if status then
+    if (status >= 300 and status < 400) or status == 401 or status == 403 then return 502 end
+    return status
+  end
   if kind == "transport" then
     if info.timeout then return 504 end
     return 502

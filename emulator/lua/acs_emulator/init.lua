@@ -90,7 +90,14 @@ local function log_entry(status)
   local headers = {}
   for k, v in pairs(ngx.req.get_headers(200)) do
     if k == "authorization" then
-      local function redact(x) return (x:match("^(%S+)") or "") .. " <redacted>" end
+      -- keep a known scheme only: anything else (a bare token, a typo'd
+      -- scheme) may be the credential itself
+      local function redact(x)
+        local scheme = x:match("^%s*(%S+)%s")
+        local l = scheme and scheme:lower()
+        if l == "bearer" or l == "hmac-sha256" then return scheme .. " <redacted>" end
+        return "<redacted>"
+      end
       if type(v) == "table" then
         local t = {}
         for i, x in ipairs(v) do t[i] = redact(x) end
