@@ -543,29 +543,37 @@ int acs_client_request_id(acs_client *c, char out[37])
     return 0;
 }
 
-/* The start of get_call and request, on an entered client: a client
- * request id, the bearer, c->url for the id at index 2 (checked by the
- * caller). Returns 0, or the number of values pushed (nil, message, info);
- * raises "closed client" (after leaving) if the provider closed it. */
+/* The start of get_call and request: check the id at index 2 (a mistake
+ * raises), enter the client, make a client request id, ask for the bearer,
+ * build c->url. Returns 0 (entered: the caller leaves), or the number of
+ * values pushed (nil, message, info; already left); raises "closed client"
+ * if the provider closed it. */
 static int begin_call(lua_State *L, acs_client *c, char crid[37],
                       acs_resp_meta *meta, const char **bearer)
 {
     size_t idlen;
-    const char *why, *id = lua_tolstring(L, 2, &idlen);
+    const char *why, *id = acs_client_check_id(L, 2, &idlen);
+    int n = 0;
 
+    lua_settop(L, 2);
+    acs_client_enter(L, c);
     *bearer = NULL;
     memset(meta, 0, sizeof *meta);
-    if (acs_client_request_id(c, crid) != 0)
-        return acs_push_failure(L, "transport", 0, "no random bytes", meta);
-    meta->client_request_id = crid;
-    why = acs_client_bearer(L, c, bearer);
-    if (c->closed)
-        return acs_client_closed_mid_call(L, c);
-    if (why != NULL)
-        return acs_push_failure(L, "auth", 0, why, meta);
-    if (acs_client_build_url(c, id, idlen, &c->url, &c->url_cap) != 0)
-        return acs_push_failure(L, "transport", 0, "out of memory", meta);
-    return 0;
+    if (acs_client_request_id(c, crid) != 0) {
+        n = acs_push_failure(L, "transport", 0, "no random bytes", meta);
+    } else {
+        meta->client_request_id = crid;
+        why = acs_client_bearer(L, c, bearer);
+        if (c->closed)
+            return acs_client_closed_mid_call(L, c);
+        if (why != NULL)
+            n = acs_push_failure(L, "auth", 0, why, meta);
+        else if (acs_client_build_url(c, id, idlen, &c->url, &c->url_cap) != 0)
+            n = acs_push_failure(L, "transport", 0, "out of memory", meta);
+    }
+    if (n != 0)
+        acs_client_leave(L, c);
+    return n;
 }
 
 /* client:request(id) -> url, headers | nil, message, info
@@ -576,18 +584,12 @@ static int l_request(lua_State *L)
     acs_client *c = acs_client_check_open(L);
     const char *bearer, *why;
     char crid[37];
-    size_t idlen;
     acs_resp_meta meta;
     struct curl_slist *hdrs, *h;
     int n;
 
-    acs_client_check_id(L, 2, &idlen);
-    lua_settop(L, 2);
-    acs_client_enter(L, c);
-    if ((n = begin_call(L, c, crid, &meta, &bearer)) != 0) {
-        acs_client_leave(L, c);
+    if ((n = begin_call(L, c, crid, &meta, &bearer)) != 0)
         return n;
-    }
     hdrs = acs_client_build_headers(c, c->url, crid, bearer, &why);
     if (hdrs == NULL) {
         acs_client_leave(L, c);
@@ -621,19 +623,13 @@ static int l_get_call(lua_State *L)
     acs_client *c = acs_client_check_open(L);
     const char *bearer, *why;
     char crid[37];
-    size_t idlen;
     acs_resp_meta meta;
     struct curl_slist *hdrs;
     int rc, attempt, n;
     long start;
 
-    acs_client_check_id(L, 2, &idlen);
-    lua_settop(L, 2);
-    acs_client_enter(L, c);
-    if ((n = begin_call(L, c, crid, &meta, &bearer)) != 0) {
-        acs_client_leave(L, c);
+    if ((n = begin_call(L, c, crid, &meta, &bearer)) != 0)
         return n;
-    }
 
     /* Attempts: each re-signed, same client request id, each bounded by
      * timeout and by what is left of the deadline. */
