@@ -137,10 +137,7 @@ describe("client:get_calls", function()
 
   it("a finalizer that closes the client mid-batch ends the batch cleanly", function()
     -- run as its own process: the collector settings must hold from the start
-    local lua = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
-    local script = os.tmpname()
-    local f = assert(io.open(script, "w"))
-    f:write(([[
+    local out, ok = helpers.run_lua(([[
       collectgarbage("setpause", 0); collectgarbage("setstepmul", 1000)
       local c = require("acscall").new{connection_string = %q}
       -- a wrapper whose finalizer closes the client, dropped while the client works
@@ -154,11 +151,6 @@ describe("client:get_calls", function()
       print(ok, ok and #r or r)
       print(tostring(c))
     ]]):format(emu.connection_string))
-    f:close()
-    local asan = os.getenv("ACSCALL_ASAN_PRELOAD")
-    local env = asan and ("env LD_PRELOAD=" .. helpers.shell_quote(asan) .. " ") or ""
-    local out, ok = helpers.run(env .. lua .. " " .. script .. " 2>&1")
-    os.remove(script)
     assert.is_true(ok, out)
     assert.matches("^false\tacscall: closed client\n", out)
     assert.matches("acscall.client %(closed%)", out)

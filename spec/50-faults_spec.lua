@@ -182,19 +182,11 @@ describe("faults", function()
   -- Run a Lua snippet (with a client `c`) in its own interpreter, Ctrl-C it
   -- after 1 s; returns its output and wall time.
   local function interrupt(snippet)
-    local lua = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
-    local script = os.tmpname()
-    local f = assert(io.open(script, "w"))
-    f:write(("local c = require('acscall').new{connection_string = %q, deadline = 60}\n")
-      :format(emu.connection_string), snippet, "\nprint('not interrupted')\n")
-    f:close()
-    -- under make test-asan the core needs the ASan runtime preloaded again
-    local asan = os.getenv("ACSCALL_ASAN_PRELOAD")
-    local env = asan and ("env LD_PRELOAD=" .. helpers.shell_quote(asan) .. " ") or ""
-    local t0 = socket.gettime()
-    local out = helpers.run("timeout -s INT 1 " .. env .. lua .. " " .. script .. " 2>&1")
-    os.remove(script)
-    return out, socket.gettime() - t0
+    local out, _, _, wall = helpers.run_lua(
+      ("local c = require('acscall').new{connection_string = %q, deadline = 60}\n")
+        :format(emu.connection_string) .. snippet .. "\nprint('not interrupted')\n",
+      "timeout -s INT 1")
+    return out, wall
   end
 
   for what, snippet in pairs{

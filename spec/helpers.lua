@@ -49,6 +49,26 @@ local function run(cmd)
 end
 helpers.run = run
 
+--- Run Lua source in its own interpreter (the one running this suite), as a
+-- user's script would run; `prefix` goes before the command (e.g. a timeout).
+-- Under `make test-asan` the ASan runtime is preloaded again for it (the
+-- suite's own LD_PRELOAD is removed for child processes).
+-- Returns output (stdout and stderr), ok, exit code, wall seconds.
+function helpers.run_lua(source, prefix)
+  local lua = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+  local script = os.tmpname()
+  local f = assert(io.open(script, "w"))
+  f:write(source)
+  f:close()
+  local asan = os.getenv("ACSCALL_ASAN_PRELOAD")
+  local env = asan and ("env LD_PRELOAD=" .. shell_quote(asan) .. " ") or ""
+  local t0 = require("socket").gettime()
+  local out, ok, rc = run((prefix or "") .. " " .. env .. lua .. " " .. script .. " 2>&1")
+  local wall = require("socket").gettime() - t0
+  os.remove(script)
+  return out, ok, rc, wall
+end
+
 local Emulator = {}
 Emulator.__index = Emulator
 
