@@ -809,5 +809,10 @@ int luaopen_acscall_core(lua_State *L)
     lua_setfield(L, -2, "_VERSION");
     lua_pushliteral(L, ACS_DEFAULT_API_VERSION);
     lua_setfield(L, -2, "DEFAULT_API_VERSION");
+    acs_pushint(L, ACS_ID_MAX);
+    lua_setfield(L, -2, "ID_MAX");
+    acs_decode_push_schema(L);
+    lua_setfield(L, -3, "ARRAY_FIELDS");
+    lua_setfield(L, -2, "CALL_FIELDS");
     return 1;
 }

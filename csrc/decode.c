@@ -1002,6 +1002,39 @@ int acs_decode_new_decoder(lua_State *L, int max_depth)
 /* ------------------------------------------------------------------ */
 /* Lua entry points */
 
+/* Push the model's names for the Lua layer: CALL_FIELDS (the top-level
+ * fields of CallConnectionProperties in schema order) and ARRAY_FIELDS (the
+ * names of every known array field, the error model's "details" included),
+ * so no Lua code re-declares the schema. */
+void acs_decode_push_schema(lua_State *L)
+{
+    const field *f;
+    int i = 0;
+    lua_newtable(L);
+    for (f = call_fields; f->name; f++) {
+        lua_pushstring(L, f->name);
+        lua_rawseti(L, -2, ++i);
+    }
+    lua_newtable(L);
+    for (f = call_fields; f->name; f++)
+        if (f->type == T_IDENTARR) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, f->name);
+        }
+    for (f = media_fields; f->name; f++)
+        if (f->type == T_STRARR) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, f->name);
+        }
+    for (f = transcription_fields; f->name; f++)
+        if (f->type == T_STRARR) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, f->name);
+        }
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "details");
+}
+
 /* case-insensitive equality with a lower-case literal */
 static int eq_ci(const char *s, size_t len, const char *lit)
 {

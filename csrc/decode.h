@@ -66,6 +66,8 @@ int acs_push_failure(lua_State *L, const char *kind, long status,
  *   core.raw_id(identifier)               -> string | nil
  *   core.identifier_from_raw_id(raw)      -> identifier table */
 int acs_l_decode(lua_State *L);
+/* Pushes two tables: CALL_FIELDS (schema order) and ARRAY_FIELDS (a set). */
+void acs_decode_push_schema(lua_State *L);
 int acs_l_raw_id(lua_State *L);
 int acs_l_identifier_from_raw_id(lua_State *L);
 

@@ -9,6 +9,12 @@ local core = require "acscall.core"
 local M = {
   _VERSION = core._VERSION,
   DEFAULT_API_VERSION = core.DEFAULT_API_VERSION,
+  --- Longest call id accepted, in bytes (longer ids are a programmer mistake).
+  ID_MAX = core.ID_MAX,
+  --- Top-level fields of CallConnectionProperties, in schema order.
+  CALL_FIELDS = core.CALL_FIELDS,
+  --- Names of the model's array fields (a set): arrays even when empty.
+  ARRAY_FIELDS = core.ARRAY_FIELDS,
 }
 
 --- Create a client.
