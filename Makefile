@@ -18,12 +18,12 @@ CC          ?= cc
 CFLAGS      ?= -O2 -g
 LIBFLAG     ?= -shared
 WARN        = -Wall -Wextra -Wshadow -Wmissing-prototypes -Wwrite-strings
-ALLCFLAGS   = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC $(WARN) $(CFLAGS) \
+ALLCFLAGS   = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) \
               -I$(LUA_INCDIR) -I$(CURL_INCDIR)
 LIBS        = -lcurl -lcrypto -lpthread
 
 BUILD   = build/$(LUA_VERSION)
-SRCS    = csrc/acscall.c csrc/auth.c csrc/request.c csrc/transport.c csrc/decode.c csrc/batch.c
+SRCS    = $(sort $(wildcard csrc/*.c))
 OBJS    = $(SRCS:csrc/%.c=$(BUILD)/obj/%.o)
 HDRS    = $(wildcard csrc/*.h)
 CORE    = $(BUILD)/acscall/core.so

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <time.h>
 
+#include <lua.h>
+
 #define ACS_DATE_LEN 29        /* "Wed, 13 Apr 2022 18:09:12 GMT" */
 #define ACS_B64_SHA256_LEN 44  /* base64 of 32 bytes */
 #define ACS_KEY_MAX 512        /* decoded access key bytes we accept */
@@ -60,9 +62,22 @@ int acs_signer_sign(const acs_signer *s, const char *method,
 #define ACS_HMAC_AUTH_PREFIX \
     "HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature="
 
-/* Random UUID v4 (RAND_bytes), 36 chars + NUL. Returns 0 or -1. */
-int acs_uuid4(char out[37]);
-/* The same from 16 random bytes the caller drew (e.g. in bulk). */
-void acs_uuid4_format(const unsigned char b[16], char out[37]);
+/* A client's credential: exactly one of an HMAC signer (access key), a
+ * fixed bearer token, or a token provider (Lua; see client.c). */
+enum { ACS_AUTH_TOKEN = 1, ACS_AUTH_HMAC, ACS_AUTH_PROVIDER };
+typedef struct {
+    int kind;
+    acs_signer *signer; /* ACS_AUTH_HMAC */
+    char *token_line;   /* ACS_AUTH_TOKEN: "Authorization: Bearer ..." (secret) */
+} acs_credential;
+/* Wipe and free (idempotent). */
+void acs_credential_free(acs_credential *c);
+/* A malloc'd copy of s, wiped when freed by acs_secret_free; NULL if OOM. */
+char *acs_secret_dup(const char *prefix, const char *s, size_t len);
+void acs_secret_free(char *s);
+
+/* Registers core.sign, core.http_date and core.uuid into the module table
+ * on top (the pure entry points of stage 1). */
+void acs_auth_open(lua_State *L);
 
 #endif

@@ -7,6 +7,15 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+/* Only luaopen_acscall_core is exported from the shared object; every other
+ * symbol stays inside it (the Makefile also builds with
+ * -fvisibility=hidden; this makes it so for any build, luarocks' too). */
+#if defined(__GNUC__)
+#define ACS_EXPORT __attribute__((visibility("default")))
+#else
+#define ACS_EXPORT
+#endif
+
 #if LUA_VERSION_NUM >= 502
 #define acs_rawlen(L, i) lua_rawlen((L), (i))
 #define acs_setfuncs(L, l) luaL_setfuncs((L), (l), 0)

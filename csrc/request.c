@@ -8,6 +8,10 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
+
+#include "auth.h"
+#include "transport.h"
 
 static int is_loopback(const char *host)
 {
@@ -201,4 +205,105 @@ int acs_has_crlf(const char *s, size_t len)
 {
     return memchr(s, '\r', len) || memchr(s, '\n', len) ||
            memchr(s, '\0', len);
+}
+
+/* ---------- one request ------------------------------------------------ */
+
+/* url = origin + prefix + encoded id + query, into a growable buffer.
+ * Pure C: 0, or -1 when out of memory. */
+int acs_request_url(const acs_route *r, const char *id, size_t idlen,
+                    char **buf, size_t *cap)
+{
+    size_t olen = strlen(r->origin), plen = strlen(r->prefix);
+    size_t qlen = strlen(r->query), pos;
+    size_t need = olen + plen + 3 * idlen + qlen + 1;
+    if (need > *cap) {
+        char *p = realloc(*buf, need);
+        if (p == NULL)
+            return -1;
+        *buf = p;
+        *cap = need;
+    }
+    memcpy(*buf, r->origin, olen);
+    memcpy(*buf + olen, r->prefix, plen);
+    pos = olen + plen;
+    pos += acs_encode_segment(id, idlen, *buf + pos);
+    memcpy(*buf + pos, r->query, qlen + 1);
+    return 0;
+}
+
+static struct curl_slist *add(struct curl_slist *l, const char *h, int *ok)
+{
+    struct curl_slist *n;
+    if (!*ok)
+        return l;
+    n = curl_slist_append(l, h);
+    if (n == NULL) {
+        *ok = 0;
+        return l;
+    }
+    return n;
+}
+
+/* The request headers for url, signed now (HMAC: a fresh x-ms-date per
+ * attempt). Pure C: nothing here can raise. NULL with *why on failure. */
+struct curl_slist *acs_request_headers(const acs_route *r,
+                                       const acs_credential *cred,
+                                       const char *url, const char *crid,
+                                       const char *bearer, const char **why)
+{
+    char line[600];
+    int ok = 1;
+    struct curl_slist *l = NULL;
+
+    l = add(l, "Accept: application/json", &ok);
+    snprintf(line, sizeof line, "x-ms-client-request-id: %s", crid);
+    l = add(l, line, &ok);
+    snprintf(line, sizeof line, "Host: %s", r->host);
+    l = add(l, line, &ok);
+    if (cred->kind == ACS_AUTH_TOKEN) {
+        l = add(l, cred->token_line, &ok);
+    } else if (cred->kind == ACS_AUTH_PROVIDER) {
+        size_t n;
+        char *h;
+        if (bearer == NULL) { /* callers pass the provider's token */
+            acs_free_headers(l);
+            *why = "no token from token_provider";
+            return NULL;
+        }
+        n = strlen(bearer) + sizeof "Authorization: Bearer ";
+        h = malloc(n);
+        if (h == NULL) {
+            ok = 0;
+        } else {
+            snprintf(h, n, "Authorization: Bearer %s", bearer);
+            l = add(l, h, &ok);
+            acs_secret_free(h);
+        }
+    } else {
+        char date[ACS_DATE_LEN + 1], sig[ACS_B64_SHA256_LEN + 1];
+        const char *hash = ACS_EMPTY_CONTENT_HASH; /* a GET has no body */
+        const char *pq = url + strlen(r->origin); /* as on the wire */
+        acs_format_date(time(NULL), date);
+        if (acs_signer_sign(cred->signer, "GET", pq, strlen(pq), date,
+                            r->host, hash, sig) != 0) {
+            *why = "signing failed (libcrypto)";
+            acs_free_headers(l);
+            return NULL;
+        }
+        snprintf(line, sizeof line, "x-ms-date: %s", date);
+        l = add(l, line, &ok);
+        snprintf(line, sizeof line, "x-ms-content-sha256: %s", hash);
+        l = add(l, line, &ok);
+        snprintf(line, sizeof line, "Authorization: %s%s", ACS_HMAC_AUTH_PREFIX,
+                 sig);
+        l = add(l, line, &ok);
+        OPENSSL_cleanse(line, sizeof line);
+    }
+    if (!ok) {
+        acs_free_headers(l);
+        *why = ACS_WHY_NOMEM;
+        return NULL;
+    }
+    return l;
 }

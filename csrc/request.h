@@ -1,9 +1,13 @@
 /* request.h - stage 1: the route of a Get Call request (URL, Host, path),
- * built once per client from the endpoint, plus per-call id encoding. Pure. */
+ * built once per client from the endpoint; per request the URL (id
+ * encoding) and the headers (signed with auth.h's credential). Pure. */
 #ifndef ACS_REQUEST_H
 #define ACS_REQUEST_H
 
 #include <stddef.h>
+#include <curl/curl.h>
+
+#include "auth.h"
 
 #define ACS_DEFAULT_API_VERSION "2026-03-12"
 #define ACS_ID_MAX 1024 /* bytes of call id accepted (encoded: up to 3x) */
@@ -36,5 +40,23 @@ size_t acs_encode_segment(const char *id, size_t len, char *out);
 
 /* 1 if s (a header value) has CR, LF or NUL in its first len bytes. */
 int acs_has_crlf(const char *s, size_t len);
+
+/* url = origin + prefix + encoded id + query, into a growable buffer.
+ * 0, or -1 when out of memory. */
+int acs_request_url(const acs_route *r, const char *id, size_t idlen,
+                    char **buf, size_t *cap);
+
+/* The *why of a request that failed for want of memory (kind "local");
+ * every other *why is an auth failure. */
+#define ACS_WHY_NOMEM "out of memory"
+
+/* The request's headers for url, signed now (HMAC: a fresh x-ms-date per
+ * attempt): Accept, x-ms-client-request-id (crid), Host, and the
+ * credential's Authorization (bearer: a token provider's token). NULL with
+ * *why on failure. The list holds secrets: free it with acs_free_headers. */
+struct curl_slist *acs_request_headers(const acs_route *r,
+                                       const acs_credential *cred,
+                                       const char *url, const char *crid,
+                                       const char *bearer, const char **why);
 
 #endif

@@ -1,14 +1,18 @@
-/* transport.c - stage 2 over libcurl's easy interface. */
+/* transport.c - stage 2 over libcurl (transport.h). */
 #include "transport.h"
 
 #include <ctype.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
+
+#define POOL_IDLE_MAX 256 /* idle easy handles kept (a batch's concurrency) */
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static int global_rc = -1; /* written once, under pthread_once */
@@ -28,7 +32,7 @@ int acs_transport_global_init(void)
 
 static size_t on_body(char *data, size_t size, size_t n, void *ud)
 {
-    acs_transport *t = ud;
+    acs_conn *t = ud;
     size_t len = size * n;
     if (len > t->max_body - t->len) {
         t->overflow = 1;
@@ -84,7 +88,7 @@ static void keep(char *dst, size_t dstlen, const char *v, size_t vlen)
         return len;                                                          \
     }
 
-static void reset_response(acs_transport *t)
+static void reset_response(acs_conn *t)
 {
     t->len = 0;
     t->overflow = 0;
@@ -98,7 +102,7 @@ static void reset_response(acs_transport *t)
 
 static size_t on_header(char *line, size_t size, size_t n, void *ud)
 {
-    acs_transport *t = ud;
+    acs_conn *t = ud;
     size_t len = size * n;
     if (len > 5 && memcmp(line, "HTTP/", 5) == 0) {
         /* a new response (e.g. after 100 Continue): forget the last */
@@ -127,20 +131,87 @@ void acs_free_headers(struct curl_slist *l)
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow,
                        curl_off_t ultotal, curl_off_t ulnow)
 {
-    const acs_transport_opts *o = ud;
+    const acs_conn *c = ud;
     (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
-    return o->interrupted(o->interrupted_ud) ? 1 : 0; /* 1: abort */
+    return c->interrupted && c->interrupted(c->interrupted_ud) ? 1 : 0;
 }
 
-const char *acs_transport_init(acs_transport *t, const acs_transport_opts *o)
+/* ---------- sockets: which are ours, so a forked child can let go ------ */
+
+static curl_socket_t on_open_socket(void *ud, curlsocktype purpose,
+                                    struct curl_sockaddr *a)
 {
+    acs_pool *p = ud;
+    struct stat st;
+    int fd;
+    (void)purpose;
+    if (p->nsocks == p->socks_cap) {
+        int cap = p->socks_cap ? p->socks_cap * 2 : 16;
+        acs_sock *s = realloc(p->socks, (size_t)cap * sizeof *s);
+        if (s == NULL)
+            return CURL_SOCKET_BAD;
+        p->socks = s;
+        p->socks_cap = cap;
+    }
+    /* close-on-exec: a child the host spawns never inherits a connection */
+    fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (fd < 0)
+        return CURL_SOCKET_BAD;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return CURL_SOCKET_BAD;
+    }
+    p->socks[p->nsocks].fd = fd;
+    p->socks[p->nsocks].dev = st.st_dev;
+    p->socks[p->nsocks].ino = st.st_ino;
+    p->nsocks++;
+    return fd;
+}
+
+static int on_close_socket(void *ud, curl_socket_t fd)
+{
+    acs_pool *p = ud;
+    int i;
+    for (i = 0; i < p->nsocks; i++)
+        if (p->socks[i].fd == fd) {
+            p->socks[i] = p->socks[--p->nsocks];
+            break;
+        }
+    return close(fd);
+}
+
+/* ---------- easy handles ------------------------------------------------ */
+
+static void conn_free(acs_conn *c)
+{
+    if (c == NULL)
+        return;
+    if (c->easy)
+        curl_easy_cleanup(c->easy);
+    acs_free_headers(c->headers);
+    free(c->body);
+    free(c);
+}
+
+static acs_conn *conn_new(acs_pool *p)
+{
+    const acs_transport_opts *o = &p->opts;
+    acs_conn *c = calloc(1, sizeof *c);
     CURL *e;
-    if (acs_transport_global_init() != 0)
-        return "libcurl initialisation failed";
-    e = t->easy = curl_easy_init();
-    if (e == NULL)
-        return "libcurl: cannot create a handle";
-    t->max_body = o->max_body;
+    if (c == NULL)
+        return NULL;
+    e = c->easy = curl_easy_init();
+    if (e == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->max_body = o->max_body;
+    curl_easy_setopt(e, CURLOPT_PRIVATE, c);
+    curl_easy_setopt(e, CURLOPT_SHARE, p->share);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, p);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, p);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L); /* never follow */
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -150,58 +221,179 @@ const char *acs_transport_init(acs_transport *t, const acs_transport_opts *o)
 #endif
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L); /* the path we signed */
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (o->ca_file && curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file) != CURLE_OK)
-        return "libcurl: cannot set ca_file";
+    if (o->ca_file && curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file) != CURLE_OK) {
+        conn_free(c);
+        return NULL;
+    }
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, o->user_agent);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
-    if (o->interrupted) { /* o outlives t: it is the client's */
-        curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
-        curl_easy_setopt(e, CURLOPT_XFERINFODATA, (void *)o);
-        curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
-    }
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(e, CURLOPT_XFERINFODATA, c);
+    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    return c;
+}
+
+/* ---------- the pool ---------------------------------------------------- */
+
+static const char *share_init(acs_pool *p)
+{
+    if ((p->share = curl_share_init()) == NULL)
+        return "libcurl: cannot create a share handle";
+    /* One thread uses a client at a time: no lock callbacks needed. */
+    if (curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
+        curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK ||
+        curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK)
+        return "libcurl: cannot share connections";
     return NULL;
 }
 
-void acs_transport_free(acs_transport *t)
+const char *acs_pool_init(acs_pool *p, const acs_transport_opts *o)
 {
-    if (t->easy)
-        curl_easy_cleanup(t->easy);
-    acs_free_headers(t->headers);
-    free(t->body);
-    t->easy = NULL;
-    t->headers = NULL;
-    t->body = NULL;
-    t->len = t->cap = 0;
+    if (acs_transport_global_init() != 0)
+        return "libcurl initialisation failed";
+    p->opts = *o;
+    p->pid = getpid();
+    return share_init(p);
 }
 
-void acs_transport_begin(acs_transport *t, const char *url,
-                         struct curl_slist *headers)
+/* Every handle and the share, not the socket list. */
+static void pool_drop(acs_pool *p)
 {
-    acs_free_headers(t->headers);
-    t->headers = headers;
-    if (t->cap > 1024 * 1024) { /* do not keep one huge answer's memory */
-        free(t->body);
-        t->body = NULL;
-        t->cap = 0;
+    int i;
+    for (i = 0; i < p->nidle; i++)
+        conn_free(p->idle[i]);
+    p->nidle = 0;
+    if (p->multi)
+        curl_multi_cleanup(p->multi);
+    p->multi = NULL;
+    if (p->share)
+        curl_share_cleanup(p->share); /* closes the cached connections */
+    p->share = NULL;
+}
+
+void acs_pool_free(acs_pool *p)
+{
+    pool_drop(p);
+    free(p->idle);
+    p->idle = NULL;
+    p->idle_cap = 0;
+    free(p->socks);
+    p->socks = NULL;
+    p->nsocks = p->socks_cap = 0;
+}
+
+const char *acs_pool_after_fork(acs_pool *p)
+{
+    pid_t pid = getpid();
+    int i, null_fd;
+    if (pid == p->pid || p->out > 0)
+        return NULL; /* (a fork in the middle of a call: after it ends) */
+    /* The parent still uses these connections: make our copies point at
+     * /dev/null, so that closing them (a TLS close_notify, a read of
+     * pending bytes) touches nothing of the parent's. A descriptor that is
+     * no longer the socket we opened (checked by device and inode) is left
+     * alone. */
+    null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    for (i = 0; i < p->nsocks; i++) {
+        struct stat st;
+        if (null_fd >= 0 && fstat(p->socks[i].fd, &st) == 0 &&
+            st.st_dev == p->socks[i].dev && st.st_ino == p->socks[i].ino)
+            dup2(null_fd, p->socks[i].fd); /* keeps its close-on-exec */
     }
-    reset_response(t);
-    curl_easy_setopt(t->easy, CURLOPT_URL, url);
-    curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, headers);
+    if (null_fd >= 0)
+        close(null_fd);
+    pool_drop(p);
+    p->nsocks = 0; /* closed by pool_drop, or never ours */
+    p->pid = pid;
+    return share_init(p);
 }
 
-int acs_transport_end(acs_transport *t, CURLcode rc)
+acs_conn *acs_pool_get(acs_pool *p)
 {
-    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
-    if (t->overflow)
+    acs_conn *c = p->nidle > 0 ? p->idle[--p->nidle] : conn_new(p);
+    if (c)
+        p->out++;
+    return c;
+}
+
+void acs_pool_put(acs_pool *p, acs_conn *c)
+{
+    if (c == NULL)
+        return;
+    p->out--;
+    acs_free_headers(c->headers);
+    c->headers = NULL;
+    c->interrupted = NULL;
+    c->interrupted_ud = NULL;
+    curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, NULL);
+    if (c->cap > 1024 * 1024) { /* do not keep one huge answer's memory */
+        free(c->body);
+        c->body = NULL;
+        c->cap = 0;
+    }
+    if (p->share && p->nidle == p->idle_cap && p->idle_cap < POOL_IDLE_MAX) {
+        int cap = p->idle_cap ? p->idle_cap * 2 : 4;
+        acs_conn **n = realloc(p->idle, (size_t)cap * sizeof(acs_conn *));
+        if (n) {
+            p->idle = n;
+            p->idle_cap = cap;
+        }
+    }
+    if (p->share && p->nidle < p->idle_cap)
+        p->idle[p->nidle++] = c;
+    else
+        conn_free(c);
+}
+
+CURLM *acs_pool_get_multi(acs_pool *p)
+{
+    CURLM *m = p->multi ? p->multi : curl_multi_init();
+    p->multi = NULL;
+    if (m)
+        p->out++;
+    return m;
+}
+
+void acs_pool_put_multi(acs_pool *p, CURLM *m)
+{
+    if (m == NULL)
+        return;
+    p->out--;
+    if (p->multi == NULL && p->share)
+        p->multi = m;
+    else
+        curl_multi_cleanup(m);
+}
+
+/* ---------- one attempt ------------------------------------------------- */
+
+void acs_conn_begin(acs_conn *c, const char *url, struct curl_slist *headers,
+                    long timeout_ms, acs_interrupt_fn fn, const void *ud)
+{
+    acs_free_headers(c->headers);
+    c->headers = headers;
+    reset_response(c);
+    c->interrupted = fn;
+    c->interrupted_ud = ud;
+    curl_easy_setopt(c->easy, CURLOPT_URL, url);
+    curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, timeout_ms < 1 ? 1L : timeout_ms);
+}
+
+int acs_conn_end(acs_conn *c, CURLcode rc)
+{
+    c->interrupted = NULL;
+    c->interrupted_ud = NULL;
+    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->status);
+    if (c->overflow)
         return ACS_TR_TOO_LARGE;
     if (rc == CURLE_WRITE_ERROR)
         return ACS_TR_NOMEM;
@@ -210,22 +402,50 @@ int acs_transport_end(acs_transport *t, CURLcode rc)
     return (int)rc;
 }
 
-int acs_transport_get(acs_transport *t, const char *url,
-                      struct curl_slist *headers)
+int acs_conn_get(acs_conn *c, const char *url, struct curl_slist *headers,
+                 long timeout_ms, acs_interrupt_fn fn, const void *ud)
 {
-    acs_transport_begin(t, url, headers);
-    return acs_transport_end(t, curl_easy_perform(t->easy));
+    acs_conn_begin(c, url, headers, timeout_ms, fn, ud);
+    return acs_conn_end(c, curl_easy_perform(c->easy));
 }
 
-void acs_transport_hold_headers(acs_transport *t, struct curl_slist *headers)
+static acs_outcome_class classify(int rc)
 {
-    if (t->easy) /* it must not keep pointing at the list freed here */
-        curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, NULL);
-    acs_free_headers(t->headers);
-    t->headers = headers;
+    switch (rc) {
+    case 0: return ACS_OUT_RESPONSE;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY: return ACS_OUT_DNS;
+    case CURLE_COULDNT_CONNECT: return ACS_OUT_CONNECT;
+    case CURLE_OPERATION_TIMEDOUT: return ACS_OUT_TIMEOUT;
+    case CURLE_SEND_ERROR: return ACS_OUT_SEND;
+    case CURLE_RECV_ERROR: return ACS_OUT_RECV;
+    case CURLE_GOT_NOTHING: return ACS_OUT_CLOSED;
+    case CURLE_PARTIAL_FILE: return ACS_OUT_TRUNCATED;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM: return ACS_OUT_TLS;
+    case ACS_TR_TOO_LARGE: return ACS_OUT_TOO_LARGE;
+    case ACS_TR_INTERRUPTED: return ACS_OUT_INTERRUPTED;
+    case ACS_TR_NOMEM:
+    case CURLE_OUT_OF_MEMORY: return ACS_OUT_LOCAL;
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_HTTP2:
+    case CURLE_BAD_CONTENT_ENCODING: return ACS_OUT_PROTOCOL;
+    default: return ACS_OUT_OTHER;
+    }
 }
 
-const char *acs_transport_error(const acs_transport *t, int rc)
+void acs_conn_outcome(const acs_conn *c, int rc, acs_outcome *o)
+{
+    o->cls = classify(rc);
+    o->status = rc == 0 ? c->status : 0;
+    o->retry_after = c->retry_after[0] ? c->retry_after : NULL;
+    o->retry_after_ms = c->retry_after_ms[0] ? c->retry_after_ms : NULL;
+    o->x_retry_after_ms = c->x_retry_after_ms[0] ? c->x_retry_after_ms : NULL;
+}
+
+const char *acs_conn_error(const acs_conn *c, int rc)
 {
     if (rc == ACS_TR_TOO_LARGE)
         return "response body exceeds the max_body limit";
@@ -233,112 +453,7 @@ const char *acs_transport_error(const acs_transport *t, int rc)
         return "interrupted";
     if (rc == ACS_TR_NOMEM)
         return "out of memory while reading the response";
-    if (t->errbuf[0])
-        return t->errbuf;
+    if (c->errbuf[0])
+        return c->errbuf;
     return curl_easy_strerror((CURLcode)rc);
-}
-
-void acs_transport_set_timeout(acs_transport *t, long timeout_ms)
-{
-    curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, timeout_ms < 1 ? 1L : timeout_ms);
-}
-
-long acs_monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-int acs_sleep_ms(long ms)
-{
-    struct timespec ts;
-    if (ms <= 0)
-        return 0;
-    ts.tv_sec = ms / 1000;
-    ts.tv_nsec = (ms % 1000) * 1000000L;
-    /* A signal (Ctrl-C in lua.c, which then raises at the next Lua
-     * instruction) cuts the wait short instead of being slept through. */
-    return nanosleep(&ts, NULL) == 0 ? 0 : -1;
-}
-
-/* A non-negative integer header value, or -1. */
-static long header_number(const char *v)
-{
-    long n = 0;
-    if (*v == '\0')
-        return -1;
-    for (; *v; v++) {
-        if (*v < '0' || *v > '9')
-            return -1;
-        if (n > 100000000L)
-            return 100000000L;
-        n = n * 10 + (*v - '0');
-    }
-    return n;
-}
-
-static long server_delay_ms(const acs_transport *t)
-{
-    long n;
-    time_t when;
-    if ((n = header_number(t->retry_after_ms)) >= 0)
-        return n;
-    if ((n = header_number(t->x_retry_after_ms)) >= 0)
-        return n;
-    if ((n = header_number(t->retry_after)) >= 0)
-        return n > 100000000L / 1000 ? 100000000L : n * 1000;
-    if (t->retry_after[0] && (when = curl_getdate(t->retry_after, NULL)) != -1) {
-        double d = difftime(when, time(NULL));
-        return d <= 0 ? 0 : d > 100000 ? 100000000L : (long)(d * 1000);
-    }
-    return -1;
-}
-
-static int retryable_transport(int rc)
-{
-    switch (rc) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE: /* truncated body: the connection broke */
-        return 1;
-    default: /* TLS verification, protocol errors, our own limits: final */
-        return 0;
-    }
-}
-
-int acs_transport_should_retry(const acs_transport *t, int rc, int attempt,
-                               const acs_retry_policy *p, long *delay_ms)
-{
-    long d;
-    unsigned int r = 0;
-    int i;
-
-    if (attempt > p->max)
-        return 0;
-    if (rc == 0) {
-        long s = t->status;
-        if (!(s == 408 || s == 429 || s == 500 || s == 502 || s == 503 ||
-              s == 504))
-            return 0;
-        if ((d = server_delay_ms(t)) >= 0) {
-            *delay_ms = d; /* server-directed: exactly that */
-            return 1;
-        }
-    } else if (!retryable_transport(rc)) {
-        return 0;
-    }
-    d = p->base_ms;
-    for (i = 1; i < attempt && d < p->max_ms; i++)
-        d *= 2;
-    if (d > p->max_ms)
-        d = p->max_ms;
-    if (RAND_bytes((unsigned char *)&r, sizeof r) != 1)
-        r = 0;
-    *delay_ms = d / 2 + (long)(r % (unsigned long)(d / 2 + 1));
-    return 1;
 }

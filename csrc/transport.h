@@ -1,38 +1,49 @@
-/* transport.h - stage 2: one GET over a reused libcurl easy handle
- * (keep-alive), body into a capped buffer. Knows nothing of JSON or signing.
- * Callbacks only copy bytes into C buffers: no Lua, so no longjmp can cross
- * libcurl. */
+/* transport.h - stage 2 over libcurl, and nothing else: one GET on an easy
+ * handle (acs_conn), body into a capped buffer, the headers the layers above
+ * need. Knows nothing of JSON, signing or Lua. Callbacks only copy bytes
+ * into C buffers, so no longjmp can cross libcurl.
+ *
+ * A client's connection cache is an acs_pool: a libcurl share (connections,
+ * DNS, TLS sessions) plus the idle easy handles and multi handle. A call
+ * takes what it needs from the pool and gives it back when it ends; a call
+ * nested in another (a finalizer, a token provider) finds the pool emptier
+ * and gets fresh handles, so it never touches the outer call's. The pool
+ * knows the process that opened its sockets: in a forked child it drops
+ * them without a byte on the wire (acs_pool_after_fork). */
 #ifndef ACS_TRANSPORT_H
 #define ACS_TRANSPORT_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include <curl/curl.h>
 
-#define ACS_DEFAULT_MAX_BODY (4u * 1024u * 1024u)
-#define ACS_DEFAULT_CONNECT_TIMEOUT_MS 10000L
-#define ACS_DEFAULT_TIMEOUT_MS 30000L
+#include "retry.h"
 
-/* acs_transport_get results besides CURLcode values (all > CURL_LAST) */
+#define ACS_DEFAULT_MAX_BODY (4u * 1024u * 1024u)
+
+/* acs_conn_end results besides CURLcode values (all > CURL_LAST) */
 #define ACS_TR_TOO_LARGE 1000 /* body exceeded max_body */
 #define ACS_TR_NOMEM 1001
-#define ACS_TR_INTERRUPTED 1002 /* opts.interrupted said so: never retried */
+#define ACS_TR_INTERRUPTED 1002 /* the interrupt check said so */
 
 typedef struct {
     long connect_timeout_ms;
-    long timeout_ms;     /* one attempt, connect included */
     size_t max_body;
-    const char *ca_file; /* NULL: the system's CA store */
-    const char *user_agent;
-    /* Asked while a transfer runs (about once a second when idle): non-zero
-     * ends it with ACS_TR_INTERRUPTED. Pure C, must not call into Lua in a
-     * way that can raise. NULL: never. */
-    int (*interrupted)(void *ud);
-    void *interrupted_ud;
+    const char *ca_file; /* NULL: the system's CA store; owned by the caller */
+    const char *user_agent; /* owned by the caller */
 } acs_transport_opts;
 
-typedef struct {
-    CURL *easy;
-    struct curl_slist *headers; /* this request's; freed at the next or at close */
+/* Asked while a transfer runs (about once a second when idle, more often
+ * when data flows): non-zero ends it with ACS_TR_INTERRUPTED. Pure C: must
+ * not call into Lua in a way that can raise. */
+typedef int (*acs_interrupt_fn)(const void *ud);
+
+typedef struct acs_conn {
+    CURL *easy; /* CURLINFO_PRIVATE points at this acs_conn */
+    int tag;    /* free for the user of the handle (a batch: its slot) */
+    struct curl_slist *headers; /* this attempt's (secrets): wiped when freed */
+    acs_interrupt_fn interrupted; /* set for one attempt only */
+    const void *interrupted_ud;
     char *body;
     size_t len, cap, max_body;
     int overflow;
@@ -44,56 +55,66 @@ typedef struct {
     char retry_after_ms[32];
     char x_retry_after_ms[32];
     char errbuf[CURL_ERROR_SIZE];
-} acs_transport;
+} acs_conn;
 
-/* Retry policy for this idempotent GET (sdk-behaviour.md: JS core-rest-
- * pipeline and Python azure-core). max = retries after the first attempt. */
-#define ACS_DEFAULT_RETRIES 3
-#define ACS_DEFAULT_BASE_DELAY_MS 800L
-#define ACS_DEFAULT_MAX_DELAY_MS 60000L
-#define ACS_DEFAULT_DEADLINE_MS 90000L
 typedef struct {
-    int max;
-    long base_ms, max_ms;
-} acs_retry_policy;
+    int fd;
+    dev_t dev;
+    ino_t ino;
+} acs_sock;
 
-/* After attempt number `attempt` (1-based) ended with rc (0 = a response
- * with t->status): 1 and *delay_ms if it should be retried, else 0. Honours
- * retry-after-ms, x-ms-retry-after-ms and Retry-After (seconds or HTTP
- * date); otherwise exponential backoff with jitter in [d/2, d]. */
-int acs_transport_should_retry(const acs_transport *t, int rc, int attempt,
-                               const acs_retry_policy *p, long *delay_ms);
-void acs_transport_set_timeout(acs_transport *t, long timeout_ms);
-long acs_monotonic_ms(void);
-/* 0 after ms, or -1 when a signal interrupted the wait. */
-int acs_sleep_ms(long ms);
+typedef struct {
+    acs_transport_opts opts;
+    CURLSH *share;
+    acs_conn **idle;
+    int nidle, idle_cap;
+    CURLM *multi; /* idle, or NULL */
+    int out;      /* handles taken and not given back */
+    pid_t pid;    /* the process whose sockets these are */
+    acs_sock *socks; /* sockets our handles opened and have not closed */
+    int nsocks, socks_cap;
+} acs_pool;
 
 /* One-time, thread-safe libcurl initialisation (curl_global_init). 0 or -1. */
 int acs_transport_global_init(void);
 
-/* Returns NULL or a static error. t must be zeroed first; on error, free it. */
-const char *acs_transport_init(acs_transport *t, const acs_transport_opts *o);
-void acs_transport_free(acs_transport *t); /* idempotent */
+/* p zeroed first. NULL or a static error (then acs_pool_free it). The pool
+ * must not move afterwards (libcurl's socket callbacks point at it). */
+const char *acs_pool_init(acs_pool *p, const acs_transport_opts *o);
+/* Close everything (idempotent). Nothing may be taken out (p->out == 0). */
+void acs_pool_free(acs_pool *p);
+/* In a process other than the one that opened the pool's sockets (fork):
+ * make each inherited socket a /dev/null descriptor (so closing it sends
+ * nothing on the parent's connection), free every handle, start afresh.
+ * Cheap otherwise (one getpid). Returns NULL or a static error. */
+const char *acs_pool_after_fork(acs_pool *p);
 
-/* Perform GET url with headers (ownership taken). Returns 0 when a response
- * arrived (t->status, t->body, headers filled), else a CURLcode or ACS_TR_*;
- * acs_transport_error() then describes it in one line. */
-int acs_transport_get(acs_transport *t, const char *url,
-                      struct curl_slist *headers);
+/* Take an easy handle (an idle one, else a new one): NULL when out of
+ * memory. Give it back with acs_pool_put, always. */
+acs_conn *acs_pool_get(acs_pool *p);
+void acs_pool_put(acs_pool *p, acs_conn *c);
+/* The same for the multi handle of a batch. */
+CURLM *acs_pool_get_multi(acs_pool *p);
+void acs_pool_put_multi(acs_pool *p, CURLM *m);
+
+/* Set up one attempt: GET url with headers (ownership taken: wiped and
+ * freed at the next attempt or when the handle goes back), a timeout, and
+ * the interrupt check (fn may be NULL). The caller then runs c->easy (easy
+ * or multi) and maps its CURLcode with acs_conn_end. */
+void acs_conn_begin(acs_conn *c, const char *url, struct curl_slist *headers,
+                    long timeout_ms, acs_interrupt_fn fn, const void *ud);
+/* 0 when a response arrived (c->status, c->body, headers filled), else a
+ * CURLcode or ACS_TR_*. Clears the interrupt check. */
+int acs_conn_end(acs_conn *c, CURLcode rc);
+/* begin + curl_easy_perform + end. */
+int acs_conn_get(acs_conn *c, const char *url, struct curl_slist *headers,
+                 long timeout_ms, acs_interrupt_fn fn, const void *ud);
+/* How the attempt that returned rc ended, for retry.h (pointers into c). */
+void acs_conn_outcome(const acs_conn *c, int rc, acs_outcome *o);
+/* One line describing a failed attempt (no secret: libcurl's words). */
+const char *acs_conn_error(const acs_conn *c, int rc);
+
 /* Free a request's header list, wiping it first (it holds secrets). */
 void acs_free_headers(struct curl_slist *l);
-
-/* Keep a header list alive until the next request or close (so a caller
- * that reads it back into Lua cannot leak it if Lua raises). */
-void acs_transport_hold_headers(acs_transport *t, struct curl_slist *headers);
-const char *acs_transport_error(const acs_transport *t, int rc);
-
-/* acs_transport_get in two halves, for libcurl's multi interface: begin
- * sets the request up (headers owned as above), the caller runs the easy
- * handle (t->easy, CURLINFO_PRIVATE free for its use), end maps the
- * handle's CURLcode to the same result acs_transport_get returns. */
-void acs_transport_begin(acs_transport *t, const char *url,
-                         struct curl_slist *headers);
-int acs_transport_end(acs_transport *t, CURLcode rc);
 
 #endif

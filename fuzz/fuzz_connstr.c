@@ -28,6 +28,7 @@
 
 #include "auth.h"
 #include "request.h"
+#include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,4 +1,4 @@
-/* fuzz_decode.c - libFuzzer harness for the decode path (csrc/decode.c).
+/* fuzz_decode.c - libFuzzer harness for the decode path (csrc/model.c, csrc/identifier.c, csrc/failure.c).
  *
  * Arbitrary bytes go through a real Lua 5.4 state with the module's private
  * cjson.safe instance (acs_decode_init), as get_call and acscall.decode do:
@@ -11,7 +11,7 @@
  * the shaped call's source and targets) and core.decode (the Lua entry).
  *
  * Checked besides memory safety (ASan) and UB (UBSan): the documented
- * contract of decode.h / README "The result" and "Errors":
+ * contract of model.h / failure.h / README "The result" and "Errors":
  *   - 1 result (a table) or 3 (nil, message, info table with a string kind);
  *   - the message is one line, no control characters, at most ~300 bytes;
  *   - no cjson.null (a lightuserdata) anywhere in a successful result;
@@ -27,15 +27,17 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "decode.h"
+#include "identifier.h"
+#include "model.h"
 
 #define GC_EVERY 64
-#define MSG_MAX 310 /* decode.c MSG_CAP (300) + "..." + slack */
+#define MSG_MAX 310 /* failure.h ACS_MSG_CAP (300) + "..." + slack */
 
 static lua_State *L;
+static lua_CFunction l_decode, l_raw_id, l_identifier_from_raw_id;
 static unsigned long iterations;
 /* the input is valid UTF-8 without JSON escapes: messages must be too (they
- * are cut on UTF-8 boundaries, decode.h) */
+ * are cut on UTF-8 boundaries, failure.h) */
 static int expect_utf8;
 
 /* strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF) */
@@ -95,6 +97,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         abort();
     }
     acs_decode_init(L, ACS_DEFAULT_MAX_DEPTH); /* raises if cjson is missing */
+    /* the entry points as the module registers them */
+    lua_newtable(L);
+    acs_model_open(L);
+    acs_identifier_open(L);
+    lua_getfield(L, -1, "decode");
+    l_decode = lua_tocfunction(L, -1);
+    lua_getfield(L, -2, "raw_id");
+    l_raw_id = lua_tocfunction(L, -1);
+    lua_getfield(L, -3, "identifier_from_raw_id");
+    l_identifier_from_raw_id = lua_tocfunction(L, -1);
     lua_settop(L, 0);
     return 0;
 }
@@ -176,9 +188,9 @@ static void pcall_on(lua_CFunction f, int idx)
     lua_pushvalue(L, idx);
     if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
         int t = lua_type(L, -1);
-        if (f == acs_l_raw_id && t != LUA_TSTRING && t != LUA_TNIL)
+        if (f == l_raw_id && t != LUA_TSTRING && t != LUA_TNIL)
             fail("raw_id returned neither a string nor nil");
-        if (f == acs_l_identifier_from_raw_id && t != LUA_TTABLE)
+        if (f == l_identifier_from_raw_id && t != LUA_TTABLE)
             fail("identifier_from_raw_id returned no table");
     }
     lua_pop(L, 1);
@@ -191,7 +203,7 @@ static void raw_id_all(int idx, int depth, int *budget)
     if (lua_type(L, idx) != LUA_TTABLE || depth > 70 || --*budget < 0)
         return;
     luaL_checkstack(L, 8, "fuzz");
-    pcall_on(acs_l_raw_id, idx);
+    pcall_on(l_raw_id, idx);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         raw_id_all(-1, depth + 1, budget);
@@ -205,12 +217,12 @@ static void fuzz_raw_id_and_back(const char *body, size_t len)
     /* identifier_from_raw_id on the bytes, then raw_id of the result (the
      * round trip the SDKs promise for known prefixes) */
     lua_pushlstring(L, body, len);
-    lua_pushcfunction(L, acs_l_identifier_from_raw_id);
+    lua_pushcfunction(L, l_identifier_from_raw_id);
     lua_pushvalue(L, -2);
     if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
         if (lua_type(L, -1) != LUA_TTABLE)
             fail("identifier_from_raw_id returned no table");
-        lua_pushcfunction(L, acs_l_raw_id);
+        lua_pushcfunction(L, l_raw_id);
         lua_pushvalue(L, -2);
         if (lua_pcall(L, 1, 1, 0) != LUA_OK)
             fail("raw_id raised on identifier_from_raw_id's result");
@@ -265,7 +277,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int call = base + 1, i;
         lua_getfield(L, call, "source");
         if (lua_type(L, -1) == LUA_TTABLE)
-            pcall_on(acs_l_raw_id, -1);
+            pcall_on(l_raw_id, -1);
         lua_pop(L, 1);
         lua_getfield(L, call, "targets");
         if (lua_type(L, -1) == LUA_TTABLE) {
@@ -274,7 +286,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     lua_pop(L, 1);
                     break;
                 }
-                pcall_on(acs_l_raw_id, -1);
+                pcall_on(l_raw_id, -1);
                 lua_pop(L, 1);
             }
         }
@@ -283,7 +295,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lua_settop(L, 0);
 
     /* 2. the Lua entry core.decode(status, body, headers) */
-    lua_pushcfunction(L, acs_l_decode);
+    lua_pushcfunction(L, l_decode);
     lua_pushinteger(L, status);
     lua_pushlstring(L, body, len);
     lua_createtable(L, 0, 3);

@@ -1,4 +1,4 @@
-/* decode.c - HTTP status + body -> CallConnectionProperties table, or an error.
+/* model.c - HTTP status + body -> CallConnectionProperties table, or an error.
  *
  * lua-cjson (a private cjson.safe instance, see acs_decode_init) turns the body
  * into tables; this file shapes them in place, in one walk, driven by the field
@@ -8,7 +8,7 @@
  *     type error; in an unknown array null elements are removed and the array
  *     compacted (a Lua sequence cannot hold holes).
  *   - identifiers (source, targets[i]) get kind (inferred from the sub-object)
- *     and rawId (derived with derive_raw_id, the same function acscall.raw_id
+ *     and rawId (derived by identifier.c, the same rule acscall.raw_id
  *     uses) when missing; bare models (answeredBy, answeredFor,
  *     sourceCallerIdNumber) keep their shape.
  *   - unknown fields and enum values are kept; a known field of the wrong JSON
@@ -20,99 +20,16 @@
 #include <stdio.h>
 #include <math.h>
 
-#include "decode.h"
 #include "compat.h"
+#include "failure.h"
+#include "identifier.h"
+#include "model.h"
 
 /* registry key of the private cjson.safe instance's decode function */
 static const char decode_key = 0;
 
-#define MSG_CAP 300     /* the one-line message */
+#define ACS_MSG_CAP 300     /* the one-line message */
 #define EXCERPT_CAP 200 /* text taken from a non-JSON error body */
-
-/* ------------------------------------------------------------------ */
-/* one-line message buffer: control characters and whitespace runs become one
- * space, leading/trailing space trimmed, capped at cap bytes on a UTF-8
- * boundary with "..." marking the cut. */
-typedef struct {
-    char b[MSG_CAP + 4];
-    size_t n, cap;
-    int space, full;
-} msgbuf;
-
-static void mb_init(msgbuf *m, size_t cap)
-{
-    m->n = 0;
-    m->cap = cap > MSG_CAP ? MSG_CAP : cap;
-    m->space = 0;
-    m->full = 0;
-}
-
-static void mb_add(msgbuf *m, const char *s, size_t len)
-{
-    size_t i;
-    for (i = 0; i < len && !m->full; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= 0x20 || c == 0x7f) {
-            if (m->n > 0)
-                m->space = 1;
-            continue;
-        }
-        if (m->n + (size_t)m->space + 1 > m->cap - 3) {
-            m->full = 1;
-            break;
-        }
-        if (m->space) {
-            m->b[m->n++] = ' ';
-            m->space = 0;
-        }
-        m->b[m->n++] = (char)c;
-    }
-}
-
-static void mb_str(msgbuf *m, const char *s)
-{
-    mb_add(m, s, strlen(s));
-}
-
-/* a literal separator: kept as is (its spaces are not collapsed away) */
-static void mb_sep(msgbuf *m, const char *s)
-{
-    size_t l = strlen(s);
-    if (m->full)
-        return;
-    if (m->n + l > m->cap - 3) {
-        m->full = 1;
-        return;
-    }
-    memcpy(m->b + m->n, s, l);
-    m->n += l;
-    m->space = 0;
-}
-
-static void mb_finish(msgbuf *m)
-{
-    if (m->full) {
-        /* drop an incomplete UTF-8 sequence at the cut */
-        size_t i = m->n, k = 0;
-        while (i > 0 && k < 3 && ((unsigned char)m->b[i - 1] & 0xC0) == 0x80) {
-            i--;
-            k++;
-        }
-        if (i > 0 && (unsigned char)m->b[i - 1] >= 0xC0) {
-            unsigned char lead = (unsigned char)m->b[i - 1];
-            size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
-            if (k + 1 < need)
-                m->n = i - 1;
-        }
-        while (m->n > 0 && m->b[m->n - 1] == ' ')
-            m->n--;
-        memcpy(m->b + m->n, "...", 3);
-        m->n += 3;
-    }
-    while (m->n > 0 && m->b[m->n - 1] == ' ')
-        m->n--;
-    m->b[m->n] = '\0';
-}
 
 /* ------------------------------------------------------------------ */
 /* JSON types as the user reads them */
@@ -144,7 +61,7 @@ typedef struct path {
     lua_Integer index; /* 1-based */
 } path;
 
-static void path_render(const path *p, msgbuf *m)
+static void path_render(const path *p, acs_msgbuf *m)
 {
     char num[32];
     if (p == NULL)
@@ -152,16 +69,16 @@ static void path_render(const path *p, msgbuf *m)
     path_render(p->up, m);
     if (p->name) {
         if (m->n > 0)
-            mb_sep(m, ".");
-        mb_str(m, p->name);
+            acs_mb_sep(m, ".");
+        acs_mb_str(m, p->name);
     } else {
         snprintf(num, sizeof num, "[%ld]", (long)p->index);
-        mb_str(m, num);
+        acs_mb_str(m, num);
     }
 }
 
 typedef struct {
-    msgbuf err; /* the decode error text, without the "decode: " prefix */
+    acs_msgbuf err; /* the decode error text, without the "decode: " prefix */
     const char *kind; /* the identifier being walked: its kind, if a string */
     size_t klen;
     int raw_empty;    /* ... and whether its rawId is "" */
@@ -170,12 +87,12 @@ typedef struct {
 static int type_error(lua_State *L, ctx *c, const path *p, const char *expected,
                       int vi)
 {
-    mb_init(&c->err, MSG_CAP - 8);
+    acs_mb_init(&c->err, ACS_MSG_CAP - 8);
     path_render(p, &c->err);
-    mb_sep(&c->err, ": expected ");
-    mb_str(&c->err, expected);
-    mb_sep(&c->err, ", got ");
-    mb_str(&c->err, json_type(L, vi));
+    acs_mb_sep(&c->err, ": expected ");
+    acs_mb_str(&c->err, expected);
+    acs_mb_sep(&c->err, ", got ");
+    acs_mb_str(&c->err, json_type(L, vi));
     return -1;
 }
 
@@ -243,128 +160,6 @@ static const field call_fields[] = { /* CallConnectionProperties */
     F("mediaStreamingSubscription", T_OBJ, media_fields),
     F("transcriptionSubscription", T_OBJ, transcription_fields), F_END
 };
-
-/* ------------------------------------------------------------------ */
-/* rawId: the one place for the rule (identifiers.md; azure-sdk-for-js
- * sdk/communication/communication-common/src/identifierModels.ts,
- * getIdentifierRawId). */
-
-static int streq(const char *s, size_t l, const char *lit)
-{
-    size_t n = strlen(lit);
-    return l == n && memcmp(s, lit, n) == 0;
-}
-
-/* push t[k] if it is a string and return 1; else push nothing, return 0 */
-static int get_str(lua_State *L, int t, const char *k)
-{
-    lua_getfield(L, t, k);
-    if (lua_type(L, -1) == LUA_TSTRING)
-        return 1;
-    lua_pop(L, 1);
-    return 0;
-}
-
-static const char *get_cloud(lua_State *L, int sub, size_t *len)
-{
-    const char *s = NULL;
-    lua_getfield(L, sub, "cloud");
-    if (lua_type(L, -1) == LUA_TSTRING)
-        s = lua_tolstring(L, -1, len); /* kept alive by the table */
-    lua_pop(L, 1);
-    return s;
-}
-
-/* index in ident_fields of the kind named (kind, klen), or -1 */
-static int kind_index(const char *kind, size_t klen)
-{
-    int i;
-    for (i = IDENT_FIRST_SUB; ident_fields[i].name; i++)
-        if (ident_fields[i].len == klen && memcmp(ident_fields[i].name, kind, klen) == 0)
-            return i;
-    return -1;
-}
-
-/* Identifier at t of kind ident_fields[ki] (see kind_index): push its
- * derived rawId and return 1, or push nothing and return 0 when nothing can
- * be derived (unknown kind, sub-object or required field missing). An
- * unknown cloud is treated as public, as the JS SDK does. */
-static int derive_raw_id(lua_State *L, int t, int ki)
-{
-    int sub, top = lua_gettop(L);
-    size_t cl = 0;
-    const char *cloud;
-    enum { R_USER = IDENT_FIRST_SUB, R_PHONE, R_TUSER, R_APP, R_EXT } k;
-    if (ki < IDENT_FIRST_SUB || ki > R_EXT)
-        return 0;
-    k = (int)ki;
-    lua_getfield(L, t, ident_fields[ki].name); /* a static string: cached */
-    if (lua_type(L, -1) != LUA_TTABLE) {
-        lua_settop(L, top);
-        return 0;
-    }
-    sub = lua_gettop(L);
-    if (k == R_USER) { /* communicationUser: the id itself */
-        if (!get_str(L, sub, "id"))
-            goto none;
-    } else if (k == R_PHONE) { /* phoneNumber: 4:<value> */
-        lua_pushliteral(L, "4:");
-        if (!get_str(L, sub, "value"))
-            goto none;
-        lua_concat(L, 2);
-    } else if (k == R_TUSER) {
-        int anon;
-        lua_getfield(L, sub, "isAnonymous");
-        anon = lua_toboolean(L, -1);
-        lua_pop(L, 1);
-        cloud = get_cloud(L, sub, &cl);
-        if (anon)
-            lua_pushliteral(L, "8:teamsvisitor:");
-        else if (cloud && streq(cloud, cl, "dod"))
-            lua_pushliteral(L, "8:dod:");
-        else if (cloud && streq(cloud, cl, "gcch"))
-            lua_pushliteral(L, "8:gcch:");
-        else
-            lua_pushliteral(L, "8:orgid:");
-        if (!get_str(L, sub, "userId"))
-            goto none;
-        lua_concat(L, 2);
-    } else if (k == R_APP) {
-        cloud = get_cloud(L, sub, &cl);
-        if (cloud && streq(cloud, cl, "dod"))
-            lua_pushliteral(L, "28:dod:");
-        else if (cloud && streq(cloud, cl, "gcch"))
-            lua_pushliteral(L, "28:gcch:");
-        else
-            lua_pushliteral(L, "28:orgid:");
-        if (!get_str(L, sub, "appId"))
-            goto none;
-        lua_concat(L, 2);
-    } else { /* teamsExtensionUser: <prefix><resourceId>_<tenantId>_<userId> */
-        cloud = get_cloud(L, sub, &cl);
-        if (cloud && streq(cloud, cl, "dod"))
-            lua_pushliteral(L, "8:dod-acs:");
-        else if (cloud && streq(cloud, cl, "gcch"))
-            lua_pushliteral(L, "8:gcch-acs:");
-        else
-            lua_pushliteral(L, "8:acs:");
-        if (!get_str(L, sub, "resourceId"))
-            goto none;
-        lua_pushliteral(L, "_");
-        if (!get_str(L, sub, "tenantId"))
-            goto none;
-        lua_pushliteral(L, "_");
-        if (!get_str(L, sub, "userId"))
-            goto none;
-        lua_concat(L, 6);
-    }
-    lua_replace(L, sub);
-    lua_settop(L, sub);
-    return 1;
-none:
-    lua_settop(L, top);
-    return 0;
-}
 
 /* ------------------------------------------------------------------ */
 /* the walk */
@@ -448,7 +243,9 @@ static int walk_ident(lua_State *L, ctx *c, int t, const path *p)
     if (walk_object(L, c, t, ident_fields, p, &seen))
         return -1;
     if (c->kind) {
-        ki = kind_index(c->kind, c->klen);
+        ki = acs_kind_index(c->kind, c->klen);
+        if (ki >= 0)
+            ki += IDENT_FIRST_SUB;
     } else {
         for (i = IDENT_FIRST_SUB; ident_fields[i].name; i++)
             if (seen & (1u << i)) {
@@ -460,7 +257,7 @@ static int walk_ident(lua_State *L, ctx *c, int t, const path *p)
     }
     /* a rawId the service sent wins; an empty one does not (as in the SDKs
      * and acs_l_raw_id) */
-    if ((!(seen & (1u << IDENT_RAWID)) || c->raw_empty) && derive_raw_id(L, t, ki))
+    if ((!(seen & (1u << IDENT_RAWID)) || c->raw_empty) && acs_ident_push_raw_id(L, t, ki - IDENT_FIRST_SUB))
         lua_setfield(L, t, "rawId");
     return 0;
 }
@@ -592,95 +389,21 @@ static int walk_object(lua_State *L, ctx *c, int t, const field *spec,
 /* ------------------------------------------------------------------ */
 /* results */
 
-static void set_str(lua_State *L, int t, const char *k, const char *v)
-{
-    if (v) {
-        lua_pushstring(L, v);
-        lua_setfield(L, t, k);
-    }
-}
-
-/* info table with kind and what meta and status tell; left on the stack */
-static int push_info(lua_State *L, const char *kind, long status,
-                     const acs_resp_meta *meta)
-{
-    int info;
-    lua_createtable(L, 0, 8);
-    info = lua_gettop(L);
-    set_str(L, info, "kind", kind);
-    if (status > 0) {
-        acs_pushint(L, status);
-        lua_setfield(L, info, "status");
-    }
-    if (meta) {
-        set_str(L, info, "request_id",
-                meta->request_id ? meta->request_id : meta->client_request_id);
-        set_str(L, info, "client_request_id", meta->client_request_id);
-        if (meta->attempts > 0) {
-            acs_pushint(L, meta->attempts);
-            lua_setfield(L, info, "attempts");
-        }
-        if (meta->timeout) {
-            lua_pushboolean(L, 1);
-            lua_setfield(L, info, "timeout");
-        }
-    }
-    return info;
-}
-
-/* nil, message, info from the info table at top and the message buffer */
-static int finish_failure(lua_State *L, msgbuf *m)
-{
-    mb_finish(m);
-    lua_pushnil(L);
-    lua_pushlstring(L, m->b, m->n);
-    lua_pushvalue(L, -3);
-    lua_remove(L, -4);
-    return 3;
-}
-
-static void mb_http(msgbuf *m, long status)
-{
-    char num[32];
-    snprintf(num, sizeof num, "HTTP %ld", status);
-    mb_sep(m, num);
-}
-
-int acs_push_failure(lua_State *L, const char *kind, long status,
-                     const char *message, const acs_resp_meta *meta)
-{
-    msgbuf m;
-    int info;
-    if (kind == NULL)
-        kind = "error";
-    info = push_info(L, kind, status, meta);
-    set_str(L, info, "message", message);
-    mb_init(&m, MSG_CAP);
-    if (strcmp(kind, "http") == 0 && status > 0)
-        mb_http(&m, status);
-    else
-        mb_str(&m, kind);
-    if (message && *message) {
-        mb_sep(&m, ": ");
-        mb_str(&m, message);
-    }
-    return finish_failure(L, &m);
-}
-
 static int decode_failure(lua_State *L, long status, const acs_resp_meta *meta,
-                          msgbuf *text)
+                          acs_msgbuf *text)
 {
-    msgbuf m;
+    acs_msgbuf m;
     int info;
-    mb_finish(text);
-    info = push_info(L, "decode", status, meta);
+    acs_mb_finish(text);
+    info = acs_failure_push_info(L, "decode", status, meta);
     lua_pushlstring(L, text->b, text->n);
     lua_setfield(L, info, "message");
-    mb_init(&m, MSG_CAP);
-    mb_sep(&m, "decode: ");
-    mb_add(&m, text->b, text->n);
-    return finish_failure(L, &m);
+    acs_mb_init(&m, ACS_MSG_CAP);
+    acs_mb_sep(&m, "decode: ");
+    acs_mb_add(&m, text->b, text->n);
+    return acs_failure_finish(L, &m);
 }
+
 
 static size_t skip_ws(const char *s, size_t len)
 {
@@ -724,24 +447,24 @@ static int decode_ok(lua_State *L, int bi, long status, const acs_resp_meta *met
 
     i = skip_ws(body, len);
     if (i == len) {
-        mb_init(&c.err, MSG_CAP - 8);
-        mb_str(&c.err, "response body is empty");
+        acs_mb_init(&c.err, ACS_MSG_CAP - 8);
+        acs_mb_str(&c.err, "response body is empty");
         return decode_failure(L, status, meta, &c.err);
     }
     jerr = cjson_decode(L, bi, meta);
     if (jerr) {
-        mb_init(&c.err, MSG_CAP - 8);
-        mb_sep(&c.err, "invalid JSON: ");
-        mb_str(&c.err, jerr);
+        acs_mb_init(&c.err, ACS_MSG_CAP - 8);
+        acs_mb_sep(&c.err, "invalid JSON: ");
+        acs_mb_str(&c.err, jerr);
         lua_settop(L, base);
         return decode_failure(L, status, meta, &c.err);
     }
     t = lua_gettop(L);
     /* cjson gives {} and [] the same empty table: the first byte tells */
     if (lua_type(L, t) != LUA_TTABLE || body[i] != '{') {
-        mb_init(&c.err, MSG_CAP - 8);
-        mb_sep(&c.err, "expected a JSON object, got ");
-        mb_str(&c.err, lua_type(L, t) == LUA_TTABLE ? "array" : json_type(L, t));
+        acs_mb_init(&c.err, ACS_MSG_CAP - 8);
+        acs_mb_sep(&c.err, "expected a JSON object, got ");
+        acs_mb_str(&c.err, lua_type(L, t) == LUA_TTABLE ? "array" : json_type(L, t));
         lua_settop(L, base);
         return decode_failure(L, status, meta, &c.err);
     }
@@ -796,16 +519,16 @@ static int starts_ci(const char *s, size_t len, const char *lit)
 
 /* A readable excerpt of a non-JSON body: an HTML <title>, else (markup) the
  * first text between tags, else the first line. */
-static void body_excerpt(msgbuf *m, const char *s, size_t len)
+static void body_excerpt(acs_msgbuf *m, const char *s, size_t len)
 {
     size_t i, j;
-    mb_init(m, EXCERPT_CAP);
+    acs_mb_init(m, EXCERPT_CAP);
     for (i = 0; i + 6 < len; i++)
         if (s[i] == '<' && starts_ci(s + i, len - i, "<title")) {
             for (j = i + 6; j < len && s[j] != '>'; j++)
                 ;
             for (j++; j < len && s[j] != '<'; j++)
-                mb_add(m, s + j, 1);
+                acs_mb_add(m, s + j, 1);
             if (m->n > 0)
                 return;
             break;
@@ -820,14 +543,14 @@ static void body_excerpt(msgbuf *m, const char *s, size_t len)
                     i++;
                 continue;
             }
-            mb_add(m, s + i, 1);
+            acs_mb_add(m, s + i, 1);
         }
         return;
     }
     for (; i < len && !m->full; i++) { /* text: its first line */
         if (s[i] == '\n' || s[i] == '\r')
             break;
-        mb_add(m, s + i, 1);
+        acs_mb_add(m, s + i, 1);
     }
 }
 
@@ -858,12 +581,12 @@ static int decode_http_error(lua_State *L, int bi, long status,
     size_t len, i;
     const char *body = lua_tolstring(L, bi, &len);
     const char *phrase = reason_phrase(status);
-    msgbuf m, ex;
-    int info = push_info(L, "http", status, meta);
+    acs_msgbuf m, ex;
+    int info = acs_failure_push_info(L, "http", status, meta);
     int json = 0;
 
-    mb_init(&m, MSG_CAP);
-    mb_http(&m, status);
+    acs_mb_init(&m, ACS_MSG_CAP);
+    acs_mb_http(&m, status);
     i = skip_ws(body, len);
     if (i < len && body[i] == '{') {
         int t;
@@ -898,16 +621,16 @@ static int decode_http_error(lua_State *L, int bi, long status,
             lua_setfield(L, info, "details");
             lua_getfield(L, t, "innererror");
             lua_setfield(L, info, "innererror");
-            mb_sep(&m, ": ");
+            acs_mb_sep(&m, ": ");
             if (msglen > 0)
-                mb_add(&m, msg, msglen);
+                acs_mb_add(&m, msg, msglen);
             else if (phrase)
-                mb_str(&m, phrase);
+                acs_mb_str(&m, phrase);
             if (has_code) {
                 lua_getfield(L, info, "code");
-                mb_sep(&m, msglen > 0 || phrase ? " (code " : "(code ");
-                mb_str(&m, lua_tostring(L, -1));
-                mb_sep(&m, ")");
+                acs_mb_sep(&m, msglen > 0 || phrase ? " (code " : "(code ");
+                acs_mb_str(&m, lua_tostring(L, -1));
+                acs_mb_sep(&m, ")");
                 lua_pop(L, 1);
             }
             if (m.n == 0 || m.b[m.n - 1] == ' ')
@@ -917,18 +640,18 @@ static int decode_http_error(lua_State *L, int bi, long status,
     }
     if (!json) {
         body_excerpt(&ex, body, len);
-        mb_finish(&ex);
+        acs_mb_finish(&ex);
         if (ex.n > 0) {
-            mb_sep(&m, ": ");
-            mb_add(&m, ex.b, ex.n);
+            acs_mb_sep(&m, ": ");
+            acs_mb_add(&m, ex.b, ex.n);
             lua_pushlstring(L, ex.b, ex.n);
             lua_setfield(L, info, "message");
         } else if (phrase) {
-            mb_sep(&m, ": ");
-            mb_str(&m, phrase);
+            acs_mb_sep(&m, ": ");
+            acs_mb_str(&m, phrase);
         }
     }
-    return finish_failure(L, &m);
+    return acs_failure_finish(L, &m);
 }
 
 /* body at bi (absolute) */
@@ -1002,46 +725,13 @@ int acs_decode_new_decoder(lua_State *L, int max_depth)
 /* ------------------------------------------------------------------ */
 /* Lua entry points */
 
-/* Push the model's names for the Lua layer: CALL_FIELDS (the top-level
- * fields of CallConnectionProperties in schema order) and ARRAY_FIELDS (the
- * names of every known array field, the error model's "details" included),
- * so no Lua code re-declares the schema. */
-void acs_decode_push_schema(lua_State *L)
-{
-    const field *f;
-    int i = 0;
-    lua_newtable(L);
-    for (f = call_fields; f->name; f++) {
-        lua_pushstring(L, f->name);
-        lua_rawseti(L, -2, ++i);
-    }
-    lua_newtable(L);
-    for (f = call_fields; f->name; f++)
-        if (f->type == T_IDENTARR) {
-            lua_pushboolean(L, 1);
-            lua_setfield(L, -2, f->name);
-        }
-    for (f = media_fields; f->name; f++)
-        if (f->type == T_STRARR) {
-            lua_pushboolean(L, 1);
-            lua_setfield(L, -2, f->name);
-        }
-    for (f = transcription_fields; f->name; f++)
-        if (f->type == T_STRARR) {
-            lua_pushboolean(L, 1);
-            lua_setfield(L, -2, f->name);
-        }
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "details");
-}
-
 /* case-insensitive equality with a lower-case literal */
 static int eq_ci(const char *s, size_t len, const char *lit)
 {
     return strlen(lit) == len && starts_ci(s, len, lit);
 }
 
-int acs_l_decode(lua_State *L)
+static int l_decode(lua_State *L)
 {
     acs_resp_meta meta;
     long status = (long)luaL_checkinteger(L, 1);
@@ -1073,180 +763,44 @@ int acs_l_decode(lua_State *L)
     return decode_at(L, status, 2, &meta);
 }
 
-/* infer the kind of a (user) identifier table: its kind, else the first
- * sub-object present, else NULL */
-static const char *ident_kind(lua_State *L, int t, size_t *klen)
+
+/* The model's names for the Lua layer, so no Lua code re-declares the
+ * schema: CALL_FIELDS then ARRAY_FIELDS. */
+static void push_schema(lua_State *L)
 {
-    int i;
-    const char *k = NULL;
-    lua_getfield(L, t, "kind");
-    if (lua_type(L, -1) == LUA_TSTRING)
-        k = lua_tolstring(L, -1, klen); /* alive in t */
-    lua_pop(L, 1);
-    if (k)
-        return k;
-    for (i = IDENT_FIRST_SUB; ident_fields[i].name; i++) {
-        int present;
-        lua_getfield(L, t, ident_fields[i].name);
-        present = lua_type(L, -1) == LUA_TTABLE;
-        lua_pop(L, 1);
-        if (present) {
-            *klen = ident_fields[i].len;
-            return ident_fields[i].name;
-        }
+    const field *f;
+    int i = 0;
+    lua_newtable(L);
+    for (f = call_fields; f->name; f++) {
+        lua_pushstring(L, f->name);
+        lua_rawseti(L, -2, ++i);
     }
-    return NULL;
+    lua_newtable(L);
+    for (f = call_fields; f->name; f++)
+        if (f->type == T_IDENTARR) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, f->name);
+        }
+    for (f = media_fields; f->name; f++)
+        if (f->type == T_STRARR) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, f->name);
+        }
+    for (f = transcription_fields; f->name; f++)
+        if (f->type == T_STRARR) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, f->name);
+        }
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "details");
 }
 
-int acs_l_raw_id(lua_State *L)
-{
-    const char *kind;
-    size_t klen = 0;
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    if (get_str(L, 1, "rawId") && acs_rawlen(L, -1) > 0)
-        return 1; /* a rawId given wins (an empty one does not, as in the SDKs) */
-    lua_settop(L, 1);
-    kind = ident_kind(L, 1, &klen);
-    if (kind && derive_raw_id(L, 1, kind_index(kind, klen)))
-        return 1;
-    lua_pushnil(L);
-    return 1;
-}
 
-/* rawId -> identifier in the wire shape {kind, rawId, <kind> = {...}}, as
- * createIdentifierFromRawId in azure-sdk-for-js
- * sdk/communication/communication-common/src/identifierModels.ts:
- *   "4:<value>"            phoneNumber {value, isAnonymous, assertedId?}: value
- *                          is everything after "4:", assertedId the text after
- *                          the last "_" when non-empty; isAnonymous for
- *                          "4:anonymous";
- *   otherwise exactly three ":"-separated parts, "<a>:<b>:<suffix>":
- *   8:teamsvisitor:        microsoftTeamsUser {userId, isAnonymous = true}
- *   8:orgid: 8:dod: 8:gcch:  microsoftTeamsUser {userId, isAnonymous = false, cloud}
- *   8:acs: 8:dod-acs: 8:gcch-acs:  teamsExtensionUser {resourceId, tenantId,
- *                          userId, cloud} when suffix is exactly three
- *                          "_"-separated parts, else communicationUser {id = raw}
- *   8:spool:               communicationUser {id = raw}
- *   28:orgid: 28:dod: 28:gcch:  microsoftTeamsApp {appId, cloud}
- *   anything else          {kind = "unknown", rawId = raw} */
-static void set_lstr(lua_State *L, int t, const char *k, const char *v, size_t l)
+void acs_model_open(lua_State *L)
 {
-    lua_pushlstring(L, v, l);
-    lua_setfield(L, t, k);
-}
-
-static void set_bool(lua_State *L, int t, const char *k, int b)
-{
-    lua_pushboolean(L, b);
-    lua_setfield(L, t, k);
-}
-
-int acs_l_identifier_from_raw_id(lua_State *L)
-{
-    size_t len, i, plen = 0, ncolon = 0;
-    const char *raw = luaL_checklstring(L, 1, &len);
-    const char *kind = "unknown", *cloud = NULL, *suf;
-    size_t slen;
-    int t, sub, anon = 0;
-    enum { K_UNKNOWN, K_PHONE, K_TUSER, K_ACS, K_USER, K_APP } k = K_UNKNOWN;
-
-    lua_settop(L, 1);
-    if (len >= 2 && raw[0] == '4' && raw[1] == ':') {
-        k = K_PHONE;
-        plen = 2;
-    } else {
-        for (i = 0; i < len; i++)
-            if (raw[i] == ':' && ++ncolon == 2)
-                plen = i + 1;
-        if (ncolon == 2) {
-            const char *pre = raw;
-            size_t pl = plen;
-            if (streq(pre, pl, "8:teamsvisitor:")) k = K_TUSER, anon = 1;
-            else if (streq(pre, pl, "8:orgid:")) k = K_TUSER, cloud = "public";
-            else if (streq(pre, pl, "8:dod:")) k = K_TUSER, cloud = "dod";
-            else if (streq(pre, pl, "8:gcch:")) k = K_TUSER, cloud = "gcch";
-            else if (streq(pre, pl, "8:acs:")) k = K_ACS, cloud = "public";
-            else if (streq(pre, pl, "8:dod-acs:")) k = K_ACS, cloud = "dod";
-            else if (streq(pre, pl, "8:gcch-acs:")) k = K_ACS, cloud = "gcch";
-            else if (streq(pre, pl, "8:spool:")) k = K_USER;
-            else if (streq(pre, pl, "28:orgid:")) k = K_APP, cloud = "public";
-            else if (streq(pre, pl, "28:dod:")) k = K_APP, cloud = "dod";
-            else if (streq(pre, pl, "28:gcch:")) k = K_APP, cloud = "gcch";
-        }
-    }
-    suf = raw + plen;
-    slen = len - plen;
-    if (k == K_ACS) {
-        size_t u1 = 0, u2 = 0, nu = 0;
-        for (i = 0; i < slen; i++)
-            if (suf[i] == '_') {
-                if (++nu == 1) u1 = i;
-                else if (nu == 2) u2 = i;
-            }
-        lua_createtable(L, 0, 3);
-        t = lua_gettop(L);
-        if (nu == 2) {
-            kind = "teamsExtensionUser";
-            lua_createtable(L, 0, 4);
-            sub = lua_gettop(L);
-            set_lstr(L, sub, "resourceId", suf, u1);
-            set_lstr(L, sub, "tenantId", suf + u1 + 1, u2 - u1 - 1);
-            set_lstr(L, sub, "userId", suf + u2 + 1, slen - u2 - 1);
-            set_str(L, sub, "cloud", cloud);
-        } else {
-            k = K_USER;
-        }
-    } else {
-        lua_createtable(L, 0, 3);
-        t = lua_gettop(L);
-    }
-    switch (k) {
-    case K_PHONE:
-        kind = "phoneNumber";
-        lua_createtable(L, 0, 3);
-        sub = lua_gettop(L);
-        set_lstr(L, sub, "value", suf, slen);
-        anon = streq(suf, slen, "anonymous");
-        set_bool(L, sub, "isAnonymous", anon);
-        if (!anon) {
-            size_t a = 0; /* one past the last "_" */
-            for (i = 0; i < slen; i++)
-                if (suf[i] == '_')
-                    a = i + 1;
-            if (a > 0 && a < slen)
-                set_lstr(L, sub, "assertedId", suf + a, slen - a);
-        }
-        break;
-    case K_TUSER:
-        kind = "microsoftTeamsUser";
-        lua_createtable(L, 0, 3);
-        sub = lua_gettop(L);
-        set_lstr(L, sub, "userId", suf, slen);
-        set_bool(L, sub, "isAnonymous", anon);
-        set_str(L, sub, "cloud", cloud);
-        break;
-    case K_USER:
-        kind = "communicationUser";
-        lua_createtable(L, 0, 1);
-        sub = lua_gettop(L);
-        set_lstr(L, sub, "id", raw, len);
-        break;
-    case K_APP:
-        kind = "microsoftTeamsApp";
-        lua_createtable(L, 0, 2);
-        sub = lua_gettop(L);
-        set_lstr(L, sub, "appId", suf, slen);
-        set_str(L, sub, "cloud", cloud);
-        break;
-    case K_ACS: /* sub-object already built */
-    case K_UNKNOWN:
-        break;
-    }
-    if (k != K_UNKNOWN)
-        lua_setfield(L, t, kind);
-    set_str(L, t, "kind", kind);
-    lua_pushvalue(L, 1);
-    lua_setfield(L, t, "rawId");
-    return 1;
+    lua_pushcfunction(L, l_decode);
+    lua_setfield(L, -2, "decode");
+    push_schema(L);
+    lua_setfield(L, -3, "ARRAY_FIELDS");
+    lua_setfield(L, -2, "CALL_FIELDS");
 }

@@ -1,0 +1,382 @@
+/* call.c - one call: get_call, request and next_attempt, and the frame
+ * every call runs in (call.h). */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "call.h"
+#include "compat.h"
+#include "model.h"
+#include "util.h"
+
+/* ---------- Ctrl-C ------------------------------------------------------ */
+
+#if LUA_VERSION_NUM < 502 && !defined(LUAJIT_VERSION)
+static const char main_key = 0; /* registry: the main thread (5.1) */
+#endif
+
+void acs_call_note_main_thread(lua_State *L)
+{
+#if LUA_VERSION_NUM < 502 && !defined(LUAJIT_VERSION)
+    if (lua_pushthread(L)) { /* 1: L is the main thread */
+        lua_pushlightuserdata(L, (void *)&main_key);
+        lua_insert(L, -2);
+        lua_rawset(L, LUA_REGISTRYINDEX);
+    } else {
+        lua_pop(L, 1);
+    }
+#else
+    (void)L;
+#endif
+}
+
+/* The main thread when it is another than L and its hook can be read. */
+static lua_State *main_thread(lua_State *L)
+{
+#if defined(LUAJIT_VERSION)
+    (void)L;
+    return NULL; /* LuaJIT keeps one hook for all coroutines */
+#else
+    lua_State *m;
+#if LUA_VERSION_NUM >= 502
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+#else
+    lua_pushlightuserdata(L, (void *)&main_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+#endif
+    m = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    return m == L ? NULL : m;
+#endif
+}
+
+void acs_watch_begin(acs_watch *w, lua_State *L)
+{
+    w->L = L;
+    w->hook = lua_gethook(L);
+    w->mask = lua_gethookmask(L);
+    w->main = main_thread(L);
+    w->main_hook = w->main ? lua_gethook(w->main) : NULL;
+    w->main_mask = w->main ? lua_gethookmask(w->main) : 0;
+}
+
+/* Reads two fields of each Lua state: safe from libcurl's callbacks. */
+int acs_watch_interrupted(const void *ud)
+{
+    const acs_watch *w = ud;
+    if (lua_gethook(w->L) != w->hook || lua_gethookmask(w->L) != w->mask)
+        return 1;
+    return w->main && (lua_gethook(w->main) != w->main_hook ||
+                       lua_gethookmask(w->main) != w->main_mask);
+}
+
+int acs_watch_sleep(const acs_watch *w, long ms)
+{
+    long until = acs_monotonic_ms() + ms;
+    if (acs_watch_interrupted(w))
+        return 1;
+    while (acs_sleep_ms(until - acs_monotonic_ms()) != 0)
+        if (acs_watch_interrupted(w))
+            return 1;
+    return 0;
+}
+
+/* ---------- the frame of a call ----------------------------------------- */
+
+int acs_call_run(lua_State *L, int nargs, lua_CFunction body, void *ctx,
+                 void (*cleanup)(lua_State *L, void *ctx))
+{
+    int base = lua_gettop(L) - nargs, st;
+    lua_pushcfunction(L, body); /* 5.1 allocates: may raise, nothing taken */
+    lua_insert(L, base + 1);
+    lua_pushlightuserdata(L, ctx);
+    st = lua_pcall(L, nargs + 1, LUA_MULTRET, 0);
+    cleanup(L, ctx);
+    if (st != 0)
+        return lua_error(L); /* the body's error, as it was raised */
+    return lua_gettop(L) - base;
+}
+
+int acs_call_push_result(lua_State *L, acs_conn *conn, int rc,
+                         acs_resp_meta *meta)
+{
+    meta->request_id = conn->request_id[0] ? conn->request_id : NULL;
+    meta->content_type = conn->content_type[0] ? conn->content_type : NULL;
+    if (rc == ACS_TR_TOO_LARGE)
+        return acs_push_failure(L, "decode", conn->status,
+                                acs_conn_error(conn, rc), meta);
+    if (rc == ACS_TR_NOMEM)
+        return acs_push_failure(L, "local", 0, acs_conn_error(conn, rc), meta);
+    if (rc != 0) {
+        meta->timeout = rc == CURLE_OPERATION_TIMEDOUT;
+        return acs_push_failure(L, "transport", 0, acs_conn_error(conn, rc),
+                                meta);
+    }
+    return acs_decode_push(L, conn->status, conn->body ? conn->body : "",
+                           conn->len, meta);
+}
+
+/* ---------- get_call and request ---------------------------------------- */
+
+typedef struct {
+    acs_client *c;
+    int entered;
+    acs_conn *conn;            /* taken from the client's cache */
+    char *url;
+    size_t url_cap;
+    struct curl_slist *hdrs;   /* request(): the headers being pushed */
+    char crid[37];
+    acs_resp_meta meta;
+    const char *bearer;        /* the provider's token, on the Lua stack */
+} call_ctx;
+
+static void call_cleanup(lua_State *L, void *p)
+{
+    call_ctx *k = p;
+    acs_free_headers(k->hdrs);
+    k->hdrs = NULL;
+    if (k->conn)
+        acs_pool_put(&k->c->pool, k->conn);
+    k->conn = NULL;
+    free(k->url);
+    k->url = NULL;
+    if (k->entered)
+        acs_client_leave(L, k->c);
+}
+
+static const char *why_kind(const char *why)
+{
+    return strcmp(why, ACS_WHY_NOMEM) == 0 ? "local" : "auth";
+}
+
+/* The start of get_call and request, inside the protected body: enter the
+ * client, the request id (unless given), the bearer, the URL. Returns 0,
+ * or the number of values pushed (nil, message, info). */
+static int begin(lua_State *L, call_ctx *k, const char *id, size_t idlen)
+{
+    acs_client *c = k->c;
+    const char *why;
+    k->entered = 1;
+    if ((why = acs_client_enter(c)) != NULL)
+        return acs_push_failure(L, "local", 0, why, &k->meta);
+    if (k->crid[0] == '\0' && acs_client_request_id(c, k->crid) != 0)
+        return acs_push_failure(L, "local", 0, "no random bytes", &k->meta);
+    k->meta.client_request_id = k->crid;
+    why = acs_client_bearer(L, c, &k->bearer); /* runs Lua: pushes 1 */
+    if (c->closed)
+        return luaL_error(L, "acscall: closed client");
+    if (why != NULL)
+        return acs_push_failure(L, "auth", 0, why, &k->meta);
+    if (acs_request_url(&c->route, id, idlen, &k->url, &k->url_cap) != 0)
+        return acs_push_failure(L, "local", 0, ACS_WHY_NOMEM, &k->meta);
+    return 0;
+}
+
+/* body: 1 client, 2 id, 3 ctx */
+static int get_call_body(lua_State *L)
+{
+    call_ctx *k = lua_touserdata(L, 3);
+    acs_client *c = k->c;
+    size_t idlen;
+    const char *id = lua_tolstring(L, 2, &idlen), *why;
+    acs_watch w;
+    acs_outcome o;
+    long start, wait;
+    int rc, n, attempt;
+
+    if ((n = begin(L, k, id, idlen)) != 0)
+        return n;
+    if ((k->conn = acs_pool_get(&c->pool)) == NULL)
+        return acs_push_failure(L, "local", 0, "libcurl: cannot create a handle",
+                                &k->meta);
+    acs_watch_begin(&w, L); /* after the provider: its hooks are its own */
+    start = acs_monotonic_ms();
+    for (attempt = 1;; attempt++) {
+        long timeout = acs_retry_attempt_timeout(&c->retry, attempt,
+                                                 acs_monotonic_ms() - start);
+        struct curl_slist *h = acs_request_headers(&c->route, &c->cred, k->url,
+                                                   k->crid, k->bearer, &why);
+        if (h == NULL)
+            return acs_push_failure(L, why_kind(why), 0, why, &k->meta);
+        rc = acs_conn_get(k->conn, k->url, h, timeout ? timeout : 1,
+                          acs_watch_interrupted, &w);
+        acs_conn_outcome(k->conn, rc, &o);
+        if (!acs_retry_next(&c->retry, attempt, acs_monotonic_ms() - start, &o,
+                            time(NULL), acs_random32(), &wait))
+            break;
+        if (acs_watch_sleep(&w, wait))
+            break; /* Ctrl-C: report the last answer now */
+    }
+    k->meta.attempts = attempt;
+    k->meta.decoder_ref = c->decoder_ref;
+    return acs_call_push_result(L, k->conn, rc, &k->meta);
+}
+
+/* client:get_call(id) -> call | nil, message, info */
+static int l_get_call(lua_State *L)
+{
+    call_ctx k;
+    size_t idlen;
+    memset(&k, 0, sizeof k);
+    k.c = acs_client_check_open(L, 1);
+    acs_client_check_id(L, 2, &idlen);
+    lua_settop(L, 2);
+    return acs_call_run(L, 2, get_call_body, &k, call_cleanup);
+}
+
+/* body: 1 client, 2 id, 3 client request id or nil, 4 ctx */
+static int request_body(lua_State *L)
+{
+    call_ctx *k = lua_touserdata(L, 4);
+    acs_client *c = k->c;
+    size_t idlen;
+    const char *id = lua_tolstring(L, 2, &idlen), *why;
+    struct curl_slist *h;
+    int n;
+
+    if ((n = begin(L, k, id, idlen)) != 0)
+        return n;
+    k->hdrs = acs_request_headers(&c->route, &c->cred, k->url, k->crid,
+                                  k->bearer, &why);
+    if (k->hdrs == NULL)
+        return acs_push_failure(L, why_kind(why), 0, why, &k->meta);
+    lua_pushstring(L, k->url);
+    lua_newtable(L);
+    for (h = k->hdrs; h; h = h->next) {
+        const char *colon = strchr(h->data, ':');
+        const char *v = colon + 1;
+        size_t i, len = (size_t)(colon - h->data);
+        char name[64];
+        for (i = 0; i < len && i < sizeof name - 1; i++)
+            name[i] = (char)(h->data[i] >= 'A' && h->data[i] <= 'Z' ? h->data[i] + 32
+                                                                     : h->data[i]);
+        name[i] = '\0';
+        while (*v == ' ')
+            v++;
+        lua_pushstring(L, v);
+        lua_setfield(L, -2, name);
+    }
+    lua_pushstring(L, c->ua);
+    lua_setfield(L, -2, "user-agent");
+    return 2;
+}
+
+/* client:request(id[, client_request_id]) -> url, headers | nil, message, info
+ * Stage 1 alone, for transports written in Lua: the URL and every header to
+ * send, signed now. Pass the first attempt's x-ms-client-request-id again
+ * to sign a retry of the same request. Pair with acscall.decode and
+ * client:next_attempt. */
+static int l_request(lua_State *L)
+{
+    call_ctx k;
+    size_t idlen, clen;
+    memset(&k, 0, sizeof k);
+    k.c = acs_client_check_open(L, 1);
+    acs_client_check_id(L, 2, &idlen);
+    if (!lua_isnoneornil(L, 3)) {
+        const char *crid = luaL_checklstring(L, 3, &clen);
+        luaL_argcheck(L, clen >= 1 && clen < sizeof k.crid && !acs_has_crlf(crid, clen),
+                      3, "a client request id is 1 to 36 bytes without CR, LF or NUL");
+        memcpy(k.crid, crid, clen + 1);
+    }
+    lua_settop(L, 3);
+    return acs_call_run(L, 3, request_body, &k, call_cleanup);
+}
+
+/* ---------- the retry rule, for Lua transports --------------------------- */
+
+/* A response header's value from a table (names in any case; a list of
+ * values: the first), or NULL. The string stays alive in the table. */
+static const char *header(lua_State *L, int t, const char *name)
+{
+    const char *v = NULL;
+    if (lua_type(L, t) != LUA_TTABLE)
+        return NULL;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            const char *k = lua_tostring(L, -2);
+            size_t i;
+            for (i = 0; k[i] && name[i]; i++)
+                if ((k[i] >= 'A' && k[i] <= 'Z' ? k[i] + 32 : k[i]) != name[i])
+                    break;
+            if (k[i] == '\0' && name[i] == '\0') {
+                if (lua_type(L, -1) == LUA_TTABLE)
+                    lua_rawgeti(L, -1, 1);
+                else
+                    lua_pushvalue(L, -1);
+                v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+                lua_pop(L, 3); /* v stays alive: the table (or its list) holds it */
+                return v;
+            }
+        }
+        lua_pop(L, 1);
+    }
+    return NULL;
+}
+
+/* client:next_attempt(attempts, elapsed[, outcome, headers])
+ *   -> wait, timeout, connect_timeout | nil
+ * The rule get_call follows (retry.h), for a transport written in Lua.
+ * attempts: made so far (0 before the first); elapsed: seconds since the
+ * call began; outcome: the last attempt's HTTP status, or how it failed
+ * ("dns", "connect", "timeout", "send", "recv", "closed", "truncated",
+ * "tls", "protocol", "too_large", "interrupted", "local", "other");
+ * headers: the last response's headers. Returns the seconds to wait before
+ * the next attempt, that attempt's timeout and connect timeout (seconds),
+ * or nil: report the last outcome. */
+static int l_next_attempt(lua_State *L)
+{
+    acs_client *c = acs_client_check_open(L, 1);
+    lua_Number na = luaL_checknumber(L, 2), ne = luaL_checknumber(L, 3);
+    long elapsed, wait = 0, timeout;
+    int attempts;
+    acs_outcome o;
+    luaL_argcheck(L, na >= 0 && na <= 1000 && na == (int)na, 2,
+                  "attempts must be an integer in [0, 1000]");
+    luaL_argcheck(L, ne >= 0 && ne <= 1e7, 3, "elapsed must be seconds >= 0");
+    attempts = (int)na;
+    elapsed = (long)(ne * 1000.0);
+    if (attempts > 0) {
+        memset(&o, 0, sizeof o);
+        if (lua_type(L, 4) == LUA_TNUMBER) {
+            lua_Number s = lua_tonumber(L, 4);
+            luaL_argcheck(L, s >= 100 && s <= 999, 4, "an HTTP status");
+            o.cls = ACS_OUT_RESPONSE;
+            o.status = (long)s;
+        } else {
+            int cls = acs_outcome_from_name(luaL_checkstring(L, 4));
+            luaL_argcheck(L, cls > 0, 4, "an HTTP status or a failure name");
+            o.cls = (acs_outcome_class)cls;
+        }
+        if (!lua_isnoneornil(L, 5)) {
+            luaL_checktype(L, 5, LUA_TTABLE);
+            o.retry_after = header(L, 5, "retry-after");
+            o.retry_after_ms = header(L, 5, "retry-after-ms");
+            o.x_retry_after_ms = header(L, 5, "x-ms-retry-after-ms");
+        }
+        if (!acs_retry_next(&c->retry, attempts, elapsed, &o, time(NULL),
+                            acs_random32(), &wait)) {
+            lua_pushnil(L);
+            return 1;
+        }
+    }
+    timeout = acs_retry_attempt_timeout(&c->retry, attempts + 1, elapsed + wait);
+    lua_pushnumber(L, (lua_Number)wait / 1000.0);
+    lua_pushnumber(L, (lua_Number)(timeout ? timeout : 1) / 1000.0);
+    lua_pushnumber(L, (lua_Number)c->retry.connect_timeout_ms / 1000.0);
+    return 3;
+}
+
+void acs_call_methods(lua_State *L)
+{
+    lua_pushcfunction(L, l_get_call);
+    lua_setfield(L, -2, "get_call");
+    lua_pushcfunction(L, l_request);
+    lua_setfield(L, -2, "request");
+    lua_pushcfunction(L, l_next_attempt);
+    lua_setfield(L, -2, "next_attempt");
+}

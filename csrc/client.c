@@ -1,0 +1,399 @@
+/* client.c - the client object (client.h): options, lifetime, credential,
+ * request ids, the token provider, and core.new. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "call.h"
+#include "client.h"
+#include "compat.h"
+#include "model.h"
+#include "util.h"
+
+/* ---------- lifetime ---------------------------------------------------- */
+
+/* The one release path (idempotent): everything the client owns. Only
+ * when no call runs (they hold handles of the pool). */
+static void release(lua_State *L, acs_client *c)
+{
+    c->closed = 1;
+    acs_pool_free(&c->pool);
+    acs_route_free(&c->route);
+    free(c->ca_file);
+    c->ca_file = NULL;
+    acs_credential_free(&c->cred);
+    OPENSSL_cleanse(c->rnd, sizeof c->rnd);
+    c->rnd_left = 0;
+    if (c->decoder_ref > 0) {
+        luaL_unref(L, LUA_REGISTRYINDEX, c->decoder_ref);
+        c->decoder_ref = 0;
+    }
+    if (c->provider_ref != LUA_NOREF && c->provider_ref != LUA_REFNIL) {
+        luaL_unref(L, LUA_REGISTRYINDEX, c->provider_ref);
+        c->provider_ref = LUA_NOREF;
+    }
+}
+
+/* close and __close. close() from Lua code run inside a call closes the
+ * client for new calls, and the last call to leave releases it. */
+static int l_close(lua_State *L)
+{
+    acs_client *c = luaL_checkudata(L, 1, ACS_CLIENT_MT);
+    c->closed = 1;
+    if (c->calls == 0)
+        release(L, c);
+    return 0;
+}
+
+/* __gc: a collected client has no call running (a call keeps it on its
+ * stack; only lua_close from inside a call, at exit, could find one). */
+static int l_gc(lua_State *L)
+{
+    release(L, luaL_checkudata(L, 1, ACS_CLIENT_MT));
+    return 0;
+}
+
+const char *acs_client_enter(acs_client *c)
+{
+    c->calls++;
+    return acs_pool_after_fork(&c->pool);
+}
+
+void acs_client_leave(lua_State *L, acs_client *c)
+{
+    if (--c->calls == 0 && c->closed)
+        release(L, c);
+}
+
+acs_client *acs_client_check_open(lua_State *L, int idx)
+{
+    acs_client *c = luaL_checkudata(L, idx, ACS_CLIENT_MT);
+    if (c->closed)
+        luaL_error(L, "acscall: closed client");
+    return c;
+}
+
+static int l_tostring(lua_State *L)
+{
+    acs_client *c = luaL_checkudata(L, 1, ACS_CLIENT_MT);
+    static const char *const names[] = {"none", "token", "access key",
+                                        "token provider"};
+    if (c->closed)
+        lua_pushfstring(L, "acscall.client (closed): %p", (void *)c);
+    else
+        lua_pushfstring(L, "acscall.client (%s, %s auth): %p", c->route.origin,
+                        names[c->cred.kind], (void *)c);
+    return 1;
+}
+
+/* A call id at stack index idx: a non-empty string of at most ACS_ID_MAX
+ * bytes, else a programmer mistake (raises). */
+const char *acs_client_check_id(lua_State *L, int idx, size_t *len)
+{
+    const char *id;
+    if (lua_type(L, idx) != LUA_TSTRING)
+        luaL_error(L, "acscall: a call id must be a string, got %s",
+                   luaL_typename(L, idx));
+    id = lua_tolstring(L, idx, len);
+    if (*len == 0 || *len > ACS_ID_MAX)
+        luaL_error(L, "acscall: a call id must be 1 to %d bytes", ACS_ID_MAX);
+    return id;
+}
+
+/* A fresh x-ms-client-request-id from the client's pool of random bytes
+ * (RAND_bytes in bulk: one call per 32 ids). The pool is dropped in a
+ * forked child (nginx workers fork after init_by_lua), so two processes
+ * never send the same id. 0 or -1. */
+int acs_client_request_id(acs_client *c, char out[37])
+{
+    if (c->rnd_left < 16 || c->rnd_pid != c->pool.pid) {
+        if (RAND_bytes(c->rnd, sizeof c->rnd) != 1)
+            return -1;
+        c->rnd_left = sizeof c->rnd;
+        c->rnd_pid = c->pool.pid; /* acs_client_enter brought it up to date */
+    }
+    c->rnd_left -= 16;
+    acs_uuid4_format(c->rnd + c->rnd_left, out);
+    OPENSSL_cleanse(c->rnd + c->rnd_left, 16);
+    return 0;
+}
+
+/* lua.c and luajit raise "interrupted!" from their SIGINT hook. */
+static int is_interruption(lua_State *L, int idx)
+{
+    size_t len;
+    const char *s;
+    if (lua_type(L, idx) != LUA_TSTRING)
+        return 0;
+    s = lua_tolstring(L, idx, &len);
+    return len >= 12 && memcmp(s + len - 12, "interrupted!", 12) == 0;
+}
+
+const char *acs_client_bearer(lua_State *L, acs_client *c, const char **bearer)
+{
+    size_t len;
+    const char *tok;
+    *bearer = NULL;
+    if (c->cred.kind != ACS_AUTH_PROVIDER) {
+        lua_pushnil(L);
+        return NULL;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->provider_ref);
+    if (lua_pcall(L, 0, 1, 0) != 0) {
+        if (is_interruption(L, -1))
+            lua_error(L); /* Ctrl-C: not the provider's failure */
+        /* the provider's own error text may say anything: do not echo it */
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        return "token_provider raised an error";
+    }
+    if (lua_type(L, -1) != LUA_TSTRING)
+        return "token_provider did not return a string";
+    tok = lua_tolstring(L, -1, &len);
+    if (len == 0 || acs_has_crlf(tok, len))
+        return "token_provider returned an empty token or one with CR, LF or NUL";
+    *bearer = tok;
+    return NULL;
+}
+
+/* ---------- options ----------------------------------------------------- */
+
+/* The string option `name`, or NULL. The value stays on the stack until
+ * new returns: the options table need not keep it alive (its __index may
+ * make values on the fly), and l_new uses the pointer to the end. */
+static const char *opt_string(lua_State *L, const char *name, size_t *len)
+{
+    lua_getfield(L, 1, name);
+    if (lua_isnil(L, -1))
+        return NULL;
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "acscall.new: option '%s' must be a string", name);
+    return lua_tolstring(L, -1, len);
+}
+
+static long opt_ms(lua_State *L, const char *name, long dflt)
+{
+    long v = dflt;
+    lua_getfield(L, 1, name);
+    if (!lua_isnil(L, -1)) {
+        lua_Number n;
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            luaL_error(L, "acscall.new: option '%s' must be a number (seconds)",
+                       name);
+        n = lua_tonumber(L, -1);
+        if (!(n > 0 && n <= 86400))
+            luaL_error(L, "acscall.new: option '%s' must be > 0 and <= 86400",
+                       name);
+        v = (long)(n * 1000.0 + 0.5);
+        if (v < 1)
+            v = 1;
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* retries = false | {max=, base_delay=, max_delay=} (delays in seconds) */
+static void opt_retries(lua_State *L, acs_retry_policy *p)
+{
+    p->max = ACS_DEFAULT_RETRIES;
+    p->base_ms = ACS_DEFAULT_BASE_DELAY_MS;
+    p->max_ms = ACS_DEFAULT_MAX_DELAY_MS;
+    lua_getfield(L, 1, "retries");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+        p->max = 0;
+        lua_pop(L, 1);
+        return;
+    }
+    if (lua_type(L, -1) != LUA_TTABLE)
+        luaL_error(L, "acscall.new: option 'retries' must be false or a table");
+    lua_getfield(L, -1, "max");
+    if (!lua_isnil(L, -1)) {
+        lua_Number n = lua_tonumber(L, -1);
+        if (lua_type(L, -1) != LUA_TNUMBER || !(n >= 0 && n <= 20) || n != (int)n)
+            luaL_error(L, "acscall.new: 'retries.max' must be an integer in [0, 20]");
+        p->max = (int)n;
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, 1); /* opt_ms reads index 1: swap in the retries table */
+    lua_pushvalue(L, -2);
+    lua_replace(L, 1);
+    p->base_ms = opt_ms(L, "base_delay", p->base_ms);
+    p->max_ms = opt_ms(L, "max_delay", p->max_ms);
+    lua_replace(L, 1); /* the options table back */
+    lua_pop(L, 1);
+}
+
+/* core.new(opts) -> client. Every mistake here is the programmer's: raise. */
+static int l_new(lua_State *L)
+{
+    acs_client *c;
+    size_t eplen = 0, cslen = 0, keylen = 0, toklen = 0, ualen = 0;
+    const char *endpoint, *cs, *key, *token, *ua, *ca_file, *api, *err;
+    acs_span cs_ep = {NULL, 0}, cs_key = {NULL, 0};
+    acs_transport_opts to;
+    int has_provider, n_auth, provider_idx;
+    lua_Number max_body = ACS_DEFAULT_MAX_BODY;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    endpoint = opt_string(L, "endpoint", &eplen);
+    cs = opt_string(L, "connection_string", &cslen);
+    key = opt_string(L, "access_key", &keylen);
+    token = opt_string(L, "token", &toklen);
+    ua = opt_string(L, "user_agent", &ualen);
+    ca_file = opt_string(L, "ca_file", NULL);
+    api = opt_string(L, "api_version", NULL);
+    lua_getfield(L, 1, "token_provider"); /* stays at provider_idx */
+    provider_idx = lua_gettop(L);
+    has_provider = !lua_isnil(L, -1);
+    if (has_provider && lua_type(L, -1) != LUA_TFUNCTION)
+        return luaL_error(L, "acscall.new: option 'token_provider' must be a function");
+    lua_getfield(L, 1, "max_body");
+    if (!lua_isnil(L, -1)) {
+        max_body = lua_tonumber(L, -1);
+        if (lua_type(L, -1) != LUA_TNUMBER || !(max_body >= 1024 && max_body <= 1e9))
+            return luaL_error(L, "acscall.new: option 'max_body' must be a number of "
+                          "bytes in [1024, 1e9]");
+    }
+    lua_pop(L, 1);
+
+    if (cs) {
+        if (endpoint)
+            return luaL_error(L, "acscall.new: give 'endpoint' or 'connection_string', "
+                          "not both");
+        if ((err = acs_connstr_parse(cs, cslen, &cs_ep, &cs_key)) != NULL)
+            return luaL_error(L, "acscall.new: %s", err);
+        if (key)
+            return luaL_error(L, "acscall.new: give 'access_key' or 'connection_string', "
+                          "not both");
+        key = cs_key.p;
+        keylen = cs_key.len;
+        /* the endpoint as a NUL-terminated string, owned by the Lua stack */
+        lua_pushlstring(L, cs_ep.p, cs_ep.len);
+        endpoint = lua_tostring(L, -1);
+    }
+    if (endpoint == NULL)
+        return luaL_error(L, "acscall.new: missing 'endpoint' (or 'connection_string')");
+    n_auth = (key != NULL) + (token != NULL) + has_provider;
+    if (n_auth == 0)
+        return luaL_error(L, "acscall.new: missing credentials: give 'token', "
+                      "'access_key', 'connection_string' or 'token_provider'");
+    if (n_auth > 1)
+        return luaL_error(L, "acscall.new: give exactly one of 'token', 'access_key' "
+                      "(or a connection string) and 'token_provider'");
+    if (token && (toklen == 0 || acs_has_crlf(token, toklen)))
+        return luaL_error(L, "acscall.new: 'token' must be non-empty, without CR, LF "
+                      "or NUL");
+    if (ua && (acs_has_crlf(ua, ualen) || ualen > 256))
+        return luaL_error(L, "acscall.new: 'user_agent' must be at most 256 bytes, "
+                      "without CR, LF or NUL");
+    if (api && (api[0] == '\0' || strlen(api) > 64))
+        return luaL_error(L, "acscall.new: 'api_version' must be 1 to 64 bytes");
+
+    /* The userdata exists, zeroed and with its metatable, before anything
+     * is acquired: from here on __gc releases whatever was acquired. */
+    c = lua_newuserdata(L, sizeof *c);
+    memset(c, 0, sizeof *c);
+    c->provider_ref = LUA_NOREF;
+    luaL_getmetatable(L, ACS_CLIENT_MT);
+    lua_setmetatable(L, -2);
+
+    if ((err = acs_route_init(&c->route, endpoint,
+                              api ? api : ACS_DEFAULT_API_VERSION)) != NULL)
+        return luaL_error(L, "acscall.new: %s", err);
+    if (key) {
+        unsigned char kbuf[ACS_KEY_MAX];
+        size_t kbuflen;
+        err = acs_key_decode(key, keylen, kbuf, &kbuflen);
+        if (err == NULL && (c->cred.signer = acs_signer_new(kbuf, kbuflen)) == NULL)
+            err = "cannot key HMAC-SHA256 (libcrypto)";
+        OPENSSL_cleanse(kbuf, sizeof kbuf);
+        if (err)
+            return luaL_error(L, "acscall.new: %s", err);
+        c->cred.kind = ACS_AUTH_HMAC;
+    } else if (token) {
+        c->cred.token_line = acs_secret_dup("Authorization: Bearer ", token, toklen);
+        if (c->cred.token_line == NULL)
+            return luaL_error(L, "acscall.new: out of memory");
+        c->cred.kind = ACS_AUTH_TOKEN;
+    } else {
+        lua_pushvalue(L, provider_idx); /* the function checked above */
+        c->provider_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        c->cred.kind = ACS_AUTH_PROVIDER;
+    }
+
+    /* User-Agent: acscall/<v> Lua/<x.y> libcurl/<v> [suffix] */
+    {
+        const char *lv = LUA_VERSION; /* "Lua 5.4" */
+        curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+        snprintf(c->ua, sizeof c->ua, "acscall/%s Lua/%s libcurl/%s%s%s",
+                 ACS_VERSION, lv + 4, cv->version, ua ? " " : "", ua ? ua : "");
+    }
+    to.connect_timeout_ms = opt_ms(L, "connect_timeout",
+                                   ACS_DEFAULT_CONNECT_TIMEOUT_MS);
+    to.max_body = (size_t)max_body;
+    if (ca_file && (c->ca_file = strdup(ca_file)) == NULL)
+        return luaL_error(L, "acscall.new: out of memory");
+    to.ca_file = c->ca_file;
+    to.user_agent = c->ua;
+    opt_retries(L, &c->retry);
+    c->retry.connect_timeout_ms = to.connect_timeout_ms;
+    c->retry.timeout_ms = opt_ms(L, "timeout", ACS_DEFAULT_TIMEOUT_MS);
+    c->retry.deadline_ms = opt_ms(L, "deadline", ACS_DEFAULT_DEADLINE_MS);
+    /* Nothing is connected here: the first call opens what it needs. */
+    if ((err = acs_pool_init(&c->pool, &to)) != NULL)
+        return luaL_error(L, "acscall.new: %s", err);
+    lua_getfield(L, 1, "max_depth");
+    if (!lua_isnil(L, -1)) {
+        lua_Number d = lua_tonumber(L, -1);
+        /* range first: casting NaN or a huge double to int is undefined */
+        if (lua_type(L, -1) != LUA_TNUMBER || !(d >= 4 && d <= 1000) || d != (int)d)
+            return luaL_error(L, "acscall.new: 'max_depth' must be an integer in [4, 1000]");
+        if ((int)d != ACS_DEFAULT_MAX_DEPTH)
+            c->decoder_ref = acs_decode_new_decoder(L, (int)d);
+    }
+    lua_pop(L, 1);
+    return 1;
+}
+
+void acs_client_open(lua_State *L)
+{
+    static const luaL_Reg meta[] = {
+        {"__gc", l_gc},
+        {"__close", l_close},
+        {"__tostring", l_tostring},
+        {NULL, NULL}};
+    static const luaL_Reg methods[] = {
+        {"close", l_close},
+        {NULL, NULL}};
+    lua_pushcfunction(L, l_new);
+    lua_setfield(L, -2, "new");
+    /* A metatable left by an earlier require in this state is complete
+     * (it is registered only once built): keep it, clients use it. */
+    luaL_getmetatable(L, ACS_CLIENT_MT);
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pop(L, 1);
+    lua_newtable(L);
+    acs_setfuncs(L, meta);
+    lua_newtable(L);
+    acs_setfuncs(L, methods);
+    acs_call_methods(L);
+    acs_batch_methods(L);
+    lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, ACS_CLIENT_MT);
+    lua_setfield(L, -2, "__name");
+    lua_setfield(L, LUA_REGISTRYINDEX, ACS_CLIENT_MT); /* complete: register */
+}

@@ -1,0 +1,18 @@
+/* util.h - small pure helpers: UUIDs, the monotonic clock, sleeping. */
+#ifndef ACS_UTIL_H
+#define ACS_UTIL_H
+
+/* Random UUID v4 (RAND_bytes), 36 chars + NUL. Returns 0 or -1. */
+int acs_uuid4(char out[37]);
+/* The same from 16 random bytes the caller drew (e.g. in bulk). */
+void acs_uuid4_format(const unsigned char b[16], char out[37]);
+
+/* A random number (RAND_bytes; 0 if none), e.g. for retry jitter. */
+unsigned int acs_random32(void);
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+long acs_monotonic_ms(void);
+/* Sleep ms: 0 after ms, or -1 when a signal cut the wait short. */
+int acs_sleep_ms(long ms);
+
+#endif
