@@ -45,6 +45,12 @@ $(CORE): $(OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LIBFLAG) -o $@ $(OBJS) $(LDFLAGS) $(LIBS)
 
+# test-only: fork/wait/_exit and a descriptor count for the lifetime specs
+TESTSUPPORT = $(BUILD)/acscall_testsupport.so
+$(TESTSUPPORT): spec/support/testsupport.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) -fvisibility=default $(LIBFLAG) -o $@ $<
+
 # Debian packages the build, the tests and the emulator need; installed only
 # when something is missing (apt-get needs root).
 DEB_PKGS = build-essential pkg-config $(LUA_DEB) lua5.4 \
@@ -58,7 +64,7 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-test: deps all
+test: deps all $(TESTSUPPORT)
 	$(BUSTED) --output=utfTerminal spec
 
 # Against a real resource when ACS_CONNECTION_STRING (or ACS_ENDPOINT with

@@ -169,8 +169,9 @@ static const char *take(batch_ctx *b)
     acs_pool *p = &b->c->pool;
     if ((b->multi = acs_pool_get_multi(p)) == NULL)
         return "libcurl: cannot create a multi handle";
-    curl_multi_setopt(b->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)b->conc);
-    curl_multi_setopt(b->multi, CURLMOPT_MAXCONNECTS, (long)b->conc);
+    /* No CURLMOPT_MAX_TOTAL_CONNECTIONS: the slots bound this batch's
+     * connections, and libcurl would count the client's whole shared cache
+     * (a nested batch would wait forever for the outer one's). */
     if ((b->items = calloc((size_t)b->n, sizeof *b->items)) == NULL ||
         (b->slots = calloc((size_t)b->conc, sizeof *b->slots)) == NULL)
         return ACS_WHY_NOMEM;

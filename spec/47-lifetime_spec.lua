@@ -1,0 +1,374 @@
+-- One call, one context: nothing about a call outlives it. Each scenario runs
+-- as a user's script would, in its own interpreter (the one running this
+-- suite), against the emulator: a Lua error escaping mid-call, a finalizer
+-- re-entering the client, a fork, Ctrl-C in a coroutine or inside a token
+-- provider, a provider that installs a hook. After each: close() releases
+-- every descriptor, and later calls work.
+local helpers = require "spec.helpers"
+
+local SEED = "18dea47f-b081-4107-9a5c-4300819d2c6c"
+local LUA54 = _VERSION == "Lua 5.4"
+
+describe("lifetime of a call", function()
+  local emu, dir
+
+  setup(function()
+    local cjson = require "cjson"
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p '" .. dir .. "' && cp '" .. helpers.fixtures_dir() .. "'/*.json '" .. dir .. "'/"))
+    local seed = helpers.read_file(helpers.fixtures_dir() .. "/" .. SEED .. ".json")
+    for id, meta in pairs{
+      ["f-429-20"] = {fault = "429", retry_after = 20},
+      ["f-stall"] = {fault = "stall", ms = 20000},
+      ["f-stall-short"] = {fault = "stall", ms = 2500},
+    } do
+      local f = assert(io.open(dir .. "/" .. id .. ".json", "wb"))
+      f:write(seed)
+      f:close()
+      f = assert(io.open(dir .. "/" .. id .. ".meta.json", "wb"))
+      f:write(cjson.encode(meta))
+      f:close()
+    end
+    emu = helpers.start_emulator{fixtures = dir}
+  end)
+  teardown(function()
+    if emu then emu:stop() end
+    if dir then os.execute("rm -rf '" .. dir .. "'") end
+  end)
+
+  -- a script with `acscall`, `ts` (spec/support/testsupport.c), SEED, CS
+  -- (the emulator's connection string) and `check_released(c, fds0)`:
+  -- close() brings the process back to the descriptors it had before.
+  local function script(body)
+    return ([[
+local acscall = require "acscall"
+local ts = require "acscall_testsupport"
+local SEED, CS = %q, %q
+local function check_released(c, fds0)
+  c:close()
+  collectgarbage(); collectgarbage()
+  local now = ts.fds()
+  if now ~= fds0 then error(("close() kept %%d descriptors"):format(now - fds0)) end
+end
+]]):format(SEED, emu.connection_string) .. body .. "\nprint('SCRIPT OK')\n"
+  end
+
+  local function run(body, prefix)
+    local out, ok, rc, wall = helpers.run_lua(script(body), prefix)
+    return out, ok, rc, wall
+  end
+
+  it("a Lua error raised by a debug hook mid-call leaves nothing behind", function()
+    local out = run([[
+local fds0 = ts.fds()
+local c = acscall.new{connection_string = CS}
+assert(c:get_call(SEED))              -- a kept-alive connection
+local raised = 0
+for _ = 1, 20 do
+  -- a call hook that raises in the first function get_call calls into
+  -- (lua-cjson's decode): the error escapes between enter and leave
+  local get_call = c.get_call
+  debug.sethook(function()
+    local f = debug.getinfo(2, "f").func
+    if f ~= get_call and f ~= pcall and f ~= debug.sethook then
+      debug.sethook()
+      error("raised by the hook")
+    end
+  end, "c")
+  local ok, err = pcall(get_call, c, SEED)
+  debug.sethook()
+  if not ok then
+    assert(tostring(err):find("raised by the hook", 1, true), err)
+    raised = raised + 1
+  end
+end
+assert(raised > 0, "the hook never fired inside get_call")
+for _ = 1, 3 do assert(c:get_call(SEED)) end -- later calls work
+local r = c:get_calls({SEED, SEED, SEED})
+for i = 1, 3 do assert(r[i].call, r[i].err) end
+check_released(c, fds0)
+]])
+    assert.matches("SCRIPT OK", out)
+  end)
+
+  it("an error escaping get_calls mid-batch leaves nothing behind", function()
+    local out = run([[
+local fds0 = ts.fds()
+local c = acscall.new{connection_string = CS}
+local ids = {}
+for i = 1, 8 do ids[i] = SEED end
+local raised = 0
+for n = 1, 10 do
+  local calls = 0
+  local get_calls = c.get_calls
+  debug.sethook(function()
+    local f = debug.getinfo(2, "f").func
+    if f ~= get_calls and f ~= pcall and f ~= debug.sethook then
+      calls = calls + 1
+      if calls == n then debug.sethook(); error("raised by the hook") end
+    end
+  end, "c")
+  local ok = pcall(get_calls, c, ids, {concurrency = 4})
+  debug.sethook()
+  if not ok then raised = raised + 1 end
+end
+assert(raised > 0, "the hook never fired inside get_calls")
+local r = c:get_calls(ids, {concurrency = 4})
+for i = 1, #ids do assert(r[i].call, r[i].err) end
+check_released(c, fds0)
+]])
+    assert.matches("SCRIPT OK", out)
+  end)
+
+  it("a finalizer's error raised out of get_call (5.1-5.3, LuaJIT) leaves nothing behind", function()
+    if LUA54 then
+      -- 5.4 turns errors in finalizers into warnings: nothing escapes
+      local out = run([[
+local c = acscall.new{connection_string = CS}
+setmetatable({}, {__gc = function() error("from a finalizer") end})
+collectgarbage()
+assert(c:get_call(SEED))
+c:close()
+]])
+      assert.matches("SCRIPT OK", out)
+      return
+    end
+    local out = run([[
+local fds0 = ts.fds()
+local c = acscall.new{connection_string = CS}
+assert(c:get_call(SEED))
+if jit then jit.off() end -- finalizers run from interpreted code only
+local armed = true -- disarmed at the end: no stray error at exit
+local function boom() if armed then error("from a finalizer") end end
+local function bomb()
+  if newproxy then -- 5.1 / LuaJIT: only userdata have finalizers
+    local u = newproxy(true)
+    getmetatable(u).__gc = boom
+  else
+    setmetatable({}, {__gc = boom})
+  end
+end
+local raised = 0
+-- garbage with erroring finalizers, made while the collector is stopped;
+-- get_call (a 34 KB body to decode) then allocates enough for the
+-- collector to run them inside it. The function exists before the loop:
+-- making a closure there could itself run a finalizer, unprotected.
+local function iteration()
+  collectgarbage("stop")
+  for _ = 1, 200 do bomb() end
+  collectgarbage("restart")
+  if not pcall(c.get_call, c, "large-200-targets") then raised = raised + 1 end
+end
+for _ = 1, 100 do pcall(iteration) end
+armed = false
+collectgarbage("setpause", 200)
+collectgarbage("setstepmul", 200)
+while not pcall(collectgarbage) do end
+assert(raised > 0, "no finalizer error escaped get_call")
+assert(c:get_call(SEED))
+check_released(c, fds0)
+]])
+    assert.matches("SCRIPT OK", out)
+  end)
+
+  it("a finalizer that calls get_calls on the same client during get_calls: both complete", function()
+    local out, _, _, wall = run([[
+local c = acscall.new{connection_string = CS}
+local inner = {}
+local function nest()
+  local t = {}
+  local gc = function()
+    local r = c:get_calls({"minimal", "state-connected"})
+    inner[#inner + 1] = r
+  end
+  if newproxy then
+    local u = newproxy(true)
+    getmetatable(u).__gc = gc
+    t.u = u
+  else
+    setmetatable(t, {__gc = gc})
+  end
+end
+collectgarbage("setpause", 100)
+collectgarbage("setstepmul", 1000)
+local ids = {}
+for i = 1, 40 do ids[i] = SEED end
+for _ = 1, 20 do
+  for _ = 1, 3 do nest() end
+  local r = c:get_calls(ids, {concurrency = 8})
+  for i = 1, #ids do
+    assert(r[i].call and r[i].call.callConnectionId == SEED, r[i].err)
+  end
+end
+collectgarbage("setpause", 200)
+collectgarbage("setstepmul", 200)
+collectgarbage()
+assert(#inner > 0, "no finalizer ran")
+for _, r in ipairs(inner) do
+  assert(r[1].call.callConnectionId == "minimal", r[1].err)
+  assert(r[2].call.callConnectionId == "state-connected", r[2].err)
+end
+print("nested batches: " .. #inner)
+c:close()
+]], "timeout 60")
+    assert.matches("SCRIPT OK", out)
+    assert.matches("nested batches: %d+", out)
+    assert.is_true(wall < 50, "wall " .. wall)
+  end)
+
+  it("close() from a finalizer during a call: the call finishes, then the client is released", function()
+    local out = run([[
+local fds0 = ts.fds()
+local c = acscall.new{connection_string = CS}
+assert(c:get_call(SEED))
+if newproxy then
+  local u = newproxy(true)
+  getmetatable(u).__gc = function() c:close() end
+else
+  setmetatable({}, {__gc = function() c:close() end})
+end
+collectgarbage("setpause", 100)
+collectgarbage("setstepmul", 1000)
+local ids = {}
+for i = 1, 20 do ids[i] = SEED end
+local ok, err = pcall(c.get_calls, c, ids)
+collectgarbage("setpause", 200)
+collectgarbage("setstepmul", 200)
+collectgarbage()
+-- closed mid-call: the call raised "closed client", or it had already
+-- returned; either way the client is closed now and released
+if not ok then assert(tostring(err):find("closed client", 1, true), err) end
+assert(not pcall(c.get_call, c, SEED))
+assert(tostring(c):find("closed", 1, true))
+check_released(c, fds0)
+]])
+    assert.matches("SCRIPT OK", out)
+  end)
+
+  it("after fork, parent and child never receive each other's responses", function()
+    local out, _, _, wall = run([[
+local c = acscall.new{connection_string = CS}
+-- the parent opens keep-alive connections (easy and multi) before forking,
+-- as a client made in nginx's init_by_lua and used by the workers does
+assert(c:get_call(SEED))
+local r0 = c:get_calls({SEED, SEED, SEED, SEED})
+for i = 1, 4 do assert(r0[i].call, r0[i].err) end
+
+local function work(id, n)
+  local wrong, failed = 0, 0
+  for i = 1, n do
+    if i % 10 == 0 then
+      local r = c:get_calls({id, id, id, id}, {concurrency = 4})
+      for j = 1, 4 do
+        if not r[j].call then failed = failed + 1
+        elseif r[j].call.callConnectionId ~= id then wrong = wrong + 1 end
+      end
+    else
+      local call = c:get_call(id)
+      if not call then failed = failed + 1
+      elseif call.callConnectionId ~= id then wrong = wrong + 1 end
+    end
+  end
+  return wrong, failed
+end
+
+local pid = ts.fork()
+if pid == 0 then
+  local wrong, failed = work("state-connected", 1000)
+  io.stdout:write(("child: wrong=%d failed=%d\n"):format(wrong, failed))
+  io.stdout:flush()
+  c:close()
+  ts.exit(0)
+end
+local wrong, failed = work("minimal", 1000)
+print(("parent: wrong=%d failed=%d"):format(wrong, failed))
+assert(ts.wait(pid) == 0)
+c:close()
+]], "timeout 120")
+    assert.matches("SCRIPT OK", out)
+    assert.matches("child: wrong=0 failed=0", out)
+    assert.matches("parent: wrong=0 failed=0", out)
+    assert.is_true(wall < 100, "wall " .. wall)
+  end)
+
+  -- Ctrl-C: one SIGINT to the interpreter only, after `after` seconds
+  local function interrupted(body, after)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(script(body))
+    f:close()
+    local lua = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+    local asan = os.getenv("ACSCALL_ASAN_PRELOAD")
+    local env = asan and ("env LD_PRELOAD=" .. helpers.shell_quote(asan) .. " ") or ""
+    local t0 = helpers.now()
+    local out = helpers.run(("%s%s %s >%s.out 2>&1 & p=$!; sleep %s; kill -INT $p; "
+      .. "( sleep 30; kill -KILL $p ) >/dev/null 2>&1 & k=$!; wait $p; echo \"rc=$?\" >>%s.out; kill $k 2>/dev/null; "
+      .. "cat %s.out"):format(env, lua, path, path, after, path, path))
+    local wall = helpers.now() - t0
+    os.remove(path)
+    os.remove(path .. ".out")
+    return out, wall
+  end
+
+  it("Ctrl-C inside a coroutine ends a 20 s Retry-After wait at once", function()
+    local out, wall = interrupted([[
+local c = acscall.new{connection_string = CS, deadline = 60}
+local co = coroutine.wrap(function() return c:get_call("f-429-20") end)
+print(co())
+]], 1)
+    assert.matches("interrupted", out)
+    assert.not_matches("SCRIPT OK", out)
+    assert.is_true(wall < 4, "wall " .. wall) -- 1 s before the signal, < 2 s after it
+  end)
+
+  it("Ctrl-C inside a coroutine ends a stalled get_calls at once", function()
+    local out, wall = interrupted([[
+local c = acscall.new{connection_string = CS, deadline = 60, timeout = 30}
+local co = coroutine.wrap(function() return c:get_calls({"f-stall", "f-429-20"}) end)
+print(co())
+]], 1)
+    assert.matches("interrupted", out)
+    assert.not_matches("SCRIPT OK", out)
+    assert.is_true(wall < 4, "wall " .. wall)
+  end)
+
+  it("Ctrl-C while the token provider runs is the interruption, not an auth failure", function()
+    local out, wall = interrupted([[
+if jit then jit.off() end -- LuaJIT checks hooks only in interpreted code
+local c = acscall.new{endpoint = CS:match("endpoint=([^;]+)"), token_provider = function()
+  local x = 0
+  while true do x = x + 1 end -- a provider that takes its time
+end}
+local call, msg = c:get_call(SEED)
+print("returned", call, msg)
+]], 1)
+    assert.matches("interrupted!", out)
+    assert.not_matches("returned", out)
+    assert.not_matches("token_provider raised", out)
+    assert.not_matches("SCRIPT OK", out)
+    assert.not_matches("rc=0", out)
+    assert.is_true(wall < 4, "wall " .. wall)
+  end)
+
+  it("a token provider that installs a debug hook (a profiler) is not an interruption", function()
+    local out = run([[
+local hooked = 0
+local c = acscall.new{endpoint = CS:match("endpoint=([^;]+)"), token_provider = function()
+  debug.sethook(function() hooked = hooked + 1 end, "", 1000)
+  return "emulator-token"
+end}
+for _ = 1, 2 do
+  -- a transfer long enough for libcurl's progress callback (and so the
+  -- interrupt check) to run several times
+  assert(c:get_call("f-stall-short"))
+  assert(c:get_call(SEED))
+  local r = c:get_calls({SEED, SEED})
+  assert(r[1].call and r[2].call, r[1].err or r[2].err)
+end
+debug.sethook()
+c:close()
+]])
+    assert.matches("SCRIPT OK", out)
+  end)
+end)
