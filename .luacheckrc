@@ -3,7 +3,7 @@ std = "max"            -- code runs on Lua 5.1-5.4 and LuaJIT
 max_line_length = 120
 self = false           -- a method may ignore self (Emulator:call_path, ...)
 include_files = {"lua/**/*.lua", "bin/acscall", "spec/**/*.lua", "emulator/**/*.lua",
-  "examples/**/*.lua", "bench/**/*.lua", ".luacheckrc"}
+  "examples/**/*.lua", "bench/**/*.lua", ".ci/**/*.lua", ".luacheckrc"}
 exclude_files = {"bench/node_modules/**", "build/**", "docs/**", "luarocks/**"}
 
 -- busted specs; fixture vectors make for long lines

@@ -1,6 +1,7 @@
-# acscall - build, test, demo. Honours LuaRocks' variables (CFLAGS, LIBFLAG,
-# LUA_INCDIR, CURL_INCDIR, INST_LIBDIR, INST_LUADIR) so the rockspec can
-# drive it, and works alone: `make`, `make test`, `make demo`.
+# acscall - build, test, demo for development: `make`, `make test`, `make demo`.
+# The rockspecs do not use it (they build with LuaRocks' builtin type, see
+# mk/rock.mk). Honours CC, CFLAGS, LIBFLAG, LUA_INCDIR and, when curl's headers
+# are somewhere the compiler does not look, CURL_INCDIR.
 
 # LUA_VERSION: 5.1 5.2 5.3 5.4 or luajit (Debian's luajit2, OpenResty's branch)
 LUA_VERSION ?= 5.4
@@ -13,13 +14,15 @@ LUA         ?= lua$(LUA_VERSION)
 LUA_INCDIR  ?= /usr/include/lua$(LUA_VERSION)
 LUA_DEB     = lua$(LUA_VERSION) $(if $(filter 5.1,$(LUA_VERSION)),liblua5.1-0-dev,liblua$(LUA_VERSION)-dev)
 endif
-CURL_INCDIR ?= /usr/include/x86_64-linux-gnu
 CC          ?= cc
 CFLAGS      ?= -O2 -g
 LIBFLAG     ?= -shared
 WARN        = -Wall -Wextra -Wshadow -Wmissing-prototypes -Wwrite-strings
 ALLCFLAGS   = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) \
-              -I$(LUA_INCDIR) -I$(CURL_INCDIR)
+              -I$(LUA_INCDIR) $(CURL_CFLAGS)
+# Debian's multiarch curl headers (/usr/include/<triplet>/curl) are found by
+# the compiler itself; CURL_INCDIR only for a curl installed elsewhere.
+CURL_CFLAGS = $(if $(CURL_INCDIR),-I$(CURL_INCDIR))
 LIBS        = -lcurl -lcrypto -lpthread
 
 BUILD   = build/$(LUA_VERSION)
@@ -31,9 +34,13 @@ CORE    = $(BUILD)/acscall/core.so
 # How to use the module from the repository without installing it.
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
+# versioned paths (`make -s env`, `luarocks path`) in the caller's shell win
+# over the ones above in Lua 5.2-5.4: the suite must load this checkout
+unexport LUA_PATH_5_2 LUA_PATH_5_3 LUA_PATH_5_4 LUA_CPATH_5_2 LUA_CPATH_5_3 LUA_CPATH_5_4
 BUSTED = $(LUA) /usr/bin/busted
+BUSTED_FLAGS ?=
 
-.PHONY: all deps test demo clean install env
+.PHONY: all deps test demo clean env
 
 all: $(CORE)
 
@@ -65,7 +72,7 @@ deps:
 	fi
 
 test: deps all $(TESTSUPPORT)
-	$(BUSTED) --output=utfTerminal spec
+	$(BUSTED) --output=utfTerminal $(BUSTED_FLAGS) spec
 
 # Against a real resource when ACS_CONNECTION_STRING (or ACS_ENDPOINT with
 # ACS_TOKEN or ACS_ACCESS_KEY) is set, else against the bundled emulator,
@@ -83,17 +90,19 @@ demo: deps all
 	  $(LUA) bin/acscall get "$(DEMO_CALL)"; \
 	fi
 
-# `eval $(make -s env)` sets LUA_PATH/LUA_CPATH for this checkout.
+# `eval "$$(make -s env)"` points $(LUA) at this checkout: LUA_PATH (the Lua
+# files serve every version) and the C path of this version only, so another
+# Lua never loads this build (it would fail with an undefined symbol):
+# LUA_CPATH_5_2/_5_3/_5_4 for 5.2-5.4; 5.1 and LuaJIT read only LUA_CPATH.
+ENV_CPATH_VAR = $(if $(filter 5.2 5.3 5.4,$(LUA_VERSION)),LUA_CPATH_$(subst .,_,$(LUA_VERSION)),LUA_CPATH)
 env:
-	@echo "export LUA_PATH='$(LUA_PATH)' LUA_CPATH='$(LUA_CPATH)'"
+	@echo "export LUA_PATH='$(LUA_PATH)' $(ENV_CPATH_VAR)='$(LUA_CPATH)'"
 
-install: $(CORE)
-	mkdir -p $(INST_LIBDIR)/acscall $(INST_LUADIR)/acscall
-	cp $(CORE) $(INST_LIBDIR)/acscall/core.so
-	cp lua/acscall/*.lua $(INST_LUADIR)/acscall/
-
+# also what `luarocks make` (builtin) leaves in the checkout
 clean:
 	rm -rf build
+	rm -f csrc/*.o acscall/core.so
+	@if [ -d acscall ]; then rmdir acscall; fi
 
 # Each area adds its own targets (and DEB_PKGS += ...) in mk/<area>.mk.
 -include mk/*.mk

@@ -1,8 +1,11 @@
+-- The development rockspec (the tip of main). Releases are rockspecs/acscall-<v>-1.rockspec;
+-- the two differ only in `version` and `source`. `luarocks make` builds from this checkout.
 rockspec_format = "3.0"
 package = "acscall"
 version = "scm-1"
 source = {
-  url = "git+file:///work/main",
+  url = "git+https://github.com/acscall/acscall.git",
+  branch = "main",
 }
 description = {
   summary = "Inspect live Azure Communication Services calls from Lua (C core over libcurl)",
@@ -10,32 +13,57 @@ description = {
 acscall fetches Azure Communication Services Call Automation call properties
 (Call Connection - Get Call) with HMAC-SHA256 access-key signing or bearer
 tokens, over a reused libcurl connection, and returns them as plain Lua tables.
+The command line tool bin/acscall also needs argparse (not a dependency of the
+library: install it for the CLI).
 ]],
+  homepage = "https://github.com/acscall/acscall",
+  issues_url = "https://github.com/acscall/acscall/issues",
   license = "MIT",
 }
 dependencies = {
   "lua >= 5.1",
   "lua-cjson",
-  "argparse", -- bin/acscall only
 }
 external_dependencies = {
   CURL = { library = "curl" },
-  OPENSSL = { library = "crypto" },
+  -- openssl/core_names.h exists from OpenSSL 3.0 on: the core uses EVP_MAC (3.0+)
+  OPENSSL = { header = "openssl/core_names.h", library = "crypto" },
 }
 build = {
-  type = "make",
-  build_variables = {
-    CFLAGS = "$(CFLAGS)",
-    LIBFLAG = "$(LIBFLAG)",
-    LUA_INCDIR = "$(LUA_INCDIR)",
-    CURL_INCDIR = "$(CURL_INCDIR)",
-    LDFLAGS = "-L$(CURL_LIBDIR) -L$(OPENSSL_LIBDIR)",
+  type = "builtin",
+  modules = {
+    ["acscall.core"] = {
+      -- The C core: every csrc/*.c, nothing else (`make check-rockspec` compares).
+      sources = {
+        "csrc/auth.c",
+        "csrc/batch.c",
+        "csrc/call.c",
+        "csrc/client.c",
+        "csrc/failure.c",
+        "csrc/identifier.c",
+        "csrc/model.c",
+        "csrc/module.c",
+        "csrc/request.c",
+        "csrc/retry.c",
+        "csrc/transport.c",
+        "csrc/util.c",
+      },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      incdirs = { "csrc", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+      libraries = { "curl", "crypto", "pthread" },
+    },
+    acscall = "lua/acscall/init.lua",
+    ["acscall.resty"] = "lua/acscall/resty.lua",
+    ["acscall.resty_worker"] = "lua/acscall/resty_worker.lua",
   },
   install = {
     bin = { acscall = "bin/acscall" },
   },
-  install_variables = {
-    INST_LIBDIR = "$(LIBDIR)",
-    INST_LUADIR = "$(LUADIR)",
-  },
+}
+test = {
+  -- Debian's busted is not a rock, so type "busted" cannot find it; this runs
+  -- the suite under the Lua LuaRocks was started for (see the script).
+  type = "command",
+  script = "spec/luarocks_test.lua",
 }

@@ -28,11 +28,11 @@ trap cleanup EXIT
 eval "$("$HERE/static-nginx" start "$SEED")"; STATIC_DIR=$BENCH_NGINX_DIR
 emu() { # start an emulator with the given options, set EMU_* from its output
   local out; out=$(emulator/acs-emulator start "$@")
-  EMU_DIR=$(sed -n 's/^ACS_EMULATOR_DIR=//p' <<<"$out"); EMU_DIRS+=("$EMU_DIR")
-  EMU_ENDPOINT=$(sed -n 's/^ACS_ENDPOINT=//p' <<<"$out")
-  EMU_CA=$(sed -n 's/^ACS_CA_FILE=//p' <<<"$out")
-  EMU_LOG=$(sed -n 's/^ACS_EMULATOR_LOG=//p' <<<"$out")
-  export BENCH_KEY=$(sed -n 's/^ACS_ACCESS_KEY=//p' <<<"$out") BENCH_TOKEN=$(sed -n 's/^ACS_TOKEN=//p' <<<"$out")
+  EMU_DIR=$(sed -n 's/^export ACS_EMULATOR_DIR=//p' <<<"$out"); EMU_DIRS+=("$EMU_DIR")
+  EMU_ENDPOINT=$(sed -n 's/^export ACS_ENDPOINT=//p' <<<"$out")
+  EMU_CA=$(sed -n 's/^export ACS_CA_FILE=//p' <<<"$out")
+  EMU_LOG=$(sed -n 's/^export ACS_EMULATOR_LOG=//p' <<<"$out")
+  export BENCH_KEY=$(sed -n 's/^export ACS_ACCESS_KEY=//p' <<<"$out") BENCH_TOKEN=$(sed -n 's/^export ACS_TOKEN=//p' <<<"$out")
 }
 emu_stop() { emulator/acs-emulator stop --dir "$EMU_DIR" >/dev/null 2>&1 || true; }
 

@@ -13,7 +13,7 @@ NPM_FLAGS    = --no-audit --no-fund --loglevel=error
 
 $(BENCH_FLOOR): bench/floor.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L -O2 -g -Wall -Wextra -I$(CURL_INCDIR) $< -o $@ -lcurl
+	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L -O2 -g -Wall -Wextra $(CURL_CFLAGS) $< -o $@ -lcurl
 
 # The JS SDK peer (node >= 20 and npm; without them its rows are skipped).
 bench/node_modules/.package-lock.json: bench/package.json

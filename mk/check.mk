@@ -4,7 +4,7 @@
 #   make test-asan       the whole busted suite against an ASan+UBSan build, aggressive GC
 #   make test-valgrind   the whole busted suite under memcheck (0 definite leaks)
 #   make analyze         cppcheck + clang-tidy over csrc/*.c
-# Included at the end of the Makefile: LUA, BUILD, SRCS, HDRS, WARN, CURL_INCDIR,
+# Included at the end of the Makefile: LUA, BUILD, SRCS, HDRS, WARN, CURL_CFLAGS,
 # LUA_PATH/LUA_CPATH and DEB_PKGS come from there. See fuzz/README.md.
 
 # Tools added to `make deps` only when one of these targets is asked for, so
@@ -29,7 +29,7 @@ endif
 # the checks always use Lua 5.4 (the harnesses link liblua5.4)
 CHECK_LUA_INCDIR = /usr/include/lua5.4
 CHECK_CFLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) \
-               -I$(CHECK_LUA_INCDIR) -I$(CURL_INCDIR) -Icsrc
+               -I$(CHECK_LUA_INCDIR) $(CURL_CFLAGS) -Icsrc
 
 # ------------------------------------------------------------------ fuzz
 FUZZ_CC        ?= clang

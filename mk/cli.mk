@@ -10,7 +10,7 @@ DEB_PKGS += lua-argparse lua-check lua-ldoc lua-markdown lua5.1
 
 LUACHECK ?= luacheck
 LDOC     ?= lua5.1 /usr/bin/ldoc
-LINT_DIRS = $(wildcard lua bin spec emulator examples bench)
+LINT_DIRS = $(wildcard lua bin spec emulator examples bench .ci)
 
 .PHONY: lint docs
 

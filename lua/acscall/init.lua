@@ -66,8 +66,10 @@ local function enum(...)
   return t
 end
 
---- Enums of get-call.txt. Values are the wire strings; the service may send
--- values not listed here (they are data, not errors).
+--- Enums of the REST reference "Call Connection - Get Call"
+-- (https://learn.microsoft.com/rest/api/communication/callautomation/call-connection/get-call).
+-- Values are the wire strings; the service may send values not listed here
+-- (they are data, not errors).
 M.CallConnectionState = enum("unknown", "connecting", "connected",
   "transferring", "transferAccepted", "disconnecting", "disconnected")
 M.MediaStreamingContentType = enum("audio")

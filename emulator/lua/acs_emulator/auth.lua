@@ -104,7 +104,11 @@ function M.verify(req, cfg)
 end
 
 ---------------------------------------------------------------------------------------------------
--- The vectors of /work/shared/acs/hmac.md; self_test() returns true or nil, "which failed".
+-- Signing vectors: the official SDKs' unit tests (azure-sdk-for-js
+-- sdk/communication/communication-common/test/internal/cryptoUtils.spec.ts and
+-- test/public/communicationKeyCredentialPolicy.spec.ts; azure-sdk-for-python
+-- sdk/communication/azure-communication-identity/tests/test_hmac.py), plus Get Call
+-- shaped ones computed with the same scheme. self_test() returns true or nil, "which failed".
 M.VECTORS = {
   { "example.com", "/testPath?testQuery=test", "DGdgwggJWnQyc6EHjR/Vbqg1ES64KpD6U2XwTDDj3tU=" },
   { "example.com", "/testPath", "+6tWkg3lNKVjQHHmxkdGQcJjUgzclsWTMebnuCz1ngU=" },

@@ -1,0 +1,70 @@
+-- The 0.1.0 release: the v0.1.0 tag of the public repository. The same as
+-- acscall-scm-1.rockspec (the development one, at the root) but for `version`
+-- and `source`; `make rock` packs it offline (see mk/rock.mk).
+rockspec_format = "3.0"
+package = "acscall"
+version = "0.1.0-1"
+source = {
+  url = "git+https://github.com/acscall/acscall.git",
+  tag = "v0.1.0",
+}
+description = {
+  summary = "Inspect live Azure Communication Services calls from Lua (C core over libcurl)",
+  detailed = [[
+acscall fetches Azure Communication Services Call Automation call properties
+(Call Connection - Get Call) with HMAC-SHA256 access-key signing or bearer
+tokens, over a reused libcurl connection, and returns them as plain Lua tables.
+The command line tool bin/acscall also needs argparse (not a dependency of the
+library: install it for the CLI).
+]],
+  homepage = "https://github.com/acscall/acscall",
+  issues_url = "https://github.com/acscall/acscall/issues",
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.1",
+  "lua-cjson",
+}
+external_dependencies = {
+  CURL = { library = "curl" },
+  -- openssl/core_names.h exists from OpenSSL 3.0 on: the core uses EVP_MAC (3.0+)
+  OPENSSL = { header = "openssl/core_names.h", library = "crypto" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["acscall.core"] = {
+      -- The C core: every csrc/*.c, nothing else (`make check-rockspec` compares).
+      sources = {
+        "csrc/auth.c",
+        "csrc/batch.c",
+        "csrc/call.c",
+        "csrc/client.c",
+        "csrc/failure.c",
+        "csrc/identifier.c",
+        "csrc/model.c",
+        "csrc/module.c",
+        "csrc/request.c",
+        "csrc/retry.c",
+        "csrc/transport.c",
+        "csrc/util.c",
+      },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      incdirs = { "csrc", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+      libraries = { "curl", "crypto", "pthread" },
+    },
+    acscall = "lua/acscall/init.lua",
+    ["acscall.resty"] = "lua/acscall/resty.lua",
+    ["acscall.resty_worker"] = "lua/acscall/resty_worker.lua",
+  },
+  install = {
+    bin = { acscall = "bin/acscall" },
+  },
+}
+test = {
+  -- Debian's busted is not a rock, so type "busted" cannot find it; this runs
+  -- the suite under the Lua LuaRocks was started for (see the script).
+  type = "command",
+  script = "spec/luarocks_test.lua",
+}
