@@ -469,19 +469,19 @@ describe("acscall CLI", function()
       assert.matches("api%-version=2099%-01%-01", emu:last_request().uri)
     end)
 
-    it("a wrong token: exit 1 with the 401 message, the token not echoed", function()
+    it("a wrong token: exit 3 (credential refused) with the 401 message, the token not echoed", function()
       local out, err, rc = cli({ACS_ENDPOINT = emu.endpoint, ACS_TOKEN = "wr0ng-t0ken-s3cret"}, "get state-connected")
-      assert.equal(1, rc)
+      assert.equal(3, rc)
       assert.equal("", out)
       assert.matches("^acscall: state%-connected: HTTP 401: .*\n$", err)
       assert.falsy(err:find("wr0ng-t0ken-s3cret", 1, true))
     end)
 
-    it("a wrong access key: exit 1 with the 401 message", function()
+    it("a wrong access key: exit 3 (credential refused) with the 401 message", function()
       local key = "c2VjcmV0LWJ1dC13cm9uZy1rZXktMzItYnl0ZXMhISE="
       local _, err, rc = cli({ACS_CONNECTION_STRING = "endpoint=" .. emu.endpoint .. ";accesskey=" .. key},
         "get state-connected")
-      assert.equal(1, rc)
+      assert.equal(3, rc)
       assert.matches("HTTP 401", err)
       assert.falsy(err:find(key, 1, true))
     end)
