@@ -58,8 +58,10 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# BUSTED_FLAGS: more busted options, e.g. `make test BUSTED_FLAGS="--shuffle --seed=42"`
+BUSTED_FLAGS ?=
 test: deps all
-	$(BUSTED) --output=utfTerminal spec
+	$(BUSTED) --output=utfTerminal $(BUSTED_FLAGS) spec
 
 # Against a real resource when ACS_CONNECTION_STRING (or ACS_ENDPOINT with
 # ACS_TOKEN or ACS_ACCESS_KEY) is set, else against the bundled emulator,
