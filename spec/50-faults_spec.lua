@@ -30,31 +30,11 @@ local SCENARIOS = {
   ["f-wrongtypes"] = {fault = "wrongtypes"},
 }
 
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
 describe("faults", function()
-  local emu, dir
-  local cjson = require "cjson"
+  local emu
 
-  setup(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p '" .. dir .. "' && cp '" .. helpers.fixtures_dir() .. "'/*.json '" .. dir .. "'/"))
-    local seed = helpers.read_file(helpers.fixtures_dir() .. "/" .. SEED .. ".json")
-    for id, meta in pairs(SCENARIOS) do
-      write(dir .. "/" .. id .. ".json", seed)
-      write(dir .. "/" .. id .. ".meta.json", cjson.encode(meta))
-    end
-    emu = helpers.start_emulator{fixtures = dir}
-  end)
-  teardown(function()
-    if emu then emu:stop() end
-    if dir then os.execute("rm -rf '" .. dir .. "'") end
-  end)
+  setup(function() emu = helpers.start_emulator{scenarios = SCENARIOS} end)
+  teardown(function() if emu then emu:stop() end end)
 
   -- fast retries, so the suite stays quick; overridable per test
   local function client(opts)

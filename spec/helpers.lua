@@ -97,7 +97,7 @@ function helpers.spawn(cmd)
     " 2>", shell_quote(p.err), "\n")
   f:close()
   os.execute("(sh " .. shell_quote(p.script) .. "; echo $? >" .. shell_quote(p.rcfile .. ".tmp")
-    .. " && mv " .. shell_quote(p.rcfile .. ".tmp") .. " " .. shell_quote(p.rcfile) .. ") &")
+    .. " && mv " .. shell_quote(p.rcfile .. ".tmp") .. " " .. shell_quote(p.rcfile) .. ") 2>/dev/null &")
   local t0 = helpers.now()
   while not p.pid do
     p.pid = tonumber((read_file(p.pidfile) or ""):match("%d+"))
@@ -193,9 +193,24 @@ function helpers.parse_env(out)
   return env
 end
 
---- Start an emulator. opts: tls, latency (ms), port, fixtures (dir), access_key, token, dir.
+--- Start an emulator. opts: tls, latency (ms), port, fixtures (dir), access_key, token, dir;
+-- scenarios (and rename): serve a private copy of the fixtures with these
+-- fault calls added (helpers.fault_fixtures), removed again by :stop().
 function helpers.start_emulator(opts)
   opts = opts or {}
+  if opts.scenarios then
+    local copy = {}
+    for k, v in pairs(opts) do copy[k] = v end
+    copy.scenarios = nil
+    copy.fixtures = helpers.fault_fixtures(opts.scenarios, opts.rename)
+    local ok, e = pcall(helpers.start_emulator, copy)
+    if not ok then
+      helpers.remove_dir(copy.fixtures)
+      error(e, 2)
+    end
+    e.own_fixtures = copy.fixtures
+    return e
+  end
   local args = { shell_quote(helpers.emulator_cmd), "start" }
   if opts.tls then args[#args + 1] = "--tls" end
   if opts.latency then args[#args + 1] = "--latency " .. shell_quote(opts.latency) end
@@ -234,6 +249,7 @@ function Emulator:stop()
   if self.stopped then return true end
   self.stopped = true
   local _, ok = run(shell_quote(helpers.emulator_cmd) .. " stop --dir " .. shell_quote(self.dir) .. " 2>&1")
+  helpers.remove_dir(self.own_fixtures)
   return ok
 end
 
@@ -369,6 +385,32 @@ end
 
 function helpers.fixtures_dir()
   return helpers.repo_root() .. "/emulator/fixtures"
+end
+
+--- A private fixtures directory (remove it with helpers.remove_dir): a copy of
+-- every fixture, plus one call per scenario, `scenarios[id] = sidecar`, each
+-- a copy of the seed call (its callConnectionId changed to id when rename).
+function helpers.fault_fixtures(scenarios, rename)
+  local seed_id = "18dea47f-b081-4107-9a5c-4300819d2c6c"
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(run("mkdir -p " .. shell_quote(dir) .. " && cp " .. shell_quote(helpers.fixtures_dir()) .. "/*.json "
+    .. shell_quote(dir) .. "/"))
+  local seed = read_file(helpers.fixtures_dir() .. "/" .. seed_id .. ".json")
+  local function write(path, s)
+    local f = assert(io.open(path, "wb"))
+    f:write(s)
+    f:close()
+  end
+  for id, meta in pairs(scenarios) do
+    write(dir .. "/" .. id .. ".json", rename and (seed:gsub(seed_id:gsub("%-", "%%-"), id)) or seed)
+    write(dir .. "/" .. id .. ".meta.json", cjson.encode(meta))
+  end
+  return dir
+end
+
+function helpers.remove_dir(dir)
+  if dir then run("rm -rf " .. shell_quote(dir)) end
 end
 
 --- fixture ids (file names without .json, excluding .meta.json sidecars), sorted

@@ -202,6 +202,21 @@ end
 
 local FAULTS = {}
 
+-- the retry headers a transient error may carry, each only if asked for:
+-- retry_after (Retry-After, verbatim), retry_after_date (Retry-After as the
+-- HTTP date that many seconds from now), ms (retry-after-ms), x_ms
+-- (x-ms-retry-after-ms)
+local function retry_headers(p)
+  local h = {}
+  if p.retry_after then h["Retry-After"] = p.retry_after end
+  if tonumber(p.retry_after_date) then
+    h["Retry-After"] = ngx.http_time(ngx.time() + tonumber(p.retry_after_date))
+  end
+  if p.ms then h["retry-after-ms"] = p.ms end
+  if p.x_ms then h["x-ms-retry-after-ms"] = p.x_ms end
+  return h
+end
+
 FAULTS["429"] = function(p)
   return error_response(429, "TooManyRequests", "Rate limit exceeded (emulated).",
     { ["Retry-After"] = p.retry_after or "1" })
@@ -210,14 +225,21 @@ FAULTS["429ms"] = function(p)
   return error_response(429, "TooManyRequests", "Rate limit exceeded (emulated).",
     { ["retry-after-ms"] = p.ms or "100" })
 end
-FAULTS["429bare"] = function()
-  return error_response(429, "TooManyRequests", "Rate limit exceeded (emulated).")
+FAULTS["429bare"] = function(p)
+  return error_response(429, "TooManyRequests", "Rate limit exceeded (emulated).", retry_headers(p))
 end
 FAULTS["503"] = function(p)
-  local h = {}
-  if p.retry_after then h["Retry-After"] = p.retry_after end
-  if p.ms then h["retry-after-ms"] = p.ms end
-  return error_response(503, "ServiceUnavailable", "The service is temporarily unavailable (emulated).", h)
+  return error_response(503, "ServiceUnavailable", "The service is temporarily unavailable (emulated).",
+    retry_headers(p))
+end
+FAULTS["408"] = function(p)
+  return error_response(408, "RequestTimeout", "The request timed out (emulated).", retry_headers(p))
+end
+FAULTS["502"] = function(p)
+  return error_response(502, "BadGateway", "Bad gateway (emulated).", retry_headers(p))
+end
+FAULTS["504"] = function(p)
+  return error_response(504, "GatewayTimeout", "The gateway timed out (emulated).", retry_headers(p))
 end
 FAULTS["500"] = function()
   return error_response(500, "InternalServerError", "An internal server error occurred (emulated).")
