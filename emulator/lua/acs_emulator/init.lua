@@ -241,6 +241,9 @@ end
 FAULTS["504"] = function(p)
   return error_response(504, "GatewayTimeout", "The gateway timed out (emulated).", retry_headers(p))
 end
+FAULTS["403"] = function()
+  return error_response(403, "Forbidden", "The credential is not allowed to read this call (emulated).")
+end
 FAULTS["500"] = function()
   return error_response(500, "InternalServerError", "An internal server error occurred (emulated).")
 end
