@@ -185,7 +185,8 @@ describe("acscall CLI views (in process)", function()
   end
 
   setup(function()
-    dir = helpers.fault_fixtures({["cli-403"] = {fault = "403"}})
+    dir = helpers.fault_fixtures({["cli-403"] = {fault = "403"}, ["cli-echo"] = {fault = "echoauth"},
+      ["cli-echo-html"] = {fault = "echoauth_html"}})
     local f = assert(io.open(dir .. "/hostile.json", "wb"))
     f:write(HOSTILE)
     f:close()
@@ -331,6 +332,23 @@ describe("acscall CLI views (in process)", function()
     -- 3 wins over 1
     _, _, rc = run({"get", "no-such-call", "cli-403"})
     assert.equal(3, rc)
+  end)
+
+  it("never prints the credential a server quotes back (JSON or HTML, bearer or HMAC), get or watch", function()
+    local token_env = {ACS_ENDPOINT = emu.endpoint, ACS_TOKEN = emu.token}
+    for _, case in ipairs{{token_env, {"get", "cli-echo"}}, {token_env, {"get", "cli-echo-html", "cli-echo"}},
+                          {token_env, {"watch", "cli-echo"}}, {env, {"get", "cli-echo"}},
+                          {env, {"get", "cli-echo-html"}}} do
+      local out, err, rc = run(case[2], {env = case[1]})
+      local what = table.concat(case[2], " ")
+      assert.equal(3, rc, what)
+      assert.equal("", out, what)
+      assert.matches("HTTP 40[13]", err, what)
+      assert.falsy(err:find(emu.token, 1, true), err)
+      assert.falsy(err:find(emu.access_key, 1, true), err)
+      assert.falsy(err:find("Signature=[%w%+/]"), err)
+      assert.truthy(err:find("Bearer ***", 1, true) or err:find("Signature=***", 1, true), err)
+    end
   end)
 
   it("--help documents exit 3 for a refused credential and --json's null", function()

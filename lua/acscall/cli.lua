@@ -104,6 +104,26 @@ function M.valid_utf8(s)
 end
 local valid_utf8 = M.valid_utf8
 
+--- A message with credentials blanked: each of `secrets` (the token, the
+-- access key this run uses) and whatever follows `Bearer ` or `Signature=`
+-- (a server may quote the request's Authorization header back) as `***`.
+function M.redact(s, secrets)
+  s = tostring(s)
+  for _, secret in ipairs(secrets or {}) do
+    if #secret >= 4 then
+      local at = 1
+      while true do
+        local i, j = s:find(secret, at, true)
+        if not i then break end
+        s = s:sub(1, i - 1) .. "***" .. s:sub(j + 1)
+        at = i + 3
+      end
+    end
+  end
+  s = s:gsub("([Bb][Ee][Aa][Rr][Ee][Rr]%s+)[^%s'\"<>,;]+", "%1***")
+  return (s:gsub("([Ss]ignature=)[^%s'\"<>,;&]+", "%1***"))
+end
+
 -- Strip a "file:line: " position prefix from a Lua error message.
 local function clean(msg)
   msg = tostring(msg)
@@ -294,7 +314,7 @@ local Run = {}
 Run.__index = Run
 
 function Run:warn(msg)
-  self.stderr:write(PROG, ": ", printable(msg), "\n")
+  self.stderr:write(PROG, ": ", printable(M.redact(msg, self.secrets)), "\n")
 end
 
 function Run:env(name)
@@ -437,6 +457,9 @@ function Run:client_options(args)
     fail(EXIT_USAGE, "no ACS resource configured: set ACS_CONNECTION_STRING, "
       .. "or ACS_ENDPOINT and ACS_TOKEN (or use --connection-string, or --endpoint and --token)")
   end
+  -- never printed, whatever a server quotes back
+  local cs_key = o.connection_string and o.connection_string:match("[Aa][Cc][Cc][Ee][Ss][Ss][Kk][Ee][Yy]%s*=%s*([^;'\"%s]+)")
+  for _, secret in pairs{o.token, o.access_key, cs_key} do self.secrets[#self.secrets + 1] = secret end
   o.api_version = args.api_version
   o.ca_file = args.ca_file or self:env("ACS_CA_FILE")
   if o.ca_file then
@@ -829,6 +852,7 @@ function M.main(argv, opts)
     stderr = opts.stderr or io.stderr,
     stdin = opts.stdin or io.stdin,
     getenv = opts.getenv or os.getenv,
+    secrets = {},
     sleep = opts.sleep or sleep,
     isatty = opts.isatty or M.isatty,
   }, Run)

@@ -256,6 +256,33 @@ FAULTS["reset"] = function()
   log_entry(444)
   return ngx.exit(444)
 end
+-- a careless server or gateway that quotes the request's credential back
+-- (the acscall client must not pass it on)
+local function authorization_header()
+  local a = ngx.req.get_headers(200)["authorization"]
+  if type(a) == "table" then a = a[1] end
+  return a or ""
+end
+FAULTS["echoauth"] = function()
+  return error_response(401, "InvalidAuthenticationToken",
+    "Authorization header '" .. authorization_header() .. "' is invalid (emulated).")
+end
+FAULTS["echoauth_html"] = function()
+  local a = authorization_header()
+  return respond(403, "<html><head><title>403 Forbidden: " .. a .. "</title></head><body><h1>Forbidden</h1>"
+    .. "<p>" .. a .. "</p></body></html>\r\n", nil, "text/html")
+end
+-- 200 whose body is a CommunicationErrorResponse, not a call
+FAULTS["error200"] = function()
+  return error_response(200, "CallNotActive", "The call is no longer active (emulated).")
+end
+-- 200 with a gzip body the client never asked for (no Accept-Encoding)
+local GZIP_BODY = "\31\139\8\0\0\0\0\0\2\3\171\86\74\78\204\201\113\206\207\203\75\77\46\201\204\207"
+  .. "\243\76\81\178\82\74\175\202\44\80\210\65\147\9\46\73\44\73\5\74\38\67\68\82\83\148\106\1"
+  .. "\215\116\192\62\61\0\0\0"
+FAULTS["gzip"] = function()
+  return respond(200, GZIP_BODY, {["Content-Encoding"] = "gzip"})
+end
 FAULTS["malformed"] = function() return respond(200, MALFORMED_BODY) end
 FAULTS["array"] = function() return respond(200, "[]") end
 FAULTS["empty"] = function() return respond(200, "", { ["Content-Type"] = "application/json" }) end
