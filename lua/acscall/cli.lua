@@ -458,7 +458,8 @@ function Run:client_options(args)
       .. "or ACS_ENDPOINT and ACS_TOKEN (or use --connection-string, or --endpoint and --token)")
   end
   -- never printed, whatever a server quotes back
-  local cs_key = o.connection_string and o.connection_string:match("[Aa][Cc][Cc][Ee][Ss][Ss][Kk][Ee][Yy]%s*=%s*([^;'\"%s]+)")
+  local cs_key = o.connection_string
+    and o.connection_string:match("[Aa][Cc][Cc][Ee][Ss][Ss][Kk][Ee][Yy]%s*=%s*([^;'\"%s]+)")
   for _, secret in pairs{o.token, o.access_key, cs_key} do self.secrets[#self.secrets + 1] = secret end
   o.api_version = args.api_version
   o.ca_file = args.ca_file or self:env("ACS_CA_FILE")
