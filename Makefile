@@ -71,6 +71,8 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# BUSTED_FLAGS: more busted options, e.g. `make test BUSTED_FLAGS="--shuffle --seed=42"`
+BUSTED_FLAGS ?=
 test: deps all $(TESTSUPPORT)
 	$(BUSTED) --output=utfTerminal $(BUSTED_FLAGS) spec
 

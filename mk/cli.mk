@@ -7,6 +7,9 @@
 # one) is Lua 5.1 only, so LDoc runs under lua5.1.
 
 DEB_PKGS += lua-argparse lua-check lua-ldoc lua-markdown lua5.1
+# the CLI's terminal, symlink and sleep calls (lua/acscall/cli.lua, bin/acscall):
+# lua-posix (Lua 5.1-5.3, LuaJIT); lua-term, lua-filesystem, lua-system for 5.4
+DEB_PKGS += lua-posix lua-term lua-filesystem lua-system
 
 LUACHECK ?= luacheck
 LDOC     ?= lua5.1 /usr/bin/ldoc

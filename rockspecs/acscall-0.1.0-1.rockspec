@@ -55,6 +55,7 @@ build = {
       libraries = { "curl", "crypto", "pthread" },
     },
     acscall = "lua/acscall/init.lua",
+    ["acscall.cli"] = "lua/acscall/cli.lua",
     ["acscall.resty"] = "lua/acscall/resty.lua",
     ["acscall.resty_worker"] = "lua/acscall/resty_worker.lua",
   },

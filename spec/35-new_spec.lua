@@ -37,7 +37,13 @@ describe("acscall.new", function()
 
   it("keeps base64 '=' padding (splits on the first '=')", function()
     local c = acscall.new{connection_string = "endpoint=https://a.b/;accesskey=pw=="}
+    local url, h = c:request("x")
     c:close()
+    assert.equal("https://a.b/calling/callConnections/x?api-version=" .. acscall.DEFAULT_API_VERSION, url)
+    -- signed with the whole key "pw==" (computed here with luaossl, not the core)
+    local want = require("spec.helpers").hmac_headers{key = "pw==", host = "a.b", date = h["x-ms-date"],
+      path = "/calling/callConnections/x?api-version=" .. acscall.DEFAULT_API_VERSION}
+    assert.equal(want.authorization, h.authorization)
   end)
 
   it("refuses bad connection strings clearly", function()

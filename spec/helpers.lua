@@ -49,12 +49,9 @@ local function run(cmd)
 end
 helpers.run = run
 
---- Run Lua source in its own interpreter (the one running this suite), as a
--- user's script would run; `prefix` goes before the command (e.g. a timeout).
--- Under `make test-asan` the ASan runtime is preloaded again for it (the
--- suite's own LD_PRELOAD is removed for child processes).
--- Returns output (stdout and stderr), ok, exit code, wall seconds.
-function helpers.run_lua(source, prefix)
+-- The command that runs Lua source in the interpreter running this suite,
+-- and the script file it reads (remove it after).
+local function lua_command(source)
   local lua = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
   local script = os.tmpname()
   local f = assert(io.open(script, "w"))
@@ -62,11 +59,125 @@ function helpers.run_lua(source, prefix)
   f:close()
   local asan = os.getenv("ACSCALL_ASAN_PRELOAD")
   local env = asan and ("env LD_PRELOAD=" .. shell_quote(asan) .. " ") or ""
+  return env .. lua .. " " .. shell_quote(script), script
+end
+
+--- Run Lua source in its own interpreter (the one running this suite), as a
+-- user's script would run; `prefix` goes before the command (e.g. a timeout).
+-- Under `make test-asan` the ASan runtime is preloaded again for it (the
+-- suite's own LD_PRELOAD is removed for child processes).
+-- Returns output (stdout and stderr), ok, exit code, wall seconds.
+function helpers.run_lua(source, prefix)
+  local cmd, script = lua_command(source)
   local t0 = require("socket").gettime()
-  local out, ok, rc = run((prefix or "") .. " " .. env .. lua .. " " .. script .. " 2>&1")
+  local out, ok, rc = run((prefix or "") .. " " .. cmd .. " 2>&1")
   local wall = require("socket").gettime() - t0
   os.remove(script)
   return out, ok, rc, wall
+end
+
+---------------------------------------------------------------------------------------------------
+-- Background processes, for signal specs: the process is the command itself
+-- (sh execs it), so a signal reaches it and nothing else. (`timeout -s INT`
+-- would also signal its whole process group: lua.c resets its SIGINT handler
+-- after the first one, and a second kills the interpreter.)
+
+local Process = {}
+Process.__index = Process
+
+--- Start a shell command in the background, stdin /dev/null, stdout and
+-- stderr to files. Returns a Process: pid, out/err paths, :kill(sig),
+-- :wait(limit) -> exit code, :output() -> stdout, stderr, :waiting(), :cleanup().
+function helpers.spawn(cmd)
+  local p = setmetatable({out = os.tmpname(), err = os.tmpname(), script = os.tmpname(),
+    pidfile = os.tmpname(), rcfile = os.tmpname()}, Process)
+  os.remove(p.rcfile)
+  local f = assert(io.open(p.script, "w"))
+  f:write("echo $$ >", shell_quote(p.pidfile), "\nexec ", cmd, " </dev/null >", shell_quote(p.out),
+    " 2>", shell_quote(p.err), "\n")
+  f:close()
+  os.execute("(sh " .. shell_quote(p.script) .. "; echo $? >" .. shell_quote(p.rcfile .. ".tmp")
+    .. " && mv " .. shell_quote(p.rcfile .. ".tmp") .. " " .. shell_quote(p.rcfile) .. ") 2>/dev/null &")
+  local t0 = helpers.now()
+  while not p.pid do
+    p.pid = tonumber((read_file(p.pidfile) or ""):match("%d+"))
+    if not p.pid then
+      if helpers.now() - t0 > 10 then error("spawn: no pid after 10 s: " .. cmd, 2) end
+      helpers.sleep(0.01)
+    end
+  end
+  return p
+end
+
+--- Run Lua source in the background, in its own interpreter (as run_lua).
+function helpers.spawn_lua(source)
+  local cmd, script = lua_command(source)
+  local p = helpers.spawn(cmd)
+  p.lua_script = script
+  return p
+end
+
+--- Exactly one signal, to this process only.
+function Process:kill(sig)
+  assert(os.execute("kill -" .. (sig or "TERM") .. " " .. self.pid .. " 2>/dev/null"))
+end
+
+--- What the process is blocked in (the kernel's wchan), "" while it runs.
+function Process:wchan()
+  local w = read_file("/proc/" .. self.pid .. "/wchan") or ""
+  return w == "0" and "" or w
+end
+
+--- True while the process sleeps in a timed wait: nanosleep (a retry wait,
+-- a CLI interval) or poll (a transfer, libcurl multi's wait).
+function Process:waiting()
+  local w = self:wchan()
+  return w:find("nanosleep", 1, true) ~= nil or w:find("poll", 1, true) ~= nil
+end
+
+--- Ctrl-C: one SIGINT to it, then wait for its end. Returns the exit code
+-- (nil if still running after limit seconds) and the seconds it took.
+function Process:interrupt(limit)
+  local t0 = helpers.now()
+  self:kill("INT")
+  local rc = self:wait(limit)
+  return rc, helpers.now() - t0
+end
+
+--- Exit code once the process ended (nil after limit seconds).
+function Process:wait(limit)
+  local t0 = helpers.now()
+  while true do
+    local rc = tonumber((read_file(self.rcfile) or ""):match("%d+"))
+    if rc then return rc end
+    if helpers.now() - t0 > (limit or 10) then return nil end
+    helpers.sleep(0.01)
+  end
+end
+
+function Process:output()
+  return read_file(self.out) or "", read_file(self.err) or ""
+end
+
+--- Kill it if still running (KILL, to the process only) and remove its files.
+function Process:cleanup()
+  if not read_file(self.rcfile) then
+    self:kill("KILL")
+    self:wait(5)
+  end
+  for _, path in ipairs{self.out, self.err, self.script, self.pidfile, self.rcfile, self.lua_script} do
+    os.remove(path)
+  end
+end
+
+--- Poll fn every 10 ms until it returns true; false after limit seconds.
+function helpers.wait_until(fn, limit)
+  local t0 = helpers.now()
+  while not fn() do
+    if helpers.now() - t0 > (limit or 10) then return false end
+    helpers.sleep(0.01)
+  end
+  return true
 end
 
 local Emulator = {}
@@ -82,9 +193,24 @@ function helpers.parse_env(out)
   return env
 end
 
---- Start an emulator. opts: tls, latency (ms), port, fixtures (dir), access_key, token, dir.
+--- Start an emulator. opts: tls, latency (ms), port, fixtures (dir), access_key, token, dir;
+-- scenarios (and rename): serve a private copy of the fixtures with these
+-- fault calls added (helpers.fault_fixtures), removed again by :stop().
 function helpers.start_emulator(opts)
   opts = opts or {}
+  if opts.scenarios then
+    local copy = {}
+    for k, v in pairs(opts) do copy[k] = v end
+    copy.scenarios = nil
+    copy.fixtures = helpers.fault_fixtures(opts.scenarios, opts.rename)
+    local ok, e = pcall(helpers.start_emulator, copy)
+    if not ok then
+      helpers.remove_dir(copy.fixtures)
+      error(e, 2)
+    end
+    e.own_fixtures = copy.fixtures
+    return e
+  end
   local args = { shell_quote(helpers.emulator_cmd), "start" }
   if opts.tls then args[#args + 1] = "--tls" end
   if opts.latency then args[#args + 1] = "--latency " .. shell_quote(opts.latency) end
@@ -123,6 +249,7 @@ function Emulator:stop()
   if self.stopped then return true end
   self.stopped = true
   local _, ok = run(shell_quote(helpers.emulator_cmd) .. " stop --dir " .. shell_quote(self.dir) .. " 2>&1")
+  helpers.remove_dir(self.own_fixtures)
   return ok
 end
 
@@ -258,6 +385,32 @@ end
 
 function helpers.fixtures_dir()
   return helpers.repo_root() .. "/emulator/fixtures"
+end
+
+--- A private fixtures directory (remove it with helpers.remove_dir): a copy of
+-- every fixture, plus one call per scenario, `scenarios[id] = sidecar`, each
+-- a copy of the seed call (its callConnectionId changed to id when rename).
+function helpers.fault_fixtures(scenarios, rename)
+  local seed_id = "18dea47f-b081-4107-9a5c-4300819d2c6c"
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(run("mkdir -p " .. shell_quote(dir) .. " && cp " .. shell_quote(helpers.fixtures_dir()) .. "/*.json "
+    .. shell_quote(dir) .. "/"))
+  local seed = read_file(helpers.fixtures_dir() .. "/" .. seed_id .. ".json")
+  local function write(path, s)
+    local f = assert(io.open(path, "wb"))
+    f:write(s)
+    f:close()
+  end
+  for id, meta in pairs(scenarios) do
+    write(dir .. "/" .. id .. ".json", rename and (seed:gsub(seed_id:gsub("%-", "%%-"), id)) or seed)
+    write(dir .. "/" .. id .. ".meta.json", cjson.encode(meta))
+  end
+  return dir
+end
+
+function helpers.remove_dir(dir)
+  if dir then run("rm -rf " .. shell_quote(dir)) end
 end
 
 --- fixture ids (file names without .json, excluding .meta.json sidecars), sorted

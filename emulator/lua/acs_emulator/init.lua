@@ -202,6 +202,21 @@ end
 
 local FAULTS = {}
 
+-- the retry headers a transient error may carry, each only if asked for:
+-- retry_after (Retry-After, verbatim), retry_after_date (Retry-After as the
+-- HTTP date that many seconds from now), ms (retry-after-ms), x_ms
+-- (x-ms-retry-after-ms)
+local function retry_headers(p)
+  local h = {}
+  if p.retry_after then h["Retry-After"] = p.retry_after end
+  if tonumber(p.retry_after_date) then
+    h["Retry-After"] = ngx.http_time(ngx.time() + tonumber(p.retry_after_date))
+  end
+  if p.ms then h["retry-after-ms"] = p.ms end
+  if p.x_ms then h["x-ms-retry-after-ms"] = p.x_ms end
+  return h
+end
+
 FAULTS["429"] = function(p)
   return error_response(429, "TooManyRequests", "Rate limit exceeded (emulated).",
     { ["Retry-After"] = p.retry_after or "1" })
@@ -210,14 +225,24 @@ FAULTS["429ms"] = function(p)
   return error_response(429, "TooManyRequests", "Rate limit exceeded (emulated).",
     { ["retry-after-ms"] = p.ms or "100" })
 end
-FAULTS["429bare"] = function()
-  return error_response(429, "TooManyRequests", "Rate limit exceeded (emulated).")
+FAULTS["429bare"] = function(p)
+  return error_response(429, "TooManyRequests", "Rate limit exceeded (emulated).", retry_headers(p))
 end
 FAULTS["503"] = function(p)
-  local h = {}
-  if p.retry_after then h["Retry-After"] = p.retry_after end
-  if p.ms then h["retry-after-ms"] = p.ms end
-  return error_response(503, "ServiceUnavailable", "The service is temporarily unavailable (emulated).", h)
+  return error_response(503, "ServiceUnavailable", "The service is temporarily unavailable (emulated).",
+    retry_headers(p))
+end
+FAULTS["408"] = function(p)
+  return error_response(408, "RequestTimeout", "The request timed out (emulated).", retry_headers(p))
+end
+FAULTS["502"] = function(p)
+  return error_response(502, "BadGateway", "Bad gateway (emulated).", retry_headers(p))
+end
+FAULTS["504"] = function(p)
+  return error_response(504, "GatewayTimeout", "The gateway timed out (emulated).", retry_headers(p))
+end
+FAULTS["403"] = function()
+  return error_response(403, "Forbidden", "The credential is not allowed to read this call (emulated).")
 end
 FAULTS["500"] = function()
   return error_response(500, "InternalServerError", "An internal server error occurred (emulated).")
@@ -230,6 +255,33 @@ end
 FAULTS["reset"] = function()
   log_entry(444)
   return ngx.exit(444)
+end
+-- a careless server or gateway that quotes the request's credential back
+-- (the acscall client must not pass it on)
+local function authorization_header()
+  local a = ngx.req.get_headers(200)["authorization"]
+  if type(a) == "table" then a = a[1] end
+  return a or ""
+end
+FAULTS["echoauth"] = function()
+  return error_response(401, "InvalidAuthenticationToken",
+    "Authorization header '" .. authorization_header() .. "' is invalid (emulated).")
+end
+FAULTS["echoauth_html"] = function()
+  local a = authorization_header()
+  return respond(403, "<html><head><title>403 Forbidden: " .. a .. "</title></head><body><h1>Forbidden</h1>"
+    .. "<p>" .. a .. "</p></body></html>\r\n", nil, "text/html")
+end
+-- 200 whose body is a CommunicationErrorResponse, not a call
+FAULTS["error200"] = function()
+  return error_response(200, "CallNotActive", "The call is no longer active (emulated).")
+end
+-- 200 with a gzip body the client never asked for (no Accept-Encoding)
+local GZIP_BODY = "\31\139\8\0\0\0\0\0\2\3\171\86\74\78\204\201\113\206\207\203\75\77\46\201\204\207"
+  .. "\243\76\81\178\82\74\175\202\44\80\210\65\147\9\46\73\44\73\5\74\38\67\68\82\83\148\106\1"
+  .. "\215\116\192\62\61\0\0\0"
+FAULTS["gzip"] = function()
+  return respond(200, GZIP_BODY, {["Content-Encoding"] = "gzip"})
 end
 FAULTS["malformed"] = function() return respond(200, MALFORMED_BODY) end
 FAULTS["array"] = function() return respond(200, "[]") end
