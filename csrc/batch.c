@@ -49,6 +49,7 @@ typedef struct {
     item *items;
     int n, conc;
     acs_watch w;
+    const char *bearer; /* the provider's token (on the Lua stack), or NULL */
     acs_resp_meta meta; /* scratch for one result */
 } batch_ctx;
 
@@ -95,7 +96,7 @@ static acs_resp_meta *meta_of(batch_ctx *b, int i)
     memset(&b->meta, 0, sizeof b->meta);
     b->meta.client_request_id = b->items[i].crid;
     b->meta.attempts = b->items[i].attempt;
-    b->meta.decoder_ref = b->c->decoder_ref;
+    acs_client_meta(b->c, b->bearer, &b->meta);
     return &b->meta;
 }
 
@@ -239,6 +240,7 @@ static int get_calls_body(lua_State *L)
         return luaL_error(L, "acscall: %s", err);
     /* the provider is user code: it runs before the batch takes anything */
     why = acs_client_bearer(L, c, &bearer); /* BATCH_BEARER */
+    b->bearer = bearer;
     if (c->closed)
         return luaL_error(L, "acscall: closed client");
     lua_createtable(L, n, 0); /* BATCH_IDS */

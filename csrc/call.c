@@ -105,6 +105,7 @@ int acs_call_push_result(lua_State *L, acs_conn *conn, int rc,
 {
     meta->request_id = conn->request_id[0] ? conn->request_id : NULL;
     meta->content_type = conn->content_type[0] ? conn->content_type : NULL;
+    meta->content_encoding = conn->content_encoding[0] ? conn->content_encoding : NULL;
     if (rc == ACS_TR_TOO_LARGE)
         return acs_push_failure(L, "decode", conn->status,
                                 acs_conn_error(conn, rc), meta);
@@ -211,7 +212,7 @@ static int get_call_body(lua_State *L)
             break; /* Ctrl-C: report the last answer now */
     }
     k->meta.attempts = attempt;
-    k->meta.decoder_ref = c->decoder_ref;
+    acs_client_meta(c, k->bearer, &k->meta);
     return acs_call_push_result(L, k->conn, rc, &k->meta);
 }
 

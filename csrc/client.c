@@ -124,6 +124,17 @@ int acs_client_request_id(acs_client *c, char out[37])
     return 0;
 }
 
+void acs_client_meta(const acs_client *c, const char *bearer, acs_resp_meta *m)
+{
+    static const size_t prefix = sizeof "Authorization: Bearer " - 1;
+    m->decoder_ref = c->decoder_ref;
+    m->strict = c->strict;
+    if (bearer)
+        m->secret = bearer;
+    else if (c->cred.token_line)
+        m->secret = c->cred.token_line + prefix;
+}
+
 /* lua.c and luajit raise "interrupted!" from their SIGINT hook. */
 static int is_interruption(lua_State *L, int idx)
 {
@@ -353,6 +364,9 @@ static int l_new(lua_State *L)
     /* Nothing is connected here: the first call opens what it needs. */
     if ((err = acs_pool_init(&c->pool, &to)) != NULL)
         return luaL_error(L, "acscall.new: %s", err);
+    lua_getfield(L, 1, "strict");
+    c->strict = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     lua_getfield(L, 1, "max_depth");
     if (!lua_isnil(L, -1)) {
         lua_Number d = lua_tonumber(L, -1);

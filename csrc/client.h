@@ -16,6 +16,7 @@
 #include <lua.h>
 
 #include "auth.h"
+#include "failure.h"
 #include "request.h"
 #include "retry.h"
 #include "transport.h"
@@ -29,6 +30,7 @@ typedef struct {
     acs_credential cred;
     int provider_ref; /* token_provider function, or LUA_NOREF */
     int decoder_ref;  /* own cjson decoder (max_depth option), or 0 */
+    int strict;       /* strict = true: wrong-typed known fields are errors */
     acs_route route;
     acs_retry_policy retry;
     char ua[512]; /* the User-Agent sent */
@@ -49,6 +51,11 @@ const char *acs_client_check_id(lua_State *L, int idx, size_t *len);
 const char *acs_client_enter(acs_client *c);
 /* ... and ends: released if it was closed meanwhile and this was the last. */
 void acs_client_leave(lua_State *L, acs_client *c);
+
+/* What the client adds to a result's meta: its decoder, strictness, and
+ * the bearer token sent (bearer: a provider's; else the fixed token), which
+ * failure.h redacts from error bodies. */
+void acs_client_meta(const acs_client *c, const char *bearer, acs_resp_meta *m);
 
 /* A fresh x-ms-client-request-id; 0 or -1 (no random bytes). */
 int acs_client_request_id(acs_client *c, char out[37]);

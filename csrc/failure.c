@@ -175,6 +175,73 @@ int acs_push_failure(lua_State *L, const char *kind, long status,
 }
 
 
+/* ---------- redaction -------------------------------------------------- */
+
+static int starts_ci(const char *s, size_t len, const char *lit, size_t n)
+{
+    size_t i;
+    if (len < n)
+        return 0;
+    for (i = 0; i < n; i++) {
+        char c = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] + 32) : s[i];
+        if (c != lit[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* characters of a token68 credential (RFC 7235) and of base64 */
+static int cred_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+           c == '~' || c == '+' || c == '/' || c == '=' || c == '%';
+}
+
+void acs_push_redacted(lua_State *L, const char *s, size_t len,
+                       const char *secret)
+{
+    luaL_Buffer b;
+    size_t i = 0, start = 0, slen = secret ? strlen(secret) : 0;
+    if (slen < 8)
+        slen = 0;
+    luaL_buffinit(L, &b);
+    while (i < len) {
+        size_t skip = 0, keep = 0;
+        if (slen && s[i] == secret[0] && len - i >= slen &&
+            memcmp(s + i, secret, slen) == 0) {
+            skip = slen;
+        } else if ((s[i] == 'B' || s[i] == 'b') && starts_ci(s + i, len - i, "bearer", 6)) {
+            size_t j = i + 6;
+            while (j < len && (s[j] == ' ' || s[j] == '\t'))
+                j++;
+            if (j > i + 6 && j < len && cred_char(s[j])) {
+                keep = j - i; /* "Bearer " stays */
+                while (j < len && cred_char(s[j]))
+                    j++;
+                skip = j - i;
+            }
+        } else if ((s[i] == 'S' || s[i] == 's') &&
+                   starts_ci(s + i, len - i, "signature=", 10)) {
+            size_t j = i + 10;
+            keep = 10;
+            while (j < len && cred_char(s[j]))
+                j++;
+            skip = j > i + 10 ? j - i : 0;
+        }
+        if (skip == 0) {
+            i++;
+            continue;
+        }
+        luaL_addlstring(&b, s + start, i + keep - start);
+        luaL_addstring(&b, "***");
+        i += skip;
+        start = i;
+    }
+    luaL_addlstring(&b, s + start, len - start);
+    luaL_pushresult(&b);
+}
+
 /* core.failure(kind, text[, fields]) -> nil, message, info
  * fields: status, attempts, timeout, request_id, client_request_id (any
  * may be nil). An unknown kind is a programmer mistake (raises). */
@@ -206,6 +273,10 @@ static int l_failure(lua_State *L)
         /* strings stay alive on the stack until we return */
         meta.request_id = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
         meta.client_request_id = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    }
+    if (text) { /* a Lua transport may pass a server's words: redact */
+        acs_push_redacted(L, text, strlen(text), NULL);
+        text = lua_tostring(L, -1);
     }
     return acs_push_failure(L, kind, status, text, &meta);
 }

@@ -34,6 +34,9 @@ typedef struct {
     const char *request_id;        /* x-ms-request-id header */
     const char *client_request_id; /* the x-ms-client-request-id we sent */
     const char *content_type;      /* Content-Type header */
+    const char *content_encoding;  /* Content-Encoding header */
+    const char *secret;            /* the bearer token sent, if any: redacted */
+    int strict;      /* model.h: a wrong-typed known field is an error */
     int attempts;
     int timeout;     /* the last attempt timed out: info.timeout = true */
     int decoder_ref; /* model.h: a client's own decoder, or 0 */
@@ -73,6 +76,14 @@ int acs_push_failure(lua_State *L, const char *kind, long status,
 
 /* The prefix for kind "http": "HTTP <status>". */
 void acs_mb_http(acs_msgbuf *m, long status);
+
+/* Push s with every credential a server may echo replaced by "***":
+ * secret (when given, at least 8 bytes), and the value after "Bearer " or
+ * "Signature=" (any case) whatever it is. Linear in len. Error bodies are
+ * redacted before anything is read from them, so no message, info field or
+ * detail can carry a credential back (README "Errors"). */
+void acs_push_redacted(lua_State *L, const char *s, size_t len,
+                       const char *secret);
 
 /* Registers core.failure into the module table on top. */
 void acs_failure_open(lua_State *L);

@@ -82,6 +82,7 @@ typedef struct {
     const char *kind; /* the identifier being walked: its kind, if a string */
     size_t klen;
     int raw_empty;    /* ... and whether its rawId is "" */
+    int strict;       /* a wrong-typed known field is an error */
 } ctx;
 
 static int type_error(lua_State *L, ctx *c, const path *p, const char *expected,
@@ -94,6 +95,22 @@ static int type_error(lua_State *L, ctx *c, const path *p, const char *expected,
     acs_mb_sep(&c->err, ", got ");
     acs_mb_str(&c->err, json_type(L, vi));
     return -1;
+}
+
+static void strip_nulls(lua_State *L, int t);
+
+/* A known value of the wrong JSON type. strict: an error naming its path
+ * (-1). Otherwise (the default, as the official SDKs) it is kept as the
+ * service sent it, nulls stripped, and not walked (1): one odd leaf does
+ * not lose a live call's state, targets and ids. */
+static int mismatch(lua_State *L, ctx *c, const path *p, const char *expected,
+                    int vi)
+{
+    if (c->strict)
+        return type_error(L, c, p, expected, vi);
+    if (lua_type(L, vi) == LUA_TTABLE)
+        strip_nulls(L, vi);
+    return 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -207,25 +224,29 @@ static void strip_nulls(lua_State *L, int t)
     }
 }
 
-/* value at v must be a JSON object (an empty table passes) */
+/* value at v must be a JSON object (an empty table passes): 0, or
+ * mismatch's answer */
 static int check_object(lua_State *L, ctx *c, const path *p, int v)
 {
     if (lua_type(L, v) != LUA_TTABLE || acs_rawlen(L, v) > 0)
-        return type_error(L, c, p, "object", v);
+        return mismatch(L, c, p, "object", v);
     return 0;
 }
 
-/* value at v must be a JSON array (an empty table passes); *n = its length */
+/* value at v must be a JSON array (an empty table passes); *n = its
+ * length: 0, or mismatch's answer */
 static int check_array(lua_State *L, ctx *c, const path *p, int v, size_t *n)
 {
     if (lua_type(L, v) != LUA_TTABLE)
-        return type_error(L, c, p, "array", v);
+        return mismatch(L, c, p, "array", v);
+    if (!c->strict)
+        strip_nulls(L, v); /* null elements go, the rest closes up */
     *n = acs_rawlen(L, v);
     if (*n == 0) {
         lua_pushnil(L);
         if (lua_next(L, v)) {
             lua_pop(L, 2);
-            return type_error(L, c, p, "array", v);
+            return mismatch(L, c, p, "array", v);
         }
     }
     return 0;
@@ -252,8 +273,10 @@ static int walk_ident(lua_State *L, ctx *c, int t, const path *p)
                 ki = i;
                 break;
             }
-        lua_pushstring(L, ki >= 0 ? ident_fields[ki].name : "unknown");
-        lua_setfield(L, t, "kind");
+        if (!(seen & (1u << IDENT_KIND))) { /* absent, not a kept odd value */
+            lua_pushstring(L, ki >= 0 ? ident_fields[ki].name : "unknown");
+            lua_setfield(L, t, "kind");
+        }
     }
     /* a rawId the service sent wins; an empty one does not (as in the SDKs
      * and acs_l_raw_id) */
@@ -267,10 +290,11 @@ static int walk_ident(lua_State *L, ctx *c, int t, const path *p)
 static int walk_value(lua_State *L, ctx *c, int v, const field *f, const path *p)
 {
     size_t n, i;
+    int r;
     switch (f->type) {
     case T_STR:
         if (lua_type(L, v) != LUA_TSTRING)
-            return type_error(L, c, p, "string", v);
+            return mismatch(L, c, p, "string", v) < 0 ? -1 : 0;
         if (f == &ident_fields[IDENT_KIND]) /* alive: the table holds it */
             c->kind = lua_tolstring(L, v, &c->klen);
         else if (f == &ident_fields[IDENT_RAWID])
@@ -278,35 +302,33 @@ static int walk_value(lua_State *L, ctx *c, int v, const field *f, const path *p
         return 0;
     case T_BOOL:
         if (lua_type(L, v) != LUA_TBOOLEAN)
-            return type_error(L, c, p, "boolean", v);
+            return mismatch(L, c, p, "boolean", v) < 0 ? -1 : 0;
         return 0;
     case T_OBJ:
-        if (check_object(L, c, p, v))
-            return -1;
+        if ((r = check_object(L, c, p, v)) != 0)
+            return r < 0 ? -1 : 0;
         return walk_object(L, c, v, f->sub, p, NULL);
     case T_IDENT:
-        if (check_object(L, c, p, v))
-            return -1;
+        if ((r = check_object(L, c, p, v)) != 0)
+            return r < 0 ? -1 : 0;
         return walk_ident(L, c, v, p);
     case T_STRARR:
     case T_IDENTARR:
-        if (check_array(L, c, p, v, &n))
-            return -1;
+        if ((r = check_array(L, c, p, v, &n)) != 0)
+            return r < 0 ? -1 : 0;
         for (i = 1; i <= n; i++) {
             path e;
-            int r;
             e.up = p;
             e.name = NULL;
             e.index = (lua_Integer)i;
             lua_rawgeti(L, v, (int)i);
             if (f->type == T_STRARR)
                 r = lua_type(L, -1) == LUA_TSTRING ? 0
-                                                   : type_error(L, c, &e, "string", -1);
-            else
-                r = check_object(L, c, &e, lua_gettop(L)) ? -1
-                                                          : walk_ident(L, c, lua_gettop(L), &e);
+                                                   : mismatch(L, c, &e, "string", lua_gettop(L));
+            else if ((r = check_object(L, c, &e, lua_gettop(L))) == 0)
+                r = walk_ident(L, c, lua_gettop(L), &e);
             lua_pop(L, 1);
-            if (r)
+            if (r < 0)
                 return -1;
         }
         return 0;
@@ -436,6 +458,81 @@ static const char *cjson_decode(lua_State *L, int bi, const acs_resp_meta *meta)
     return NULL;
 }
 
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* the code of a \uXXXX escape at s (6 bytes available), or -1 */
+static long u_escape(const char *s)
+{
+    long v = 0;
+    int i, h;
+    if (s[0] != '\\' || s[1] != 'u')
+        return -1;
+    for (i = 2; i < 6; i++) {
+        if ((h = hexval(s[i])) < 0)
+            return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+/* A UTF-16 server that cuts a string can leave a lone surrogate escape
+ * ("\ud83d" at the end); lua-cjson rejects the whole body for it. Replace
+ * each lone one with \ufffd (the same length), as the SDKs' JSON.parse
+ * decodes it to U+FFFD. If the body at bi has one, it is replaced there by
+ * a fixed copy. Escaped backslashes are skipped, so "\\ud800" is text. */
+static void fix_lone_surrogates(lua_State *L, int bi)
+{
+    size_t len, i;
+    const char *s = lua_tolstring(L, bi, &len);
+    char *w = NULL;
+    for (i = 0; i + 1 < len; i++) {
+        long u, lo;
+        if (s[i] != '\\')
+            continue;
+        if (s[i + 1] != 'u' || i + 6 > len || (u = u_escape(s + i)) < 0xD800 ||
+            u > 0xDFFF) {
+            i++; /* an escape that is not a surrogate: skip its letter */
+            continue;
+        }
+        if (u <= 0xDBFF && i + 12 <= len && (lo = u_escape(s + i + 6)) >= 0xDC00 &&
+            lo <= 0xDFFF) {
+            i += 11; /* a valid pair */
+            continue;
+        }
+        if (w == NULL) { /* the first lone one: work on a copy */
+            w = lua_newuserdata(L, len);
+            memcpy(w, s, len);
+        }
+        memcpy(w + i + 2, "fffd", 4);
+        i += 5;
+    }
+    if (w) {
+        lua_pushlstring(L, w, len);
+        lua_replace(L, bi);
+        lua_pop(L, 1); /* the scratch copy */
+    }
+}
+
+/* A Content-Encoding other than identity: acscall never asks for one, so
+ * the body is not JSON it can read. */
+static int encoded(const acs_resp_meta *meta)
+{
+    const char *e = meta ? meta->content_encoding : NULL;
+    return e && *e && strcmp(e, "identity") != 0;
+}
+
+static int decode_http_error(lua_State *L, int bi, long status,
+                             const acs_resp_meta *meta);
+
 /* 2xx: body string at bi */
 static int decode_ok(lua_State *L, int bi, long status, const acs_resp_meta *meta)
 {
@@ -445,12 +542,22 @@ static int decode_ok(lua_State *L, int bi, long status, const acs_resp_meta *met
     ctx c;
     int base = lua_gettop(L), t;
 
+    c.strict = meta && meta->strict;
+    if (encoded(meta)) {
+        acs_mb_init(&c.err, ACS_MSG_CAP - 8);
+        acs_mb_sep(&c.err, "response body is encoded (Content-Encoding: ");
+        acs_mb_str(&c.err, meta->content_encoding);
+        acs_mb_sep(&c.err, "), which acscall never asks for");
+        return decode_failure(L, status, meta, &c.err);
+    }
     i = skip_ws(body, len);
     if (i == len) {
         acs_mb_init(&c.err, ACS_MSG_CAP - 8);
         acs_mb_str(&c.err, "response body is empty");
         return decode_failure(L, status, meta, &c.err);
     }
+    fix_lone_surrogates(L, bi);
+    body = lua_tolstring(L, bi, &len);
     jerr = cjson_decode(L, bi, meta);
     if (jerr) {
         acs_mb_init(&c.err, ACS_MSG_CAP - 8);
@@ -468,6 +575,17 @@ static int decode_ok(lua_State *L, int bi, long status, const acs_resp_meta *met
         lua_settop(L, base);
         return decode_failure(L, status, meta, &c.err);
     }
+    /* a 2xx that is a CommunicationErrorResponse: the service's error */
+    lua_getfield(L, t, "error");
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_getfield(L, t, "callConnectionId");
+        if (lua_isnil(L, -1)) {
+            lua_settop(L, base);
+            return decode_http_error(L, bi, status, meta);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
     if (walk_object(L, &c, t, call_fields, NULL, NULL)) {
         lua_settop(L, base);
         return decode_failure(L, status, meta, &c.err);
@@ -579,11 +697,18 @@ static int decode_http_error(lua_State *L, int bi, long status,
                              const acs_resp_meta *meta)
 {
     size_t len, i;
-    const char *body = lua_tolstring(L, bi, &len);
+    const char *body;
     const char *phrase = reason_phrase(status);
     acs_msgbuf m, ex;
-    int info = acs_failure_push_info(L, "http", status, meta);
-    int json = 0;
+    int info, json = 0;
+
+    /* nothing is read from an error body before its credentials are gone */
+    body = lua_tolstring(L, bi, &len);
+    acs_push_redacted(L, body, len, meta ? meta->secret : NULL);
+    lua_replace(L, bi);
+    fix_lone_surrogates(L, bi);
+    body = lua_tolstring(L, bi, &len);
+    info = acs_failure_push_info(L, "http", status, meta);
 
     acs_mb_init(&m, ACS_MSG_CAP);
     acs_mb_http(&m, status);
@@ -638,7 +763,7 @@ static int decode_http_error(lua_State *L, int bi, long status,
         }
         lua_settop(L, info);
     }
-    if (!json) {
+    if (!json && !encoded(meta)) {
         body_excerpt(&ex, body, len);
         acs_mb_finish(&ex);
         if (ex.n > 0) {
@@ -751,9 +876,17 @@ static int l_decode(lua_State *L)
                     meta.client_request_id = v;
                 else if (eq_ci(k, kl, "content-type"))
                     meta.content_type = v;
+                else if (eq_ci(k, kl, "content-encoding"))
+                    meta.content_encoding = v;
             }
             lua_pop(L, 1);
         }
+    }
+    if (!lua_isnoneornil(L, 4)) {
+        luaL_checktype(L, 4, LUA_TTABLE);
+        lua_getfield(L, 4, "strict");
+        meta.strict = lua_toboolean(L, -1);
+        lua_pop(L, 1);
     }
     if (lua_isnoneornil(L, 2)) {
         lua_pushliteral(L, "");

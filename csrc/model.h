@@ -24,7 +24,11 @@ int acs_decode_new_decoder(lua_State *L, int max_depth);
 
 /* Decode one response. Pushes the call table and returns 1, or pushes
  * nil, message, info and returns 3 (kind "http" for non-2xx, "decode" for
- * a 2xx body that is not a valid CallConnectionProperties). Decode
+ * a 2xx body that is not a valid CallConnectionProperties; a 2xx whose
+ * body is a CommunicationErrorResponse is kind "http" with its message and
+ * code). A known field of the wrong JSON type is kept as sent unless
+ * meta->strict; a lone surrogate escape decodes as U+FFFD; an error body is
+ * redacted (failure.h) before it is read. Decode
  * messages: "decode: response body is empty", "decode: invalid JSON: <cjson's
  * reason>", "decode: expected a JSON object, got array",
  * "decode: targets[2].phoneNumber.value: expected string, got number".
@@ -36,9 +40,11 @@ int acs_decode_push(lua_State *L, long status, const char *body, size_t len,
 /* Registers core.decode, CALL_FIELDS (the top-level fields in schema order)
  * and ARRAY_FIELDS (a set of every known array field, the error model's
  * "details" included) into the module table on top:
- *   core.decode(status, body[, headers]) -> call | nil, message, info
+ *   core.decode(status, body[, headers[, opts]]) -> call | nil, message, info
  *     (body nil = empty; header names matched case-insensitively:
- *      x-ms-request-id, x-ms-client-request-id, content-type) */
+ *      x-ms-request-id, x-ms-client-request-id, content-type,
+ *      content-encoding; opts.strict: a known field of the wrong JSON type
+ *      is an error, as it is for a client made with strict = true) */
 void acs_model_open(lua_State *L);
 
 #endif

@@ -95,6 +95,7 @@ static void reset_response(acs_conn *t)
     t->status = 0;
     t->request_id[0] = t->content_type[0] = t->retry_after[0] = '\0';
     t->retry_after_ms[0] = t->x_retry_after_ms[0] = '\0';
+    t->content_encoding[0] = '\0';
     t->errbuf[0] = '\0';
     if (t->body)
         t->body[0] = '\0';
@@ -108,10 +109,12 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud)
         /* a new response (e.g. after 100 Continue): forget the last */
         t->request_id[0] = t->content_type[0] = t->retry_after[0] = '\0';
         t->retry_after_ms[0] = t->x_retry_after_ms[0] = '\0';
+        t->content_encoding[0] = '\0';
         return len;
     }
     CAPTURE(request_id, "x-ms-request-id")
     CAPTURE(content_type, "content-type")
+    CAPTURE(content_encoding, "content-encoding")
     CAPTURE(retry_after, "retry-after")
     CAPTURE(retry_after_ms, "retry-after-ms")
     CAPTURE(x_retry_after_ms, "x-ms-retry-after-ms")

@@ -51,6 +51,7 @@ typedef struct acs_conn {
     /* response headers the layers above need (truncated if absurdly long) */
     char request_id[128];
     char content_type[128];
+    char content_encoding[64];
     char retry_after[64];
     char retry_after_ms[32];
     char x_retry_after_ms[32];

@@ -236,12 +236,19 @@ describe("acscall.decode", function()
       }, call)
     end)
 
-    it("in a known array are type errors", function()
-      local call, msg, info = decode(200, '{"targets":[{"communicationUser":{"id":"x"}},null]}')
+    it("in a known array are dropped (the array closes up), or with strict = true type errors", function()
+      local body = '{"targets":[{"communicationUser":{"id":"x"}},null]}'
+      local call = decode(200, body)
+      assert.equal(1, #call.targets)
+      assert.equal("x", call.targets[1].rawId)
+      local msg, info
+      call, msg, info = decode(200, body, nil, {strict = true})
       assert.is_nil(call)
       assert.equal("decode: targets[2]: expected object, got null", msg)
       assert.equal("decode", info.kind)
-      call, msg = decode(200, '{"transcriptionSubscription":{"subscribedResultTypes":["final",null]}}')
+      body = '{"transcriptionSubscription":{"subscribedResultTypes":["final",null]}}'
+      assert.same({"final"}, decode(200, body).transcriptionSubscription.subscribedResultTypes)
+      call, msg = decode(200, body, nil, {strict = true})
       assert.is_nil(call)
       assert.equal("decode: transcriptionSubscription.subscribedResultTypes[2]: expected string, got null", msg)
     end)
@@ -301,13 +308,27 @@ describe("acscall.decode", function()
       { '{"transcriptionSubscription":{"locale":1}}', "transcriptionSubscription.locale: expected string, got number" },
     }
     for _, c in ipairs(cases) do
-      it("reports " .. c[2], function()
-        local call, msg, info = decode(200, c[1])
+      it("with strict = true, reports " .. c[2], function()
+        local call, msg, info = decode(200, c[1], nil, {strict = true})
         assert.is_nil(call)
         assert.equal("decode: " .. c[2], msg)
         assert.equal("decode", info.kind)
         assert.equal(200, info.status)
         assert.equal(c[2], info.message)
+      end)
+      it("by default keeps the call and the odd value where " .. c[2]:match("^[^:]+"), function()
+        local call = decode(200, c[1])
+        assert.is_table(call)
+        local json = require("cjson").decode(c[1])
+        for k in pairs(json) do
+          if json[k] ~= require("cjson").null then assert.is_not_nil(call[k], k) end
+        end
+        -- no cjson.null anywhere: the odd values come back as sent, nulls gone
+        local function walk(v)
+          assert.is_not.equal("userdata", type(v))
+          if type(v) == "table" then for _, x in pairs(v) do walk(x) end end
+        end
+        walk(call)
       end)
     end
   end)
