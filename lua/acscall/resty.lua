@@ -125,22 +125,27 @@ local NGX_504 = "acscall: nginx timed out waiting for the upstream"
 -- @return call table, or `nil, message, info`
 -- @raise on a programmer mistake (no client, acscall.conf not included, not
 --  in a request context)
+local EMPTY = {}
+-- Reused for every attempt of every call of this worker: capture() copies the
+-- variables into the subrequest before it yields, so no two calls share them.
+local vars = {}
+local capture_opts = { vars = vars }
+local last_timeout, last_step = -1, 1
+
 function M.capture_get_call(client, id, opts)
   check_client("capture_get_call", client, id)
-  opts = opts or {}
+  opts = opts or EMPTY
   local ngx = rawget(_G, "ngx")
   if not (ngx and ngx.location and ngx.location.capture) then
     error("acscall.resty.capture_get_call: needs nginx + lua-nginx-module", 2)
   end
+  local capture = ngx.location.capture
+  capture_opts.method = ngx.HTTP_GET
   local upstream = opts.upstream or M.DEFAULT_UPSTREAM
   local max_body = opts.max_body or M.DEFAULT_MAX_BODY
   local sleep, now = opts.sleep or ngx.sleep, opts.now or ngx.now
   local start = now()
   local attempts, crid, last = 0, nil, nil
-  -- vars: the variables acscall.conf declares, all set on every attempt
-  -- (an empty one is a header nginx does not send)
-  local vars = {}
-  local capture_opts = { method = ngx.HTTP_GET, vars = vars }
   while true do
     local wait, timeout = client:next_attempt(attempts, now() - start,
       last and (last.status or last.outcome), last and last.headers)
@@ -153,9 +158,14 @@ function M.capture_get_call(client, id, opts)
     end
     crid = crid or headers["x-ms-client-request-id"]
     local scheme, host, path = url:match("^(https?)://([^/]+)(/.*)$")
+    host = headers.host or host
+    if timeout ~= last_timeout then last_timeout, last_step = timeout, step_for(timeout) end
+    local step = last_step
+    -- every variable acscall.conf declares, on every attempt (an empty one
+    -- is a header nginx does not send)
     vars.acscall_url = scheme .. "://" .. upstream .. path
-    vars.acscall_host = headers.host or host
-    vars.acscall_sni = (headers.host or host):match("^%[?([^%]]-)%]?:%d+$") or headers.host or host
+    vars.acscall_host = host
+    vars.acscall_sni = host:match("^%[?([^%]]-)%]?:%d+$") or host
     vars.acscall_accept = headers.accept or ""
     vars.acscall_user_agent = headers["user-agent"] or ""
     vars.acscall_client_request_id = headers["x-ms-client-request-id"] or ""
@@ -163,17 +173,21 @@ function M.capture_get_call(client, id, opts)
     vars.acscall_content_sha256 = headers["x-ms-content-sha256"] or ""
     vars.acscall_authorization = headers.authorization or ""
     attempts = attempts + 1
-    local res = ngx.location.capture(step_uri[step_for(timeout)], capture_opts)
+    local res = capture(step_uri[step], capture_opts)
+    vars.acscall_authorization = nil -- keep no credential past the attempt
     local st, body = res.status, res.body or ""
     if st == 502 and body == NGX_502 then
       last = { outcome = "connect", text = "nginx got no answer from the upstream"
         .. " (connect, TLS or protocol failure: see nginx's error.log)" }
     elseif st == 504 and body == NGX_504 then
-      last = { outcome = "timeout", text = "no answer within " .. (M.STEPS[step_for(timeout)] / 1000) .. " s" }
+      last = { outcome = "timeout", text = "no answer within " .. (M.STEPS[step] / 1000) .. " s" }
     elseif res.truncated then
       last = { outcome = "truncated", text = "the response ended early" }
     else
       last = { status = st, body = body, headers = res.header or {} }
+      -- a 2xx ends the call (decoded or not, nothing is retried): skip the
+      -- rule's header scan on the common path
+      if st >= 200 and st < 300 then break end
     end
   end
   return report(last, attempts, crid, max_body)
