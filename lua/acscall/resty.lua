@@ -108,9 +108,6 @@ end
 
 -- ------------------------------------------------------ event-loop path
 
-local NGX_502 = "acscall: nginx got no answer from the upstream"
-local NGX_504 = "acscall: nginx timed out waiting for the upstream"
-
 --- Fetch a call on nginx's event loop: each attempt is a subrequest to
 -- `acscall/nginx/acscall.conf`'s internal locations, proxied to an
 -- `upstream` block (keep-alive, TLS verified). Needs that file included in
@@ -176,11 +173,17 @@ function M.capture_get_call(client, id, opts)
     local res = capture(step_uri[step], capture_opts)
     vars.acscall_authorization = nil -- keep no credential past the attempt
     local st, body = res.status, res.body or ""
-    if st == 502 and body == NGX_502 then
-      last = { outcome = "connect", text = "nginx got no answer from the upstream"
-        .. " (connect, TLS or protocol failure: see nginx's error.log)" }
-    elseif st == 504 and body == NGX_504 then
-      last = { outcome = "timeout", text = "no answer within " .. (M.STEPS[step] / 1000) .. " s" }
+    -- nginx's own failure: the subrequest ended with that status before any
+    -- response header (see acscall.conf): no body, no Content-Length; an
+    -- answer of the service always has one or the other
+    local rh = res.header or EMPTY
+    if res.truncated and body == "" and not (rh["Content-Length"] or rh["Transfer-Encoding"]) then
+      if st == 504 then
+        last = { outcome = "timeout", text = "no answer within " .. (M.STEPS[step] / 1000) .. " s" }
+      else
+        last = { outcome = "connect", text = "nginx got no answer from the upstream"
+          .. " (connect, TLS or protocol failure: see nginx's error.log)" }
+      end
     elseif res.truncated then
       last = { outcome = "truncated", text = "the response ended early" }
     else
