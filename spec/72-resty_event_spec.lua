@@ -16,14 +16,6 @@ local function many(path, n)
   return t
 end
 
-local function entries_for(emu, id)
-  local out = {}
-  for _, e in ipairs(emu:log()) do
-    if e.id == id then out[#out + 1] = e end
-  end
-  return out
-end
-
 local function json_error(r)
   assert.matches("Content%-Type: application/json", r.raw or "")
   local body = assert(cjson.decode(r.body or ""), r.raw)
@@ -31,12 +23,7 @@ local function json_error(r)
 end
 
 describe("event-loop path (capture_get_call in nginx, one worker)", function()
-  if not ngxh.luajit_core_built() then
-    it("needs build/luajit/acscall/core.so", function()
-      pending("build/luajit/acscall/core.so is missing: run `make LUA_VERSION=luajit`")
-    end)
-    return
-  end
+  if ngxh.pending_without_core() then return end
 
   local fixtures, emu
   local started = {}
@@ -114,7 +101,7 @@ describe("event-loop path (capture_get_call in nginx, one worker)", function()
       local res = ngxh.parallel_get(ex.port, { "/calls/r429" }, 30)
       local took = helpers.now() - t0
       assert.are.equal(200, res[1].status, res[1].raw)
-      local log = entries_for(emu, "r429")
+      local log = ngxh.log_for(emu, "r429")
       assert.are.equal(3, #log)
       assert.are.same({ 429, 429, 200 }, { log[1].status, log[2].status, log[3].status })
       local crid = log[1].headers["x-ms-client-request-id"]
@@ -159,7 +146,7 @@ describe("event-loop path (capture_get_call in nginx, one worker)", function()
       assert.are.equal("transport", err.kind)
       assert.are.equal(2, err.attempts)
       assert.is_true(took < 3, string.format("took %.2f s (deadline 3 s; the service takes 5 s)", took))
-      assert.are.equal(2, #entries_for(emu, "too-slow"))
+      assert.are.equal(2, #ngxh.log_for(emu, "too-slow"))
     end)
 
     it("the service's own 502 is an HTTP answer (kind http), not a transport failure", function()
@@ -172,7 +159,7 @@ describe("event-loop path (capture_get_call in nginx, one worker)", function()
       assert.are.equal("http", err.kind)
       assert.are.equal(502, err.status)
       assert.are.equal(2, err.attempts)
-      assert.are.equal(2, #entries_for(emu, "bad502"))
+      assert.are.equal(2, #ngxh.log_for(emu, "bad502"))
     end)
 
     it("the gateway's credential refused (401): 502 JSON, not retried", function()
@@ -185,7 +172,7 @@ describe("event-loop path (capture_get_call in nginx, one worker)", function()
       assert.are.equal("http", err.kind)
       assert.are.equal(401, err.status)
       assert.are.equal(1, err.attempts)
-      assert.are.equal(1, #entries_for(emu, CALL))
+      assert.are.equal(1, #ngxh.log_for(emu, CALL))
     end)
   end)
 end)

@@ -42,6 +42,25 @@ function M.closed_port()
   return tonumber(port)
 end
 
+--- The emulator's log entries for one call id, in order.
+function M.log_for(emu, id)
+  local out = {}
+  for _, e in ipairs(emu:log()) do
+    if e.id == id then out[#out + 1] = e end
+  end
+  return out
+end
+
+--- Inside a describe block: when the LuaJIT core is missing, declare one
+--- pending test saying so and return true (the caller returns).
+function M.pending_without_core()
+  if M.luajit_core_built() then return false end
+  it("needs build/luajit/acscall/core.so", function()
+    pending("build/luajit/acscall/core.so is missing: run `make LUA_VERSION=luajit`")
+  end)
+  return true
+end
+
 local Example = {}
 Example.__index = Example
 
