@@ -7,6 +7,7 @@ local resty = require "acscall.resty"
 local worker = require "acscall.resty_worker"
 
 local CALL = "18dea47f-b081-4107-9a5c-4300819d2c6c"
+local unpack = table.unpack or rawget(_G, "unpack")
 
 -- a lua-resty-http stand-in: records the call, answers what it is told
 local function fake_httpc(res, err)
@@ -175,7 +176,6 @@ describe("acscall.resty", function()
     end)
 
     -- a stand-in for lua-nginx-module's ngx.run_worker_thread
-    local unpack = table.unpack or rawget(_G, "unpack")
     local function with_ngx(answer, f)
       local saved = rawget(_G, "ngx")
       rawset(_G, "ngx", { run_worker_thread = function() return unpack(answer, 1, 4) end })
@@ -210,6 +210,43 @@ describe("acscall.resty", function()
         function() return resty.get_call({}, CALL) end)
       assert.are.equal("HTTP 404: nope", msg)
       assert.are.equal(404, info.status)
+    end)
+  end)
+
+  describe("token_cache", function()
+    -- a stand-in ngx: timers are queued, run by hand; a settable clock
+    local function fake_ngx()
+      local n = { timers = {}, clock = 1000, logs = {}, WARN = 5, ERR = 4 }
+      n.timer = { at = function(delay, f) n.timers[#n.timers + 1] = { delay = delay, f = f } return true end }
+      n.time = function() return n.clock end
+      n.log = function(_, ...) n.logs[#n.logs + 1] = table.concat({ ... }) end
+      function n.run() local t = table.remove(n.timers, 1) t.f(false) return t.delay end
+      return n
+    end
+
+    it("fetches in a timer, serves the cached token, refreshes before expiry, drops it when expired", function()
+      local n, saved = fake_ngx(), rawget(_G, "ngx")
+      rawset(_G, "ngx", n)
+      local ok, err = pcall(function()
+        local answers = { { "tok-1", 1000 + 3600 }, { nil, "service down" } }
+        local provider = resty.token_cache(function() return unpack(table.remove(answers, 1)) end,
+          { refresh_before = 300, retry = 10 })
+        assert.is_nil((provider())) -- nothing fetched yet
+        assert.are.equal(0, n.run()) -- the first fetch: at once
+        assert.are.equal("tok-1", provider())
+        assert.are.equal(3300, n.timers[1].delay) -- 300 s before expiry
+        n.clock = 1000 + 3300
+        n.run() -- the refresh fails: the token still holds until it expires
+        assert.are.equal("tok-1", provider())
+        assert.are.equal(10, n.timers[1].delay)
+        n.clock = 1000 + 3600
+        local t, why = provider()
+        assert.is_nil(t)
+        assert.matches("service down", why)
+        assert.not_matches("tok%-1", table.concat(n.logs, "\n"))
+      end)
+      rawset(_G, "ngx", saved)
+      assert(ok, err)
     end)
   end)
 

@@ -351,7 +351,7 @@ function M.token_cache(fetch, opts)
   local ngx = rawget(_G, "ngx")
   if not (ngx and ngx.timer) then error("acscall.resty.token_cache: needs nginx (ngx.timer)", 2) end
   local before, retry = opts.refresh_before or 300, opts.retry or 10
-  local token, last_err = nil, "no token fetched yet"
+  local token, expires, last_err = nil, nil, "no token fetched yet"
   local refresh
   refresh = function(premature)
     if premature then return end
@@ -359,10 +359,11 @@ function M.token_cache(fetch, opts)
     local again = retry
     if ok and type(t) == "string" and t ~= "" then
       token, last_err = t, nil
-      if type(exp) == "number" then again = math.max(retry, exp - ngx.time() - before) end
+      expires = type(exp) == "number" and exp or nil
+      if expires then again = math.max(retry, expires - ngx.time() - before) end
     else
-      -- never log the token; the error text is the fetcher's own
-      last_err = ok and tostring(exp or "token fetch failed") or tostring(t)
+      -- the fetcher's own words (never the token: there is none)
+      last_err = "token fetch failed: " .. tostring(ok and (exp or "no token") or t)
       ngx.log(ngx.WARN, "acscall token_cache: ", last_err)
     end
     local tok, err = ngx.timer.at(again, refresh)
@@ -371,8 +372,8 @@ function M.token_cache(fetch, opts)
   local tok, err = ngx.timer.at(0, refresh)
   if not tok then error("acscall.resty.token_cache: cannot start: " .. tostring(err), 2) end
   return function()
-    if token then return token end
-    return nil, last_err
+    if token and not (expires and ngx.time() >= expires) then return token end
+    return nil, last_err or "token expired"
   end
 end
 
