@@ -81,14 +81,19 @@ M._step_for = step_for -- for the specs
 -- (a response) or { outcome=, text= } (no usable response).
 local function report(last, attempts, crid, max_body)
   if last.status then
-    local h = last.headers
-    if not header(h, "x-ms-client-request-id") then h["x-ms-client-request-id"] = crid end
+    local h, st = last.headers, last.status
     if #last.body > max_body then
       return failure("decode", "response body over " .. max_body .. " bytes", {
-        status = last.status, attempts = attempts, request_id = header(h, "x-ms-request-id") or crid,
+        status = st, attempts = attempts, request_id = header(h, "x-ms-request-id") or crid,
         client_request_id = crid })
     end
-    local call, msg, info = acscall.decode(last.status, last.body, h)
+    if st >= 200 and st < 300 then -- the common case: no failure to report ids in
+      local call = acscall.decode(st, last.body, h)
+      if call then return call end
+    end
+    -- a failure: decode reports the client request id from the headers
+    if not header(h, "x-ms-client-request-id") then h["x-ms-client-request-id"] = crid end
+    local call, msg, info = acscall.decode(st, last.body, h)
     if call then return call end
     if type(info) == "table" then info.attempts = attempts end
     return nil, msg, info
