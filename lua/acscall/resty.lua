@@ -36,11 +36,11 @@ local failure = core.failure
 local M = {
   DEFAULT_POOL = "acscall",
   WORKER_MODULE = "acscall.resty_worker",
-  --- the default `upstream` block name of `capture_get_call`
+  -- the default `upstream` block name of `capture_get_call`
   DEFAULT_UPSTREAM = "acscall",
-  --- the prefix of acscall.conf's internal locations
+  -- the prefix of acscall.conf's internal locations
   LOCATION = "/_acscall/",
-  --- the attempt-timeout ladder of acscall.conf, in milliseconds (ascending)
+  -- the attempt-timeout ladder of acscall.conf, in milliseconds (ascending)
   STEPS = { 100, 150, 200, 250, 300, 400, 500, 600, 800, 1000, 1250, 1500, 2000, 2500, 3000, 4000, 5000,
     6000, 8000, 10000, 12500, 15000, 20000, 25000, 30000, 40000, 50000, 60000, 90000, 120000 },
   DEFAULT_MAX_BODY = 4 * 1024 * 1024,
