@@ -72,9 +72,16 @@ describe("event-loop path (capture_get_call in nginx, one worker)", function()
 
     it("runs 200 concurrent fetches at 50 ms latency on the event loop, all 200", function()
       ngxh.parallel_get(ex.port, many("/calls/" .. CALL, 20)) -- warm the keep-alive pool
-      local res, took = ngxh.parallel_get(ex.port, many("/calls/" .. CALL, 200), 30)
+      local paths = many("/calls/" .. CALL, 200)
+      for i = 1, 3 do paths[#paths + 1] = "/health?probe=" .. i end -- a trivial location, same worker
+      local res, took = ngxh.parallel_get(ex.port, paths, 30)
       for i = 1, 200 do
         assert.are.equal(200, res[i].status, "request " .. i .. ": " .. tostring(res[i].err or res[i].raw))
+        assert.are.equal(CALL, assert(cjson.decode(res[i].body)).callConnectionId)
+      end
+      for i = 201, 203 do
+        assert.are.equal(200, res[i].status)
+        assert.is_true(res[i].t < 1, string.format("/health took %.2f s", res[i].t))
       end
       -- one at a time would take 200 x 50 ms = 10 s
       assert.is_true(took < 4, string.format("took %.2f s", took))
@@ -117,6 +124,37 @@ describe("event-loop path (capture_get_call in nginx, one worker)", function()
       assert.are.equal("http", err.kind)
       assert.are.equal("8522", err.code)
       assert.are.equal(1, err.attempts)
+    end)
+  end)
+
+  describe("over TLS (verification always on)", function()
+    local tls_emu
+    setup(function()
+      tls_emu = helpers.start_emulator{ tls = true }
+    end)
+    teardown(function()
+      if tls_emu then tls_emu:stop() end
+    end)
+
+    it("verifies the service's certificate against proxy_ssl_trusted_certificate", function()
+      -- by name: nginx 1.22 matches DNS names only (the emulator's cert has DNS:localhost)
+      local cs = tls_emu.connection_string:gsub("127%.0%.0%.1", "localhost")
+      local ex = example{ connection_string = cs, ca_file = tls_emu.ca_file }
+      local res = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)
+      assert.are.equal(200, res[1].status, res[1].raw .. ex:error_log())
+      assert.are.equal(CALL, assert(cjson.decode(res[1].body)).callConnectionId)
+    end)
+
+    it("refuses a certificate the trusted CAs did not sign: 502 JSON", function()
+      local cs = tls_emu.connection_string:gsub("127%.0%.0%.1", "localhost")
+      -- the system CAs (the example's default) do not include the emulator's CA
+      local ex = example{ connection_string = cs, args = { "--retries", "0" } }
+      tls_emu:clear_log()
+      local res = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)
+      assert.are.equal(502, res[1].status, res[1].raw)
+      assert.are.equal("transport", json_error(res[1]).kind)
+      assert.matches("upstream SSL certificate verify error", ex:error_log())
+      assert.are.equal(0, #tls_emu:log())
     end)
   end)
 
