@@ -261,6 +261,19 @@ describe("acscall.resty", function()
       assert.are.equal(120000, ms(500))
     end)
 
+    it("acscall.conf sends every header client:request signs, and nothing of the client's", function()
+      local conf = assert(helpers.read_file(helpers.repo_root() .. "/lua/acscall/nginx/acscall.conf"))
+      assert.matches("\n%s*proxy_pass_request_headers off;", conf)
+      local sent = {}
+      for name in conf:gmatch("\n%s*proxy_set_header ([%w%-]+) %$acscall_") do sent[name:lower()] = true end
+      local bearer = acscall.new{ endpoint = emu.endpoint, token = "t" }
+      for _, c in ipairs{ client, bearer } do
+        local _, headers = c:request(CALL)
+        for name in pairs(headers) do assert.is_true(sent[name], name) end
+      end
+      bearer:close()
+    end)
+
     it("matches acscall.conf's locations", function()
       local conf = assert(helpers.read_file(helpers.repo_root() .. "/lua/acscall/nginx/acscall.conf"))
       local found = {}

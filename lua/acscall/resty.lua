@@ -128,6 +128,9 @@ end
 -- @raise on a programmer mistake (no client, acscall.conf not included, not
 --  in a request context)
 local EMPTY = {}
+-- the request headers acscall.conf sends (one $acscall_* variable each)
+local SENT = { host = true, accept = true, ["user-agent"] = true, ["x-ms-client-request-id"] = true,
+  ["x-ms-date"] = true, ["x-ms-content-sha256"] = true, authorization = true }
 -- Reused for every attempt of every call of this worker: capture() copies the
 -- variables into the subrequest before it yields, so no two calls share them.
 local vars = {}
@@ -159,6 +162,12 @@ function M.capture_get_call(client, id, opts)
       return nil, headers, info
     end
     crid = crid or headers["x-ms-client-request-id"]
+    for name in pairs(headers) do -- a header the core signs but acscall.conf would drop
+      if not SENT[name] then
+        error("acscall.resty.capture_get_call: acscall.conf does not send the header '" .. name
+          .. "' that client:request returned (acscall.conf and acscall.resty out of step)", 2)
+      end
+    end
     local scheme, host, path = url:match("^(https?)://([^/]+)(/.*)$")
     host = headers.host or host
     if timeout ~= last_timeout then last_timeout, last_step = timeout, step_for(timeout) end
