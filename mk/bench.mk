@@ -1,6 +1,8 @@
 # mk/bench.mk - `make bench` (issue 5: side by side against the floor and the
-# peers, one table) and `make bench-soak` (issue 4: 100,000 get_calls, RSS and
-# fds). Benchmarks report; they are never part of `make test`. See bench/README.md.
+# peers, one table), `make bench-soak` (issue 4: 100,000 get_calls, RSS and
+# fds) and `make bench-openresty` (issue 11: the OpenResty gateway's paths
+# against nginx proxy_pass under wrk). Benchmarks report; they are never part
+# of `make test`. See bench/README.md.
 
 # lua-sec: the hand-written HTTPS peer (ssl.https); valgrind: callgrind counts.
 DEB_PKGS += lua-sec valgrind
@@ -9,7 +11,10 @@ BENCH_FLOOR  = $(BUILD)/bench/floor
 BENCH_CALLS ?= 100000
 NPM_FLAGS    = --no-audit --no-fund --loglevel=error
 
-.PHONY: bench bench-soak bench-deps
+# wrk: the HTTP load generator of bench-openresty
+DEB_PKGS += wrk
+
+.PHONY: bench bench-soak bench-deps bench-openresty
 
 $(BENCH_FLOOR): bench/floor.c
 	@mkdir -p $(dir $@)
@@ -32,3 +37,10 @@ bench-soak: deps all
 	trap 'emulator/acs-emulator stop --dir "$$ACS_EMULATOR_DIR" >/dev/null' EXIT; \
 	trap 'exit 130' INT; trap 'exit 143' TERM; \
 	$(LUA) bench/soak.lua "$$ACS_ENDPOINT" 18dea47f-b081-4107-9a5c-4300819d2c6c $(BENCH_CALLS) 1000 "$$ACS_EMULATOR_LOG"
+
+# one nginx worker, emulator at 50 ms: event-loop path, thread path and a
+# plain proxy_pass location, at 32..512 connections (bench/openresty.sh says
+# how; DURATION=, LATENCY=, PATHS=, EMU_WORKERS=, AUTH= tune it)
+BENCH_CONNS ?= 32 64 128 256 512
+bench-openresty: deps openresty-core
+	bench/openresty.sh $(BENCH_CONNS)

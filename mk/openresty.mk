@@ -4,8 +4,9 @@
 #                             prefixes; prints the URL and how to stop
 #   make openresty-example-stop DIR=<ACSCALL_EXAMPLE_DIR>
 
-# the LuaJIT build (for the OpenResty spec) and the example's server
-DEB_PKGS += luajit2 libluajit2-5.1-dev nginx libnginx-mod-http-lua
+# the LuaJIT build (for the OpenResty spec) and the example's server;
+# ca-certificates: the example's default proxy_ssl_trusted_certificate
+DEB_PKGS += luajit2 libluajit2-5.1-dev nginx libnginx-mod-http-lua ca-certificates
 
 .PHONY: openresty-core openresty-example openresty-example-stop
 

@@ -1,9 +1,10 @@
 -- OpenResty: the example handler (examples/openresty) in real nginx, one worker.
--- /calls/{id} runs the libcurl fetch in the "acscall" thread pool
+-- /calls/{id} is the event-loop path (spec 72 tests it in depth);
+-- /thread/calls/{id} runs the libcurl fetch in the "acscall" thread pool
 -- (ngx.run_worker_thread), so 20 concurrent requests against an upstream with
--- 200 ms latency overlap; /blocking/calls/{id} calls libcurl inline and
--- serialises them (measured and printed, not asserted). Needs
--- build/luajit/acscall/core.so (`make LUA_VERSION=luajit`); pending without it.
+-- 200 ms latency overlap (spec 73: its overload). Benchmarks live in bench/
+-- (`make bench-openresty`). Needs build/luajit/acscall/core.so
+-- (`make LUA_VERSION=luajit`); pending without it.
 local helpers = require "spec.helpers"
 local ngxh = require "spec.helpers_ngx"
 local cjson = require "cjson.safe"
@@ -18,11 +19,7 @@ local function paths(prefix, n)
 end
 
 local function call_requests(emu)
-  local out = {}
-  for _, e in ipairs(emu:log()) do
-    if e.id == CALL then out[#out + 1] = e end
-  end
-  return out
+  return ngxh.log_for(emu, CALL)
 end
 
 local function distinct_connections(entries)
@@ -34,12 +31,7 @@ local function distinct_connections(entries)
 end
 
 describe("OpenResty example (nginx + lua-nginx-module, one worker)", function()
-  if not ngxh.luajit_core_built() then
-    it("needs build/luajit/acscall/core.so", function()
-      pending("build/luajit/acscall/core.so is missing: run `make LUA_VERSION=luajit` (make test-all does)")
-    end)
-    return
-  end
+  if ngxh.pending_without_core() then return end
 
   local emu, ex
   setup(function()
@@ -64,7 +56,7 @@ describe("OpenResty example (nginx + lua-nginx-module, one worker)", function()
   end)
 
   it("answers errors as JSON with the upstream's status", function()
-    local res = ngxh.parallel_get(ex.port, { "/calls/no-such-call", "/blocking/calls/no-such-call", "/calls/" })
+    local res = ngxh.parallel_get(ex.port, { "/calls/no-such-call", "/thread/calls/no-such-call", "/calls/" })
     for i = 1, 2 do
       assert.are.equal(404, res[i].status)
       local body = assert(cjson.decode(res[i].body))
@@ -77,53 +69,39 @@ describe("OpenResty example (nginx + lua-nginx-module, one worker)", function()
   end)
 
   it("runs 20 concurrent fetches in the thread pool without blocking the worker", function()
-    ngxh.parallel_get(ex.port, paths("/calls/", N)) -- warm: pool VMs load acscall, connect
-    local res, took = ngxh.parallel_get(ex.port, paths("/calls/", N))
+    ngxh.parallel_get(ex.port, paths("/thread/calls/", N)) -- warm: pool VMs load acscall, connect
+    local res, took = ngxh.parallel_get(ex.port, paths("/thread/calls/", N))
     for i = 1, N do
       assert.are.equal(200, res[i].status, "request " .. i .. ": " .. tostring(res[i].err or res[i].raw))
       assert.are.equal(CALL, assert(cjson.decode(res[i].body)).callConnectionId)
     end
-    print(string.format("\n  openresty: %d concurrent, upstream latency 200 ms: thread pool %.2f s", N, took))
     assert.is_true(took < 1.5, string.format("took %.2f s", took))
   end)
 
-  it("reuses the pool threads' connections to the service (keep-alive)", function()
-    emu:clear_log()
-    local res = ngxh.parallel_get(ex.port, paths("/calls/", N))
-    local res2 = ngxh.parallel_get(ex.port, paths("/calls/", N))
-    for i = 1, N do
-      assert.are.equal(200, res[i].status)
-      assert.are.equal(200, res2[i].status)
-    end
-    local reqs = call_requests(emu)
-    assert.are.equal(2 * N, #reqs)
-    local conns = distinct_connections(reqs)
-    local reused = 0
-    for _, e in ipairs(reqs) do
-      if (e.connection_requests or 1) > 1 then reused = reused + 1 end
-    end
-    print(string.format("  openresty: %d upstream requests over %d connections (%d on a reused one)",
-      #reqs, conns, reused))
-    assert.is_true(conns < #reqs, conns .. " connections for " .. #reqs .. " requests")
-    assert.is_true(reused > 0)
-  end)
-
-  it("shows what the blocking path costs (measured, not asserted)", function()
-    local res, took = ngxh.parallel_get(ex.port, paths("/blocking/calls/", N), 30)
-    for i = 1, N do
-      assert.are.equal(200, res[i].status)
-    end
-    print(string.format("  openresty: %d concurrent, upstream latency 200 ms: blocking inline %.2f s", N, took))
-  end)
+  for _, prefix in ipairs{ "/thread/calls/", "/calls/" } do
+    it("reuses connections to the service (keep-alive): " .. prefix, function()
+      emu:clear_log()
+      local res = ngxh.parallel_get(ex.port, paths(prefix, N))
+      local res2 = ngxh.parallel_get(ex.port, paths(prefix, N))
+      for i = 1, N do
+        assert.are.equal(200, res[i].status)
+        assert.are.equal(200, res2[i].status)
+      end
+      local reqs = call_requests(emu)
+      assert.are.equal(2 * N, #reqs)
+      local conns = distinct_connections(reqs)
+      local reused = 0
+      for _, e in ipairs(reqs) do
+        if (e.connection_requests or 1) > 1 then reused = reused + 1 end
+      end
+      assert.is_true(conns < #reqs, conns .. " connections for " .. #reqs .. " requests")
+      assert.is_true(reused > 0)
+    end)
+  end
 end)
 
 describe("examples/openresty/run start/stop", function()
-  if not ngxh.luajit_core_built() then
-    it("needs build/luajit/acscall/core.so", function()
-      pending("build/luajit/acscall/core.so is missing: run `make LUA_VERSION=luajit` (make test-all does)")
-    end)
-    return
-  end
+  if ngxh.pending_without_core() then return end
   local q = helpers.shell_quote
   local RUN = q(ngxh.example_cmd)
   local CLEAN = "env -u ACS_CONNECTION_STRING -u ACS_ENDPOINT -u ACS_TOKEN -u ACS_ACCESS_KEY -u ACS_CA_FILE"

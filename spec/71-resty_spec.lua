@@ -7,6 +7,7 @@ local resty = require "acscall.resty"
 local worker = require "acscall.resty_worker"
 
 local CALL = "18dea47f-b081-4107-9a5c-4300819d2c6c"
+local unpack = table.unpack or rawget(_G, "unpack")
 
 -- a lua-resty-http stand-in: records the call, answers what it is told
 local function fake_httpc(res, err)
@@ -63,17 +64,75 @@ describe("acscall.resty", function()
       assert.are.equal(404, resty.error_status(info))
     end)
 
-    it("turns a cosocket failure into a transport error", function()
+    it("turns a cosocket failure into a transport error, after the retries", function()
       local httpc = fake_httpc(nil, "timeout")
-      local call, msg, info = resty.http_get_call(httpc, client, CALL)
+      local sleeps = {}
+      local call, msg, info = resty.http_get_call(httpc, client, CALL,
+        { sleep = function(s) sleeps[#sleeps + 1] = s end })
       assert.is_nil(call)
       assert.are.equal("transport: timeout", msg)
       assert.are.equal("transport", info.kind)
       assert.is_true(info.timeout)
+      assert.are.equal(4, info.attempts) -- the client's default: 3 retries
+      assert.are.equal(3, #sleeps)
       assert.matches("^%x+%-%x+%-4%x+%-%x+%-%x+$", info.client_request_id)
       assert.are.equal(504, resty.error_status(info))
-      local _, _, info2 = resty.http_get_call(fake_httpc(nil, "connection refused"), client, CALL)
+      local nosleep = { sleep = function() end }
+      local _, _, info2 = resty.http_get_call(fake_httpc(nil, "connection refused"), client, CALL, nosleep)
       assert.are.equal(502, resty.error_status(info2))
+      assert.are.equal(4, info2.attempts)
+    end)
+
+    it("retries through client:next_attempt: one client request id, fresh signatures, Retry-After", function()
+      local n, sleeps = 0, {}
+      local httpc = fake_httpc(function()
+        n = n + 1
+        if n == 1 then return { status = 503, headers = {}, body = '{"error":{"code":"x","message":"busy"}}' } end
+        if n == 2 then return { status = 429, headers = { ["Retry-After"] = "2" }, body = "" } end
+        local body = helpers.read_file(helpers.fixtures_dir() .. "/" .. CALL .. ".json")
+        return { status = 200, headers = {}, body = body }
+      end)
+      local timeouts = {}
+      function httpc:set_timeouts(c, s, r) timeouts[#timeouts + 1] = { c, s, r } end
+      local call, err = resty.http_get_call(httpc, client, CALL,
+        { sleep = function(s) sleeps[#sleeps + 1] = s end, keepalive_pool = 4 })
+      assert.is_table(call, err)
+      assert.are.equal(3, #httpc.calls)
+      assert.are.equal(2, #sleeps)
+      assert.is_true(sleeps[1] > 0 and sleeps[1] <= 0.8)
+      assert.are.equal(2, sleeps[2]) -- the server's Retry-After, exactly
+      local crid = httpc.calls[1].params.headers["x-ms-client-request-id"]
+      for i = 2, 3 do
+        assert.are.equal(crid, httpc.calls[i].params.headers["x-ms-client-request-id"])
+      end
+      assert.is_nil(httpc.calls[1].params.sleep) -- ours, not passed on
+      assert.are.equal(4, httpc.calls[3].params.keepalive_pool)
+      assert.are.same({ 10000, 30000, 30000 }, timeouts[1]) -- connect, send, read (ms)
+    end)
+
+    it("does not retry what the rule calls final (a 404, a TLS failure)", function()
+      local nosleep = { sleep = function() error("no wait expected") end }
+      local httpc = fake_httpc({ status = 404, headers = {}, body = '{"error":{"code":"8522","message":"nope"}}' })
+      local _, _, info = resty.http_get_call(httpc, client, CALL, nosleep)
+      assert.are.equal(1, #httpc.calls)
+      assert.are.equal(1, info.attempts)
+      local tls = fake_httpc(nil, "handshake failed: certificate verify failed")
+      local _, msg2, info2 = resty.http_get_call(tls, client, CALL, nosleep)
+      assert.are.equal(1, #tls.calls)
+      assert.are.equal("transport", info2.kind)
+      assert.matches("certificate verify failed", msg2)
+    end)
+
+    it("stops at the deadline", function()
+      local c = acscall.new{ connection_string = emu.connection_string, deadline = 1, timeout = 0.5,
+        retries = { max = 10, base_delay = 0.4, max_delay = 0.4 } }
+      local t = 0
+      local httpc = fake_httpc(function() t = t + 0.5 return nil, "timeout" end)
+      local _, _, info = resty.http_get_call(httpc, c, CALL,
+        { sleep = function(s) t = t + s end, now = function() return t end })
+      assert.is_true(info.attempts >= 1 and info.attempts <= 2, tostring(info.attempts))
+      assert.is_true(t <= 1.5, tostring(t))
+      c:close()
     end)
 
     it("decodes a 2xx that is not a call as a decode error", function()
@@ -114,6 +173,129 @@ describe("acscall.resty", function()
   describe("get_call (thread pool)", function()
     it("needs nginx", function()
       assert.has_error(function() resty.get_call({}, CALL) end)
+    end)
+
+    -- a stand-in for lua-nginx-module's ngx.run_worker_thread
+    local function with_ngx(answer, f)
+      local saved = rawget(_G, "ngx")
+      rawset(_G, "ngx", { run_worker_thread = function() return unpack(answer, 1, 4) end })
+      local ok, a, b, c = pcall(f)
+      rawset(_G, "ngx", saved)
+      assert(ok, a)
+      return a, b, c
+    end
+
+    it("reports every 'cannot take the task' answer as kind thread", function()
+      for _, why in ipairs{ "no available Lua vm", "ngx_thread_task_post failed", "no memory" } do
+        local call, msg, info = with_ngx({ false, why }, function() return resty.get_call({}, CALL) end)
+        assert.is_nil(call)
+        assert.are.equal("thread", info.kind, why)
+        assert.matches("^thread: ", msg)
+        assert.are.equal(503, resty.error_status(info))
+      end
+    end)
+
+    it("raises on a programmer mistake (unknown pool, a raise in the pool thread)", function()
+      for _, why in ipairs{ "thread pool acscall not found", "acscall.new: option 'timeout' must be ..." } do
+        assert.has_error(function()
+          with_ngx({ false, why }, function() return resty.get_call({}, CALL) end)
+        end)
+      end
+    end)
+
+    it("passes the pool thread's result through", function()
+      local call = with_ngx({ true, true, { callConnectionId = "x" } }, function() return resty.get_call({}, CALL) end)
+      assert.are.equal("x", call.callConnectionId)
+      local _, msg, info = with_ngx({ true, false, "HTTP 404: nope", { kind = "http", status = 404 } },
+        function() return resty.get_call({}, CALL) end)
+      assert.are.equal("HTTP 404: nope", msg)
+      assert.are.equal(404, info.status)
+    end)
+  end)
+
+  describe("token_cache", function()
+    -- a stand-in ngx: timers are queued, run by hand; a settable clock
+    local function fake_ngx()
+      local n = { timers = {}, clock = 1000, logs = {}, WARN = 5, ERR = 4 }
+      n.timer = { at = function(delay, f) n.timers[#n.timers + 1] = { delay = delay, f = f } return true end }
+      n.time = function() return n.clock end
+      n.log = function(_, ...) n.logs[#n.logs + 1] = table.concat({ ... }) end
+      function n.run() local t = table.remove(n.timers, 1) t.f(false) return t.delay end
+      return n
+    end
+
+    it("fetches in a timer, serves the cached token, refreshes before expiry, drops it when expired", function()
+      local n, saved = fake_ngx(), rawget(_G, "ngx")
+      rawset(_G, "ngx", n)
+      local ok, err = pcall(function()
+        local answers = { { "tok-1", 1000 + 3600 }, { nil, "service down" } }
+        local provider = resty.token_cache(function() return unpack(table.remove(answers, 1)) end,
+          { refresh_before = 300, retry = 10 })
+        assert.is_nil((provider())) -- nothing fetched yet
+        assert.are.equal(0, n.run()) -- the first fetch: at once
+        assert.are.equal("tok-1", provider())
+        assert.are.equal(3300, n.timers[1].delay) -- 300 s before expiry
+        n.clock = 1000 + 3300
+        n.run() -- the refresh fails: the token still holds until it expires
+        assert.are.equal("tok-1", provider())
+        assert.are.equal(10, n.timers[1].delay)
+        n.clock = 1000 + 3600
+        local t, why = provider()
+        assert.is_nil(t)
+        assert.matches("service down", why)
+        assert.not_matches("tok%-1", table.concat(n.logs, "\n"))
+      end)
+      rawset(_G, "ngx", saved)
+      assert(ok, err)
+    end)
+  end)
+
+  describe("capture_get_call's timeout ladder", function()
+    it("picks the largest step not above the attempt timeout", function()
+      local function ms(t) return resty.STEPS[resty._step_for(t)] end
+      assert.are.equal(100, ms(0.001)) -- below the ladder: the smallest step
+      assert.are.equal(100, ms(0.1))
+      assert.are.equal(250, ms(0.29))
+      assert.are.equal(10000, ms(10))
+      assert.are.equal(8000, ms(9.99))
+      assert.are.equal(120000, ms(500))
+    end)
+
+    it("acscall.conf sends every header client:request signs, and nothing of the client's", function()
+      local conf = assert(helpers.read_file(helpers.repo_root() .. "/lua/acscall/nginx/acscall.conf"))
+      assert.matches("\n%s*proxy_pass_request_headers off;", conf)
+      local sent = {}
+      for name in conf:gmatch("\n%s*proxy_set_header ([%w%-]+) %$acscall_") do sent[name:lower()] = true end
+      local bearer = acscall.new{ endpoint = emu.endpoint, token = "t" }
+      for _, c in ipairs{ client, bearer } do
+        local _, headers = c:request(CALL)
+        for name in pairs(headers) do assert.is_true(sent[name], name) end
+      end
+      bearer:close()
+    end)
+
+    it("matches acscall.conf's locations", function()
+      local conf = assert(helpers.read_file(helpers.repo_root() .. "/lua/acscall/nginx/acscall.conf"))
+      local found = {}
+      for step in conf:gmatch("location = /_acscall/t/(%d+) ") do found[#found + 1] = tonumber(step) end
+      assert.are.same(resty.STEPS, found)
+      local n = 0
+      for step, read in conf:gmatch("location = /_acscall/t/(%d+) {[^}]-proxy_read_timeout (%d+)ms;") do
+        assert.are.equal(step, read)
+        n = n + 1
+      end
+      assert.are.equal(#resty.STEPS, n)
+    end)
+  end)
+
+  describe("cosocket errors", function()
+    it("map to the core's outcome names", function()
+      assert.are.equal("timeout", resty._cosocket_outcome("timeout"))
+      assert.are.equal("connect", resty._cosocket_outcome("connection refused"))
+      assert.are.equal("dns", resty._cosocket_outcome("no resolver defined to resolve \"x\""))
+      assert.are.equal("tls", resty._cosocket_outcome("handshake failed"))
+      assert.are.equal("closed", resty._cosocket_outcome("closed"))
+      assert.are.equal("other", resty._cosocket_outcome("something else"))
     end)
   end)
 

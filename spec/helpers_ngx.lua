@@ -15,15 +15,67 @@ function M.luajit_core_built()
   return false
 end
 
+--- A fixtures directory (removed by the caller) holding the sample call under
+--- each id of `sidecars`, with that sidecar (e.g. {slow = '{"fault":"latency","ms":1500}'}),
+--- and the sample call under its own id. Returns the directory.
+function M.fixtures_with(sidecars)
+  local q = helpers.shell_quote
+  local dir = os.tmpname()
+  os.remove(dir)
+  local call = helpers.fixtures_dir() .. "/18dea47f-b081-4107-9a5c-4300819d2c6c.json"
+  assert(helpers.run("mkdir " .. q(dir) .. " && cp " .. q(call) .. " " .. q(dir) .. "/"))
+  for id, meta in pairs(sidecars) do
+    assert(helpers.run("cp " .. q(call) .. " " .. q(dir .. "/" .. id .. ".json")))
+    local f = assert(io.open(dir .. "/" .. id .. ".meta.json", "w"))
+    f:write(meta)
+    f:close()
+  end
+  return dir
+end
+
+--- A loopback port nothing listens on (bound then released).
+function M.closed_port()
+  local socket = require "socket"
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+--- The emulator's log entries for one call id, in order.
+function M.log_for(emu, id)
+  local out = {}
+  for _, e in ipairs(emu:log()) do
+    if e.id == id then out[#out + 1] = e end
+  end
+  return out
+end
+
+--- Inside a describe block: when the LuaJIT core is missing, declare one
+--- pending test saying so and return true (the caller returns).
+function M.pending_without_core()
+  if M.luajit_core_built() then return false end
+  it("needs build/luajit/acscall/core.so", function()
+    pending("build/luajit/acscall/core.so is missing: run `make LUA_VERSION=luajit`")
+  end)
+  return true
+end
+
 local Example = {}
 Example.__index = Example
 
---- Start examples/openresty/run against an endpoint. opts: connection_string (required).
+--- Start examples/openresty/run against an endpoint. opts: connection_string
+--- (or endpoint + token), ca_file, args (a list of run options, e.g.
+--- {"--timeout", "0.5"}).
 function M.start_example(opts)
   local q = helpers.shell_quote
   local errfile = os.tmpname()
-  local out, ok, rc = helpers.run("ACS_CONNECTION_STRING=" .. q(opts.connection_string)
-    .. " ACS_CA_FILE=" .. q(opts.ca_file or "") .. " " .. q(M.example_cmd) .. " start 2>" .. q(errfile))
+  local args = {}
+  for i, a in ipairs(opts.args or {}) do args[i] = q(a) end
+  local out, ok, rc = helpers.run("ACS_CONNECTION_STRING=" .. q(opts.connection_string or "")
+    .. " ACS_ENDPOINT=" .. q(opts.endpoint or "") .. " ACS_TOKEN=" .. q(opts.token or "")
+    .. " ACS_CA_FILE=" .. q(opts.ca_file or "") .. " " .. q(M.example_cmd) .. " start "
+    .. table.concat(args, " ") .. " 2>" .. q(errfile))
   local err = helpers.read_file(errfile) or ""
   os.remove(errfile)
   local env = helpers.parse_env(out)
@@ -32,7 +84,8 @@ function M.start_example(opts)
   end
   return setmetatable({
     env = env, dir = env.ACSCALL_EXAMPLE_DIR, port = tonumber(env.ACSCALL_EXAMPLE_PORT),
-    url = env.ACSCALL_EXAMPLE_URL, blocking_url = env.ACSCALL_EXAMPLE_BLOCKING_URL,
+    url = env.ACSCALL_EXAMPLE_URL, thread_url = env.ACSCALL_EXAMPLE_THREAD_URL,
+    blocking_url = env.ACSCALL_EXAMPLE_BLOCKING_URL,
   }, Example)
 end
 
@@ -50,7 +103,8 @@ end
 
 --- GET every path at once on 127.0.0.1:port, one connection each (luasocket,
 --- non-blocking, one select loop: no client-side serialisation).
---- Returns a list of {status=, body=, err=} in the order of paths, and the seconds taken.
+--- Returns a list of {status=, body=, raw=, t= (seconds to the answer), err=} in the
+--- order of paths, and the seconds taken.
 function M.parallel_get(port, paths, timeout)
   local socket = require "socket"
   timeout = timeout or 10
@@ -81,6 +135,7 @@ function M.parallel_get(port, paths, timeout)
         r.status = tonumber(raw:match("^HTTP/1%.%d (%d%d%d)"))
         r.body = raw:match("\r\n\r\n(.*)$")
         r.raw = raw
+        r.t = socket.gettime() - start
         c:close()
         conns[c] = nil
         pending = pending - 1

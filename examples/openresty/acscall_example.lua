@@ -1,12 +1,19 @@
 --- acscall_example: the handler of examples/openresty/nginx.conf.
---   GET /calls/{id}           the call as JSON, fetched in the "acscall" thread pool
---                             (ngx.run_worker_thread: the nginx worker never blocks)
---   GET /blocking/calls/{id}  the same, with libcurl called inline: blocks the
---                             whole worker for the duration of each fetch (for comparison)
+--   GET /calls/{id}           the call as JSON, fetched on nginx's event loop
+--                             (acscall.resty.capture_get_call: a subrequest per
+--                             attempt, proxied with keep-alive; no thread, no extra VM)
+--   GET /thread/calls/{id}    the same through the "acscall" thread pool
+--                             (acscall.resty.get_call: libcurl in a pool thread)
+--   GET /blocking/calls/{id}  libcurl called inline: blocks the whole worker for
+--                             the duration of each fetch (for comparison only)
 -- Errors: {"error": {...}} with the upstream's status for HTTP errors, 504 for
--- timeouts, 502 for other transport failures, 500 otherwise.
+-- timeouts, 502 for other transport failures and for a refused credential (the
+-- gateway's own), 503 + Retry-After when the thread pool is full, 500 otherwise.
 -- Configuration comes from the environment (nginx.conf lists it with `env`):
--- ACS_CONNECTION_STRING, or ACS_ENDPOINT + ACS_TOKEN; ACS_CA_FILE (optional).
+-- ACS_CONNECTION_STRING, or ACS_ENDPOINT + ACS_TOKEN; ACS_CA_FILE (optional);
+-- ACSCALL_TIMEOUT, ACSCALL_CONNECT_TIMEOUT, ACSCALL_DEADLINE (seconds),
+-- ACSCALL_RETRIES (retries after the first attempt), ACSCALL_BASE_DELAY (s),
+-- ACSCALL_UPSTREAM (the upstream block's name, default "acscall").
 
 local acscall = require "acscall"
 local resty = require "acscall.resty"
@@ -14,8 +21,10 @@ local cjson = require("cjson.safe").new() -- our own instance: settings stay her
 
 local M = {}
 
-local opts          -- acscall.new options, copied to the pool threads per request
-local inline_client -- the blocking path's client (one per worker VM)
+local opts          -- acscall.new options (copied to the pool threads per request)
+local client        -- this worker's client: stage 1 + retry rule of the event-loop path
+local inline_client -- the blocking path's client
+local upstream
 
 local function env(name)
   local v = os.getenv(name)
@@ -23,26 +32,47 @@ local function env(name)
   return v
 end
 
+local function env_number(name, default)
+  local v = env(name)
+  if v == nil then return default end
+  local n = tonumber(v)
+  if not n or n < 0 then error("acscall_example: " .. name .. " must be a number >= 0, got " .. v, 0) end
+  return n
+end
+
 --- init_by_lua: read the configuration and check it once (a mistake stops nginx here).
 function M.init()
   local cs = env("ACS_CONNECTION_STRING")
   if cs then cs = cs:match("^'(.*)'$") or cs end
+  local retries = env_number("ACSCALL_RETRIES", 3)
   opts = {
     connection_string = cs,
     endpoint = not cs and env("ACS_ENDPOINT") or nil,
     token = not cs and env("ACS_TOKEN") or nil,
     ca_file = env("ACS_CA_FILE"),
-    connect_timeout = 5,
-    timeout = 10,
-    deadline = 20,
+    connect_timeout = env_number("ACSCALL_CONNECT_TIMEOUT", 5),
+    timeout = env_number("ACSCALL_TIMEOUT", 10),
+    deadline = env_number("ACSCALL_DEADLINE", 20),
+    retries = retries > 0 and { max = math.floor(retries), base_delay = env_number("ACSCALL_BASE_DELAY", 0.8) }
+      or false,
   }
+  upstream = env("ACSCALL_UPSTREAM") or resty.DEFAULT_UPSTREAM
   acscall.new(opts):close()
 end
 
-local function reply(status, body)
+--- init_worker_by_lua: this worker's client (its libcurl handle stays unused
+-- on the event-loop path: only request signing and the retry rule run).
+function M.init_worker()
+  client = acscall.new(opts)
+end
+
+-- Content-Type (default_type) and Cache-Control (add_header) come from
+-- nginx.conf: set in C, they cost the hot path nothing
+local function reply(status, body, extra)
   ngx.status = status
-  ngx.header["Content-Type"] = "application/json"
-  ngx.header["Cache-Control"] = "no-store"
+  if extra then
+    for k, v in pairs(extra) do ngx.header[k] = v end
+  end
   -- one write with a Content-Length: a separate final chunk would meet Nagle +
   -- delayed ACK (up to 200 ms) on a fresh connection
   local json = cjson.encode(body) .. "\n"
@@ -51,19 +81,20 @@ local function reply(status, body)
 end
 
 local function fetch(mode, id)
-  if mode == "blocking" then
+  if mode == "event" then
+    return resty.capture_get_call(client, id, { upstream = upstream })
+  elseif mode == "blocking" then
     inline_client = inline_client or acscall.new(opts)
     return inline_client:get_call(id)
   end
   return resty.get_call(opts, id)
 end
 
---- content_by_lua: serve `GET <prefix>{id}`; mode "thread" or "blocking".
+--- content_by_lua: serve `GET <prefix>{id}`; mode "event", "thread" or "blocking".
 function M.serve(mode, prefix)
   local method = ngx.req.get_method()
   if method ~= "GET" and method ~= "HEAD" then
-    ngx.header["Allow"] = "GET, HEAD"
-    return reply(405, { error = { kind = "request", message = "method not allowed" } })
+    return reply(405, { error = { kind = "request", message = "method not allowed" } }, { Allow = "GET, HEAD" })
   end
   -- the id from the raw request line (not $uri, where %2F would already be a "/")
   local path = ngx.var.request_uri:match("^[^?#]*")
@@ -76,11 +107,13 @@ function M.serve(mode, prefix)
   local call, msg, info = fetch(mode, id)
   if call then return reply(200, call) end
   info = info or {}
+  -- overload of the thread path: tell the client when to come back
+  local extra = info.kind == "thread" and { ["Retry-After"] = "1" } or nil
   return reply(resty.error_status(info), { error = {
     kind = info.kind, message = msg, status = info.status, code = info.code,
     request_id = info.request_id, client_request_id = info.client_request_id,
     attempts = info.attempts,
-  } })
+  } }, extra)
 end
 
 return M

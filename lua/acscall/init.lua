@@ -45,6 +45,9 @@ M.sign = core.sign
 -- @return call table, or `nil, message, info`
 M.decode = core.decode
 
+--- `nil, message, info` for a failure of a transport written in Lua (core.failure).
+M.failure = core.failure
+
 --- The rawId of an identifier (the one the service sent, else derived).
 -- @function raw_id
 M.raw_id = core.raw_id

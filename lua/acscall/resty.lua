@@ -1,34 +1,325 @@
 --- acscall.resty: acscall inside OpenResty / nginx + lua-nginx-module
--- without blocking the nginx worker.
+-- without blocking the nginx worker. Three ways, fastest first:
 --
--- * `get_call(opts, id[, pool])`: the libcurl path (retries, deadline,
---   keep-alive) run in an nginx `thread_pool` via `ngx.run_worker_thread`.
---   The calling request yields; the worker keeps serving others.
--- * `http_get_call(httpc, client, id[, params])`: for users who have a
---   lua-resty-http client: stage 1 (`client:request`, URL + signed
---   headers) and stage 3 (`acscall.decode`) from the C core, the HTTP
---   exchange on cosockets. One attempt, no retries.
--- * `error_status(info)`: the HTTP status a gateway should answer with.
+-- * `capture_get_call(client, id[, opts])`: the event-loop path. Each attempt
+--   is a subrequest (`ngx.location.capture`) to the internal locations of
+--   `acscall/nginx/acscall.conf`, which `proxy_pass` to an `upstream` with
+--   keep-alive: nginx's own HTTP and TLS machinery on the worker's event loop,
+--   no pool thread, no extra Lua VM. Needs a request context (rewrite, access,
+--   content); not in `ngx.timer` callbacks (no subrequests there).
+-- * `http_get_call(httpc, client, id[, params])`: the same with a
+--   lua-resty-http client (cosockets): also works in timers.
+-- * `get_call(opts, id[, pool])`: the libcurl path in an nginx `thread_pool`
+--   (`ngx.run_worker_thread`); one pool thread and one thread VM per fetch in
+--   flight, so throughput is at most threads ÷ latency.
+--
+-- All three take the URL and signed headers from the C core
+-- (`client:request`: a fresh signature per attempt, one client request id
+-- per call), decode with `acscall.decode`, and follow the core's one retry
+-- rule (`client:next_attempt`: what is retried, Retry-After, backoff, the
+-- attempt timeouts and the deadline). Waits use `ngx.sleep`.
+--
+-- A `token_provider` is called in the worker, synchronously, on every
+-- attempt of the first two paths: it must return a cached token (a provider
+-- doing blocking I/O blocks every request of the worker; one doing cosocket
+-- I/O fails: it runs under a C call). See `token_cache` for a per-worker
+-- cache refreshed in a timer.
 --
 -- Loading this module needs no nginx (only the functions that run use `ngx`).
 -- @module acscall.resty
 
 local acscall = require "acscall"
+local core = require "acscall.core"
+
+local failure = core.failure
 
 local M = {
   DEFAULT_POOL = "acscall",
   WORKER_MODULE = "acscall.resty_worker",
+  -- the default `upstream` block name of `capture_get_call`
+  DEFAULT_UPSTREAM = "acscall",
+  -- the prefix of acscall.conf's internal locations
+  LOCATION = "/_acscall/",
+  -- the attempt-timeout ladder of acscall.conf, in milliseconds (ascending)
+  STEPS = { 100, 150, 200, 250, 300, 400, 500, 600, 800, 1000, 1250, 1500, 2000, 2500, 3000, 4000, 5000,
+    6000, 8000, 10000, 12500, 15000, 20000, 25000, 30000, 40000, 50000, 60000, 90000, 120000 },
+  DEFAULT_MAX_BODY = 4 * 1024 * 1024,
 }
+
+-- ---------------------------------------------------------------- helpers
+
+local function header(h, name)
+  if type(h) ~= "table" then return nil end
+  local v = h[name]
+  if v == nil then
+    for k, x in pairs(h) do
+      if type(k) == "string" and k:lower() == name then v = x break end
+    end
+  end
+  if type(v) == "table" then v = v[1] end
+  return v
+end
+
+-- The ladder location for an attempt timeout (seconds): the largest step not
+-- above it, the smallest step when it is below them all.
+local step_uri = {}
+for i, ms in ipairs(M.STEPS) do step_uri[i] = M.LOCATION .. "t/" .. ms end
+
+local function step_for(timeout)
+  local ms, steps = timeout * 1000, M.STEPS
+  local lo, hi = 1, #steps
+  if ms >= steps[hi] then return hi end
+  while lo < hi do -- largest i with steps[i] <= ms (or 1)
+    local mid = math.floor((lo + hi + 1) / 2)
+    if steps[mid] <= ms then lo = mid else hi = mid - 1 end
+  end
+  return lo
+end
+M._step_for = step_for -- for the specs
+
+-- The call's result after the last attempt. last: { status=, body=, headers= }
+-- (a response) or { outcome=, text= } (no usable response).
+local function report(last, attempts, crid, max_body)
+  if last.status then
+    local h, st = last.headers, last.status
+    if #last.body > max_body then
+      return failure("decode", "response body over " .. max_body .. " bytes", {
+        status = st, attempts = attempts, request_id = header(h, "x-ms-request-id") or crid,
+        client_request_id = crid })
+    end
+    if st >= 200 and st < 300 then -- the common case: no failure to report ids in
+      local call = acscall.decode(st, last.body, h)
+      if call then return call end
+    end
+    -- a failure: decode reports the client request id from the headers
+    if not header(h, "x-ms-client-request-id") then h["x-ms-client-request-id"] = crid end
+    local call, msg, info = acscall.decode(st, last.body, h)
+    if call then return call end
+    if type(info) == "table" then info.attempts = attempts end
+    return nil, msg, info
+  end
+  return failure("transport", last.text, { attempts = attempts, timeout = last.outcome == "timeout",
+    request_id = crid, client_request_id = crid })
+end
+
+local function check_client(fname, client, id)
+  if type(client) ~= "userdata" and type(client) ~= "table" then
+    error("acscall.resty." .. fname .. ": acscall client expected, got " .. type(client), 3)
+  end
+  if type(id) ~= "string" then
+    error("acscall.resty." .. fname .. ": id string expected, got " .. type(id), 3)
+  end
+end
+
+-- ------------------------------------------------------ event-loop path
+
+--- Fetch a call on nginx's event loop: each attempt is a subrequest to
+-- `acscall/nginx/acscall.conf`'s internal locations, proxied to an
+-- `upstream` block (keep-alive, TLS verified). Needs that file included in
+-- the server, an `upstream <name> { server <host>:443; keepalive N; }`
+-- block, `proxy_ssl_trusted_certificate`, and a request context (rewrite,
+-- access, content).
+-- @param client an `acscall.new` client (one per worker: stage 1 and the retry rule)
+-- @tparam string id a callConnectionId
+-- @tparam[opt] table opts `upstream` (the upstream block's name, default
+--  "acscall"), `max_body` (bytes, default 4 MiB: the client's default),
+--  `sleep`, `now` (for tests; default `ngx.sleep`, `ngx.now`)
+-- @return call table, or `nil, message, info`
+-- @raise on a programmer mistake (no client, acscall.conf not included, not
+--  in a request context)
+local EMPTY = {}
+-- the request headers acscall.conf sends (one $acscall_* variable each)
+local SENT = { host = true, accept = true, ["user-agent"] = true, ["x-ms-client-request-id"] = true,
+  ["x-ms-date"] = true, ["x-ms-content-sha256"] = true, authorization = true }
+-- Reused for every attempt of every call of this worker: capture() copies the
+-- variables into the subrequest before it yields, so no two calls share them.
+local vars = {}
+local capture_opts = { vars = vars }
+local last_timeout, last_step = -1, 1
+
+function M.capture_get_call(client, id, opts)
+  check_client("capture_get_call", client, id)
+  opts = opts or EMPTY
+  local ngx = rawget(_G, "ngx")
+  if not (ngx and ngx.location and ngx.location.capture) then
+    error("acscall.resty.capture_get_call: needs nginx + lua-nginx-module", 2)
+  end
+  local capture = ngx.location.capture
+  capture_opts.method = ngx.HTTP_GET
+  local upstream = opts.upstream or M.DEFAULT_UPSTREAM
+  local max_body = opts.max_body or M.DEFAULT_MAX_BODY
+  local sleep, now = opts.sleep or ngx.sleep, opts.now or ngx.now
+  local start = now()
+  local attempts, crid, last = 0, nil, nil
+  while true do
+    local wait, timeout = client:next_attempt(attempts, now() - start,
+      last and (last.status or last.outcome), last and last.headers)
+    if not wait then break end
+    if wait > 0 then sleep(wait) end
+    local url, headers, info = client:request(id, crid)
+    if not url then -- the token provider failed: nothing was sent
+      if type(info) == "table" and attempts > 0 then info.attempts = attempts end
+      return nil, headers, info
+    end
+    crid = crid or headers["x-ms-client-request-id"]
+    for name in pairs(headers) do -- a header the core signs but acscall.conf would drop
+      if not SENT[name] then
+        error("acscall.resty.capture_get_call: acscall.conf does not send the header '" .. name
+          .. "' that client:request returned (acscall.conf and acscall.resty out of step)", 2)
+      end
+    end
+    local scheme, host, path = url:match("^(https?)://([^/]+)(/.*)$")
+    host = headers.host or host
+    if timeout ~= last_timeout then last_timeout, last_step = timeout, step_for(timeout) end
+    local step = last_step
+    -- every variable acscall.conf declares, on every attempt (an empty one
+    -- is a header nginx does not send)
+    vars.acscall_url = scheme .. "://" .. upstream .. path
+    vars.acscall_host = host
+    vars.acscall_sni = host:match("^%[?([^%]]-)%]?:%d+$") or host
+    vars.acscall_accept = headers.accept or ""
+    vars.acscall_user_agent = headers["user-agent"] or ""
+    vars.acscall_client_request_id = headers["x-ms-client-request-id"] or ""
+    vars.acscall_date = headers["x-ms-date"] or ""
+    vars.acscall_content_sha256 = headers["x-ms-content-sha256"] or ""
+    vars.acscall_authorization = headers.authorization or ""
+    attempts = attempts + 1
+    local res = capture(step_uri[step], capture_opts)
+    vars.acscall_authorization = nil -- keep no credential past the attempt
+    local st, body = res.status, res.body or ""
+    -- nginx's own failure: the subrequest ended with that status before any
+    -- response header (see acscall.conf): no body, no Content-Length; an
+    -- answer of the service always has one or the other
+    local rh = res.header or EMPTY
+    if res.truncated and body == "" and not (rh["Content-Length"] or rh["Transfer-Encoding"]) then
+      if st == 504 then
+        last = { outcome = "timeout", text = "no answer within " .. (M.STEPS[step] / 1000) .. " s" }
+      else
+        last = { outcome = "connect", text = "nginx got no answer from the upstream"
+          .. " (connect, TLS or protocol failure: see nginx's error.log)" }
+      end
+    elseif res.truncated then
+      last = { outcome = "truncated", text = "the response ended early" }
+    else
+      last = { status = st, body = body, headers = res.header or {} }
+      -- a 2xx ends the call (decoded or not, nothing is retried): skip the
+      -- rule's header scan on the common path
+      if st >= 200 and st < 300 then break end
+    end
+  end
+  return report(last, attempts, crid, max_body)
+end
+
+-- ------------------------------------------------------ lua-resty-http path
+
+-- a cosocket error string -> the core's transport outcome name
+local function cosocket_outcome(err)
+  err = err:lower()
+  if err:find("timeout", 1, true) then return "timeout" end
+  if err:find("resolve", 1, true) or err:find("resolver", 1, true) then return "dns" end
+  if err:find("refused", 1, true) or err:find("connect", 1, true) or err:find("unreachable", 1, true) then
+    return "connect"
+  end
+  if err:find("handshake", 1, true) or err:find("certificate", 1, true) or err:find("ssl", 1, true) then
+    return "tls"
+  end
+  if err:find("closed", 1, true) then return "closed" end
+  if err:find("reset", 1, true) then return "recv" end
+  if err:find("send", 1, true) then return "send" end
+  return "other"
+end
+M._cosocket_outcome = cosocket_outcome
+
+--- Fetch a call with a lua-resty-http client (cosockets, never blocks; also
+-- in `ngx.timer` callbacks). TLS verification stays on (`ssl_verify = true`;
+-- trust comes from nginx's `lua_ssl_trusted_certificate`, names from
+-- `resolver`). Retries, waits and the deadline follow `client:next_attempt`;
+-- each attempt's timeouts are set with `httpc:set_timeouts` when it has it.
+-- @param httpc a lua-resty-http client (`require("resty.http").new()`), or
+--  anything with `request_uri(self, url, params) -> res | nil, err`
+-- @param client an `acscall.new` client (stage 1 and the retry rule)
+-- @tparam string id a callConnectionId
+-- @tparam[opt] table params extra `request_uri` params (e.g. `keepalive_timeout`,
+--  `keepalive_pool`); `method`, `headers`, `ssl_verify` are ours; `sleep`
+--  and `now` (default `ngx.sleep`, `ngx.now`) are not passed on
+-- @return call table, or `nil, message, info`
+function M.http_get_call(httpc, client, id, params)
+  if type(httpc) ~= "table" or type(httpc.request_uri) ~= "function" then
+    error("acscall.resty.http_get_call: lua-resty-http client expected", 2)
+  end
+  check_client("http_get_call", client, id)
+  local ngx = rawget(_G, "ngx")
+  local p = {}
+  for k, v in pairs(params or {}) do p[k] = v end
+  local sleep = p.sleep or (ngx and ngx.sleep)
+  local now = p.now or (ngx and ngx.now) or os.time
+  p.sleep, p.now = nil, nil
+  local start = now()
+  local attempts, crid, last = 0, nil, nil
+  while true do
+    local wait, timeout, connect_timeout = client:next_attempt(attempts, now() - start,
+      last and (last.status or last.outcome), last and last.headers)
+    if not wait then break end
+    if wait > 0 then
+      if not sleep then error("acscall.resty.http_get_call: no sleep function (not in nginx)", 2) end
+      sleep(wait)
+    end
+    local url, headers, info = client:request(id, crid)
+    if not url then
+      if type(info) == "table" and attempts > 0 then info.attempts = attempts end
+      return nil, headers, info
+    end
+    crid = crid or headers["x-ms-client-request-id"]
+    p.method, p.headers, p.ssl_verify = "GET", headers, true
+    if type(httpc.set_timeouts) == "function" then
+      local ms = math.ceil(timeout * 1000)
+      httpc:set_timeouts(math.min(math.ceil(connect_timeout * 1000), ms), ms, ms)
+    end
+    attempts = attempts + 1
+    local res, err = httpc:request_uri(url, p)
+    if res then
+      local rh = {}
+      for k, v in pairs(res.headers or {}) do rh[k] = v end
+      last = { status = res.status, body = res.body or "", headers = rh }
+    else
+      err = tostring(err)
+      last = { outcome = cosocket_outcome(err), text = err }
+    end
+  end
+  return report(last, attempts, crid, p.max_body or M.DEFAULT_MAX_BODY)
+end
+
+-- ------------------------------------------------------ thread path
+
+-- What ngx.run_worker_thread answers when it cannot take the task (not a
+-- bug of ours: the gateway is overloaded). lua-nginx-module 0.10.23,
+-- src/ngx_http_lua_worker_thread.c: "no available Lua vm" (all
+-- lua_worker_thread_vm_pool_size VMs busy), "ngx_thread_task_post failed"
+-- (the thread_pool's max_queue is full), "no memory".
+local CANNOT_TAKE = { "no available lua vm", "task_post failed", "no memory" }
+
+local function cannot_take(why)
+  why = why:lower()
+  for _, s in ipairs(CANNOT_TAKE) do
+    if why:find(s, 1, true) then return true end
+  end
+  return false
+end
+M._cannot_take = cannot_take
 
 --- Fetch a call in an nginx thread pool (non-blocking for the worker).
 -- Needs `thread_pool <pool> threads=N;` in nginx.conf (main context) and a
--- context where yielding is allowed (rewrite, access, content).
+-- context where yielding is allowed (rewrite, access, content). At most
+-- min(threads, `lua_worker_thread_vm_pool_size`) fetches run at once per
+-- worker (the VM pool is 100 in lua-nginx-module 0.10.23, 10 from 0.10.27),
+-- so throughput is at most that ÷ the service's latency; past it, tasks
+-- queue (up to `max_queue`) or are refused: then `nil, msg, {kind="thread"}`.
 -- @tparam table opts options of `acscall.new`: strings, numbers, booleans,
 --  tables of those (they are copied to the pool thread; no `token_provider`)
 -- @tparam string id a callConnectionId
 -- @tparam[opt="acscall"] string pool thread pool name
 -- @return call table, or `nil, message, info` (`info.kind == "thread"` when
---  the pool could not take the task)
+--  the pool could not take the task: answer 503 with Retry-After)
 -- @raise on a programmer mistake (bad options, unknown pool, not in nginx)
 function M.get_call(opts, id, pool)
   if type(opts) ~= "table" then
@@ -44,8 +335,8 @@ function M.get_call(opts, id, pool)
   local ok, good, a, b = ngx.run_worker_thread(pool or M.DEFAULT_POOL, M.WORKER_MODULE, "fetch", opts, id)
   if not ok then
     local why = tostring(good)
-    if why:find("task_post failed", 1, true) then -- queue full: operational, not a bug
-      return nil, "thread: " .. why, { kind = "thread", message = why, attempts = 0 }
+    if cannot_take(why) then -- overload: operational, not a bug
+      return failure("thread", "the thread pool cannot take the task (" .. why .. ")")
     end
     error("acscall.resty.get_call: " .. why, 2)
   end
@@ -53,51 +344,54 @@ function M.get_call(opts, id, pool)
   return nil, a, b
 end
 
-local function header(h, name)
-  if type(h) ~= "table" then return nil end
-  local v = h[name]
-  if v == nil then
-    for k, x in pairs(h) do
-      if type(k) == "string" and k:lower() == name then v = x break end
-    end
+-- ------------------------------------------------------ tokens
+
+--- A `token_provider` that never blocks the worker: it returns the token
+-- cached in this worker, and a timer (where cosockets may run) refreshes it
+-- before it expires. Call from `init_worker_by_lua*` (starts the first
+-- fetch) and pass the result as `acscall.new{ token_provider = ... }`.
+-- Until the first fetch succeeds the provider fails (`nil, message`: the
+-- call fails with kind `auth`).
+-- @tparam function fetch `fetch() -> token, expires_at (epoch seconds) | nil, err`;
+--  runs in an `ngx.timer` callback (cosockets allowed: lua-resty-http, ...)
+-- @tparam[opt] table opts `refresh_before` (seconds before expiry, default 300),
+--  `retry` (seconds between failed fetches, default 10)
+-- @treturn function the provider
+function M.token_cache(fetch, opts)
+  if type(fetch) ~= "function" then
+    error("acscall.resty.token_cache: fetch function expected, got " .. type(fetch), 2)
   end
-  if type(v) == "table" then v = v[1] end
-  return v
+  opts = opts or {}
+  local ngx = rawget(_G, "ngx")
+  if not (ngx and ngx.timer) then error("acscall.resty.token_cache: needs nginx (ngx.timer)", 2) end
+  local before, retry = opts.refresh_before or 300, opts.retry or 10
+  local token, expires, last_err = nil, nil, "no token fetched yet"
+  local refresh
+  refresh = function(premature)
+    if premature then return end
+    local ok, t, exp = pcall(fetch)
+    local again = retry
+    if ok and type(t) == "string" and t ~= "" then
+      token, last_err = t, nil
+      expires = type(exp) == "number" and exp or nil
+      if expires then again = math.max(retry, expires - ngx.time() - before) end
+    else
+      -- the fetcher's own words (never the token: there is none)
+      last_err = "token fetch failed: " .. tostring(ok and (exp or "no token") or t)
+      ngx.log(ngx.WARN, "acscall token_cache: ", last_err)
+    end
+    local tok, err = ngx.timer.at(again, refresh)
+    if not tok then ngx.log(ngx.ERR, "acscall token_cache: cannot schedule a refresh: ", err) end
+  end
+  local tok, err = ngx.timer.at(0, refresh)
+  if not tok then error("acscall.resty.token_cache: cannot start: " .. tostring(err), 2) end
+  return function()
+    if token and not (expires and ngx.time() >= expires) then return token end
+    return nil, last_err or "token expired"
+  end
 end
 
---- Fetch a call with a lua-resty-http client (cosockets, never blocks).
--- TLS verification stays on (`ssl_verify = true`; trust comes from nginx's
--- `lua_ssl_trusted_certificate`). One attempt: retry in the caller if needed.
--- @param httpc a lua-resty-http client (`require("resty.http").new()`), or
---  anything with `request_uri(self, url, params) -> res | nil, err`
--- @param client an `acscall.new` client (only its stage 1 is used)
--- @tparam string id a callConnectionId
--- @tparam[opt] table params extra `request_uri` params (e.g. `keepalive_timeout`,
---  `keepalive_pool`); `method`, `headers`, `ssl_verify` are ours
--- @return call table, or `nil, message, info`
-function M.http_get_call(httpc, client, id, params)
-  if type(httpc) ~= "table" or type(httpc.request_uri) ~= "function" then
-    error("acscall.resty.http_get_call: lua-resty-http client expected", 2)
-  end
-  local url, headers, info = client:request(id)
-  if not url then return nil, headers, info end
-  local p = {}
-  for k, v in pairs(params or {}) do p[k] = v end
-  p.method, p.headers, p.ssl_verify = "GET", headers, true
-  local crid = headers["x-ms-client-request-id"]
-  local res, err = httpc:request_uri(url, p)
-  if not res then
-    err = tostring(err)
-    return nil, "transport: " .. err, {
-      kind = "transport", message = err, timeout = err:find("timeout", 1, true) and true or nil,
-      attempts = 1, client_request_id = crid, request_id = crid,
-    }
-  end
-  local rh = {}
-  for k, v in pairs(res.headers or {}) do rh[k] = v end
-  if not header(rh, "x-ms-client-request-id") then rh["x-ms-client-request-id"] = crid end
-  return acscall.decode(res.status, res.body or "", rh)
-end
+-- ------------------------------------------------------ answers
 
 --- The status a gateway answers with for a failure's info: the upstream's
 -- status for `http` errors (404, 429, 5xx ...), except 502 for an upstream
