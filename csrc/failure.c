@@ -183,8 +183,10 @@ static int starts_ci(const char *s, size_t len, const char *lit, size_t n)
     if (len < n)
         return 0;
     for (i = 0; i < n; i++) {
-        char c = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] + 32) : s[i];
-        if (c != lit[i])
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c + 32);
+        if (c != (unsigned char)lit[i])
             return 0;
     }
     return 1;
@@ -208,7 +210,7 @@ void acs_push_redacted(lua_State *L, const char *s, size_t len,
     luaL_buffinit(L, &b);
     while (i < len) {
         size_t skip = 0, keep = 0;
-        if (slen && s[i] == secret[0] && len - i >= slen &&
+        if (slen && secret && s[i] == secret[0] && len - i >= slen &&
             memcmp(s + i, secret, slen) == 0) {
             skip = slen;
         } else if ((s[i] == 'B' || s[i] == 'b') && starts_ci(s + i, len - i, "bearer", 6)) {

@@ -512,7 +512,10 @@ static void fix_lone_surrogates(lua_State *L, int bi)
             w = lua_newuserdata(L, len);
             memcpy(w, s, len);
         }
-        memcpy(w + i + 2, "fffd", 4);
+        w[i + 2] = 'f'; /* \ufffd */
+        w[i + 3] = 'f';
+        w[i + 4] = 'f';
+        w[i + 5] = 'd';
         i += 5;
     }
     if (w) {
