@@ -165,3 +165,56 @@ analyze-cppcheck: deps
 analyze-clang-tidy: deps
 	$(CLANG_TIDY) --quiet -checks='-*,$(subst $(space),,$(TIDY_CHECKS))' --warnings-as-errors='*' \
 	  $(SRCS) -- $(CHECK_CFLAGS)
+
+# ------------------------------------------------------------------ allocation failures
+# fuzz/oom_sweep.c: every allocation of a workload (require, new, get_call,
+# get_calls, a token provider) refused in turn, then recovery: 0 crashes
+# (ASan+UBSan host and core), 0 hangs (alarm), close() always releases, a
+# new client always works. Then a sample of the same under valgrind (the
+# normal build; DWARF 4 so valgrind 3.19 reads it).
+OOM_DIR      = build/oom
+OOM_STEP_VALGRIND ?= 20
+ifneq ($(filter test-oom,$(MAKECMDGOALS)),)
+DEB_PKGS += clang libclang-rt-14-dev valgrind liblua5.4-dev
+endif
+
+$(OOM_DIR)/oom_sweep_asan: fuzz/oom_sweep.c
+	@mkdir -p $(dir $@)
+	$(ASAN_CC) $(CHECK_CFLAGS) -D_GNU_SOURCE $(ASAN_SAN) -shared-libasan -o $@ $< -llua5.4 -lcurl -lcrypto -ldl
+
+$(OOM_DIR)/oom_sweep: fuzz/oom_sweep.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CHECK_CFLAGS) -D_GNU_SOURCE -O1 -gdwarf-4 -o $@ $< -llua5.4 -lcurl -lcrypto -ldl
+
+.PHONY: test-oom
+test-oom: deps all $(ASAN_CORE) $(OOM_DIR)/oom_sweep_asan $(OOM_DIR)/oom_sweep
+	@set -e; eval "$$(emulator/acs-emulator start)"; \
+	trap 'emulator/acs-emulator stop --dir "$$ACS_EMULATOR_DIR" >/dev/null' EXIT; \
+	export ACS_ENDPOINT ACS_CONNECTION_STRING ACS_TOKEN; \
+	echo "test-oom: ASan+UBSan, every allocation"; \
+	LUA_CPATH_5_4='$(CURDIR)/$(ASAN_DIR)/?.so;;' LD_LIBRARY_PATH='$(dir $(ASAN_RT))' \
+	ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:exitcode=86 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/fuzz/lsan.supp:print_suppressions=0 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  $(OOM_DIR)/oom_sweep_asan 1 0 1; \
+	echo "test-oom: valgrind, every $(OOM_STEP_VALGRIND)th allocation"; \
+	LUA_CPATH_5_4='$(CURDIR)/$(BUILD)/?.so;;' \
+	  $(VALGRIND) $(VALGRIND_FLAGS) $(OOM_DIR)/oom_sweep 1 0 $(OOM_STEP_VALGRIND)
+
+# The lifetime specs (spec/47) with every child interpreter inside valgrind
+# (memcheck: 0 invalid reads or writes, 0 definite leaks; the whole suite
+# under ASan is test-asan). Waits and time bounds scale by ACSCALL_SLOW.
+VALGRIND_LOGS = build/valgrind-lifetime
+ifneq ($(filter test-valgrind-lifetime,$(MAKECMDGOALS)),)
+DEB_PKGS += valgrind
+endif
+.PHONY: test-valgrind-lifetime
+test-valgrind-lifetime: deps all $(TESTSUPPORT)
+	@rm -rf $(VALGRIND_LOGS) && mkdir -p $(VALGRIND_LOGS)
+	ACSCALL_CHILD_WRAPPER='$(VALGRIND) $(VALGRIND_FLAGS) --log-file=$(CURDIR)/$(VALGRIND_LOGS)/%p.log' \
+	ACSCALL_SLOW=8 $(BUSTED) --output=utfTerminal spec/47-lifetime_spec.lua
+	@n=$$(ls $(VALGRIND_LOGS)/*.log | wc -l); \
+	bad=$$(grep -L -E 'ERROR SUMMARY: 0 errors' $(VALGRIND_LOGS)/*.log); \
+	if [ -n "$$bad" ]; then echo "test-valgrind-lifetime: errors in:"; \
+	  for f in $$bad; do echo "== $$f"; grep -E 'Invalid|definitely|ERROR SUMMARY' $$f | head -20; done; exit 1; fi; \
+	echo "test-valgrind-lifetime: $$n valgrind runs, 0 errors"

@@ -56,7 +56,7 @@ end
 
   local function run(body, prefix)
     local out, ok, rc, wall = helpers.run_lua(script(body), prefix)
-    return out, ok, rc, wall
+    return out, ok, rc, wall / helpers.slow
   end
 
   it("a Lua error raised by a debug hook mid-call leaves nothing behind", function()
@@ -211,7 +211,7 @@ for _, r in ipairs(inner) do
 end
 print("nested batches: " .. #inner)
 c:close()
-]], "timeout 60")
+]], "timeout " .. 60 * helpers.slow)
     assert.matches("SCRIPT OK", out)
     assert.matches("nested batches: %d+", out)
     assert.is_true(wall < 50, "wall " .. wall)
@@ -285,7 +285,7 @@ local wrong, failed = work("minimal", 1000)
 print(("parent: wrong=%d failed=%d"):format(wrong, failed))
 assert(ts.wait(pid) == 0)
 c:close()
-]], "timeout 120")
+]], "timeout " .. 120 * helpers.slow)
     assert.matches("SCRIPT OK", out)
     assert.matches("child: wrong=0 failed=0", out)
     assert.matches("parent: wrong=0 failed=0", out)
@@ -298,14 +298,13 @@ c:close()
     local f = assert(io.open(path, "w"))
     f:write(script(body))
     f:close()
-    local lua = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
-    local asan = os.getenv("ACSCALL_ASAN_PRELOAD")
-    local env = asan and ("env LD_PRELOAD=" .. helpers.shell_quote(asan) .. " ") or ""
+    local lua = helpers.child_lua(rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+")))
+    after = after * helpers.slow
     local t0 = helpers.now()
-    local out = helpers.run(("%s%s %s >%s.out 2>&1 & p=$!; sleep %s; kill -INT $p; "
-      .. "( sleep 30; kill -KILL $p ) >/dev/null 2>&1 & k=$!; wait $p; echo \"rc=$?\" >>%s.out; kill $k 2>/dev/null; "
-      .. "cat %s.out"):format(env, lua, path, path, after, path, path))
-    local wall = helpers.now() - t0
+    local out = helpers.run(("%s %s >%s.out 2>&1 & p=$!; sleep %s; kill -INT $p; "
+      .. "( sleep " .. 30 * helpers.slow .. "; kill -KILL $p ) >/dev/null 2>&1 & k=$!; wait $p; echo \"rc=$?\" >>%s.out; kill $k 2>/dev/null; "
+      .. "cat %s.out"):format(lua, path, path, after, path, path))
+    local wall = (helpers.now() - t0) / helpers.slow
     os.remove(path)
     os.remove(path .. ".out")
     return out, wall

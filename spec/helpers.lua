@@ -57,10 +57,23 @@ local function lua_command(source)
   local f = assert(io.open(script, "w"))
   f:write(source)
   f:close()
+  return helpers.child_lua(lua) .. " " .. shell_quote(script), script
+end
+
+--- The command that runs the interpreter `lua` for a child script: under
+-- `make test-asan` with the ASan runtime preloaded again (the suite's own
+-- LD_PRELOAD is removed for child processes); under
+-- `make test-valgrind-lifetime` inside valgrind (ACSCALL_CHILD_WRAPPER).
+function helpers.child_lua(lua)
   local asan = os.getenv("ACSCALL_ASAN_PRELOAD")
   local env = asan and ("env LD_PRELOAD=" .. shell_quote(asan) .. " ") or ""
-  return env .. lua .. " " .. shell_quote(script), script
+  local wrap = os.getenv("ACSCALL_CHILD_WRAPPER")
+  return env .. (wrap and (wrap .. " ") or "") .. lua
 end
+
+--- How much slower child scripts run than natively (valgrind: several
+-- times); specs that time a child scale their waits and bounds by it.
+helpers.slow = tonumber(os.getenv("ACSCALL_SLOW") or "") or 1
 
 --- Run Lua source in its own interpreter (the one running this suite), as a
 -- user's script would run; `prefix` goes before the command (e.g. a timeout).
