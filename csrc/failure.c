@@ -6,6 +6,7 @@
 
 #include "compat.h"
 #include "failure.h"
+#include "util.h"
 
 static const char *const kinds[] = {"transport", "http", "decode", "auth",
                                     "local", "thread", NULL};
@@ -177,21 +178,6 @@ int acs_push_failure(lua_State *L, const char *kind, long status,
 
 /* ---------- redaction -------------------------------------------------- */
 
-static int starts_ci(const char *s, size_t len, const char *lit, size_t n)
-{
-    size_t i;
-    if (len < n)
-        return 0;
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 'A' && c <= 'Z')
-            c = (unsigned char)(c + 32);
-        if (c != (unsigned char)lit[i])
-            return 0;
-    }
-    return 1;
-}
-
 /* characters of a token68 credential (RFC 7235) and of base64 */
 static int cred_char(char c)
 {
@@ -213,7 +199,7 @@ void acs_push_redacted(lua_State *L, const char *s, size_t len,
         if (slen && secret && s[i] == secret[0] && len - i >= slen &&
             memcmp(s + i, secret, slen) == 0) {
             skip = slen;
-        } else if ((s[i] == 'B' || s[i] == 'b') && starts_ci(s + i, len - i, "bearer", 6)) {
+        } else if ((s[i] == 'B' || s[i] == 'b') && acs_starts_ci(s + i, len - i, "bearer")) {
             size_t j = i + 6;
             while (j < len && (s[j] == ' ' || s[j] == '\t'))
                 j++;
@@ -224,7 +210,7 @@ void acs_push_redacted(lua_State *L, const char *s, size_t len,
                 skip = j - i;
             }
         } else if ((s[i] == 'S' || s[i] == 's') &&
-                   starts_ci(s + i, len - i, "signature=", 10)) {
+                   acs_starts_ci(s + i, len - i, "signature=")) {
             size_t j = i + 10;
             keep = 10;
             while (j < len && cred_char(s[j]))

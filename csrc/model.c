@@ -24,6 +24,7 @@
 #include "failure.h"
 #include "identifier.h"
 #include "model.h"
+#include "util.h"
 
 /* registry key of the private cjson.safe instance's decode function */
 static const char decode_key = 0;
@@ -621,23 +622,6 @@ static const char *reason_phrase(long status)
     }
 }
 
-static int lower(int ch)
-{
-    return (ch >= 'A' && ch <= 'Z') ? ch + ('a' - 'A') : ch;
-}
-
-/* case-insensitive: does s[0..len) start with lit (lower-case) */
-static int starts_ci(const char *s, size_t len, const char *lit)
-{
-    size_t i, n = strlen(lit);
-    if (len < n)
-        return 0;
-    for (i = 0; i < n; i++)
-        if (lower((unsigned char)s[i]) != lit[i])
-            return 0;
-    return 1;
-}
-
 /* A readable excerpt of a non-JSON body: an HTML <title>, else (markup) the
  * first text between tags, else the first line. */
 static void body_excerpt(acs_msgbuf *m, const char *s, size_t len)
@@ -645,7 +629,7 @@ static void body_excerpt(acs_msgbuf *m, const char *s, size_t len)
     size_t i, j;
     acs_mb_init(m, EXCERPT_CAP);
     for (i = 0; i + 6 < len; i++)
-        if (s[i] == '<' && starts_ci(s + i, len - i, "<title")) {
+        if (s[i] == '<' && acs_starts_ci(s + i, len - i, "<title")) {
             for (j = i + 6; j < len && s[j] != '>'; j++)
                 ;
             for (j++; j < len && s[j] != '<'; j++)
@@ -856,7 +840,7 @@ int acs_decode_new_decoder(lua_State *L, int max_depth)
 /* case-insensitive equality with a lower-case literal */
 static int eq_ci(const char *s, size_t len, const char *lit)
 {
-    return strlen(lit) == len && starts_ci(s, len, lit);
+    return strlen(lit) == len && acs_starts_ci(s, len, lit);
 }
 
 static int l_decode(lua_State *L)

@@ -33,6 +33,21 @@ int acs_uuid4(char out[37])
     return 0;
 }
 
+int acs_starts_ci(const char *s, size_t len, const char *lit)
+{
+    size_t i, n = strlen(lit);
+    if (len < n)
+        return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 'A' && ch <= 'Z')
+            ch = (unsigned char)(ch + ('a' - 'A'));
+        if (ch != (unsigned char)lit[i])
+            return 0;
+    }
+    return 1;
+}
+
 unsigned int acs_random32(void)
 {
     unsigned int r = 0;

@@ -1,6 +1,9 @@
-/* util.h - small pure helpers: UUIDs, the monotonic clock, sleeping. */
+/* util.h - small pure helpers: UUIDs, a case-insensitive prefix test, the
+ * monotonic clock, sleeping. */
 #ifndef ACS_UTIL_H
 #define ACS_UTIL_H
+
+#include <stddef.h>
 
 /* Random UUID v4 (RAND_bytes), 36 chars + NUL. Returns 0 or -1. */
 int acs_uuid4(char out[37]);
@@ -9,6 +12,9 @@ void acs_uuid4_format(const unsigned char b[16], char out[37]);
 
 /* A random number (RAND_bytes; 0 if none), e.g. for retry jitter. */
 unsigned int acs_random32(void);
+
+/* 1 if s[0..len) starts with lit (lower-case ASCII), ignoring ASCII case. */
+int acs_starts_ci(const char *s, size_t len, const char *lit);
 
 /* Milliseconds of CLOCK_MONOTONIC. */
 long acs_monotonic_ms(void);
