@@ -106,7 +106,7 @@ ASAN_SAN     = -fsanitize=address,undefined -fno-omit-frame-pointer -g -O1
 ASAN_OBJS    = $(SRCS:csrc/%.c=$(ASAN_DIR)/obj/%.o)
 ASAN_RT      = $(shell $(ASAN_CC) -print-file-name=libclang_rt.asan-x86_64.so 2>/dev/null)
 ASAN_PRELOAD = $(ASAN_DIR)/asan_preload.so
-ASAN_ENV     = LUA_CPATH='$(CURDIR)/$(ASAN_DIR)/?.so;;' \
+ASAN_ENV     = LUA_CPATH='$(CURDIR)/$(ASAN_DIR)/?.so;$(CURDIR)/$(BUILD)/?.so;;' \
                LD_PRELOAD='$(ASAN_RT) $(CURDIR)/$(ASAN_PRELOAD)' \
                ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1:exitcode=86 \
                LSAN_OPTIONS=suppressions=$(CURDIR)/fuzz/lsan.supp:print_suppressions=0 \
@@ -129,7 +129,7 @@ $(ASAN_PRELOAD): fuzz/asan_preload.c
 	@mkdir -p $(dir $@)
 	$(CC) -shared -fPIC -O1 -o $@ $<
 
-test-asan: deps $(ASAN_CORE) $(ASAN_PRELOAD)
+test-asan: deps $(ASAN_CORE) $(ASAN_PRELOAD) $(TESTSUPPORT)
 	@test -f "$(ASAN_RT)" || { echo "test-asan: no $(ASAN_CC) ASan runtime (apt-get install libclang-rt-14-dev)"; exit 1; }
 	env $(ASAN_ENV) $(LUA) /usr/bin/busted --output=utfTerminal spec
 

@@ -7,7 +7,7 @@ local q = helpers.shell_quote
 
 describe("eval \"$(acs-emulator start)\"", function()
   it("exports the variables to the programs the shell runs: the synopsis fetches the seed call", function()
-    local lua = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+    local lua = helpers.child_lua(rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+")))
     local script = os.tmpname()
     local f = assert(io.open(script, "w"))
     f:write([[
