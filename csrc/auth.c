@@ -41,7 +41,8 @@ static int key_is(const char *k, size_t klen, const char *name)
     return 1;
 }
 
-/* sdk-behaviour.md: split on ';' and on the first '=' (base64 '=' padding
+/* As the SDKs parse it (azure-sdk-for-js sdk/communication/communication-common
+ * src/credential/connectionString.ts): split on ';' and on the first '=' (base64 '=' padding
  * survives), keys case-insensitive in any order, whitespace trimmed; like
  * .NET we refuse empty and duplicate keys; unknown keys are ignored. */
 const char *acs_connstr_parse(const char *s, size_t len, acs_span *endpoint,
@@ -135,7 +136,8 @@ const char *acs_key_decode(const char *b64, size_t len, unsigned char *out,
 
 void acs_format_date(time_t t, char out[ACS_DATE_LEN + 1])
 {
-    /* Names spelled out here: strftime would follow the C locale (hmac.md). */
+    /* Names spelled out here: strftime would follow the C locale (the SDKs' scheme:
+     * src/credential/communicationAccessKeyCredentialPolicy.ts). */
     static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed",
                                     "Thu", "Fri", "Sat"};
     static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr",

@@ -1,5 +1,7 @@
 /* auth.h - credentials and HMAC-SHA256 request signing (pure, no I/O, no clock).
- * Scheme and vectors: ../shared/acs/hmac.md (the official SDKs' scheme). */
+ * The official SDKs' scheme: azure-sdk-for-js sdk/communication/communication-common
+ * src/credential/communicationAccessKeyCredentialPolicy.ts; its vectors are in
+ * that package's test/internal/cryptoUtils.spec.ts (spec/30 reproduces them). */
 #ifndef ACS_AUTH_H
 #define ACS_AUTH_H
 
@@ -17,7 +19,8 @@ typedef struct {
     size_t len;
 } acs_span;
 
-/* Parse "endpoint=...;accesskey=..." as the SDKs do (sdk-behaviour.md):
+/* Parse "endpoint=...;accesskey=..." as the SDKs do
+ * (azure-sdk-for-js sdk/communication/communication-common src/credential/connectionString.ts):
  * keys case-insensitive, any order, split on ';' and the first '=', whitespace
  * trimmed around keys and values, empty segments skipped. Returns NULL and
  * fills both spans, or a static one-line error (never quoting the input). */
@@ -32,7 +35,8 @@ const char *acs_key_decode(const char *b64, size_t len, unsigned char *out,
 /* x-ms-date for a UTC instant: IMF-fixdate, English names whatever the locale. */
 void acs_format_date(time_t t, char out[ACS_DATE_LEN + 1]);
 
-/* base64(SHA-256("")): every GET's x-ms-content-sha256 (hmac.md). */
+/* base64(SHA-256("")): every GET's x-ms-content-sha256 (the SDKs'
+ * policy hashes the empty body of a GET the same way). */
 #define ACS_EMPTY_CONTENT_HASH "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
 
 /* base64(SHA-256(body)), NUL-terminated. */

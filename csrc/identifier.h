@@ -1,5 +1,5 @@
 /* identifier.h - communication identifiers and their rawId, both ways, from
- * one prefix table (identifiers.md; azure-sdk-for-js
+ * one prefix table (azure-sdk-for-js
  * sdk/communication/communication-common/src/identifierModels.ts:
  * getIdentifierRawId and createIdentifierFromRawId). */
 #ifndef ACS_IDENTIFIER_H

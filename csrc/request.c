@@ -29,7 +29,8 @@ static int is_loopback(const char *host)
 /* A path curl sends exactly as given: RFC 3986 pchar and '/', '%' for
  * escapes already made. Anything else (bytes >= 0x80, spaces, quotes...)
  * curl would percent-encode on the wire, and the signature, made over the
- * path we hold, would no longer match what is sent (hmac.md). */
+ * path we hold, would no longer match what is sent: the SDKs sign the
+ * path and query exactly as sent (communicationAccessKeyCredentialPolicy.ts). */
 static int plain_path(const char *p)
 {
     for (; *p; p++) {
@@ -60,7 +61,7 @@ static char *dup_printf(const char *fmt, const char *a, const char *b,
 }
 
 /* The Host header for a parsed URL: lower-case host, plus the port only
- * when it is not the scheme's default (hmac.md: what is sent is what is
+ * when it is not the scheme's default (the signed Host: what is sent is what is
  * signed). Also checks the scheme. Returns NULL or a static error. */
 static const char *host_header(CURLU *u, int strict, char hostport[300],
                                int *tls)

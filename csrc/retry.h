@@ -3,8 +3,9 @@
  * in Lua (client:next_attempt, used by the OpenResty path). Pure: no I/O;
  * the clocks are passed in.
  *
- * The rule (sdk-behaviour.md: the JS core-rest-pipeline and Python
- * azure-core policies for an idempotent GET):
+ * The rule (azure-sdk-for-js sdk/core/core-rest-pipeline
+ * src/retryStrategies/{exponentialRetryStrategy,throttlingRetryStrategy}.ts
+ * and Python azure-core's RetryPolicy, for an idempotent GET):
  *   - at most `max` retries after the first attempt;
  *   - retried: HTTP 408, 429, 500, 502, 503, 504, and the transport classes
  *     dns, connect, timeout, send, recv, closed, truncated; nothing else

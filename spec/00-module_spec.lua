@@ -23,7 +23,7 @@ describe("acscall module", function()
     assert.are.equal("2026-03-12", acscall.DEFAULT_API_VERSION)
   end)
 
-  it("names every enum of get-call.txt", function()
+  it("names every enum of the Get Call REST page (api-version 2026-03-12)", function()
     local acscall = require "acscall"
     for _, s in ipairs{"unknown", "connecting", "connected", "transferring",
         "transferAccepted", "disconnecting", "disconnected"} do

@@ -1,4 +1,6 @@
--- HMAC-SHA256 signing: every vector of ../shared/acs/hmac.md, reproduced
+-- HMAC-SHA256 signing: every vector of the official SDKs' tests (azure-sdk-for-js
+-- communication-common test/internal/cryptoUtils.spec.ts and
+-- test/public/communicationKeyCredentialPolicy.spec.ts), reproduced
 -- through the public acscall.sign.
 local acscall = require "acscall"
 

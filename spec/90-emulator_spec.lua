@@ -77,7 +77,7 @@ describe("acs-emulator", function()
       end
     end)
 
-    it("ships the sample call of get-call.txt", function()
+    it("ships the sample call of the Get Call REST page", function()
       local status, body = get("18dea47f-b081-4107-9a5c-4300819d2c6c")
       assert.equal(200, status)
       local v = decode(body)
@@ -201,7 +201,7 @@ describe("acs-emulator", function()
       expect_401(h, "SignedHeaders")
     end)
 
-    it("the test signer and the emulator's auth module reproduce hmac.md's vectors", function()
+    it("the test signer and the emulator's auth module reproduce the SDKs' signing vectors", function()
       -- test-side code
       local h = helpers.hmac_headers({ key = "pw==", path = "/calling/callConnections/abc?api-version=2025-06-15",
         host = "localhost:8443", date = "Wed, 13 Apr 2022 18:09:12 GMT" })

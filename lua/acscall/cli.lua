@@ -756,7 +756,11 @@ end
 -- --help and --version record what was asked (argparse would print and
 -- os.exit inside the parse); main prints it and returns 0.
 local function build_parser(asked)
-  local argparse = require "argparse"
+  local found, argparse = pcall(require, "argparse")
+  if not found then
+    fail(EXIT_USAGE, "the acscall command needs argparse (Debian: apt-get install lua-argparse; "
+      .. "LuaRocks: luarocks install argparse)")
+  end
   local function help_of(cmd)
     return {action = function() asked.help = asked.help or cmd:get_help() end}
   end
