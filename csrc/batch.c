@@ -243,6 +243,9 @@ static int get_calls_body(lua_State *L)
     b->bearer = bearer;
     if (c->closed)
         return luaL_error(L, "acscall: closed client");
+    /* Ctrl-C from here on is seen: no more user code runs before the
+     * transfers (the ids are copied, the handles taken) */
+    acs_watch_begin(&b->w, L);
     lua_createtable(L, n, 0); /* BATCH_IDS */
     for (i = 1; i <= n; i++) {
         size_t len;
@@ -257,7 +260,6 @@ static int get_calls_body(lua_State *L)
             fail(L, b, i, "auth", why);
         ndone = n;
     }
-    acs_watch_begin(&b->w, L);
 
     while (ndone < n && !c->closed) {
         long now = acs_monotonic_ms(), wait = 1000;

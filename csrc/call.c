@@ -6,6 +6,7 @@
 
 #include <lua.h>
 #include <lauxlib.h>
+#include <lualib.h>
 
 #include "call.h"
 #include "compat.h"
@@ -14,13 +15,13 @@
 
 /* ---------- Ctrl-C ------------------------------------------------------ */
 
-#if LUA_VERSION_NUM < 502 && !defined(LUAJIT_VERSION)
+#if LUA_VERSION_NUM < 502 && !defined(LUA_JITLIBNAME)
 static const char main_key = 0; /* registry: the main thread (5.1) */
 #endif
 
 void acs_call_note_main_thread(lua_State *L)
 {
-#if LUA_VERSION_NUM < 502 && !defined(LUAJIT_VERSION)
+#if LUA_VERSION_NUM < 502 && !defined(LUA_JITLIBNAME)
     if (lua_pushthread(L)) { /* 1: L is the main thread */
         lua_pushlightuserdata(L, (void *)&main_key);
         lua_insert(L, -2);
@@ -36,7 +37,7 @@ void acs_call_note_main_thread(lua_State *L)
 /* The main thread when it is another than L and its hook can be read. */
 static lua_State *main_thread(lua_State *L)
 {
-#if defined(LUAJIT_VERSION)
+#if defined(LUA_JITLIBNAME)
     (void)L;
     return NULL; /* LuaJIT keeps one hook for all coroutines */
 #else
@@ -186,7 +187,7 @@ static int get_call_body(lua_State *L)
     acs_watch w;
     acs_outcome o;
     long start, wait;
-    int rc, n, attempt;
+    int rc = CURLE_OPERATION_TIMEDOUT, n, attempt; /* (the first attempt always runs) */
 
     if ((n = begin(L, k, id, idlen)) != 0)
         return n;
@@ -198,12 +199,16 @@ static int get_call_body(lua_State *L)
     for (attempt = 1;; attempt++) {
         long timeout = acs_retry_attempt_timeout(&c->retry, attempt,
                                                  acs_monotonic_ms() - start);
-        struct curl_slist *h = acs_request_headers(&c->route, &c->cred, k->url,
-                                                   k->crid, k->bearer, &why);
+        struct curl_slist *h;
+        if (timeout == 0) { /* the wait ran into the deadline: the last answer */
+            attempt--;
+            break;
+        }
+        h = acs_request_headers(&c->route, &c->cred, k->url, k->crid, k->bearer,
+                                &why);
         if (h == NULL)
             return acs_push_failure(L, why_kind(why), 0, why, &k->meta);
-        rc = acs_conn_get(k->conn, k->url, h, timeout ? timeout : 1,
-                          acs_watch_interrupted, &w);
+        rc = acs_conn_get(k->conn, k->url, h, timeout, acs_watch_interrupted, &w);
         acs_conn_outcome(k->conn, rc, &o);
         if (!acs_retry_next(&c->retry, attempt, acs_monotonic_ms() - start, &o,
                             time(NULL), acs_random32(), &wait))

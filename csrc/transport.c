@@ -282,9 +282,74 @@ static void pool_drop(acs_pool *p)
     p->share = NULL;
 }
 
+/* In a process other than the one that opened the pool's sockets (fork):
+ * free every handle without touching the parent's connections. Each
+ * descriptor number we opened is pointed at /dev/null first, so that what
+ * libcurl does when it closes a connection (a TLS close_notify, a read of
+ * pending bytes) reaches nothing of the parent's. A number that no longer
+ * holds our socket (checked by device and inode: the child closed it and
+ * reused the number) is set aside and put back afterwards, so libcurl's
+ * close cannot take the child's own file either. -1, freeing nothing,
+ * when that cannot be done safely (no /dev/null, no memory): a leak in the
+ * child beats bytes on the parent's connections. */
+static int pool_let_go(acs_pool *p)
+{
+    struct aside {
+        int fd, saved, flags;
+    } *a = NULL;
+    int i, n = p->nsocks, null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd < 0)
+        return -1;
+    if (n > 0 && (a = calloc((size_t)n, sizeof *a)) == NULL) {
+        close(null_fd);
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        struct stat st;
+        a[i].fd = p->socks[i].fd;
+        a[i].saved = -1;
+        if (fstat(a[i].fd, &st) == 0 &&
+            !(st.st_dev == p->socks[i].dev && st.st_ino == p->socks[i].ino)) {
+            a[i].flags = fcntl(a[i].fd, F_GETFD);
+            a[i].saved = fcntl(a[i].fd, F_DUPFD_CLOEXEC, 0);
+            if (a[i].saved < 0)
+                break; /* cannot keep the child's file safe: give up */
+        }
+        dup2(null_fd, a[i].fd);
+    }
+    if (i < n) { /* undo, free nothing */
+        while (i-- > 0)
+            if (a[i].saved >= 0) {
+                dup2(a[i].saved, a[i].fd);
+                fcntl(a[i].fd, F_SETFD, a[i].flags);
+                close(a[i].saved);
+            }
+        free(a);
+        close(null_fd);
+        return -1;
+    }
+    pool_drop(p);
+    for (i = 0; i < n; i++)
+        if (a[i].saved >= 0) {
+            dup2(a[i].saved, a[i].fd);
+            fcntl(a[i].fd, F_SETFD, a[i].flags);
+            close(a[i].saved);
+        }
+    free(a);
+    close(null_fd);
+    p->nsocks = 0; /* closed by pool_drop, or never ours */
+    return 0;
+}
+
 void acs_pool_free(acs_pool *p)
 {
-    pool_drop(p);
+    /* a forked child that closes (or collects) a client it never used */
+    if (p->pid != 0 && getpid() != p->pid) {
+        if (pool_let_go(p) != 0)
+            p->nidle = 0; /* leaked, not written to the parent's connections */
+    } else {
+        pool_drop(p);
+    }
     free(p->idle);
     p->idle = NULL;
     p->idle_cap = 0;
@@ -296,25 +361,14 @@ void acs_pool_free(acs_pool *p)
 const char *acs_pool_after_fork(acs_pool *p)
 {
     pid_t pid = getpid();
-    int i, null_fd;
     if (pid == p->pid || p->out > 0)
         return NULL; /* (a fork in the middle of a call: after it ends) */
-    /* The parent still uses these connections: make our copies point at
-     * /dev/null, so that closing them (a TLS close_notify, a read of
-     * pending bytes) touches nothing of the parent's. A descriptor that is
-     * no longer the socket we opened (checked by device and inode) is left
-     * alone. */
-    null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-    for (i = 0; i < p->nsocks; i++) {
-        struct stat st;
-        if (null_fd >= 0 && fstat(p->socks[i].fd, &st) == 0 &&
-            st.st_dev == p->socks[i].dev && st.st_ino == p->socks[i].ino)
-            dup2(null_fd, p->socks[i].fd); /* keeps its close-on-exec */
+    if (pool_let_go(p) != 0) { /* abandon them: a leak, never the parent's bytes */
+        p->nidle = 0;
+        p->multi = NULL;
+        p->share = NULL;
+        p->nsocks = 0;
     }
-    if (null_fd >= 0)
-        close(null_fd);
-    pool_drop(p);
-    p->nsocks = 0; /* closed by pool_drop, or never ours */
     p->pid = pid;
     return share_init(p);
 }

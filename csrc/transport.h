@@ -85,9 +85,10 @@ const char *acs_pool_init(acs_pool *p, const acs_transport_opts *o);
 /* Close everything (idempotent). Nothing may be taken out (p->out == 0). */
 void acs_pool_free(acs_pool *p);
 /* In a process other than the one that opened the pool's sockets (fork):
- * make each inherited socket a /dev/null descriptor (so closing it sends
- * nothing on the parent's connection), free every handle, start afresh.
- * Cheap otherwise (one getpid). Returns NULL or a static error. */
+ * let go of every inherited connection without a byte on the parent's (see
+ * pool_let_go in transport.c; acs_pool_free does the same in a child that
+ * never made a call), start afresh. Cheap otherwise (one getpid). Returns
+ * NULL or a static error. */
 const char *acs_pool_after_fork(acs_pool *p);
 
 /* Take an easy handle (an idle one, else a new one): NULL when out of

@@ -292,6 +292,34 @@ c:close()
     assert.is_true(wall < 100, "wall " .. wall)
   end)
 
+  it("a forked child that closes or collects a client it never used sends nothing on the parent's TLS connection",
+    function()
+    local tls = helpers.start_emulator{tls = true}
+    local out = run(([[
+local c = acscall.new{connection_string = %q, ca_file = %q}
+assert(c:get_call(SEED)) -- a kept-alive TLS connection
+for _, how in ipairs{"close", "collect"} do
+  local pid = ts.fork()
+  if pid == 0 then
+    if how == "close" then c:close() else c = nil; collectgarbage(); collectgarbage() end
+    ts.exit(0)
+  end
+  assert(ts.wait(pid) == 0)
+  assert(c:get_call(SEED))
+end
+c:close()
+]]):format(tls.connection_string, tls.ca_file))
+    local conns = {}
+    for _, e in ipairs(tls:log()) do conns[#conns + 1] = e.connection end
+    tls:stop()
+    assert.matches("SCRIPT OK", out)
+    -- the parent's three calls on its one connection: no close_notify from
+    -- a child made the server drop it
+    assert.equal(3, #conns)
+    assert.equal(conns[1], conns[2])
+    assert.equal(conns[1], conns[3])
+  end)
+
   -- Ctrl-C: one SIGINT to the interpreter only, after `after` seconds
   local function interrupted(body, after)
     local path = os.tmpname()
