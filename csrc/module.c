@@ -42,5 +42,7 @@ ACS_EXPORT int luaopen_acscall_core(lua_State *L)
     lua_setfield(L, -2, "DEFAULT_API_VERSION");
     acs_pushint(L, ACS_ID_MAX);
     lua_setfield(L, -2, "ID_MAX");
+    acs_pushint(L, ACS_DEFAULT_MAX_BODY);
+    lua_setfield(L, -2, "DEFAULT_MAX_BODY");
     return 1;
 }

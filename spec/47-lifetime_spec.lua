@@ -45,6 +45,15 @@ describe("lifetime of a call", function()
 local acscall = require "acscall"
 local ts = require "acscall_testsupport"
 local SEED, CS = %q, %q
+-- garbage whose finalizer runs fn (5.1/LuaJIT: only userdata have one)
+local function on_collect(fn)
+  if newproxy then
+    local u = newproxy(true)
+    getmetatable(u).__gc = fn
+    return
+  end
+  setmetatable({}, {__gc = fn})
+end
 local function check_released(c, fds0)
   c:close()
   collectgarbage(); collectgarbage()
@@ -141,14 +150,7 @@ assert(c:get_call(SEED))
 if jit then jit.off() end -- finalizers run from interpreted code only
 local armed = true -- disarmed at the end: no stray error at exit
 local function boom() if armed then error("from a finalizer") end end
-local function bomb()
-  if newproxy then -- 5.1 / LuaJIT: only userdata have finalizers
-    local u = newproxy(true)
-    getmetatable(u).__gc = boom
-  else
-    setmetatable({}, {__gc = boom})
-  end
-end
+local function bomb() on_collect(boom) end
 local raised = 0
 -- garbage with erroring finalizers, made while the collector is stopped;
 -- get_call (a 34 KB body to decode) then allocates enough for the
@@ -177,18 +179,10 @@ check_released(c, fds0)
 local c = acscall.new{connection_string = CS}
 local inner = {}
 local function nest()
-  local t = {}
-  local gc = function()
+  on_collect(function()
     local r = c:get_calls({"minimal", "state-connected"})
     inner[#inner + 1] = r
-  end
-  if newproxy then
-    local u = newproxy(true)
-    getmetatable(u).__gc = gc
-    t.u = u
-  else
-    setmetatable(t, {__gc = gc})
-  end
+  end)
 end
 collectgarbage("setpause", 100)
 collectgarbage("setstepmul", 1000)
@@ -222,12 +216,7 @@ c:close()
 local fds0 = ts.fds()
 local c = acscall.new{connection_string = CS}
 assert(c:get_call(SEED))
-if newproxy then
-  local u = newproxy(true)
-  getmetatable(u).__gc = function() c:close() end
-else
-  setmetatable({}, {__gc = function() c:close() end})
-end
+on_collect(function() c:close() end)
 collectgarbage("setpause", 100)
 collectgarbage("setstepmul", 1000)
 local ids = {}

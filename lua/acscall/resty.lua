@@ -43,7 +43,7 @@ local M = {
   -- the attempt-timeout ladder of acscall.conf, in milliseconds (ascending)
   STEPS = { 100, 150, 200, 250, 300, 400, 500, 600, 800, 1000, 1250, 1500, 2000, 2500, 3000, 4000, 5000,
     6000, 8000, 10000, 12500, 15000, 20000, 25000, 30000, 40000, 50000, 60000, 90000, 120000 },
-  DEFAULT_MAX_BODY = 4 * 1024 * 1024,
+  DEFAULT_MAX_BODY = core.DEFAULT_MAX_BODY, -- the client's default (4 MiB)
 }
 
 -- ---------------------------------------------------------------- helpers
@@ -83,7 +83,7 @@ local function report(last, attempts, crid, max_body)
   if last.status then
     local h, st = last.headers, last.status
     if #last.body > max_body then
-      return failure("decode", "response body over " .. max_body .. " bytes", {
+      return failure("decode", "response body exceeds the max_body limit", { -- as get_call says
         status = st, attempts = attempts, request_id = header(h, "x-ms-request-id") or crid,
         client_request_id = crid })
     end
