@@ -1,12 +1,14 @@
 #!/bin/sh
 # Regenerate fuzz/seeds/ (committed; run from the repository root).
 # fuzz_decode: byte 0 selects the status (0 -> 200, 4 -> 404, 5 -> 502, see
-# fuzz_decode.c), the rest is the body. fuzz_connstr: byte 0 selects the mode.
+# fuzz_decode.c), the rest is the body. fuzz_decode_diff: byte 0 selects the
+# status (0 -> 200, 5 -> 404) and bit 3 strict (see fuzz_decode_diff.c).
+# fuzz_connstr: byte 0 selects the mode.
 set -eu
 cd "$(dirname "$0")/.."
-d=fuzz/seeds/fuzz_decode c=fuzz/seeds/fuzz_connstr
-rm -rf "$d" "$c"
-mkdir -p "$d" "$c"
+d=fuzz/seeds/fuzz_decode c=fuzz/seeds/fuzz_connstr x=fuzz/seeds/fuzz_decode_diff
+rm -rf "$d" "$c" "$x"
+mkdir -p "$d" "$c" "$x"
 seed() { # dir name mode-byte(octal) content
   { printf "\\$3"; printf '%s' "$4"; } >"$1/$2"
 }
@@ -15,7 +17,25 @@ for f in emulator/fixtures/*.json; do
   [ "$(wc -c <"$f")" -le 4096 ] || continue # the 200-target one is too big
   n=$(basename "$f" .json | tr ' +' '__')
   seed "$d" "200-$n" 000 "$(cat "$f")"
+  seed "$x" "200-$n" 000 "$(cat "$f")"
+  seed "$x" "strict-$n" 010 "$(cat "$f")"
 done
+# the shapes the one-walk decoder treats apart from the old one's walk
+seed "$x" lone-surrogate 000 '{"callConnectionId":"a\ud83d","targets":[{"rawId":"x\udc00"}]}'
+seed "$x" lone-surrogate-and-bad-json 000 '{"callConnectionId":"a\ud83d",}'
+seed "$x" surrogate-pair 000 '{"callConnectionId":"\ud83d\ude00","x":"\\ud800"}'
+seed "$x" null-in-string-only 000 '{"callConnectionId":"null","source":{"phoneNumber":{"value":"nullable"}}}'
+seed "$x" null-elements 000 '{"targets":[null,{"phoneNumber":{"value":"1"}},[null],[1,null],{"a":[null]}]}'
+seed "$x" null-elements-strict 010 '{"targets":[null,{"phoneNumber":{"value":"1"}}]}'
+seed "$x" targets-object 000 '{"targets":{"a":null},"source":[]}'
+seed "$x" ident-odd-values 000 '{"source":{"kind":1,"rawId":"","phoneNumber":[null],"x":{"y":null}},"targets":[{"kind":"phoneNumber","rawId":""},{"rawId":7,"microsoftTeamsApp":{"appId":"a","cloud":"dod"}}]}'
+seed "$x" ident-many-fields 000 '{"source":{"a":1,"b":2,"c":3,"d":4,"teamsExtensionUser":{"userId":"u","tenantId":"t","resourceId":"r","cloud":"gcch"}}}'
+seed "$x" strict-wrong-types 010 '{"targets":[{"phoneNumber":{"value":1}},{"kind":2}],"callbackUri":3,"source":{"microsoftTeamsUser":{"isAnonymous":"x"}}}'
+seed "$x" error-2xx 000 '{"error":{"code":"8522","message":"Call not found."}}'
+seed "$x" error-2xx-null-id 000 '{"error":{"code":"1"},"callConnectionId":null}'
+seed "$x" 404-error 005 '{"error":{"code":"8522","message":"Call not found.","target":null,"details":[{"code":"x","message":"y"}],"innererror":{"code":"z"}}}'
+seed "$x" 200-deep 000 '{"a":[[[[[[[[[[[[[[[[[[[[{"b":null}]]]]]]]]]]]]]]]]]]]}'
+seed "$x" 200-small-decoder 100 '{"targets":[{"phoneNumber":{"value":"1","x":{"y":[1]}}}]}'
 seed "$d" 404-error 004 '{"error":{"code":"8522","message":"Call not found.","target":null,"details":[{"code":"x","message":"y"}],"innererror":{"code":"z"}}}'
 seed "$d" 404-numeric-code 004 '{"error":{"code":8522,"message":"Call\nnot found."}}'
 seed "$d" 502-html 005 '<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>'

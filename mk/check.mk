@@ -37,7 +37,7 @@ FUZZ_SECONDS   ?= 60
 FUZZ_MAX_LEN   ?= 8192
 FUZZ_FLAGS     ?=
 FUZZ_DIR        = build/fuzz
-FUZZ_HARNESSES  = fuzz_decode fuzz_connstr
+FUZZ_HARNESSES  = fuzz_decode fuzz_decode_diff fuzz_connstr
 FUZZ_SAN        = -fsanitize=address,undefined -fno-sanitize-recover=all \
                   -fno-omit-frame-pointer -g -O1
 FUZZ_LIBS       = -llua5.4 -lcurl -lcrypto -lm
@@ -48,6 +48,15 @@ $(FUZZ_DIR)/obj/%.o: csrc/%.c $(HDRS)
 	$(FUZZ_CC) $(CHECK_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
 
 $(FUZZ_DIR)/fuzz_decode: fuzz/fuzz_decode.c $(FUZZ_DIR)/obj/model.o \
+                      $(FUZZ_DIR)/obj/failure.o $(FUZZ_DIR)/obj/identifier.o $(FUZZ_DIR)/obj/util.o
+	$(FUZZ_CC) $(CHECK_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer $^ -o $@ $(FUZZ_LIBS)
+
+# the decoder before the one-walk pass, as the differential harness's oracle
+$(FUZZ_DIR)/obj/model_ref.o: fuzz/model_ref.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CHECK_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_DIR)/fuzz_decode_diff: fuzz/fuzz_decode_diff.c $(FUZZ_DIR)/obj/model.o $(FUZZ_DIR)/obj/model_ref.o \
                       $(FUZZ_DIR)/obj/failure.o $(FUZZ_DIR)/obj/identifier.o $(FUZZ_DIR)/obj/util.o
 	$(FUZZ_CC) $(CHECK_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer $^ -o $@ $(FUZZ_LIBS)
 
