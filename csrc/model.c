@@ -1,20 +1,27 @@
 /* model.c - HTTP status + body -> CallConnectionProperties table, or an error.
  *
  * lua-cjson (a private cjson.safe instance, see acs_decode_init) turns the body
- * into tables; this file shapes them in place, in one walk, driven by the field
- * tables below (the one place the model's wire names and types are written):
+ * into tables; this file shapes them, one walk (lua_next) per table, driven by
+ * the field tables below (the one place the model's wire names and types are
+ * written):
  *   - JSON null (cjson's lightuserdata NULL) becomes an absent field, at any
  *     depth. In a known array (targets, subscribed*Types) a null element is a
  *     type error; in an unknown array null elements are removed and the array
- *     compacted (a Lua sequence cannot hold holes).
+ *     compacted (a Lua sequence cannot hold holes). A body without the bytes
+ *     "null" has no null to strip: unknown values are then not walked at all.
  *   - identifiers (source, targets[i]) get kind (inferred from the sub-object)
  *     and rawId (derived by identifier.c, the same rule acscall.raw_id
  *     uses) when missing; bare models (answeredBy, answeredFor,
- *     sourceCallerIdNumber) keep their shape.
+ *     sourceCallerIdNumber) keep their shape. An identifier is copied, while
+ *     it is walked, into a table created with room for kind and rawId (cjson
+ *     makes each object exactly as big as its fields: adding one there
+ *     rehashes it).
  *   - unknown fields and enum values are kept; a known field of the wrong JSON
  *     type is a decode error naming its path ("targets[2].phoneNumber.value").
  * Errors are built in fixed C buffers and pushed once at the end: nothing is
  * malloc'd, so a Lua error (OOM) longjmp'ing out of any API call leaks nothing.
+ * fuzz/model_ref.c is the decoder before the one-walk pass: the differential
+ * fuzzer (fuzz/fuzz_decode_diff.c) holds this file to its results.
  */
 #include <string.h>
 #include <stdio.h>
@@ -78,12 +85,14 @@ static void path_render(const path *p, acs_msgbuf *m)
     }
 }
 
+
 typedef struct {
     acs_msgbuf err; /* the decode error text, without the "decode: " prefix */
-    const char *kind; /* the identifier being walked: its kind, if a string */
-    size_t klen;
-    int raw_empty;    /* ... and whether its rawId is "" */
-    int strict;       /* a wrong-typed known field is an error */
+    const char *body; /* the body cjson decoded (alive at the caller's bi) */
+    size_t len;
+    int has_null; /* -1: not looked for yet; 0: the body has no "null" */
+    int strict;   /* a wrong-typed known field is an error */
+    int fast;     /* !strict and no null: only identifiers change (below) */
 } ctx;
 
 static int type_error(lua_State *L, ctx *c, const path *p, const char *expected,
@@ -100,6 +109,32 @@ static int type_error(lua_State *L, ctx *c, const path *p, const char *expected,
 
 static void strip_nulls(lua_State *L, int t);
 
+/* Whether the body may hold a JSON null: the bytes "null" somewhere (cjson
+ * makes a null only of that literal). Found with memchr on the rarer 'l', on
+ * demand: only a body with an unknown or odd table value ever asks. */
+static int may_have_null(ctx *c)
+{
+    if (c->has_null < 0) {
+        const char *s = c->body, *e = c->body + c->len, *q = s;
+        c->has_null = 0;
+        while ((q = memchr(q, 'l', (size_t)(e - q))) != NULL) {
+            if (q - s >= 2 && e - q >= 2 && q[-2] == 'n' && q[-1] == 'u' && q[1] == 'l') {
+                c->has_null = 1;
+                break;
+            }
+            q++;
+        }
+    }
+    return c->has_null;
+}
+
+/* strip_nulls on the table at t, unless the body has no null */
+static void strip(lua_State *L, ctx *c, int t)
+{
+    if (may_have_null(c))
+        strip_nulls(L, t);
+}
+
 /* A known value of the wrong JSON type. strict: an error naming its path
  * (-1). Otherwise (the default, as the official SDKs) it is kept as the
  * service sent it, nulls stripped, and not walked (1): one odd leaf does
@@ -110,10 +145,9 @@ static int mismatch(lua_State *L, ctx *c, const path *p, const char *expected,
     if (c->strict)
         return type_error(L, c, p, expected, vi);
     if (lua_type(L, vi) == LUA_TTABLE)
-        strip_nulls(L, vi);
+        strip(L, c, vi);
     return 1;
 }
-
 /* ------------------------------------------------------------------ */
 /* the model */
 enum { T_STR, T_BOOL, T_STRARR, T_OBJ, T_IDENT, T_IDENTARR };
@@ -179,6 +213,7 @@ static const field call_fields[] = { /* CallConnectionProperties */
     F("transcriptionSubscription", T_OBJ, transcription_fields), F_END
 };
 
+
 /* ------------------------------------------------------------------ */
 /* the walk */
 
@@ -225,6 +260,16 @@ static void strip_nulls(lua_State *L, int t)
     }
 }
 
+/* the field of spec named k, or NULL (most names differ in length: one
+ * memcmp per key) */
+static const field *find_field(const field *spec, const char *k, size_t kl)
+{
+    for (; spec->name; spec++)
+        if (spec->len == kl && spec->name[0] == k[0] && memcmp(spec->name, k, kl) == 0)
+            return spec;
+    return NULL;
+}
+
 /* value at v must be a JSON object (an empty table passes): 0, or
  * mismatch's answer */
 static int check_object(lua_State *L, ctx *c, const path *p, int v)
@@ -234,60 +279,87 @@ static int check_object(lua_State *L, ctx *c, const path *p, int v)
     return 0;
 }
 
-/* value at v must be a JSON array (an empty table passes); *n = its
- * length: 0, or mismatch's answer */
-static int check_array(lua_State *L, ctx *c, const path *p, int v, size_t *n)
-{
-    if (lua_type(L, v) != LUA_TTABLE)
-        return mismatch(L, c, p, "array", v);
-    if (!c->strict)
-        strip_nulls(L, v); /* null elements go, the rest closes up */
-    *n = acs_rawlen(L, v);
-    if (*n == 0) {
-        lua_pushnil(L);
-        if (lua_next(L, v)) {
-            lua_pop(L, 2);
-            return mismatch(L, c, p, "array", v);
-        }
-    }
-    return 0;
-}
+/* walk_value's answers */
+#define W_ERR (-1) /* c->err is set */
+#define W_OK 0
+#define W_NEW 1 /* the value's stack slot now holds a new table to store back */
 
 static int walk_object(lua_State *L, ctx *c, int t, const field *spec,
-                       const path *p, unsigned *seen);
+                       const path *p);
+static int walk_value(lua_State *L, ctx *c, int v, const field *f, const path *p);
+static int first_error_in_order(lua_State *L, ctx *c, int t, const field *spec,
+                                const path *p, int base);
 
-static int walk_ident(lua_State *L, ctx *c, int t, const path *p)
+/* The identifier at v (a table that passed check_object) is copied into a
+ * new table with room for kind and rawId, its known fields checked on the
+ * way; the copy replaces slot v (W_NEW). cjson's table is left as it was. */
+static int walk_ident(lua_State *L, ctx *c, int v, const path *p)
 {
     unsigned seen = 0;
-    int i, ki = -1;
-    c->kind = NULL;
-    c->raw_empty = 0;
-    if (walk_object(L, c, t, ident_fields, p, &seen))
-        return -1;
-    if (c->kind) {
-        ki = acs_kind_index(c->kind, c->klen);
-        if (ki >= 0)
-            ki += IDENT_FIRST_SUB;
+    const char *kind = NULL;
+    size_t klen = 0;
+    int raw_empty = 0, ki = -1, i, nt, base = lua_gettop(L);
+    /* {kind, rawId, <sub-object>} and one more: a bigger one grows as usual */
+    lua_createtable(L, 0, 4);
+    nt = base + 1;
+    if (lua_getmetatable(L, v)) /* OpenResty's cjson.array_mt on a [] */
+        lua_setmetatable(L, nt);
+    lua_pushnil(L);
+    while (lua_next(L, v)) {
+        int val = lua_gettop(L);
+        const field *f = NULL;
+        if (is_null(L, val)) { /* absent: not copied */
+            lua_pop(L, 1);
+            continue;
+        }
+        if (lua_type(L, val - 1) == LUA_TSTRING) {
+            size_t kl;
+            const char *k = lua_tolstring(L, val - 1, &kl);
+            f = find_field(ident_fields, k, kl);
+        }
+        if (f == &ident_fields[IDENT_KIND] && lua_type(L, val) == LUA_TSTRING) {
+            kind = lua_tolstring(L, val, &klen); /* alive: the tables hold it */
+        } else if (f == &ident_fields[IDENT_RAWID] && lua_type(L, val) == LUA_TSTRING) {
+            /* a rawId the service sent wins; an empty one does not (as in
+             * the SDKs and acs_l_raw_id) */
+            raw_empty = acs_rawlen(L, val) == 0;
+        } else if (f && !c->fast) {
+            path here;
+            here.up = p;
+            here.name = f->name;
+            here.index = 0;
+            if (walk_value(L, c, val, f, &here) < 0)
+                return first_error_in_order(L, c, v, ident_fields, p, base);
+        } else if (!f && lua_type(L, val) == LUA_TTABLE) {
+            strip(L, c, val);
+        }
+        if (f)
+            seen |= 1u << (unsigned)(f - ident_fields);
+        lua_pushvalue(L, val - 1);
+        lua_insert(L, val); /* key, key, value */
+        lua_rawset(L, nt);
+    }
+    if (kind) {
+        ki = acs_kind_index(kind, klen);
     } else {
         for (i = IDENT_FIRST_SUB; ident_fields[i].name; i++)
             if (seen & (1u << i)) {
-                ki = i;
+                ki = i - IDENT_FIRST_SUB;
                 break;
             }
         if (!(seen & (1u << IDENT_KIND))) { /* absent, not a kept odd value */
-            lua_pushstring(L, ki >= 0 ? ident_fields[ki].name : "unknown");
-            lua_setfield(L, t, "kind");
+            lua_pushstring(L, acs_kind_name(ki));
+            lua_setfield(L, nt, "kind");
         }
     }
-    /* a rawId the service sent wins; an empty one does not (as in the SDKs
-     * and acs_l_raw_id) */
-    if ((!(seen & (1u << IDENT_RAWID)) || c->raw_empty) && acs_ident_push_raw_id(L, t, ki - IDENT_FIRST_SUB))
-        lua_setfield(L, t, "rawId");
-    return 0;
+    if ((!(seen & (1u << IDENT_RAWID)) || raw_empty) && acs_ident_push_raw_id(L, nt, ki))
+        lua_setfield(L, nt, "rawId");
+    lua_replace(L, v);
+    return W_NEW;
 }
 
-/* Check a known field's value (at v) against its type; nulls are already
- * gone. */
+/* Check a known field's value (at v) against its type and shape it: W_OK,
+ * W_NEW (an identifier rebuilt at v) or W_ERR. */
 static int walk_value(lua_State *L, ctx *c, int v, const field *f, const path *p)
 {
     size_t n, i;
@@ -295,51 +367,144 @@ static int walk_value(lua_State *L, ctx *c, int v, const field *f, const path *p
     switch (f->type) {
     case T_STR:
         if (lua_type(L, v) != LUA_TSTRING)
-            return mismatch(L, c, p, "string", v) < 0 ? -1 : 0;
-        if (f == &ident_fields[IDENT_KIND]) /* alive: the table holds it */
-            c->kind = lua_tolstring(L, v, &c->klen);
-        else if (f == &ident_fields[IDENT_RAWID])
-            c->raw_empty = acs_rawlen(L, v) == 0;
-        return 0;
+            return mismatch(L, c, p, "string", v) < 0 ? W_ERR : W_OK;
+        return W_OK;
     case T_BOOL:
         if (lua_type(L, v) != LUA_TBOOLEAN)
-            return mismatch(L, c, p, "boolean", v) < 0 ? -1 : 0;
-        return 0;
+            return mismatch(L, c, p, "boolean", v) < 0 ? W_ERR : W_OK;
+        return W_OK;
     case T_OBJ:
         if ((r = check_object(L, c, p, v)) != 0)
-            return r < 0 ? -1 : 0;
-        return walk_object(L, c, v, f->sub, p, NULL);
+            return r < 0 ? W_ERR : W_OK;
+        return walk_object(L, c, v, f->sub, p);
     case T_IDENT:
         if ((r = check_object(L, c, p, v)) != 0)
-            return r < 0 ? -1 : 0;
+            return r < 0 ? W_ERR : W_OK;
         return walk_ident(L, c, v, p);
     case T_STRARR:
     case T_IDENTARR:
-        if ((r = check_array(L, c, p, v, &n)) != 0)
-            return r < 0 ? -1 : 0;
+        if (lua_type(L, v) != LUA_TTABLE)
+            return mismatch(L, c, p, "array", v) < 0 ? W_ERR : W_OK;
+        n = acs_rawlen(L, v);
+        if (n == 0) { /* [] or an object: the object (nulls gone) is odd */
+            if (!c->strict)
+                strip(L, c, v);
+            lua_pushnil(L);
+            if (lua_next(L, v)) {
+                lua_pop(L, 2);
+                return mismatch(L, c, p, "array", v) < 0 ? W_ERR : W_OK;
+            }
+            return W_OK;
+        }
         for (i = 1; i <= n; i++) {
             path e;
+            int ev, et;
             e.up = p;
             e.name = NULL;
             e.index = (lua_Integer)i;
             lua_rawgeti(L, v, (int)i);
+            ev = lua_gettop(L);
+            et = lua_type(L, ev);
+            if (!c->strict) {
+                if (et == LUA_TLIGHTUSERDATA) {
+                    /* a null element: strip the array (it closes up, as a
+                     * null-free body's would be already) and read i again */
+                    lua_pop(L, 1);
+                    strip_nulls(L, v);
+                    n = acs_rawlen(L, v);
+                    i--;
+                    continue;
+                }
+                /* an element that is an array is read nulls stripped: [null]
+                 * is an empty object */
+                if (et == LUA_TTABLE && acs_rawlen(L, ev) > 0)
+                    strip(L, c, ev);
+            }
             if (f->type == T_STRARR)
-                r = lua_type(L, -1) == LUA_TSTRING ? 0
-                                                   : mismatch(L, c, &e, "string", lua_gettop(L));
-            else if ((r = check_object(L, c, &e, lua_gettop(L))) == 0)
-                r = walk_ident(L, c, lua_gettop(L), &e);
-            lua_pop(L, 1);
+                r = et == LUA_TSTRING ? W_OK : mismatch(L, c, &e, "string", ev);
+            else if ((r = check_object(L, c, &e, ev)) == 0)
+                r = walk_ident(L, c, ev, &e);
             if (r < 0)
-                return -1;
+                return W_ERR;
+            if (r == W_NEW)
+                lua_rawseti(L, v, (int)i);
+            else
+                lua_pop(L, 1);
         }
-        return 0;
+        return W_OK;
     }
-    return 0;
+    return W_OK;
 }
 
-/* Walk the object at t: nulls removed, known fields checked (and shaped),
- * unknown fields stripped of nulls. Bit i of *seen is set for each
- * spec[i] present. Returns 0, or -1 with c->err set. */
+/* ------------------------------------------------------------------ */
+/* the fast path: not strict and no null in the body. Then a wrong-typed
+ * value is kept as sent and there is nothing to strip, so walking the
+ * model changes nothing but the identifiers: only they are visited. */
+
+/* push t[k] (raw; k a literal) and return its type */
+#define rawget_lit(L, t, k) (lua_pushliteral((L), k), lua_rawget((L), (t)), lua_type((L), -1))
+
+/* The identifier at v (a table): W_OK (left as it is, or its rawId added
+ * in place) or W_NEW (rebuilt by walk_ident, which infers a missing kind).
+ * With a kind, at most rawId is added: cjson's table then grows once, which
+ * costs less than copying it (measured); without one, kind and rawId are
+ * added to a copy made at its final size rather than growing it twice. */
+static int shape_ident(lua_State *L, ctx *c, int v, const path *p)
+{
+    size_t kl, rl = 0;
+    const char *k;
+    int rt;
+    if (rawget_lit(L, v, "kind") != LUA_TSTRING) {
+        lua_pop(L, 1);
+        return walk_ident(L, c, v, p);
+    }
+    k = lua_tolstring(L, -1, &kl);
+    rt = rawget_lit(L, v, "rawId");
+    if (rt == LUA_TSTRING)
+        lua_tolstring(L, -1, &rl);
+    /* a rawId the service sent wins (an odd one is kept); an empty one does
+     * not (as in the SDKs and acs_l_raw_id) */
+    if ((rt == LUA_TNIL || (rt == LUA_TSTRING && rl == 0)) &&
+        acs_ident_push_raw_id(L, v, acs_kind_index(k, kl)))
+        lua_setfield(L, v, "rawId");
+    lua_pop(L, 2);
+    return W_OK;
+}
+
+/* source and targets[i] of the call at t */
+static void shape_fast(lua_State *L, ctx *c, int t)
+{
+    int v;
+    path here;
+    here.up = NULL;
+    here.index = 0;
+    here.name = "source";
+    if (rawget_lit(L, t, "source") == LUA_TTABLE && acs_rawlen(L, -1) == 0 &&
+        shape_ident(L, c, lua_gettop(L), &here) == W_NEW)
+        lua_setfield(L, t, "source");
+    else
+        lua_pop(L, 1);
+    here.name = "targets";
+    if (rawget_lit(L, t, "targets") == LUA_TTABLE) {
+        size_t i, n;
+        v = lua_gettop(L);
+        n = acs_rawlen(L, v);
+        for (i = 1; i <= n; i++) {
+            path e;
+            e.up = &here;
+            e.name = NULL;
+            e.index = (lua_Integer)i;
+            lua_rawgeti(L, v, (int)i);
+            if (lua_type(L, -1) == LUA_TTABLE && acs_rawlen(L, -1) == 0 &&
+                shape_ident(L, c, lua_gettop(L), &e) == W_NEW)
+                lua_rawseti(L, v, (int)i);
+            else
+                lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
 /* The error path: walk the known fields again in spec order (the first
  * pass went in hash order) so the error reported does not depend on the
  * table's layout. Walking a shaped value again is harmless. Returns -1. */
@@ -347,6 +512,7 @@ static int first_error_in_order(lua_State *L, ctx *c, int t, const field *spec,
                                 const path *p, int base)
 {
     const field *s;
+    luaL_checkstack(L, 6, "acscall: JSON too deep");
     for (s = spec; s->name; s++) {
         lua_settop(L, base);
         lua_pushlstring(L, s->name, s->len);
@@ -356,21 +522,24 @@ static int first_error_in_order(lua_State *L, ctx *c, int t, const field *spec,
             here.up = p;
             here.name = s->name;
             here.index = 0;
-            if (walk_value(L, c, lua_gettop(L), s, &here)) {
+            if (walk_value(L, c, lua_gettop(L), s, &here) < 0) {
                 lua_settop(L, base);
-                return -1;
+                return W_ERR;
             }
         }
     }
     lua_settop(L, base);
-    return -1; /* not found again: keep the first pass's message */
+    return W_ERR; /* not found again: keep the first pass's message */
 }
 
+/* Walk the object at t in place: nulls removed, known fields checked (and
+ * shaped), unknown fields stripped of nulls. Returns W_OK, or W_ERR with
+ * c->err set. The stack room it needs was checked once (the model's depth
+ * is fixed), in decode_ok. */
 static int walk_object(lua_State *L, ctx *c, int t, const field *spec,
-                       const path *p, unsigned *seen)
+                       const path *p)
 {
     int base = lua_gettop(L);
-    luaL_checkstack(L, 6, "acscall: JSON too deep");
     lua_pushnil(L);
     while (lua_next(L, t)) {
         int v = lua_gettop(L);
@@ -385,30 +554,30 @@ static int walk_object(lua_State *L, ctx *c, int t, const field *spec,
         if (lua_type(L, v - 1) == LUA_TSTRING) {
             size_t kl;
             const char *k = lua_tolstring(L, v - 1, &kl);
-            const field *s;
-            for (s = spec; s->name; s++)
-                if (s->len == kl && memcmp(s->name, k, kl) == 0) {
-                    f = s;
-                    break;
-                }
+            f = find_field(spec, k, kl);
         }
         if (f) {
             path here;
+            int r;
             here.up = p;
             here.name = f->name;
             here.index = 0;
-            if (walk_value(L, c, v, f, &here))
+            r = walk_value(L, c, v, f, &here);
+            if (r < 0)
                 return first_error_in_order(L, c, t, spec, p, base);
-            if (seen)
-                *seen |= 1u << (unsigned)(f - spec);
+            if (r == W_NEW) { /* assigning an existing field mid-next */
+                lua_pushvalue(L, v - 1);
+                lua_insert(L, v);
+                lua_rawset(L, t);
+                continue;
+            }
         } else if (lua_type(L, v) == LUA_TTABLE) {
-            strip_nulls(L, v);
+            strip(L, c, v);
         }
         lua_pop(L, 1);
     }
-    return 0;
+    return W_OK;
 }
-
 /* ------------------------------------------------------------------ */
 /* results */
 
@@ -489,16 +658,20 @@ static long u_escape(const char *s)
  * ("\ud83d" at the end); lua-cjson rejects the whole body for it. Replace
  * each lone one with \ufffd (the same length), as the SDKs' JSON.parse
  * decodes it to U+FFFD. If the body at bi has one, it is replaced there by
- * a fixed copy. Escaped backslashes are skipped, so "\\ud800" is text. */
-static void fix_lone_surrogates(lua_State *L, int bi)
+ * a fixed copy and 1 returned, else 0. Escaped backslashes are skipped, so
+ * "\\ud800" is text. memchr jumps from one backslash to the next. */
+static int fix_lone_surrogates(lua_State *L, int bi)
 {
     size_t len, i;
-    const char *s = lua_tolstring(L, bi, &len);
+    const char *s = lua_tolstring(L, bi, &len), *q;
     char *w = NULL;
     for (i = 0; i + 1 < len; i++) {
         long u, lo;
-        if (s[i] != '\\')
-            continue;
+        if (s[i] != '\\') { /* to the next backslash (before the last byte) */
+            if ((q = memchr(s + i, '\\', len - 1 - i)) == NULL)
+                break;
+            i = (size_t)(q - s);
+        }
         if (s[i + 1] != 'u' || i + 6 > len || (u = u_escape(s + i)) < 0xD800 ||
             u > 0xDFFF) {
             i++; /* an escape that is not a surrogate: skip its letter */
@@ -523,7 +696,9 @@ static void fix_lone_surrogates(lua_State *L, int bi)
         lua_pushlstring(L, w, len);
         lua_replace(L, bi);
         lua_pop(L, 1); /* the scratch copy */
+        return 1;
     }
+    return 0;
 }
 
 /* A Content-Encoding other than identity: acscall never asks for one, so
@@ -560,9 +735,15 @@ static int decode_ok(lua_State *L, int bi, long status, const acs_resp_meta *met
         acs_mb_str(&c.err, "response body is empty");
         return decode_failure(L, status, meta, &c.err);
     }
-    fix_lone_surrogates(L, bi);
-    body = lua_tolstring(L, bi, &len);
     jerr = cjson_decode(L, bi, meta);
+    /* A body cjson takes has no lone surrogate escape (it refuses every
+     * one), so only a refused body is looked at: fixed, it is decoded again
+     * and that answer stands (the same as fixing first). */
+    if (jerr && fix_lone_surrogates(L, bi)) {
+        lua_settop(L, base);
+        body = lua_tolstring(L, bi, &len);
+        jerr = cjson_decode(L, bi, meta);
+    }
     if (jerr) {
         acs_mb_init(&c.err, ACS_MSG_CAP - 8);
         acs_mb_sep(&c.err, "invalid JSON: ");
@@ -580,17 +761,24 @@ static int decode_ok(lua_State *L, int bi, long status, const acs_resp_meta *met
         return decode_failure(L, status, meta, &c.err);
     }
     /* a 2xx that is a CommunicationErrorResponse: the service's error */
-    lua_getfield(L, t, "error");
-    if (lua_type(L, -1) == LUA_TTABLE) {
-        lua_getfield(L, t, "callConnectionId");
-        if (lua_isnil(L, -1)) {
+    if (rawget_lit(L, t, "error") == LUA_TTABLE) {
+        if (rawget_lit(L, t, "callConnectionId") == LUA_TNIL) {
             lua_settop(L, base);
             return decode_http_error(L, bi, status, meta);
         }
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    if (walk_object(L, &c, t, call_fields, NULL, NULL)) {
+    /* the walk's whole depth (the model nests 4 deep; unknown values and
+     * the error path check for themselves) */
+    luaL_checkstack(L, 24, "acscall: JSON too deep");
+    c.body = body;
+    c.len = len;
+    c.has_null = -1;
+    c.fast = !c.strict && !may_have_null(&c);
+    if (c.fast) {
+        shape_fast(L, &c, t);
+    } else if (walk_object(L, &c, t, call_fields, NULL)) {
         lua_settop(L, base);
         return decode_failure(L, status, meta, &c.err);
     }
