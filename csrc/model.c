@@ -93,6 +93,7 @@ typedef struct {
     int has_null; /* -1: not looked for yet; 0: the body has no "null" */
     int strict;   /* a wrong-typed known field is an error */
     int fast;     /* !strict and no null: only identifiers change (below) */
+    int kkind, krawid; /* stack slots of the strings "kind" and "rawId" */
 } ctx;
 
 static int type_error(lua_State *L, ctx *c, const path *p, const char *expected,
@@ -348,12 +349,16 @@ static int walk_ident(lua_State *L, ctx *c, int v, const path *p)
                 break;
             }
         if (!(seen & (1u << IDENT_KIND))) { /* absent, not a kept odd value */
+            lua_pushvalue(L, c->kkind);
             lua_pushstring(L, acs_kind_name(ki));
-            lua_setfield(L, nt, "kind");
+            lua_rawset(L, nt);
         }
     }
-    if ((!(seen & (1u << IDENT_RAWID)) || raw_empty) && acs_ident_push_raw_id(L, nt, ki))
-        lua_setfield(L, nt, "rawId");
+    if ((!(seen & (1u << IDENT_RAWID)) || raw_empty) && acs_ident_push_raw_id(L, nt, ki)) {
+        lua_pushvalue(L, c->krawid);
+        lua_insert(L, -2);
+        lua_rawset(L, nt);
+    }
     lua_replace(L, v);
     return W_NEW;
 }
@@ -454,19 +459,26 @@ static int shape_ident(lua_State *L, ctx *c, int v, const path *p)
     size_t kl, rl = 0;
     const char *k;
     int rt;
-    if (rawget_lit(L, v, "kind") != LUA_TSTRING) {
+    lua_pushvalue(L, c->kkind);
+    lua_rawget(L, v);
+    if (lua_type(L, -1) != LUA_TSTRING) {
         lua_pop(L, 1);
         return walk_ident(L, c, v, p);
     }
     k = lua_tolstring(L, -1, &kl);
-    rt = rawget_lit(L, v, "rawId");
+    lua_pushvalue(L, c->krawid);
+    lua_rawget(L, v);
+    rt = lua_type(L, -1);
     if (rt == LUA_TSTRING)
         lua_tolstring(L, -1, &rl);
     /* a rawId the service sent wins (an odd one is kept); an empty one does
      * not (as in the SDKs and acs_l_raw_id) */
     if ((rt == LUA_TNIL || (rt == LUA_TSTRING && rl == 0)) &&
-        acs_ident_push_raw_id(L, v, acs_kind_index(k, kl)))
-        lua_setfield(L, v, "rawId");
+        acs_ident_push_raw_id(L, v, acs_kind_index(k, kl))) {
+        lua_pushvalue(L, c->krawid);
+        lua_insert(L, -2);
+        lua_rawset(L, v);
+    }
     lua_pop(L, 2);
     return W_OK;
 }
@@ -776,6 +788,10 @@ static int decode_ok(lua_State *L, int bi, long status, const acs_resp_meta *met
     c.len = len;
     c.has_null = -1;
     c.fast = !c.strict && !may_have_null(&c);
+    lua_pushliteral(L, "kind"); /* the keys an identifier may get, pushed once */
+    c.kkind = lua_gettop(L);
+    lua_pushliteral(L, "rawId");
+    c.krawid = lua_gettop(L);
     if (c.fast) {
         shape_fast(L, &c, t);
     } else if (walk_object(L, &c, t, call_fields, NULL)) {

@@ -333,6 +333,50 @@ describe("acscall.decode", function()
     end
   end)
 
+  -- the shaping pass takes shortcuts (issue 15): a body without the bytes
+  -- "null" is only walked to its identifiers, an identifier without a kind is
+  -- copied into a table of its own, a body is scanned for lone surrogates only
+  -- when cjson refused it. fuzz/fuzz_decode_diff.c holds it to the decoder it
+  -- replaced; these pin what a user sees of each shortcut.
+  describe("shortcuts", function()
+    it("by default a body without null comes back as sent, but for the identifiers' kind and rawId", function()
+      local call = assert(decode(200, '{"callbackUri":["x"],"serverCallId":{"a":1},"answeredFor":[1],' ..
+        '"targets":[[1],{"phoneNumber":{"value":5}},"t"],"source":{"kind":1,"rawId":false,"phoneNumber":"p"}}'))
+      assert.same({
+        callbackUri = { "x" }, serverCallId = { a = 1 }, answeredFor = { 1 },
+        -- no rawId can be derived from a number; an odd kind or rawId is kept
+        targets = { { 1 }, { kind = "phoneNumber", phoneNumber = { value = 5 } }, "t" },
+        source = { kind = 1, rawId = false, phoneNumber = "p" },
+      }, call)
+    end)
+
+    it("completes an identifier without a kind with every field it had", function()
+      assert.same({ kind = "phoneNumber", rawId = "4:+1", phoneNumber = { value = "+1", x = 1 },
+                    extra = { a = { 1, 2 } }, more = "m", n = 2, o = false },
+        one_target('{"phoneNumber":{"value":"+1","x":1},"extra":{"a":[1,2]},"more":"m","n":2,"o":false}'))
+    end)
+
+    it("reads the text null inside strings as text", function()
+      assert.same({ callConnectionId = "null", sourceDisplayName = "nullnull", x = { "null" },
+                    targets = { { kind = "phoneNumber", rawId = "4:null", phoneNumber = { value = "null" } } } },
+        assert(decode(200, '{"callConnectionId":"null","sourceDisplayName":"nullnull",' ..
+          '"targets":[{"phoneNumber":{"value":"null"}}],"x":["null"]}')))
+    end)
+
+    it("decodes a lone surrogate escape as U+FFFD, and reports a body malformed besides as cjson does", function()
+      local call = assert(decode(200,
+        '{"callConnectionId":"a\\ud83d","sourceDisplayName":"\\ude00b","x":"\\ud83d\\ude00","y":"\\\\ud800"}'))
+      assert.equal("a\239\191\189", call.callConnectionId)
+      assert.equal("\239\191\189b", call.sourceDisplayName)
+      assert.equal("\240\159\152\128", call.x) -- a pair is one character
+      assert.equal("\\ud800", call.y) -- an escaped backslash: text
+      -- the escape is fixed before cjson's reason is taken: the reason is the comma
+      local nocall, msg = decode(200, '{"callConnectionId":"a\\ud83d",}')
+      assert.is_nil(nocall)
+      assert.equal("decode: invalid JSON: Expected object key string but found T_OBJ_END at character 31", msg)
+    end)
+  end)
+
   describe("bodies that are not a call", function()
     local function fails(body, expected)
       local call, msg, info = decode(200, body)
