@@ -2,6 +2,11 @@
 --   lua5.4 bench/decode.lua wall ROUNDS FILE...     interleaved timing, prints per file:
 --       RESULT file=F fn=acscall|cjson wall_us=<median of rounds, per op> ops=<per round>
 --   lua5.4 bench/decode.lua count acscall|cjson FILE K   K decodes (for callgrind; K=0 is the baseline)
+--   lua5.4 bench/decode.lua ratio ROUNDS FILE...    decode only, per-round ratios: each round times a
+--       short burst of every function (order rotated), ratio = acscall / cjson in that round;
+--       RATIO file=F fn=acscall median=<of the rounds' ratios> min= max= rounds=
+--       With ACSCALL_BASE_CORE=/path/to/another/acscall/core.so a second decoder ("base", e.g.
+--       the build before a change) is timed in the same rounds: fn=base, its own ratio to cjson.
 local acscall = require "acscall"
 local cjson = require "cjson"
 local socket = require "socket"
@@ -15,13 +20,54 @@ local fns = {
 }
 
 local mode = arg[1]
+if mode == "ratio" then
+  local base = os.getenv("ACSCALL_BASE_CORE")
+  if base and base ~= "" then
+    local core = assert(package.loadlib(base, "luaopen_acscall_core"))()
+    fns.base = function(body) local c, err = core.decode(200, body); if not c then error(err) end; return c end
+  end
+  local names = { "acscall", "cjson" }
+  if fns.base then names[3] = "base" end
+  local rounds = tonumber(arg[2])
+  for i = 3, #arg do
+    local body = slurp(arg[i])
+    assert(fns.acscall(body).callConnectionId)
+    -- a burst: about 20 ms of cjson.decode
+    local ops, t0 = 0, socket.gettime()
+    repeat fns.cjson(body); ops = ops + 1 until socket.gettime() - t0 > 0.02
+    local ratios = { acscall = {}, base = {} }
+    for r = 1, rounds do
+      local t = {}
+      for j = 0, #names - 1 do
+        local name = names[(r + j) % #names + 1]
+        local fn = fns[name]
+        collectgarbage("collect")
+        local s = os.clock()
+        for _ = 1, ops do fn(body) end
+        t[name] = os.clock() - s
+      end
+      for name in pairs(ratios) do
+        if t[name] then table.insert(ratios[name], t[name] / t.cjson) end
+      end
+    end
+    for _, name in ipairs { "acscall", "base" } do
+      local q = ratios[name]
+      if #q > 0 then
+        table.sort(q)
+        io.write(string.format("RATIO file=%s fn=%s median=%.3f min=%.3f max=%.3f rounds=%d ops=%d\n",
+          arg[i]:match("[^/]*$"), name, q[(#q + 1) // 2], q[1], q[#q], #q, ops))
+      end
+    end
+  end
+  return
+end
 if mode == "count" then
   local fn, body, k = assert(fns[arg[2]]), slurp(arg[3]), tonumber(arg[4])
   fn(body) -- load everything lazily loaded, in the baseline too
   for _ = 1, k do fn(body) end
   return
 end
-assert(mode == "wall", "usage: decode.lua wall ROUNDS FILE... | count FN FILE K")
+assert(mode == "wall", "usage: decode.lua wall ROUNDS FILE... | count FN FILE K | ratio ROUNDS FILE...")
 local rounds = tonumber(arg[2])
 for i = 3, #arg do
   local body = slurp(arg[i])
