@@ -75,6 +75,14 @@ static const char workload[] =
     "CLIENTS[#CLIENTS + 1] = c\n"
     "c:get_call(SEED)\n"
     "c:get_calls({SEED, 'minimal', 'fault-malformed'}, {concurrency = 2})\n"
+    /* model.c's other paths: identifiers copied (no kind), rawId added in
+     * place, the walk with nulls, a lone surrogate (decoded again), strict */
+    "acscall.decode(200, '{\"source\":{\"phoneNumber\":{\"value\":\"+1\"},\"x\":[1]},'\n"
+    "  .. '\"targets\":[{\"microsoftTeamsUser\":{\"userId\":\"u\",\"cloud\":\"dod\"}},'\n"
+    "  .. '{\"kind\":\"phoneNumber\",\"rawId\":\"\",\"phoneNumber\":{\"value\":\"+2\"}}]}')\n"
+    "acscall.decode(200, '{\"callConnectionId\":\"a\\\\ud83d\",\"serverCallId\":null,'\n"
+    "  .. '\"targets\":[null,{\"communicationUser\":{\"id\":\"x\"},\"u\":{\"v\":[null,1]}}]}')\n"
+    "acscall.decode(200, '{\"targets\":[{\"phoneNumber\":{\"value\":1}}]}', nil, {strict = true})\n"
     "local p = acscall.new{endpoint = EP, retries = false,\n"
     "  token_provider = function() return TOKEN .. '' end}\n"
     "CLIENTS[#CLIENTS + 1] = p\n"
