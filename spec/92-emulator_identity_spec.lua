@@ -9,11 +9,7 @@ local SCOPE = "https://communication.azure.com//.default"
 local ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 local EXPIRED = "The access token has expired."
 
-local function decode(body)
-  local v, err = cjson.decode(body)
-  assert(v ~= nil, "invalid JSON: " .. tostring(err) .. ": " .. tostring(body):sub(1, 200))
-  return v
-end
+local decode = helpers.decode_json
 
 -- a name no other spec (or earlier run against the same emulator) uses: fault counters are per name
 local serial = 0

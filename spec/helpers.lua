@@ -422,6 +422,13 @@ function helpers.http_get(url, headers, timeout)
   return status, table.concat(chunks), rheaders
 end
 
+--- A JSON body decoded; an assertion error (quoting the body's start) when it is not JSON.
+function helpers.decode_json(body)
+  local v, err = cjson.decode(body)
+  assert(v ~= nil, "invalid JSON: " .. tostring(err) .. ": " .. tostring(body):sub(1, 200))
+  return v
+end
+
 --- x-www-form-urlencoded body of a table (keys sorted; values percent-encoded).
 function helpers.form_encode(t)
   local keys, parts = {}, {}
