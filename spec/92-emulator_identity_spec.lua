@@ -418,6 +418,70 @@ describe("acs-emulator identity side", function()
   end)
 end)
 
+describe("acs-emulator identity side with the core's fetcher and a credential object", function()
+  local acscall = require "acscall"
+  local core = require "acscall.core"
+  local e, f
+
+  setup(function()
+    e = helpers.start_emulator()
+    f = core.fetcher{ retries = { max = 3, base_delay = 0.01, max_delay = 0.02 } }
+  end)
+  teardown(function()
+    if f then f:close() end
+    if e then e:stop() end
+  end)
+
+  -- a token from the emulator's IMDS endpoint (client_id chooses lifetime and faults)
+  local function imds_token(client_id)
+    local status, body, _, attempts = f:fetch{ url = e:url("/metadata/identity/oauth2/token"
+      .. query{ ["api-version"] = "2018-02-01", resource = RESOURCE, client_id = client_id }),
+      headers = { Metadata = "true" } }
+    assert.equal(200, status, body)
+    local v = decode(body)
+    return v.access_token, tonumber(v.expires_on), attempts
+  end
+
+  it("the fetcher's form gets an OAuth2 token through a 503, and Get Call takes it", function()
+    local tenant = unique("t-fault-503x1")
+    local status, body, _, attempts = f:fetch{ url = e.authority_host .. "/" .. tenant .. "/oauth2/v2.0/token",
+      form = { grant_type = "client_credentials", client_id = "app", scope = SCOPE, client_secret = e.client_secret } }
+    assert.equal(200, status, body)
+    assert.equal(2, attempts)
+    local token = decode(body).access_token
+    local c = acscall.new{ endpoint = e.endpoint, credential = { get_token = function() return token end } }
+    e:clear_log()
+    assert.equal("minimal", c:get_call("minimal").callConnectionId)
+    c:close()
+    assert.equal(1, #e:calls{ status = 200, auth = "issued", token_fp = helpers.fingerprint(token) })
+  end)
+
+  it("an expired issued token: 401, one forced refresh, then the call succeeds", function()
+    local cred = { fetched = 0 }
+    function cred:get_token(opts)
+      if not self.token or (opts and opts.force_refresh) then
+        self.fetched = self.fetched + 1
+        -- the first token is expired at once (-ttl0), the refreshed one lives an hour
+        self.token, self.expires_on = imds_token(self.fetched == 1 and "mi-ttl0" or "mi")
+      end
+      return self.token, self.expires_on
+    end
+    local c = acscall.new{ endpoint = e.endpoint, credential = cred }
+    e:clear_log()
+    local call, err = c:get_call("minimal")
+    c:close()
+    assert.is_nil(err, err)
+    assert.equal("minimal", call.callConnectionId)
+    assert.equal(2, cred.fetched)
+    assert.equal(2, #e:token_requests{ endpoint = "imds" })
+    local calls = e:calls()
+    assert.equal(2, #calls)
+    assert.same({ 401, "fail:" .. EXPIRED }, { calls[1].status, calls[1].auth })
+    assert.same({ 200, "issued" }, { calls[2].status, calls[2].auth })
+    assert.not_equal(calls[1].token_fp, calls[2].token_fp)
+  end)
+end)
+
 describe("acs-emulator identity options", function()
   it("--token-ttl, --client-secret and --identity-header", function()
     local e = helpers.start_emulator{ token_ttl = 1, client_secret = "my.secret~value", identity_header = "hdr-123" }
