@@ -82,8 +82,17 @@ local FAULT_DESCRIPTION = {
   [429] = "Too many requests (emulated).",
 }
 
--- the fault answer due to these selectors (shaped by fail_with(status, description, headers)), or nil
+-- The fault answer due to these selectors (shaped by fail_with(status, description, headers)), or
+-- nil. First, a selector containing slow<MS>ms delays the answer MS milliseconds (ngx.sleep: other
+-- requests go on meanwhile), so a spec can hold a token request open.
 local function fault_answer(selectors, fail_with)
+  for _, s in ipairs(selectors) do
+    local ms = tonumber(s:match("slow(%d+)ms"))
+    if ms then
+      ngx.sleep(ms / 1000)
+      break
+    end
+  end
   local code = fault_for(selectors)
   if not code then return nil end
   ngx.ctx.fault = tostring(code)
