@@ -10,7 +10,7 @@
  *   model.c       stage 3: JSON -> CallConnectionProperties; decode
  *   identifier.c  rawId both ways; raw_id, identifier_from_raw_id
  *   fetch.c       core.fetcher: HTTP for the identity side (token requests)
- *   spawn.c       core.spawn: a local program (the Azure CLI), no shell
+ *   command.c     core.spawn: a local program (the Azure CLI), no shell
  *   failure.c     the nil, message, info contract; failure
  *   util.c        UUIDs, clock, sleep */
 #include <lua.h>
@@ -24,7 +24,7 @@
 #include "fetch.h"
 #include "identifier.h"
 #include "model.h"
-#include "spawn.h"
+#include "command.h"
 #include "transport.h"
 
 ACS_EXPORT int luaopen_acscall_core(lua_State *L);

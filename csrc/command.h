@@ -1,4 +1,4 @@
-/* spawn.h - core.spawn: run a program (no shell) and collect its output,
+/* command.h - core.spawn: run a program (no shell) and collect its output,
  * for credentials that ask a local tool (the Azure CLI's
  * `az account get-access-token`).
  *
@@ -13,8 +13,8 @@
  * Failures: nil, message, info{kind = "local"}: not found, not runnable,
  * timed out (info.timeout = true), killed by a signal, too much output.
  * The output is returned as is: the caller decides what may be shown. */
-#ifndef ACS_SPAWN_H
-#define ACS_SPAWN_H
+#ifndef ACS_COMMAND_H
+#define ACS_COMMAND_H
 
 #include <lua.h>
 

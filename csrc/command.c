@@ -1,4 +1,4 @@
-/* spawn.c - core.spawn (spawn.h). */
+/* command.c - core.spawn (command.h): a local command, no shell. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -16,7 +16,7 @@
 #include "call.h"
 #include "compat.h"
 #include "failure.h"
-#include "spawn.h"
+#include "command.h"
 #include "util.h"
 
 extern char **environ;
