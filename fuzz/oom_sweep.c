@@ -5,7 +5,8 @@
  * memory for a moment would. For each N in [from, to] (step), in a fresh
  * lua_State:
  *   1. the workload runs under lua_pcall: require "acscall", new, get_call,
- *      get_calls (a good id, another, a malformed body), a client with a
+ *      get_calls (a good id, another, a malformed body), acscall.decode
+ *      of bodies that take model.c's other paths, a client with a
  *      token provider (get_call, get_calls), one with a credential whose
  *      first token is refused (401, refresh), a core.fetcher POST, close;
  *      it may fail anywhere;
