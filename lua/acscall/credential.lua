@@ -728,7 +728,8 @@ end
 function AzureCli:fetch_token()
   local spawn = self._spawn or core.spawn
   if type(spawn) ~= "function" then
-    return fail("local", "azure_cli: this acscall core cannot run commands (core.spawn)", { credential = self.kind })
+    return fail("local", "azure_cli: this acscall core cannot run commands (core.spawn)",
+      { credential = self.kind, unavailable = true })
   end
   local argv = { self.command, "account", "get-access-token", "--output", "json", "--scope", M.SCOPE }
   if self.tenant_id then argv[#argv + 1] = "--tenant"; argv[#argv + 1] = self.tenant_id end
