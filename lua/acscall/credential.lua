@@ -440,7 +440,8 @@ ManagedIdentity.__tostring = Credential.__tostring
 
 --- Managed identity: App Service / Functions when `IDENTITY_ENDPOINT` and
 -- `IDENTITY_HEADER` are set (`GET $IDENTITY_ENDPOINT?api-version=2019-08-01&resource=...`,
--- header `X-IDENTITY-HEADER`), otherwise IMDS (`GET http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=...`,
+-- header `X-IDENTITY-HEADER`), otherwise IMDS
+-- (`GET http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=...`,
 -- header `Metadata: true`; the host from `endpoint`, else
 -- `AZURE_POD_IDENTITY_AUTHORITY_HOST`), as azure-identity's
 -- `_credentials/managed_identity.py`, `app_service.py` and `imds.py` decide.
