@@ -645,10 +645,10 @@ describe("acscall CLI", function()
       assert.equal(2, rc)
       assert.equal("", out)
       assert.matches("%-%-auth: one of default, managed%-identity", err)
-      _, err, rc = cli({ACSCALL_AUTH = "managed-identity"}, "get " .. SEED)
+      out, err, rc = cli({ACSCALL_AUTH = "managed-identity"}, "get " .. SEED)
       assert.equal(2, rc)
       assert.matches("needs an endpoint %(set ACS_ENDPOINT", err)
-      _, err, rc = cli(imds_env{AZURE_TENANT_ID = "t1", AZURE_CLIENT_SECRET = "S3CRET"},
+      out, err, rc = cli(imds_env{AZURE_TENANT_ID = "t1", AZURE_CLIENT_SECRET = "S3CRET"},
         "get --auth client-secret " .. SEED)
       assert.equal(2, rc)
       assert.matches("AZURE_CLIENT_ID", err)
