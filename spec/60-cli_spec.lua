@@ -668,20 +668,20 @@ describe("acscall CLI", function()
       f:write("emulator-assertion-cli\n")
       f:close()
       local cases = {
-        {"--auth managed-identity", imds_env{AZURE_CLIENT_ID = "cli-mi"}, "imds"},
+        {"--auth managed-identity", imds_env{AZURE_CLIENT_ID = "cli-mi"}, "imds", "cli-mi"},
         {"--auth client-secret", imds_env{AZURE_TENANT_ID = "t1", AZURE_CLIENT_ID = "cli-cs",
-          AZURE_CLIENT_SECRET = SECRET, AZURE_AUTHORITY_HOST = emu.endpoint}, "oauth2"},
+          AZURE_CLIENT_SECRET = SECRET, AZURE_AUTHORITY_HOST = emu.endpoint}, "oauth2", "cli-cs"},
         {"--auth workload-identity", imds_env{AZURE_TENANT_ID = "t1", AZURE_CLIENT_ID = "cli-wi",
-          AZURE_FEDERATED_TOKEN_FILE = file, AZURE_AUTHORITY_HOST = emu.endpoint}, "oauth2"},
+          AZURE_FEDERATED_TOKEN_FILE = file, AZURE_AUTHORITY_HOST = emu.endpoint}, "oauth2", "cli-wi"},
         {"", imds_env{ACSCALL_AUTH = "default", AZURE_CLIENT_ID = "cli-default",
-          ACSCALL_AZURE_CLI = "/nonexistent/az"}, "imds"}, -- the env var alone
+          ACSCALL_AZURE_CLI = "/nonexistent/az"}, "imds", "cli-default"}, -- the env var alone
       }
       for _, case in ipairs(cases) do
         emu:clear_log()
         local out, err, rc = cli(case[2], "get " .. case[1] .. " --field callConnectionState state-connected")
         assert.equal(0, rc, case[1] .. ": " .. err)
         assert.equal("connected\n", out)
-        local tokens = emu:identity_requests{route = case[3]}
+        local tokens = emu:identity_requests{route = case[3], client_id = case[4]}
         assert.equal(1, #tokens, case[1])
         assert.equal("issued", emu:last_request().auth)
       end

@@ -497,9 +497,6 @@ function Run:credential_options(args, mode)
   local ok, cred = pcall(credential.by_name, mode, {
     env = function(name) return self:env(name) end,
     ca_file = o.ca_file,
-    -- the CLI has no flag for it: a user-assigned identity from AZURE_CLIENT_ID,
-    -- as DefaultAzureCredential reads it
-    client_id = mode == "managed-identity" and self:env("AZURE_CLIENT_ID") or nil,
   })
   if not ok then
     fail(EXIT_USAGE, (clean(cred):gsub("^[^:]*acscall%.credential%.[%w_]+: ", "invalid configuration: --auth "

@@ -904,9 +904,21 @@ end
 
 --- The credential for a name as the CLI spells it (`default`,
 -- `managed-identity`, `cli`, `client-secret`, `workload-identity`).
+-- By name, `managed-identity` takes a user-assigned identity's client id
+-- from `AZURE_CLIENT_ID` (as DefaultAzureCredential does) unless `opts`
+-- gives `client_id` or `resource_id`: a configuration by environment alone.
 -- @tparam string name
 -- @tparam[opt] table opts the credential's options
 function M.by_name(name, opts)
+  if name == "managed-identity" then
+    opts = opts or {}
+    if opts.client_id == nil and opts.resource_id == nil then
+      local o = {}
+      for k, v in pairs(opts) do o[k] = v end
+      o.client_id = env_reader(opts)("AZURE_CLIENT_ID")
+      opts = o
+    end
+  end
   local f = ({ default = M.default, ["managed-identity"] = M.managed_identity, cli = M.azure_cli,
     ["azure-cli"] = M.azure_cli, ["client-secret"] = M.client_secret,
     ["workload-identity"] = M.workload_identity })[name]
