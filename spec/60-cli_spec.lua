@@ -647,10 +647,12 @@ describe("acscall CLI", function()
       assert.matches("%-%-auth: one of default, managed%-identity", err)
       out, err, rc = cli({ACSCALL_AUTH = "managed-identity"}, "get " .. SEED)
       assert.equal(2, rc)
+      assert.equal("", out)
       assert.matches("needs an endpoint %(set ACS_ENDPOINT", err)
       out, err, rc = cli(imds_env{AZURE_TENANT_ID = "t1", AZURE_CLIENT_SECRET = "S3CRET"},
         "get --auth client-secret " .. SEED)
       assert.equal(2, rc)
+      assert.equal("", out)
       assert.matches("AZURE_CLIENT_ID", err)
     end)
 
