@@ -55,6 +55,10 @@ describe("acscall.credential", function()
     end
     local BASE = "http://127.0.0.1:9"
 
+    it("is acscall.credential too, loaded at first use", function()
+      assert.are.equal(credential, require("acscall").credential)
+    end)
+
     it("tells loopback URLs from the rest", function()
       for _, u in ipairs{ "http://127.0.0.1:8080/x", "https://localhost/", "http://[::1]:80/", "http://127.9.8.7" } do
         assert.is_true(credential.is_loopback(u), u)
