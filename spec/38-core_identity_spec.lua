@@ -289,6 +289,7 @@ describe("core identity pieces", function()
       assert.are.equal("auth: credential raised an error", err)
       c = acscall.new{endpoint = emu.endpoint, credential = {get_token = function() return 42 end}}
       call, err = c:get_call("minimal")
+      assert.is_nil(call)
       assert.matches("did not return a string", err, 1, true)
     end)
 

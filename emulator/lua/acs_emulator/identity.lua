@@ -82,6 +82,23 @@ local FAULT_DESCRIPTION = {
   [429] = "Too many requests (emulated).",
 }
 
+-- The fault answer due to these selectors (shaped by fail_with(status, description, headers)), or
+-- nil. First, a selector containing slow<MS>ms delays the answer MS milliseconds (ngx.sleep: other
+-- requests go on meanwhile), so a spec can hold a token request open.
+local function fault_answer(selectors, fail_with)
+  for _, s in ipairs(selectors) do
+    local ms = tonumber(s:match("slow(%d+)ms"))
+    if ms then
+      ngx.sleep(ms / 1000)
+      break
+    end
+  end
+  local code = fault_for(selectors)
+  if not code then return nil end
+  ngx.ctx.fault = tostring(code)
+  return fail_with(code, FAULT_DESCRIPTION[code], { ["Retry-After"] = "0" })
+end
+
 ---------------------------------------------------------------------------------------------------
 -- request parsing
 
@@ -156,11 +173,8 @@ function M.imds(cfg)
   id.resource, id.client_id = q.resource, q.client_id
   id.resource_id, id.object_id = q.msi_res_id or q.mi_res_id, q.object_id
 
-  local code = fault_for{ q.client_id or "" }
-  if code then
-    ngx.ctx.fault = tostring(code)
-    return imds_error(code, FAULT_DESCRIPTION[code], { ["Retry-After"] = "0" })
-  end
+  local status, body, headers = fault_answer({ q.client_id or "" }, imds_error)
+  if status then return status, body, headers end
   local ttl = ttl_for(q.client_id, cfg.token_ttl)
   local token, expires_on, now = issue(ttl)
   return 200, {
@@ -205,11 +219,8 @@ function M.app_service(cfg)
   id.resource, id.client_id = q.resource, q.client_id
   id.resource_id, id.object_id = q.mi_res_id, q.principal_id
 
-  local code = fault_for{ q.client_id or "" }
-  if code then
-    ngx.ctx.fault = tostring(code)
-    return app_service_error(code, FAULT_DESCRIPTION[code], { ["Retry-After"] = "0" })
-  end
+  local status, body, headers = fault_answer({ q.client_id or "" }, app_service_error)
+  if status then return status, body, headers end
   local ttl = ttl_for(q.client_id, cfg.token_ttl)
   local token, expires_on = issue(ttl)
   return 200, {
@@ -249,7 +260,8 @@ function M.oauth2(cfg, tenant)
                          "client_assertion_type" } do
     v[name] = one(form, name)
     if v[name] == false then
-      return oauth_error(400, "invalid_request", "The parameter '" .. name .. "' is repeated or has no value (emulated).")
+      return oauth_error(400, "invalid_request",
+        "The parameter '" .. name .. "' is repeated or has no value (emulated).")
     end
   end
   id.client_id = v.client_id ~= "" and v.client_id or nil
@@ -279,11 +291,10 @@ function M.oauth2(cfg, tenant)
   id.grant = v.client_secret ~= "" and "client_secret" or "client_assertion"
   if v.client_assertion ~= "" then id.assertion_fp = auth.fingerprint(v.client_assertion) end
 
-  local code = fault_for{ v.client_id, tenant }
-  if code then
-    ngx.ctx.fault = tostring(code)
-    return oauth_error(code, "temporarily_unavailable", FAULT_DESCRIPTION[code], { ["Retry-After"] = "0" })
-  end
+  local status, body, headers = fault_answer({ v.client_id, tenant }, function(code, description, h)
+    return oauth_error(code, "temporarily_unavailable", description, h)
+  end)
+  if status then return status, body, headers end
   if v.client_secret ~= "" then
     if not auth.equal(v.client_secret, cfg.client_secret) then
       fail("invalid client secret")
