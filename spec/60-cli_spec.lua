@@ -683,7 +683,7 @@ describe("acscall CLI", function()
         local out, err, rc = cli(case[2], "get " .. case[1] .. " --field callConnectionState state-connected")
         assert.equal(0, rc, case[1] .. ": " .. err)
         assert.equal("connected\n", out)
-        local tokens = emu:identity_requests{route = case[3], client_id = case[4]}
+        local tokens = emu:token_requests{ endpoint = case[3], client_id = case[4]}
         assert.equal(1, #tokens, case[1])
         assert.equal("issued", emu:last_request().auth)
       end

@@ -57,7 +57,7 @@ describe("OpenResty with managed identity (event loop)", function()
       -- the token (0.6 s) and the calls (0.6 s) are in flight; the worker is not blocked
       assert.is_true(res[i].t < 0.5, string.format("/health took %.2f s", res[i].t))
     end
-    local tokens = emu:identity_requests{ route = "imds", client_id = "resty-mi-1" }
+    local tokens = emu:token_requests{ endpoint = "imds", client_id = "resty-mi-1" }
     assert.are.equal(1, #tokens, "one token request for the worker")
     -- sent by nginx's proxy (a subrequest), not libcurl: no User-Agent of the core's
     assert.is_nil(tokens[1].headers["user-agent"])
@@ -72,10 +72,10 @@ describe("OpenResty with managed identity (event loop)", function()
       assert.are.equal(200, r.status, tostring(r.raw) .. ex:error_log())
     end
     get() -- token + call: 1.2 s at 600 ms latency
-    assert.are.equal(1, #emu:identity_requests{ client_id = "resty-mi-ttl2" })
+    assert.are.equal(1, #emu:token_requests{ client_id = "resty-mi-ttl2" })
     helpers.sleep(1.5) -- the first token has expired (2 s)
     get()
-    assert.are.equal(2, #emu:identity_requests{ client_id = "resty-mi-ttl2" })
+    assert.are.equal(2, #emu:token_requests{ client_id = "resty-mi-ttl2" })
   end)
 
   it("retries a token endpoint answering 503, then serves the call", function()
@@ -83,7 +83,7 @@ describe("OpenResty with managed identity (event loop)", function()
     local r = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)[1]
     assert.are.equal(200, r.status, tostring(r.raw) .. ex:error_log())
     local st = {}
-    for _, e in ipairs(emu:identity_requests{ client_id = "resty-mi-fault-503x1" }) do st[#st + 1] = e.status end
+    for _, e in ipairs(emu:token_requests{ client_id = "resty-mi-fault-503x1" }) do st[#st + 1] = e.status end
     assert.are.same({ 503, 200 }, st)
   end)
 
@@ -91,7 +91,7 @@ describe("OpenResty with managed identity (event loop)", function()
     local ex = example("resty-mi-thread")
     local r = ngxh.parallel_get(ex.port, { "/thread/calls/" .. CALL }, 30)[1]
     assert.are.equal(200, r.status, tostring(r.raw) .. ex:error_log())
-    local tokens = emu:identity_requests{ client_id = "resty-mi-thread" }
+    local tokens = emu:token_requests{ client_id = "resty-mi-thread" }
     assert.are.equal(1, #tokens)
   end)
 

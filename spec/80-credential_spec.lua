@@ -345,24 +345,24 @@ describe("acscall.credential", function()
       managed_identity = function(client_id)
         local c = helpers.credential("managed_identity", opts_with{ client_id = client_id,
           env = helpers.identity_env(emu) })
-        return c, function() return #emu:identity_requests{ route = "imds", client_id = client_id } end
+        return c, function() return #emu:token_requests{ endpoint = "imds", client_id = client_id } end
       end,
       app_service = function(client_id)
         local c = helpers.credential("managed_identity", opts_with{ client_id = client_id,
           env = { IDENTITY_ENDPOINT = emu:url("/msi/token"), IDENTITY_HEADER = IDENTITY_HEADER } })
-        return c, function() return #emu:identity_requests{ route = "app_service", client_id = client_id } end
+        return c, function() return #emu:token_requests{ endpoint = "app_service", client_id = client_id } end
       end,
       client_secret = function(client_id)
         local c = helpers.credential("client_secret", opts_with{
           env = helpers.identity_env(emu, { AZURE_TENANT_ID = "tenant-1", AZURE_CLIENT_ID = client_id,
             AZURE_CLIENT_SECRET = SECRET }) })
-        return c, function() return #emu:identity_requests{ route = "oauth2", client_id = client_id } end
+        return c, function() return #emu:token_requests{ endpoint = "oauth2", client_id = client_id } end
       end,
       workload_identity = function(client_id)
         local c = helpers.credential("workload_identity", opts_with{
           env = helpers.identity_env(emu, { AZURE_TENANT_ID = "tenant-1", AZURE_CLIENT_ID = client_id,
             AZURE_FEDERATED_TOKEN_FILE = assertion_file() }) })
-        return c, function() return #emu:identity_requests{ route = "oauth2", client_id = client_id } end
+        return c, function() return #emu:token_requests{ endpoint = "oauth2", client_id = client_id } end
       end,
       azure_cli = function(client_id)
         local ttl = tonumber(client_id:match("%-ttl(%d+)$"))
@@ -375,7 +375,7 @@ describe("acscall.credential", function()
         -- nothing but the managed identity is configured: the chain probes IMDS and uses it
         local c = helpers.credential("default", opts_with{ managed_identity_client_id = client_id,
           az_command = "/nonexistent/az", env = helpers.identity_env(emu) })
-        return c, function() return #emu:identity_requests{ route = "imds", client_id = client_id } end
+        return c, function() return #emu:token_requests{ endpoint = "imds", client_id = client_id } end
       end,
     }
     local ORDER = { "managed_identity", "app_service", "client_secret", "workload_identity", "azure_cli", "default" }
@@ -447,10 +447,7 @@ describe("acscall.credential", function()
       local call, msg, info = client:get_call(SEED)
       credential._clock = real
       assert.is_table(call, tostring(msg) .. " " .. visible(info))
-      local calls = {}
-      for _, r in ipairs(emu:log()) do
-        if r.route == "call" then calls[#calls + 1] = r end
-      end
+      local calls = emu:calls{}
       assert.are.equal(2, #calls)
       assert.are.same({ 401, 200 }, { calls[1].status, calls[2].status })
       assert.are.equal(1, count(), "one token request: the forced refresh")
@@ -496,7 +493,7 @@ describe("acscall.credential", function()
         local tok, msg = cred:get_token()
         assert.is_string(tok, msg)
         local st = {}
-        for _, r in ipairs(emu:identity_requests{ client_id = client_id }) do st[#st + 1] = r.status end
+        for _, r in ipairs(emu:token_requests{ client_id = client_id }) do st[#st + 1] = r.status end
         assert.are.same({ 503, 503, 200 }, st, name)
       end
     end)
@@ -507,7 +504,7 @@ describe("acscall.credential", function()
         env = helpers.identity_env(emu, { AZURE_TENANT_ID = "tenant-1", AZURE_CLIENT_ID = cid,
           AZURE_CLIENT_SECRET = SECRET, AZURE_FEDERATED_TOKEN_FILE = assertion_file() }) })
       assert.is_string((c:get_token()))
-      local r = emu:identity_requests{ client_id = cid }
+      local r = emu:token_requests{ client_id = cid }
       assert.are.equal(1, #r)
       assert.are.equal("client_secret", r[1].identity.grant)
       local wid = unique("wl")
@@ -515,7 +512,7 @@ describe("acscall.credential", function()
         env = helpers.identity_env(emu, { AZURE_TENANT_ID = "tenant-1", AZURE_CLIENT_ID = wid,
           AZURE_FEDERATED_TOKEN_FILE = assertion_file() }) })
       assert.is_string((c:get_token()))
-      r = emu:identity_requests{ client_id = wid }
+      r = emu:token_requests{ client_id = wid }
       assert.are.equal(1, #r)
       assert.are.equal("client_assertion", r[1].identity.grant)
     end)

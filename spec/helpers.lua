@@ -597,10 +597,9 @@ end
 
 --- The SDK environment variables aimed at emulator e (IMDS, App Service, authority), plus extra.
 function helpers.identity_env(e, extra)
-  local base = e.endpoint:gsub("/$", "")
   local env = {
-    AZURE_POD_IDENTITY_AUTHORITY_HOST = base,
-    AZURE_AUTHORITY_HOST = base,
+    AZURE_POD_IDENTITY_AUTHORITY_HOST = e.imds_endpoint,
+    AZURE_AUTHORITY_HOST = e.authority_host,
   }
   for k, v in pairs(extra or {}) do env[k] = v end
   return env
@@ -648,21 +647,5 @@ function helpers.fake_az(opts)
   }
 end
 
---- The emulator's token requests (IMDS, App Service, OAuth2), oldest first; filter fields
--- (all optional): route ("imds", "app_service", "oauth2"), client_id, status.
-function Emulator:identity_requests(filter)
-  filter = filter or {}
-  local out = {}
-  for _, r in ipairs(self:log()) do
-    local id = type(r.identity) == "table" and r.identity or {}
-    if (r.route == "imds" or r.route == "app_service" or r.route == "oauth2")
-      and (not filter.route or r.route == filter.route)
-      and (not filter.client_id or id.client_id == filter.client_id)
-      and (not filter.status or r.status == filter.status) then
-      out[#out + 1] = r
-    end
-  end
-  return out
-end
 
 return helpers
