@@ -34,7 +34,7 @@ describe("OpenResty with managed identity (event loop)", function()
     return ex
   end
   setup(function()
-    emu = helpers.start_emulator{ latency = 600 }
+    emu = helpers.start_emulator{ latency = 800 }
   end)
   teardown(function()
     for _, ex in ipairs(started) do ex:stop() end
@@ -54,8 +54,8 @@ describe("OpenResty with managed identity (event loop)", function()
     end
     for i = 21, 23 do
       assert.are.equal(200, res[i].status)
-      -- the token (0.6 s) and the calls (0.6 s) are in flight; the worker is not blocked
-      assert.is_true(res[i].t < 0.5, string.format("/health took %.2f s", res[i].t))
+      -- the token (0.8 s) and the calls (0.8 s) are in flight; the worker is not blocked
+      assert.is_true(res[i].t < 0.6, string.format("/health took %.2f s", res[i].t))
     end
     local tokens = emu:token_requests{ endpoint = "imds", client_id = "resty-mi-1" }
     assert.are.equal(1, #tokens, "one token request for the worker")
@@ -71,7 +71,7 @@ describe("OpenResty with managed identity (event loop)", function()
       local r = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)[1]
       assert.are.equal(200, r.status, tostring(r.raw) .. ex:error_log())
     end
-    get() -- token + call: 1.2 s at 600 ms latency
+    get() -- token + call: 1.6 s at 800 ms latency
     assert.are.equal(1, #emu:token_requests{ client_id = "resty-mi-ttl2" })
     helpers.sleep(1.5) -- the first token has expired (2 s)
     get()
