@@ -75,6 +75,9 @@ describe("acscall.credential", function()
       assert.are.equal(1000 + 1, credential._refresh_point(1000, 1000 + 2))
       assert.are.equal(1000 + 0.5, credential._refresh_point(1000, 1000 + 1))
       assert.are.equal(1000 + 300, credential._refresh_point(1000, 1000 + 600))
+      assert.are.equal(1000 + 100, credential._refresh_point(1000, 1000 + 400)) -- 5 min before: earlier than half
+      assert.are.equal(1000 + 250, credential._refresh_point(1000, 1000 + 500, 1000 + 400)) -- refresh_in, capped
+      assert.are.equal(1000 + 150, credential._refresh_point(1000, 1000 + 300))
     end)
 
     it("reads the SDKs' environment variables: IMDS, App Service, client secret, workload identity", function()

@@ -339,15 +339,17 @@ end
 -- ------------------------------------------------------------------ the cache
 
 -- The refresh point of a token issued at t: the service's refresh_in, else
--- 5 minutes before expiry; never later than half the lifetime of a token
--- living less than 10 minutes (so tokens of a second or two are refreshed
--- before they expire, not at every use).
+-- 5 minutes before expiry; for a short-lived token (under 10 minutes) no
+-- later than half its lifetime, and a token that is inside those 5 minutes
+-- from the start (a test's 1-2 s token) is refreshed at half its lifetime
+-- rather than at every use.
 local function refresh_point(t, expires, refresh_on)
   local life = expires - t
+  local half = t + life / 2
   local at = expires - M.REFRESH_BEFORE
-  if refresh_on and refresh_on < expires then at = refresh_on end
-  if at < t + life / 2 and life < 2 * M.REFRESH_BEFORE then at = t + life / 2 end
-  if at > expires then at = expires end
+  if refresh_on and refresh_on > t and refresh_on < expires then at = refresh_on end
+  if life < 2 * M.REFRESH_BEFORE and at > half then at = half end
+  if at <= t then at = half end
   return at
 end
 M._refresh_point = refresh_point
