@@ -75,7 +75,11 @@ function M.start_example(opts)
   local extra = {}
   for k, v in pairs(opts.env or {}) do extra[#extra + 1] = k .. "=" .. q(v) .. " " end
   table.sort(extra)
-  local out, ok, rc = helpers.run(table.concat(extra) .. "ACS_CONNECTION_STRING=" .. q(opts.connection_string or "")
+  -- the runner's own Entra ID variables never reach the example's nginx
+  local clean = "env -u ACSCALL_AUTH -u ACSCALL_AZURE_CLI -u AZURE_TENANT_ID -u AZURE_CLIENT_ID"
+    .. " -u AZURE_CLIENT_SECRET -u AZURE_AUTHORITY_HOST -u AZURE_FEDERATED_TOKEN_FILE"
+    .. " -u AZURE_POD_IDENTITY_AUTHORITY_HOST -u IDENTITY_ENDPOINT -u IDENTITY_HEADER "
+  local out, ok, rc = helpers.run(clean .. table.concat(extra) .. "ACS_CONNECTION_STRING=" .. q(opts.connection_string or "")
     .. " ACS_ENDPOINT=" .. q(opts.endpoint or "") .. " ACS_TOKEN=" .. q(opts.token or "")
     .. " ACS_CA_FILE=" .. q(opts.ca_file or "") .. " " .. q(M.example_cmd) .. " start "
     .. table.concat(args, " ") .. " 2>" .. q(errfile))
