@@ -336,6 +336,13 @@ function Credential:token_from(st, body, secrets)
   return token, expires, refresh_in and (t + refresh_in) or nil
 end
 
+-- a kind of credential: Credential's methods, its own where it has them
+local function subclass()
+  local c = setmetatable({}, { __index = Credential })
+  c.__index, c.__tostring = c, Credential.__tostring
+  return c
+end
+
 -- ------------------------------------------------------------------ the cache
 
 -- The refresh point of a token issued at t: the service's refresh_in, else
@@ -436,9 +443,7 @@ end
 
 -- ------------------------------------------------------- managed identity
 
-local ManagedIdentity = setmetatable({}, { __index = Credential })
-ManagedIdentity.__index = ManagedIdentity
-ManagedIdentity.__tostring = Credential.__tostring
+local ManagedIdentity = subclass()
 
 --- Managed identity: App Service / Functions when `IDENTITY_ENDPOINT` and
 -- `IDENTITY_HEADER` are set (`GET $IDENTITY_ENDPOINT?api-version=2019-08-01&resource=...`,
@@ -556,9 +561,7 @@ end
 
 -- ------------------------------------------------- client secret / workload
 
-local ClientCredential = setmetatable({}, { __index = Credential })
-ClientCredential.__index = ClientCredential
-ClientCredential.__tostring = Credential.__tostring
+local ClientCredential = subclass()
 
 local function authority_of(fname, opts, getenv)
   local a = opt_string(fname, opts, "authority_host") or getenv("AZURE_AUTHORITY_HOST") or M.AUTHORITY_HOST
@@ -682,9 +685,7 @@ end
 
 -- ------------------------------------------------------------------ az CLI
 
-local AzureCli = setmetatable({}, { __index = Credential })
-AzureCli.__index = AzureCli
-AzureCli.__tostring = Credential.__tostring
+local AzureCli = subclass()
 
 --- The Azure CLI's login: runs `az account get-access-token --output json
 -- --scope https://communication.azure.com//.default [--tenant T]` (no shell:
@@ -777,9 +778,7 @@ end
 
 -- ------------------------------------------------------------------ default
 
-local Chain = setmetatable({}, { __index = Credential })
-Chain.__index = Chain
-Chain.__tostring = Credential.__tostring
+local Chain = subclass()
 
 --- DefaultAzureCredential's chain, in the SDKs' order (azure-identity
 -- `_credentials/default.py`, @azure/identity `defaultAzureCredential.ts`):
