@@ -181,6 +181,7 @@ static const char *take(batch_ctx *b)
         if ((s->conn = acs_pool_get(p)) == NULL)
             return "libcurl: cannot create a handle";
         s->conn->tag = i;
+        acs_conn_set_tail(s->conn, b->c->route.fixed);
         s->item = -1;
         b->nslots++;
     }

@@ -12,6 +12,8 @@
 
 #include <openssl/crypto.h>
 
+#include "util.h"
+
 #define POOL_IDLE_MAX 256 /* idle easy handles kept (a batch's concurrency) */
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -185,13 +187,25 @@ static int on_close_socket(void *ud, curl_socket_t fd)
 
 /* ---------- easy handles ------------------------------------------------ */
 
+/* Free the attempt's own header lines (not the caller's tail). */
+static void conn_drop_headers(acs_conn *c)
+{
+    if (c->own_last)
+        c->own_last->next = NULL;
+    c->own_last = NULL;
+    acs_free_headers(c->headers);
+    c->headers = NULL;
+}
+
 static void conn_free(acs_conn *c)
 {
     if (c == NULL)
         return;
     if (c->easy)
         curl_easy_cleanup(c->easy);
-    acs_free_headers(c->headers);
+    conn_drop_headers(c);
+    curl_url_cleanup(c->uh);
+    free(c->uh_origin);
     free(c->body);
     free(c);
 }
@@ -263,7 +277,7 @@ const char *acs_pool_init(acs_pool *p, const acs_transport_opts *o)
     if (acs_transport_global_init() != 0)
         return "libcurl initialisation failed";
     p->opts = *o;
-    p->pid = getpid();
+    p->pid = acs_getpid();
     return share_init(p);
 }
 
@@ -344,7 +358,7 @@ static int pool_let_go(acs_pool *p)
 void acs_pool_free(acs_pool *p)
 {
     /* a forked child that closes (or collects) a client it never used */
-    if (p->pid != 0 && getpid() != p->pid) {
+    if (p->pid != 0 && acs_getpid() != p->pid) {
         if (pool_let_go(p) != 0)
             p->nidle = 0; /* leaked, not written to the parent's connections */
     } else {
@@ -360,7 +374,7 @@ void acs_pool_free(acs_pool *p)
 
 const char *acs_pool_after_fork(acs_pool *p)
 {
-    pid_t pid = getpid();
+    pid_t pid = acs_getpid();
     if (pid == p->pid || p->out > 0)
         return NULL; /* (a fork in the middle of a call: after it ends) */
     if (pool_let_go(p) != 0) { /* abandon them: a leak, never the parent's bytes */
@@ -386,8 +400,8 @@ void acs_pool_put(acs_pool *p, acs_conn *c)
     if (c == NULL)
         return;
     p->out--;
-    acs_free_headers(c->headers);
-    c->headers = NULL;
+    conn_drop_headers(c);
+    c->tail = NULL;
     c->interrupted = NULL;
     c->interrupted_ud = NULL;
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, NULL);
@@ -432,15 +446,90 @@ void acs_pool_put_multi(acs_pool *p, CURLM *m)
 
 /* ---------- one attempt ------------------------------------------------- */
 
+void acs_conn_set_tail(acs_conn *c, const struct curl_slist *tail)
+{
+    c->tail = tail;
+}
+
+#define URL_PATH_MAX 4096 /* longer paths: CURLOPT_URL */
+
+/* Point c->easy at url through c's pre-parsed URL handle: the whole URL is
+ * parsed once per origin, after that only the path and the query are set
+ * (no re-parse per attempt; libcurl 7.88 spends ~20k instructions parsing
+ * and re-formatting a URL string). -1: use CURLOPT_URL instead (a URL this
+ * does not take apart: libcurl parses it, and refuses what it refuses). */
+static int conn_set_url(acs_conn *c, const char *url)
+{
+    const char *auth = strstr(url, "://"), *path, *q = NULL, *p;
+    char buf[URL_PATH_MAX];
+    size_t olen;
+    if (auth == NULL || (path = strchr(auth + 3, '/')) == NULL)
+        return -1;
+    for (p = path; *p; p++) {
+        /* what libcurl's parser would refuse or strip, and '%': setting a
+         * path or query part makes libcurl 7.88 lower-case the hex of
+         * escapes ("%2F" -> "%2f"), and the signature covers them as given */
+        unsigned char ch = (unsigned char)*p;
+        if (ch <= 0x20 || ch >= 0x7f || ch == '#' || ch == '%')
+            return -1;
+        if (ch == '?' && q == NULL)
+            q = p;
+    }
+    olen = (size_t)(path - url);
+    if (c->uh_origin && c->uh_origin_len == olen &&
+        memcmp(c->uh_origin, url, olen) == 0) {
+        size_t plen = (size_t)((q ? q : p) - path);
+        if (plen >= sizeof buf)
+            return -1;
+        memcpy(buf, path, plen);
+        buf[plen] = '\0';
+        if (curl_url_set(c->uh, CURLUPART_PATH, buf, 0) == CURLUE_OK &&
+            curl_url_set(c->uh, CURLUPART_QUERY, q ? q + 1 : NULL, 0) == CURLUE_OK)
+            return 0;
+    } else {
+        char *o = malloc(olen + 1);
+        if (o && (c->uh || (c->uh = curl_url()) != NULL) &&
+            curl_url_set(c->uh, CURLUPART_URL, url, CURLU_PATH_AS_IS) == CURLUE_OK) {
+            memcpy(o, url, olen);
+            o[olen] = '\0';
+            free(c->uh_origin);
+            c->uh_origin = o;
+            c->uh_origin_len = olen;
+            return 0;
+        }
+        free(o);
+    }
+    free(c->uh_origin); /* the handle's state is unknown: parse afresh next time */
+    c->uh_origin = NULL;
+    c->uh_origin_len = 0;
+    return -1;
+}
+
 void acs_conn_begin(acs_conn *c, const char *url, struct curl_slist *headers,
                     long timeout_ms, acs_interrupt_fn fn, const void *ud)
 {
-    acs_free_headers(c->headers);
+    conn_drop_headers(c);
     c->headers = headers;
+    if (c->tail) { /* the caller's fixed lines after the attempt's own */
+        struct curl_slist *last = headers;
+        if (last) {
+            while (last->next)
+                last = last->next;
+            last->next = (struct curl_slist *)c->tail; /* unlinked before freeing */
+            c->own_last = last;
+        } else {
+            headers = (struct curl_slist *)c->tail;
+        }
+    }
     reset_response(c);
     c->interrupted = fn;
     c->interrupted_ud = ud;
-    curl_easy_setopt(c->easy, CURLOPT_URL, url);
+    if (conn_set_url(c, url) == 0) {
+        curl_easy_setopt(c->easy, CURLOPT_CURLU, c->uh);
+    } else {
+        curl_easy_setopt(c->easy, CURLOPT_CURLU, NULL);
+        curl_easy_setopt(c->easy, CURLOPT_URL, url);
+    }
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, timeout_ms < 1 ? 1L : timeout_ms);
 }

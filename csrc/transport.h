@@ -42,6 +42,15 @@ typedef struct acs_conn {
     CURL *easy; /* CURLINFO_PRIVATE points at this acs_conn */
     int tag;    /* free for the user of the handle (a batch: its slot) */
     struct curl_slist *headers; /* this attempt's (secrets): wiped when freed */
+    /* header lines sent after this attempt's own, owned by the caller and
+     * never freed here (acs_conn_set_tail); cleared when c goes back */
+    const struct curl_slist *tail;
+    struct curl_slist *own_last; /* last node of headers while tail is linked */
+    /* the URL, parsed once per origin (scheme, authority): an attempt to
+     * the same origin only sets the path and query (CURLOPT_CURLU) */
+    CURLU *uh;
+    char *uh_origin;
+    size_t uh_origin_len;
     acs_interrupt_fn interrupted; /* set for one attempt only */
     const void *interrupted_ud;
     char *body;
@@ -87,7 +96,8 @@ void acs_pool_free(acs_pool *p);
 /* In a process other than the one that opened the pool's sockets (fork):
  * let go of every inherited connection without a byte on the parent's (see
  * pool_let_go in transport.c; acs_pool_free does the same in a child that
- * never made a call), start afresh. Cheap otherwise (one getpid). Returns
+ * never made a call), start afresh. Cheap otherwise (acs_getpid: no
+ * syscall where the kernel marks forks). Returns
  * NULL or a static error. */
 const char *acs_pool_after_fork(acs_pool *p);
 
@@ -99,10 +109,17 @@ void acs_pool_put(acs_pool *p, acs_conn *c);
 CURLM *acs_pool_get_multi(acs_pool *p);
 void acs_pool_put_multi(acs_pool *p, CURLM *m);
 
+/* Header lines every attempt on c sends after its own (e.g. Accept, Host,
+ * User-Agent: the same for every request of a client), until c goes back
+ * to the pool; the caller keeps them alive (and unchanged) meanwhile. */
+void acs_conn_set_tail(acs_conn *c, const struct curl_slist *tail);
+
 /* Set up one attempt: GET url with headers (ownership taken: wiped and
  * freed at the next attempt or when the handle goes back), a timeout, and
  * the interrupt check (fn may be NULL). The caller then runs c->easy (easy
- * or multi) and maps its CURLcode with acs_conn_end. */
+ * or multi) and maps its CURLcode with acs_conn_end. libcurl gets the URL
+ * pre-parsed when its origin is the last attempt's (only the path and the
+ * query are set: no parse of the whole URL per attempt). */
 void acs_conn_begin(acs_conn *c, const char *url, struct curl_slist *headers,
                     long timeout_ms, acs_interrupt_fn fn, const void *ud);
 /* 0 when a response arrived (c->status, c->body, headers filled), else a
