@@ -9,6 +9,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
 
 #include <openssl/crypto.h>
 
@@ -442,6 +445,106 @@ void acs_pool_put_multi(acs_pool *p, CURLM *m)
         p->multi = m;
     else
         curl_multi_cleanup(m);
+}
+
+/* ---------- driving a multi handle ------------------------------------- */
+
+#ifdef __linux__
+static int on_multi_socket(CURL *e, curl_socket_t fd, int what, void *ud,
+                           void *sockp)
+{
+    acs_multi_loop *l = ud;
+    struct epoll_event ev;
+    (void)e;
+    memset(&ev, 0, sizeof ev);
+    ev.data.fd = fd;
+    if (what == CURL_POLL_REMOVE) {
+        /* (libcurl forgets sockp with the socket) */
+        epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, &ev); /* (gone already: fine) */
+        return 0;
+    }
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) |
+                (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+    /* sockp: set (to l) once the socket is in the epoll set */
+    if (sockp == NULL && epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+        curl_multi_assign(l->m, fd, l);
+    else
+        epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev);
+    return 0;
+}
+
+static int on_multi_timer(CURLM *m, long timeout_ms, void *ud)
+{
+    acs_multi_loop *l = ud;
+    (void)m;
+    l->timer_at = timeout_ms < 0 ? -1 : acs_monotonic_ms() + timeout_ms;
+    return 0;
+}
+#endif
+
+void acs_multi_loop_begin(acs_multi_loop *l, CURLM *m)
+{
+    l->m = m;
+    l->epfd = -1;
+    l->timer_at = -1;
+#ifdef __linux__
+    if ((l->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+        return;
+    if (curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, on_multi_socket) != CURLM_OK ||
+        curl_multi_setopt(m, CURLMOPT_SOCKETDATA, l) != CURLM_OK ||
+        curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, on_multi_timer) != CURLM_OK ||
+        curl_multi_setopt(m, CURLMOPT_TIMERDATA, l) != CURLM_OK) {
+        acs_multi_loop_end(l);
+        l->m = m;
+    }
+#endif
+}
+
+void acs_multi_loop_run(acs_multi_loop *l, long wait_ms)
+{
+    int running = 0;
+#ifdef __linux__
+    if (l->epfd >= 0) {
+        struct epoll_event ev[64];
+        long now = acs_monotonic_ms();
+        int i, n;
+        if (l->timer_at >= 0 && l->timer_at - now < wait_ms)
+            wait_ms = l->timer_at <= now ? 0 : l->timer_at - now;
+        n = epoll_wait(l->epfd, ev, 64, (int)wait_ms);
+        for (i = 0; i < n; i++) {
+            int mask = (ev[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+                       (ev[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                       (ev[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+            curl_multi_socket_action(l->m, ev[i].data.fd, mask, &running);
+        }
+        if (l->timer_at >= 0 && l->timer_at <= acs_monotonic_ms()) {
+            l->timer_at = -1; /* libcurl sets it again if it wants */
+            curl_multi_socket_action(l->m, CURL_SOCKET_TIMEOUT, 0, &running);
+        }
+        return;
+    }
+#endif
+    if (wait_ms > 0)
+        curl_multi_poll(l->m, NULL, 0, (int)wait_ms, NULL);
+    curl_multi_perform(l->m, &running);
+}
+
+void acs_multi_loop_end(acs_multi_loop *l)
+{
+    if (l->m == NULL)
+        return; /* never begun (zeroed), or ended */
+#ifdef __linux__
+    if (l->epfd >= 0) {
+        curl_multi_setopt(l->m, CURLMOPT_SOCKETFUNCTION, NULL);
+        curl_multi_setopt(l->m, CURLMOPT_SOCKETDATA, NULL);
+        curl_multi_setopt(l->m, CURLMOPT_TIMERFUNCTION, NULL);
+        curl_multi_setopt(l->m, CURLMOPT_TIMERDATA, NULL);
+    }
+    if (l->epfd >= 0)
+        close(l->epfd);
+#endif
+    l->epfd = -1;
+    l->m = NULL;
 }
 
 /* ---------- one attempt ------------------------------------------------- */

@@ -114,6 +114,29 @@ void acs_pool_put_multi(acs_pool *p, CURLM *m);
  * to the pool; the caller keeps them alive (and unchanged) meanwhile. */
 void acs_conn_set_tail(acs_conn *c, const struct curl_slist *tail);
 
+/* Driving a multi handle's transfers (a batch). Where the system has epoll
+ * (Linux), libcurl's socket interface: the sockets libcurl asks about are
+ * watched by one epoll instance, and only the ones with activity are
+ * handed back (curl_multi_socket_action); a wait costs the same at 256
+ * transfers in flight as at 1. Elsewhere curl_multi_perform and
+ * curl_multi_poll, which look at every transfer on every wake. */
+typedef struct {
+    CURLM *m;
+    int epfd;      /* -1: curl_multi_perform / curl_multi_poll */
+    long timer_at; /* acs_monotonic_ms when libcurl wants its timeout call; -1: none */
+} acs_multi_loop;
+
+/* Before the first handle is added (l zeroed or not). Cannot fail: without
+ * epoll it falls back to perform/poll. */
+void acs_multi_loop_begin(acs_multi_loop *l, CURLM *m);
+/* Let libcurl act on what is due, first waiting up to wait_ms (0: not at
+ * all) for a socket to become ready or its timer to fall due. A signal
+ * ends the wait early. */
+void acs_multi_loop_run(acs_multi_loop *l, long wait_ms);
+/* After every handle was removed: callbacks unset, the epoll instance
+ * closed (one per batch: never shared with a forked child). Idempotent. */
+void acs_multi_loop_end(acs_multi_loop *l);
+
 /* Set up one attempt: GET url with headers (ownership taken: wiped and
  * freed at the next attempt or when the handle goes back), a timeout, and
  * the interrupt check (fn may be NULL). The caller then runs c->easy (easy
