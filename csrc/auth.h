@@ -67,8 +67,9 @@ int acs_signer_sign(const acs_signer *s, const char *method,
     "HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature="
 
 /* A client's credential: exactly one of an HMAC signer (access key), a
- * fixed bearer token, or a token provider (Lua; see client.c). */
-enum { ACS_AUTH_TOKEN = 1, ACS_AUTH_HMAC, ACS_AUTH_PROVIDER };
+ * fixed bearer token, a token provider or a credential object (both Lua,
+ * both bearer tokens asked per call; see client.c). */
+enum { ACS_AUTH_TOKEN = 1, ACS_AUTH_HMAC, ACS_AUTH_PROVIDER, ACS_AUTH_CREDENTIAL };
 typedef struct {
     int kind;
     acs_signer *signer; /* ACS_AUTH_HMAC */

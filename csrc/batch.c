@@ -19,11 +19,13 @@
 #define BATCH_DEFAULT_CONCURRENCY 16
 /* the body's stack: 1 client, 2 ids (the user's), 3 options, 4 ctx, then: */
 #define BATCH_RESULTS 5
-#define BATCH_BEARER 6 /* the provider's token, or nil */
+#define BATCH_BEARER 6 /* the current token, or why there is none, or nil */
 #define BATCH_IDS 7    /* a private copy of the checked ids */
+#define BATCH_TOKENS 8 /* [slot + 1] = the token its attempt sent */
 
 typedef struct {
     int attempt;
+    int refreshed; /* a 401 made it ask for a fresh token once */
     int last_rc; /* the last attempt's result while waiting to retry */
     long start_ms, not_before_ms;
     char crid[37];
@@ -38,6 +40,7 @@ typedef struct {
     size_t url_cap;
     int item;    /* index of the item it holds, or -1 */
     int running; /* its easy handle is in the multi */
+    const char *bearer; /* the token its attempt sent (BATCH_TOKENS), or NULL */
 } slot;
 
 typedef struct {
@@ -50,7 +53,9 @@ typedef struct {
     item *items;
     int n, conc;
     acs_watch w;
-    const char *bearer; /* the provider's token (on the Lua stack), or NULL */
+    int per_attempt;    /* a credential: asked before every attempt */
+    const char *bearer; /* the current token (BATCH_BEARER), or NULL */
+    const char *why;    /* ... or why there is none: the rest fail with it */
     acs_resp_meta meta; /* scratch for one result */
 } batch_ctx;
 
@@ -93,13 +98,29 @@ static void store(lua_State *L, int nret, int i)
     lua_pop(L, nret);
 }
 
-static acs_resp_meta *meta_of(batch_ctx *b, int i)
+static acs_resp_meta *meta_of(batch_ctx *b, int i, const char *bearer)
 {
     memset(&b->meta, 0, sizeof b->meta);
     b->meta.client_request_id = b->items[i].crid;
     b->meta.attempts = b->items[i].attempt;
-    acs_client_meta(b->c, b->bearer, &b->meta);
+    acs_client_meta(b->c, bearer, &b->meta);
     return &b->meta;
+}
+
+/* Ask for the token (runs Lua) into BATCH_BEARER. Not forced: a failure
+ * becomes b->why, and the items not yet sent fail with it (a credential
+ * has already retried; asking again per item would multiply that). Forced
+ * (after a 401): a failure keeps the current token. */
+static void ask_bearer(lua_State *L, batch_ctx *b, int force)
+{
+    const char *tok, *why = acs_client_bearer(L, b->c, force, &tok);
+    if (why != NULL && force) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_replace(L, BATCH_BEARER);
+    b->bearer = why ? NULL : lua_tostring(L, BATCH_BEARER);
+    b->why = why ? lua_tostring(L, BATCH_BEARER) : NULL;
 }
 
 /* The item on slot s is done: its last attempt ended with rc. Frees the
@@ -108,20 +129,19 @@ static void done(lua_State *L, batch_ctx *b, slot *s, int rc)
 {
     int i = s->item;
     s->item = -1;
-    store(L, acs_call_push_result(L, s->conn, rc, meta_of(b, i)), i);
+    store(L, acs_call_push_result(L, s->conn, rc, meta_of(b, i, s->bearer)), i);
 }
 
 /* Item i failed before any response. */
 static void fail(lua_State *L, batch_ctx *b, int i, const char *kind,
                  const char *why)
 {
-    store(L, acs_push_failure(L, kind, 0, why, meta_of(b, i)), i);
+    store(L, acs_push_failure(L, kind, 0, why, meta_of(b, i, b->bearer)), i);
 }
 
 /* Start the next attempt of item i on slot s (which holds it from here).
  * 0, or -1 when the item finished instead (the slot is free again). */
-static int start(lua_State *L, batch_ctx *b, slot *s, int i, const char *bearer,
-                 long now)
+static int start(lua_State *L, batch_ctx *b, slot *s, int i, long now)
 {
     acs_client *c = b->c;
     item *it = &b->items[i];
@@ -139,6 +159,22 @@ static int start(lua_State *L, batch_ctx *b, slot *s, int i, const char *bearer,
         done(L, b, s, it->last_rc);
         return -1;
     }
+    if (b->per_attempt && b->why == NULL) {
+        ask_bearer(L, b, 0); /* cheap when the credential has it cached */
+        if (c->closed) { /* it closed the client: the batch ends */
+            s->item = -1;
+            return 0;
+        }
+    }
+    if (b->why != NULL) {
+        s->item = -1;
+        fail(L, b, i, "auth", b->why);
+        return -1;
+    }
+    /* the slot keeps the token it sends alive until its next attempt */
+    lua_pushvalue(L, BATCH_BEARER);
+    lua_rawseti(L, BATCH_TOKENS, (int)(s - b->slots) + 1);
+    s->bearer = b->bearer;
     it->attempt++;
     lua_rawgeti(L, BATCH_IDS, i + 1); /* private: nobody can change it */
     id = lua_tolstring(L, -1, &idlen);
@@ -148,7 +184,7 @@ static int start(lua_State *L, batch_ctx *b, slot *s, int i, const char *bearer,
         fail(L, b, i, "local", ACS_WHY_NOMEM);
         return -1;
     }
-    hdrs = acs_request_headers(&c->route, &c->cred, s->url, it->crid, bearer, &why);
+    hdrs = acs_request_headers(&c->route, &c->cred, s->url, it->crid, s->bearer, &why);
     if (hdrs == NULL) {
         s->item = -1;
         fail(L, b, i, strcmp(why, ACS_WHY_NOMEM) == 0 ? "local" : "auth", why);
@@ -194,6 +230,20 @@ static const char *take(batch_ctx *b)
     return NULL;
 }
 
+/* A credential's token got a 401: 1 if the item should be sent again at
+ * once with a fresh token. One forced refresh per token that failed, not
+ * per item: items that sent an older token just take the current one. */
+static int refreshed_401(lua_State *L, batch_ctx *b, slot *s, item *it, int rc)
+{
+    if (!b->per_attempt || it->refreshed || rc != 0 || s->conn->status != 401 ||
+        s->bearer == NULL)
+        return 0;
+    it->refreshed = 1;
+    if (b->bearer != NULL && strcmp(b->bearer, s->bearer) == 0)
+        ask_bearer(L, b, 1); /* runs Lua */
+    return b->bearer != NULL && strcmp(b->bearer, s->bearer) != 0;
+}
+
 /* The transfers that finished: retry or store each. Returns how many items
  * are done. */
 static int collect(lua_State *L, batch_ctx *b)
@@ -206,7 +256,7 @@ static int collect(lua_State *L, batch_ctx *b)
         item *it;
         acs_outcome o;
         long wait = 0, now;
-        int rc;
+        int rc, again;
         if (m->msg != CURLMSG_DONE)
             continue;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&conn);
@@ -217,9 +267,14 @@ static int collect(lua_State *L, batch_ctx *b)
         it = &b->items[s->item];
         now = acs_monotonic_ms();
         acs_conn_outcome(conn, rc, &o);
-        if (!acs_watch_interrupted(&b->w) &&
-            acs_retry_next(&b->c->retry, it->attempt, now - it->start_ms, &o,
-                           time(NULL), acs_random32(), &wait)) {
+        again = !acs_watch_interrupted(&b->w) &&
+                acs_retry_next(&b->c->retry, it->attempt, now - it->start_ms, &o,
+                               time(NULL), acs_random32(), &wait);
+        if (!again && !acs_watch_interrupted(&b->w) && refreshed_401(L, b, s, it, rc)) {
+            again = 1;
+            wait = 0;
+        }
+        if (again) {
             it->last_rc = rc; /* keeps its slot */
             it->not_before_ms = now + wait;
         } else {
@@ -242,9 +297,11 @@ static int get_calls_body(lua_State *L)
     b->entered = 1;
     if ((err = acs_client_enter(c)) != NULL)
         return luaL_error(L, "acscall: %s", err);
-    /* the provider is user code: it runs before the batch takes anything */
-    why = acs_client_bearer(L, c, &bearer); /* BATCH_BEARER */
+    /* the provider is user code: it runs before the batch takes anything
+     * (a credential is asked again before every attempt, from its cache) */
+    why = acs_client_bearer(L, c, 0, &bearer); /* BATCH_BEARER */
     b->bearer = bearer;
+    b->per_attempt = c->cred.kind == ACS_AUTH_CREDENTIAL;
     if (c->closed)
         return luaL_error(L, "acscall: closed client");
     /* Ctrl-C from here on is seen: no more user code runs before the
@@ -257,9 +314,11 @@ static int get_calls_body(lua_State *L)
         acs_client_check_id(L, -1, &len); /* a mistake raises */
         lua_rawseti(L, BATCH_IDS, i);
     }
+    lua_createtable(L, b->conc, 0); /* BATCH_TOKENS */
     if ((err = take(b)) != NULL)
         return luaL_error(L, "acscall: %s", err);
     if (why != NULL) {
+        b->why = why; /* (alive at BATCH_BEARER) */
         for (i = 0; i < n && !c->closed; i++)
             fail(L, b, i, "auth", why);
         ndone = n;
@@ -298,10 +357,10 @@ static int get_calls_body(lua_State *L)
                 continue;
             if (sl->item >= 0) {
                 if (b->items[sl->item].not_before_ms <= now &&
-                    start(L, b, sl, sl->item, bearer, now) != 0)
+                    start(L, b, sl, sl->item, now) != 0)
                     ndone++;
             } else if (next < n) {
-                if (start(L, b, sl, next++, bearer, now) != 0)
+                if (start(L, b, sl, next++, now) != 0)
                     ndone++;
             }
         }
@@ -338,7 +397,9 @@ static int get_calls_body(lua_State *L)
  * Results in input order: results[i] = {id = ids[i], call = <call>} or
  * {id = ids[i], err = <message>, info = <info>}. One failing id never sinks
  * the others. Same auth, decoding, retries and deadline (per id) as
- * get_call; the token provider is called once per batch. */
+ * get_call; a token provider is called once per batch, a credential
+ * before every attempt (from its cache), and a credential's token refused
+ * with 401 is refreshed once and the item sent again, as in get_call. */
 static int l_get_calls(lua_State *L)
 {
     batch_ctx b;

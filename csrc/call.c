@@ -167,7 +167,7 @@ static int begin(lua_State *L, call_ctx *k, const char *id, size_t idlen)
     if (k->crid[0] == '\0' && acs_client_request_id(c, k->crid) != 0)
         return acs_push_failure(L, "local", 0, "no random bytes", &k->meta);
     k->meta.client_request_id = k->crid;
-    why = acs_client_bearer(L, c, &k->bearer); /* runs Lua: pushes 1 */
+    why = acs_client_bearer(L, c, 0, &k->bearer); /* runs Lua: pushes 1 */
     if (c->closed)
         return luaL_error(L, "acscall: closed client");
     if (why != NULL)
@@ -187,7 +187,8 @@ static int get_call_body(lua_State *L)
     acs_watch w;
     acs_outcome o;
     long start, wait;
-    int rc = CURLE_OPERATION_TIMEDOUT, n, attempt; /* (the first attempt always runs) */
+    int rc = CURLE_OPERATION_TIMEDOUT, n, attempt, refreshed = 0;
+    /* (the first attempt always runs) */
 
     if ((n = begin(L, k, id, idlen)) != 0)
         return n;
@@ -212,8 +213,22 @@ static int get_call_body(lua_State *L)
         rc = acs_conn_get(k->conn, k->url, h, timeout, acs_watch_interrupted, &w);
         acs_conn_outcome(k->conn, rc, &o);
         if (!acs_retry_next(&c->retry, attempt, acs_monotonic_ms() - start, &o,
-                            time(NULL), acs_random32(), &wait))
+                            time(NULL), acs_random32(), &wait)) {
+            if (!refreshed && rc == 0 && k->conn->status == 401 &&
+                c->cred.kind == ACS_AUTH_CREDENTIAL) {
+                /* the token was refused (expired, revoked): one fresh token,
+                 * one more attempt; the refresh runs Lua (pushes 1) */
+                const char *fresh;
+                refreshed = 1;
+                if (acs_client_bearer(L, c, 1, &fresh) == NULL &&
+                    strcmp(fresh, k->bearer) != 0) {
+                    k->bearer = fresh;
+                    acs_watch_begin(&w, L); /* its hooks are its own */
+                    continue;
+                }
+            }
             break;
+        }
         if (acs_watch_sleep(&w, wait))
             break; /* Ctrl-C: report the last answer now */
     }

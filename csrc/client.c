@@ -83,7 +83,7 @@ static int l_tostring(lua_State *L)
 {
     acs_client *c = luaL_checkudata(L, 1, ACS_CLIENT_MT);
     static const char *const names[] = {"none", "token", "access key",
-                                        "token provider"};
+                                        "token provider", "credential"};
     if (c->closed)
         lua_pushfstring(L, "acscall.client (closed): %p", (void *)c);
     else
@@ -146,60 +146,117 @@ static int is_interruption(lua_State *L, int idx)
     return len >= 12 && memcmp(s + len - 12, "interrupted!", 12) == 0;
 }
 
-const char *acs_client_bearer(lua_State *L, acs_client *c, const char **bearer)
+/* The token pushed on top (a string): NULL, or why it is not one. */
+static const char *check_token(lua_State *L, const char *who, const char **bearer)
 {
     size_t len;
     const char *tok;
-    *bearer = NULL;
-    if (c->cred.kind != ACS_AUTH_PROVIDER) {
-        lua_pushnil(L);
-        return NULL;
+    if (lua_type(L, -1) != LUA_TSTRING) {
+        lua_pushfstring(L, "%s did not return a string", who);
+        lua_replace(L, -2);
+        return lua_tostring(L, -1);
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->provider_ref);
-    if (lua_pcall(L, 0, 1, 0) != 0) {
-        if (is_interruption(L, -1))
-            lua_error(L); /* Ctrl-C: not the provider's failure */
-        /* the provider's own error text may say anything: do not echo it */
-        lua_pop(L, 1);
-        lua_pushnil(L);
-        return "token_provider raised an error";
-    }
-    if (lua_type(L, -1) != LUA_TSTRING)
-        return "token_provider did not return a string";
     tok = lua_tolstring(L, -1, &len);
-    if (len == 0 || acs_has_crlf(tok, len))
-        return "token_provider returned an empty token or one with CR, LF or NUL";
+    if (len == 0 || acs_has_crlf(tok, len)) {
+        lua_pushfstring(L, "%s returned an empty token or one with CR, LF or NUL", who);
+        lua_replace(L, -2);
+        return lua_tostring(L, -1);
+    }
     *bearer = tok;
     return NULL;
 }
 
+/* cred:get_token([{force_refresh = true}]) -> 2 values; run under
+ * lua_pcall (the object's __index and the method are user code).
+ * 1 the credential, 2 force */
+static int get_token_call(lua_State *L)
+{
+    int force = lua_toboolean(L, 2);
+    lua_settop(L, 1);
+    lua_getfield(L, 1, "get_token");
+    lua_pushvalue(L, 1);
+    if (force) {
+        lua_createtable(L, 0, 1);
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "force_refresh");
+    }
+    lua_call(L, force ? 2 : 1, 2);
+    return 2;
+}
+
+const char *acs_client_bearer(lua_State *L, acs_client *c, int force,
+                              const char **bearer)
+{
+    int st;
+    const char *who = c->cred.kind == ACS_AUTH_PROVIDER ? "token_provider"
+                                                        : "credential";
+    *bearer = NULL;
+    if (c->cred.kind != ACS_AUTH_PROVIDER && c->cred.kind != ACS_AUTH_CREDENTIAL) {
+        lua_pushnil(L);
+        return NULL;
+    }
+    if (c->cred.kind == ACS_AUTH_PROVIDER) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, c->provider_ref);
+        st = lua_pcall(L, 0, 1, 0);
+    } else {
+        lua_pushcfunction(L, get_token_call);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, c->provider_ref);
+        lua_pushboolean(L, force);
+        st = lua_pcall(L, 2, 2, 0);
+        if (st == 0) {
+            if (lua_isnil(L, -2)) { /* nil, message: the credential's words */
+                const char *m = lua_tostring(L, -1);
+                lua_pushfstring(L, "credential: %s",
+                                m && lua_type(L, -1) == LUA_TSTRING ? m
+                                : "no token (and no message)");
+                lua_replace(L, -3);
+                lua_pop(L, 1);
+                return lua_tostring(L, -1);
+            }
+            lua_pop(L, 1); /* expires_on: the credential's business */
+        }
+    }
+    if (st != 0) {
+        if (is_interruption(L, -1))
+            lua_error(L); /* Ctrl-C: not the provider's failure */
+        /* its own error text may say anything: do not echo it */
+        lua_pop(L, 1);
+        lua_pushfstring(L, "%s raised an error", who);
+        return lua_tostring(L, -1);
+    }
+    return check_token(L, who, bearer);
+}
+
 /* ---------- options ----------------------------------------------------- */
+
+#define NEW "acscall.new"
 
 /* The string option `name`, or NULL. The value stays on the stack until
  * new returns: the options table need not keep it alive (its __index may
  * make values on the fly), and l_new uses the pointer to the end. */
-static const char *opt_string(lua_State *L, const char *name, size_t *len)
+const char *acs_opt_string(lua_State *L, const char *who, const char *name,
+                           size_t *len)
 {
     lua_getfield(L, 1, name);
     if (lua_isnil(L, -1))
         return NULL;
     if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_error(L, "acscall.new: option '%s' must be a string", name);
+        luaL_error(L, "%s: option '%s' must be a string", who, name);
     return lua_tolstring(L, -1, len);
 }
 
-static long opt_ms(lua_State *L, const char *name, long dflt)
+long acs_opt_ms(lua_State *L, const char *who, const char *name, long dflt)
 {
     long v = dflt;
     lua_getfield(L, 1, name);
     if (!lua_isnil(L, -1)) {
         lua_Number n;
         if (lua_type(L, -1) != LUA_TNUMBER)
-            luaL_error(L, "acscall.new: option '%s' must be a number (seconds)",
+            luaL_error(L, "%s: option '%s' must be a number (seconds)", who,
                        name);
         n = lua_tonumber(L, -1);
         if (!(n > 0 && n <= 86400))
-            luaL_error(L, "acscall.new: option '%s' must be > 0 and <= 86400",
+            luaL_error(L, "%s: option '%s' must be > 0 and <= 86400", who,
                        name);
         v = (long)(n * 1000.0 + 0.5);
         if (v < 1)
@@ -210,7 +267,7 @@ static long opt_ms(lua_State *L, const char *name, long dflt)
 }
 
 /* retries = false | {max=, base_delay=, max_delay=} (delays in seconds) */
-static void opt_retries(lua_State *L, acs_retry_policy *p)
+void acs_opt_retries(lua_State *L, const char *who, acs_retry_policy *p)
 {
     p->max = ACS_DEFAULT_RETRIES;
     p->base_ms = ACS_DEFAULT_BASE_DELAY_MS;
@@ -226,20 +283,20 @@ static void opt_retries(lua_State *L, acs_retry_policy *p)
         return;
     }
     if (lua_type(L, -1) != LUA_TTABLE)
-        luaL_error(L, "acscall.new: option 'retries' must be false or a table");
+        luaL_error(L, "%s: option 'retries' must be false or a table", who);
     lua_getfield(L, -1, "max");
     if (!lua_isnil(L, -1)) {
         lua_Number n = lua_tonumber(L, -1);
         if (lua_type(L, -1) != LUA_TNUMBER || !(n >= 0 && n <= 20) || n != (int)n)
-            luaL_error(L, "acscall.new: 'retries.max' must be an integer in [0, 20]");
+            luaL_error(L, "%s: 'retries.max' must be an integer in [0, 20]", who);
         p->max = (int)n;
     }
     lua_pop(L, 1);
     lua_pushvalue(L, 1); /* opt_ms reads index 1: swap in the retries table */
     lua_pushvalue(L, -2);
     lua_replace(L, 1);
-    p->base_ms = opt_ms(L, "base_delay", p->base_ms);
-    p->max_ms = opt_ms(L, "max_delay", p->max_ms);
+    p->base_ms = acs_opt_ms(L, who, "base_delay", p->base_ms);
+    p->max_ms = acs_opt_ms(L, who, "max_delay", p->max_ms);
     lua_replace(L, 1); /* the options table back */
     lua_pop(L, 1);
 }
@@ -252,23 +309,36 @@ static int l_new(lua_State *L)
     const char *endpoint, *cs, *key, *token, *ua, *ca_file, *api, *err;
     acs_span cs_ep = {NULL, 0}, cs_key = {NULL, 0};
     acs_transport_opts to;
-    int has_provider, n_auth, provider_idx;
+    int has_provider, has_credential, n_auth, provider_idx;
     lua_Number max_body = ACS_DEFAULT_MAX_BODY;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    endpoint = opt_string(L, "endpoint", &eplen);
-    cs = opt_string(L, "connection_string", &cslen);
-    key = opt_string(L, "access_key", &keylen);
-    token = opt_string(L, "token", &toklen);
-    ua = opt_string(L, "user_agent", &ualen);
-    ca_file = opt_string(L, "ca_file", NULL);
-    api = opt_string(L, "api_version", NULL);
+    endpoint = acs_opt_string(L, NEW, "endpoint", &eplen);
+    cs = acs_opt_string(L, NEW, "connection_string", &cslen);
+    key = acs_opt_string(L, NEW, "access_key", &keylen);
+    token = acs_opt_string(L, NEW, "token", &toklen);
+    ua = acs_opt_string(L, NEW, "user_agent", &ualen);
+    ca_file = acs_opt_string(L, NEW, "ca_file", NULL);
+    api = acs_opt_string(L, NEW, "api_version", NULL);
     lua_getfield(L, 1, "token_provider"); /* stays at provider_idx */
     provider_idx = lua_gettop(L);
     has_provider = !lua_isnil(L, -1);
     if (has_provider && lua_type(L, -1) != LUA_TFUNCTION)
         return luaL_error(L, "acscall.new: option 'token_provider' must be a function");
+    lua_getfield(L, 1, "credential"); /* stays at provider_idx + 1 */
+    has_credential = !lua_isnil(L, -1);
+    if (has_credential) {
+        int t = lua_type(L, -1);
+        if (t == LUA_TTABLE || t == LUA_TUSERDATA)
+            lua_getfield(L, -1, "get_token");
+        else
+            lua_pushnil(L);
+        if (lua_type(L, -1) != LUA_TFUNCTION)
+            return luaL_error(L, "acscall.new: option 'credential' must be an object "
+                              "with a get_token method");
+        lua_pop(L, 1);
+    }
     lua_getfield(L, 1, "max_body");
     if (!lua_isnil(L, -1)) {
         max_body = lua_tonumber(L, -1);
@@ -295,13 +365,14 @@ static int l_new(lua_State *L)
     }
     if (endpoint == NULL)
         return luaL_error(L, "acscall.new: missing 'endpoint' (or 'connection_string')");
-    n_auth = (key != NULL) + (token != NULL) + has_provider;
+    n_auth = (key != NULL) + (token != NULL) + has_provider + has_credential;
     if (n_auth == 0)
         return luaL_error(L, "acscall.new: missing credentials: give 'token', "
-                      "'access_key', 'connection_string' or 'token_provider'");
+                      "'access_key', 'connection_string', 'token_provider' or "
+                      "'credential'");
     if (n_auth > 1)
         return luaL_error(L, "acscall.new: give exactly one of 'token', 'access_key' "
-                      "(or a connection string) and 'token_provider'");
+                      "(or a connection string), 'token_provider' and 'credential'");
     if (token && (toklen == 0 || acs_has_crlf(token, toklen)))
         return luaL_error(L, "acscall.new: 'token' must be non-empty, without CR, LF "
                       "or NUL");
@@ -337,10 +408,14 @@ static int l_new(lua_State *L)
         if (c->cred.token_line == NULL)
             return luaL_error(L, "acscall.new: out of memory");
         c->cred.kind = ACS_AUTH_TOKEN;
-    } else {
+    } else if (has_provider) {
         lua_pushvalue(L, provider_idx); /* the function checked above */
         c->provider_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         c->cred.kind = ACS_AUTH_PROVIDER;
+    } else {
+        lua_pushvalue(L, provider_idx + 1); /* the object checked above */
+        c->provider_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        c->cred.kind = ACS_AUTH_CREDENTIAL;
     }
 
     /* User-Agent: acscall/<v> Lua/<x.y> libcurl/<v> [suffix] */
@@ -352,17 +427,17 @@ static int l_new(lua_State *L)
     }
     if ((err = acs_route_set_agent(&c->route, c->ua)) != NULL)
         return luaL_error(L, "acscall.new: %s", err);
-    to.connect_timeout_ms = opt_ms(L, "connect_timeout",
+    to.connect_timeout_ms = acs_opt_ms(L, NEW, "connect_timeout",
                                    ACS_DEFAULT_CONNECT_TIMEOUT_MS);
     to.max_body = (size_t)max_body;
     if (ca_file && (c->ca_file = strdup(ca_file)) == NULL)
         return luaL_error(L, "acscall.new: out of memory");
     to.ca_file = c->ca_file;
     to.user_agent = c->ua;
-    opt_retries(L, &c->retry);
+    acs_opt_retries(L, NEW, &c->retry);
     c->retry.connect_timeout_ms = to.connect_timeout_ms;
-    c->retry.timeout_ms = opt_ms(L, "timeout", ACS_DEFAULT_TIMEOUT_MS);
-    c->retry.deadline_ms = opt_ms(L, "deadline", ACS_DEFAULT_DEADLINE_MS);
+    c->retry.timeout_ms = acs_opt_ms(L, NEW, "timeout", ACS_DEFAULT_TIMEOUT_MS);
+    c->retry.deadline_ms = acs_opt_ms(L, NEW, "deadline", ACS_DEFAULT_DEADLINE_MS);
     /* Nothing is connected here: the first call opens what it needs. */
     if ((err = acs_pool_init(&c->pool, &to)) != NULL)
         return luaL_error(L, "acscall.new: %s", err);

@@ -28,7 +28,7 @@ typedef struct {
     int closed;
     int calls; /* calls running on this client */
     acs_credential cred;
-    int provider_ref; /* token_provider function, or LUA_NOREF */
+    int provider_ref; /* token_provider function or credential, or LUA_NOREF */
     int decoder_ref;  /* own cjson decoder (max_depth option), or 0 */
     int strict;       /* strict = true: wrong-typed known fields are errors */
     acs_route route;
@@ -60,13 +60,31 @@ void acs_client_meta(const acs_client *c, const char *bearer, acs_resp_meta *m);
 /* A fresh x-ms-client-request-id; 0 or -1 (no random bytes). */
 int acs_client_request_id(acs_client *c, char out[37]);
 
-/* The token provider's token, left on the stack (pushes one value: the
- * token or nil), in *bearer; NULL when the client has no provider.
- * Returns NULL or a failure reason (kind "auth"). The provider runs under
- * lua_pcall; its error text is never echoed (it may hold anything), except
- * an interruption (lua.c's Ctrl-C: "interrupted!"), which is re-raised as
- * is. The caller checks c->closed afterwards. */
-const char *acs_client_bearer(lua_State *L, acs_client *c, const char **bearer);
+/* The bearer token of a token_provider or credential client: pushes one
+ * value, the token (then *bearer points into it and NULL is returned), or
+ * a string saying why there is none (returned: a failure reason of kind
+ * "auth", alive while that value stays on the stack), or nil for the other
+ * kinds (*bearer NULL, NULL returned).
+ *   token_provider: provider() -> token
+ *   credential:     cred:get_token() -> token[, expires_on] | nil, message;
+ *                   force: cred:get_token{force_refresh = true} (after a 401)
+ * The Lua code runs under lua_pcall. A credential's nil, message is passed
+ * on ("credential: <message>": credentials keep secrets out of it); a raised
+ * error's text is never echoed (it may hold anything), except an
+ * interruption (lua.c's Ctrl-C: "interrupted!"), which is re-raised as is.
+ * The caller checks c->closed afterwards. */
+const char *acs_client_bearer(lua_State *L, acs_client *c, int force,
+                              const char **bearer);
+
+/* Options of the table at index 1, for core.new and core.fetcher; a
+ * mistake raises "<who>: ...". acs_opt_string leaves the value on the
+ * stack (NULL when absent); acs_opt_ms reads seconds, returns ms in
+ * [1, 86400000] or dflt; acs_opt_retries reads retries = false |
+ * {max=, base_delay=, max_delay=} into p's max, base_ms, max_ms. */
+const char *acs_opt_string(lua_State *L, const char *who, const char *name,
+                           size_t *len);
+long acs_opt_ms(lua_State *L, const char *who, const char *name, long dflt);
+void acs_opt_retries(lua_State *L, const char *who, acs_retry_policy *p);
 
 /* Registers core.new and the client metatable (methods from call.c and
  * batch.c); the metatable is stored in the registry only once complete. */

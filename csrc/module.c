@@ -9,6 +9,8 @@
  *   transport.c   stage 2: libcurl only, the connection cache
  *   model.c       stage 3: JSON -> CallConnectionProperties; decode
  *   identifier.c  rawId both ways; raw_id, identifier_from_raw_id
+ *   fetch.c       core.fetcher: HTTP for the identity side (token requests)
+ *   command.c     core.spawn: a local program (the Azure CLI), no shell
  *   failure.c     the nil, message, info contract; failure
  *   util.c        UUIDs, clock, sleep */
 #include <lua.h>
@@ -19,8 +21,10 @@
 #include "client.h"
 #include "compat.h"
 #include "failure.h"
+#include "fetch.h"
 #include "identifier.h"
 #include "model.h"
+#include "command.h"
 #include "transport.h"
 
 ACS_EXPORT int luaopen_acscall_core(lua_State *L);
@@ -32,6 +36,8 @@ ACS_EXPORT int luaopen_acscall_core(lua_State *L)
     acs_call_note_main_thread(L);
     lua_newtable(L);
     acs_client_open(L);
+    acs_fetch_open(L);
+    acs_spawn_open(L);
     acs_auth_open(L);
     acs_model_open(L);
     acs_identifier_open(L);

@@ -294,12 +294,12 @@ struct curl_slist *acs_request_headers(const acs_route *r,
     l = add(l, line, &ok);
     if (cred->kind == ACS_AUTH_TOKEN) {
         l = add(l, cred->token_line, &ok);
-    } else if (cred->kind == ACS_AUTH_PROVIDER) {
+    } else if (cred->kind == ACS_AUTH_PROVIDER || cred->kind == ACS_AUTH_CREDENTIAL) {
         size_t n;
         char *h;
         if (bearer == NULL) { /* callers pass the provider's token */
             acs_free_headers(l);
-            *why = "no token from token_provider";
+            *why = "no bearer token";
             return NULL;
         }
         n = strlen(bearer) + sizeof "Authorization: Bearer ";

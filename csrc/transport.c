@@ -3,9 +3,11 @@
 
 #include <ctype.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -146,13 +148,66 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow,
 
 /* ---------- sockets: which are ours, so a forked child can let go ------ */
 
+/* ---------- ACSCALL_LOOPBACK_ONLY ---------------------------------------- */
+
+static int addr_is_loopback(const struct curl_sockaddr *a)
+{
+    if (a->family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)&a->addr;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (a->family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)&a->addr;
+        const unsigned char *b = in6->sin6_addr.s6_addr;
+        static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+               (memcmp(b, v4mapped, 12) == 0 && b[12] == 127);
+    }
+    return 0; /* (a Unix socket is never asked for: http and https only) */
+}
+
+/* The URL's host is 127.x.y.z, [::1] or localhost: decided on the text,
+ * before libcurl resolves anything. */
+static int url_is_loopback(const char *url)
+{
+    const char *h = strstr(url, "://"), *end, *at;
+    size_t n, i;
+    if (h == NULL)
+        return 0;
+    h += 3;
+    end = h + strcspn(h, "/?#");
+    for (at = h; at < end; at++)
+        if (*at == '@') /* userinfo: the host follows the last one */
+            h = at + 1;
+    if (*h == '[')
+        return strncmp(h, "[::1]", 5) == 0 && (h[5] == ':' || h + 5 == end);
+    n = strcspn(h, ":/?#");
+    if (h + n > end)
+        n = (size_t)(end - h);
+    if (n == 9 && strncasecmp(h, "localhost", 9) == 0)
+        return 1;
+    if (n < 7 || strncmp(h, "127.", 4) != 0)
+        return 0;
+    for (i = 4; i < n; i++)
+        if (!(h[i] == '.' || (h[i] >= '0' && h[i] <= '9')))
+            return 0;
+    return 1;
+}
+
+/* ---------- sockets: which are ours, so a forked child can let go ------ */
+
 static curl_socket_t on_open_socket(void *ud, curlsocktype purpose,
                                     struct curl_sockaddr *a)
 {
-    acs_pool *p = ud;
+    acs_conn *c = ud;
+    acs_pool *p = c->pool;
     struct stat st;
     int fd;
     (void)purpose;
+    if (p->loopback_only && !addr_is_loopback(a)) {
+        c->refused = 1;
+        return CURL_SOCKET_BAD;
+    }
     if (p->nsocks == p->socks_cap) {
         int cap = p->socks_cap ? p->socks_cap * 2 : 16;
         acs_sock *s = realloc(p->socks, (size_t)cap * sizeof *s);
@@ -226,10 +281,11 @@ static acs_conn *conn_new(acs_pool *p)
         return NULL;
     }
     c->max_body = o->max_body;
+    c->pool = p;
     curl_easy_setopt(e, CURLOPT_PRIVATE, c);
     curl_easy_setopt(e, CURLOPT_SHARE, p->share);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, p);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, c);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, p);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -277,10 +333,12 @@ static const char *share_init(acs_pool *p)
 
 const char *acs_pool_init(acs_pool *p, const acs_transport_opts *o)
 {
+    const char *lo = getenv("ACSCALL_LOOPBACK_ONLY");
+    p->opts = *o;
+    p->loopback_only = lo != NULL && strcmp(lo, "1") == 0;
+    p->pid = acs_getpid();
     if (acs_transport_global_init() != 0)
         return "libcurl initialisation failed";
-    p->opts = *o;
-    p->pid = acs_getpid();
     return share_init(p);
 }
 
@@ -627,14 +685,23 @@ void acs_conn_begin(acs_conn *c, const char *url, struct curl_slist *headers,
     reset_response(c);
     c->interrupted = fn;
     c->interrupted_ud = ud;
-    if (conn_set_url(c, url) == 0) {
+    c->refused = c->pool->loopback_only && !url_is_loopback(url);
+    /* refused: an empty URL fails at once, before any DNS lookup */
+    if (!c->refused && conn_set_url(c, url) == 0) {
         curl_easy_setopt(c->easy, CURLOPT_CURLU, c->uh);
     } else {
         curl_easy_setopt(c->easy, CURLOPT_CURLU, NULL);
-        curl_easy_setopt(c->easy, CURLOPT_URL, url);
+        curl_easy_setopt(c->easy, CURLOPT_URL, c->refused ? "" : url);
     }
+    curl_easy_setopt(c->easy, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, timeout_ms < 1 ? 1L : timeout_ms);
+}
+
+void acs_conn_post(acs_conn *c, const char *body, size_t len)
+{
+    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, body);
 }
 
 int acs_conn_end(acs_conn *c, CURLcode rc)
@@ -642,6 +709,10 @@ int acs_conn_end(acs_conn *c, CURLcode rc)
     c->interrupted = NULL;
     c->interrupted_ud = NULL;
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->status);
+    if (c->refused) {
+        c->status = 0;
+        return ACS_TR_REFUSED;
+    }
     if (c->overflow)
         return ACS_TR_TOO_LARGE;
     if (rc == CURLE_WRITE_ERROR)
@@ -700,6 +771,8 @@ const char *acs_conn_error(const acs_conn *c, int rc)
         return "response body exceeds the max_body limit";
     if (rc == ACS_TR_INTERRUPTED)
         return "interrupted";
+    if (rc == ACS_TR_REFUSED)
+        return "refused a host that is not loopback (ACSCALL_LOOPBACK_ONLY=1)";
     if (rc == ACS_TR_NOMEM)
         return "out of memory while reading the response";
     if (c->errbuf[0])

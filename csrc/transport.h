@@ -9,7 +9,13 @@
  * nested in another (a finalizer, a token provider) finds the pool emptier
  * and gets fresh handles, so it never touches the outer call's. The pool
  * knows the process that opened its sockets: in a forked child it drops
- * them without a byte on the wire (acs_pool_after_fork). */
+ * them without a byte on the wire (acs_pool_after_fork).
+ *
+ * ACSCALL_LOOPBACK_ONLY=1 in the environment when a pool is made (the test
+ * suite sets it): an attempt whose URL host is not 127.0.0.0/8, ::1 or
+ * localhost fails at once (ACS_TR_REFUSED) before any DNS lookup, and a
+ * socket to a non-loopback address is never opened. A safety net that
+ * keeps a forgotten default from sending a packet off the machine. */
 #ifndef ACS_TRANSPORT_H
 #define ACS_TRANSPORT_H
 
@@ -25,6 +31,7 @@
 #define ACS_TR_TOO_LARGE 1000 /* body exceeded max_body */
 #define ACS_TR_NOMEM 1001
 #define ACS_TR_INTERRUPTED 1002 /* the interrupt check said so */
+#define ACS_TR_REFUSED 1003 /* ACSCALL_LOOPBACK_ONLY: not a loopback host */
 
 typedef struct {
     long connect_timeout_ms;
@@ -38,8 +45,12 @@ typedef struct {
  * not call into Lua in a way that can raise. */
 typedef int (*acs_interrupt_fn)(const void *ud);
 
+struct acs_pool;
+
 typedef struct acs_conn {
     CURL *easy; /* CURLINFO_PRIVATE points at this acs_conn */
+    struct acs_pool *pool; /* the pool it belongs to */
+    int refused; /* this attempt went (or would go) off loopback */
     int tag;    /* free for the user of the handle (a batch: its slot) */
     struct curl_slist *headers; /* this attempt's (secrets): wiped when freed */
     /* header lines sent after this attempt's own, owned by the caller and
@@ -73,8 +84,9 @@ typedef struct {
     ino_t ino;
 } acs_sock;
 
-typedef struct {
+typedef struct acs_pool {
     acs_transport_opts opts;
+    int loopback_only; /* ACSCALL_LOOPBACK_ONLY=1 in the environment */
     CURLSH *share;
     acs_conn **idle;
     int nidle, idle_cap;
@@ -148,6 +160,9 @@ void acs_conn_begin(acs_conn *c, const char *url, struct curl_slist *headers,
 /* 0 when a response arrived (c->status, c->body, headers filled), else a
  * CURLcode or ACS_TR_*. Clears the interrupt check. */
 int acs_conn_end(acs_conn *c, CURLcode rc);
+/* After acs_conn_begin: make the attempt a POST of body (len bytes,
+ * owned by the caller until the attempt ends). Without it, a GET. */
+void acs_conn_post(acs_conn *c, const char *body, size_t len);
 /* begin + curl_easy_perform + end. */
 int acs_conn_get(acs_conn *c, const char *url, struct curl_slist *headers,
                  long timeout_ms, acs_interrupt_fn fn, const void *ud);

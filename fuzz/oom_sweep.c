@@ -6,7 +6,9 @@
  * lua_State:
  *   1. the workload runs under lua_pcall: require "acscall", new, get_call,
  *      get_calls (a good id, another, a malformed body), a client with a
- *      token provider (get_call, get_calls), close; it may fail anywhere;
+ *      token provider (get_call, get_calls), one with a credential whose
+ *      first token is refused (401, refresh), a core.fetcher POST, close;
+ *      it may fail anywhere;
  *   2. recovery (the allocator no longer refuses): every client the
  *      workload made is closed, and the process must be back to the
  *      descriptors it had before (close() releases, whatever happened);
@@ -80,8 +82,18 @@ static const char workload[] =
     "CLIENTS[#CLIENTS + 1] = p\n"
     "p:get_call(SEED)\n"
     "p:get_calls({SEED, 'minimal'})\n"
+    "local cr = acscall.new{endpoint = EP, retries = false, credential = {\n"
+    "  get_token = function(_, o) return o and TOKEN .. '' or 'stale-token-0123' end}}\n"
+    "CLIENTS[#CLIENTS + 1] = cr\n"
+    "cr:get_call(SEED)\n"
+    "cr:get_calls({SEED, 'minimal'}, {concurrency = 2})\n"
+    "local f = require('acscall.core').fetcher{retries = false}\n"
+    "CLIENTS[#CLIENTS + 1] = f\n"
+    "f:fetch{url = EP .. 'x', form = {a = 'b c', z = 'y'}, headers = {['X-A'] = '1'}}\n"
     "c:close()\n"
-    "p:close()\n";
+    "p:close()\n"
+    "cr:close()\n"
+    "f:close()\n";
 
 static const char close_all[] =
     "for _, c in ipairs(CLIENTS) do c:close() end\n"

@@ -6,11 +6,7 @@ local cjson = require "cjson.safe"
 local API = "2026-03-12"
 local UUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
 
-local function decode(body)
-  local v, err = cjson.decode(body)
-  assert(v ~= nil, "invalid JSON: " .. tostring(err) .. ": " .. tostring(body):sub(1, 200))
-  return v
-end
+local decode = helpers.decode_json
 
 local function assert_error_body(body, code)
   local v = decode(body)

@@ -3,6 +3,8 @@
 --   local e = helpers.start_emulator{ tls = true, latency = 20 }
 --   ... e.endpoint, e.connection_string, e.access_key, e.token, e.ca_file, e.dir, e.log_path, e.port
 --   e:log(), e:last_request(), e:clear_log(), e:stop()
+--   identity side: e.imds_endpoint, e.identity_endpoint, e.identity_header, e.authority_host,
+--   e.client_secret, e.token_ttl; e:token_requests{...}, e:calls{...}; helpers.fingerprint(s)
 local cjson = require "cjson.safe"
 
 local helpers = {}
@@ -206,7 +208,8 @@ function helpers.parse_env(out)
   return env
 end
 
---- Start an emulator. opts: tls, latency (ms), port, fixtures (dir), access_key, token, dir;
+--- Start an emulator. opts: tls, latency (ms), port, fixtures (dir), access_key, token, dir,
+-- token_ttl (s), client_secret, identity_header;
 -- scenarios (and rename): serve a private copy of the fixtures with these
 -- fault calls added (helpers.fault_fixtures), removed again by :stop().
 function helpers.start_emulator(opts)
@@ -232,6 +235,9 @@ function helpers.start_emulator(opts)
   if opts.access_key then args[#args + 1] = "--access-key " .. shell_quote(opts.access_key) end
   if opts.token then args[#args + 1] = "--token " .. shell_quote(opts.token) end
   if opts.dir then args[#args + 1] = "--dir " .. shell_quote(opts.dir) end
+  if opts.token_ttl then args[#args + 1] = "--token-ttl " .. shell_quote(opts.token_ttl) end
+  if opts.client_secret then args[#args + 1] = "--client-secret " .. shell_quote(opts.client_secret) end
+  if opts.identity_header then args[#args + 1] = "--identity-header " .. shell_quote(opts.identity_header) end
   local errfile = os.tmpname()
   local out, ok, rc = run(table.concat(args, " ") .. " 2>" .. shell_quote(errfile))
   local err = read_file(errfile) or ""
@@ -253,6 +259,14 @@ function helpers.start_emulator(opts)
   }, Emulator)
   e.port = tonumber(e.endpoint:match(":(%d+)/$"))
   e.host = "127.0.0.1:" .. e.port
+  -- the identity side, all on the same port (emulator/README.md "Identity")
+  local base = e.endpoint:gsub("/$", "")
+  e.imds_endpoint = base                    -- managed_identity{endpoint} / AZURE_POD_IDENTITY_AUTHORITY_HOST
+  e.identity_endpoint = base .. "/msi/token" -- IDENTITY_ENDPOINT (App Service)
+  e.identity_header = opts.identity_header or "emulator-identity-header" -- IDENTITY_HEADER
+  e.authority_host = base                   -- AZURE_AUTHORITY_HOST: POST <it>/<tenant>/oauth2/v2.0/token
+  e.client_secret = opts.client_secret or "emulator-client-secret"
+  e.token_ttl = tonumber(opts.token_ttl) or 3600
   e.pid = tonumber((read_file(e.dir .. "/nginx.pid") or ""):match("%d+"))
   return e
 end
@@ -275,6 +289,45 @@ function Emulator:log()
     if v then entries[#entries + 1] = v end
   end
   return entries
+end
+
+Emulator.log_entries = Emulator.log
+
+local function matches(entry, filter)
+  for k, v in pairs(filter) do
+    if entry[k] ~= v then return false end
+  end
+  return true
+end
+
+--- The token requests in the log (entries with an `identity` object), oldest first.
+-- filter (all optional): endpoint ("imds" | "app_service" | "oauth2"), path_prefix (e.g.
+-- "/my-tenant/"), client_id, tenant, status, auth, fault.
+function Emulator:token_requests(filter)
+  filter = filter or {}
+  local list = {}
+  for _, r in ipairs(self:log()) do
+    local id = r.identity
+    if type(id) == "table"
+      and (filter.endpoint == nil or id.endpoint == filter.endpoint)
+      and (filter.client_id == nil or id.client_id == filter.client_id)
+      and (filter.tenant == nil or id.tenant == filter.tenant)
+      and (filter.path_prefix == nil or r.path:sub(1, #filter.path_prefix) == filter.path_prefix)
+      and matches(r, { status = filter.status, auth = filter.auth, fault = filter.fault }) then
+      list[#list + 1] = r
+    end
+  end
+  return list
+end
+
+--- The Get Call requests in the log, oldest first. filter (all optional): id, status, auth
+-- ("hmac" | "bearer" | "issued" | "fail:..."), token_fp (helpers.fingerprint of the bearer token).
+function Emulator:calls(filter)
+  local list = {}
+  for _, r in ipairs(self:log()) do
+    if r.route == "call" and matches(r, filter or {}) then list[#list + 1] = r end
+  end
+  return list
 end
 
 function Emulator:last_request()
@@ -331,6 +384,14 @@ function helpers.hmac_headers(opts)
   }
 end
 
+--- The request log's fingerprint of a secret value (token_fp, assertion_fp): the first 12 hex
+-- digits of its SHA-256, computed here independently of the emulator.
+function helpers.fingerprint(s)
+  return (require("openssl.digest").new("sha256"):final(s):sub(1, 6):gsub(".", function(c)
+    return string.format("%02x", c:byte())
+  end))
+end
+
 function Emulator:signed_headers(path, extra)
   local h = helpers.hmac_headers({ key = self.access_key, path = path, host = self.host })
   for k, v in pairs(extra or {}) do h[k:lower()] = v end
@@ -359,6 +420,49 @@ function helpers.http_get(url, headers, timeout)
   http.TIMEOUT = old
   if not ok then return nil, status end
   return status, table.concat(chunks), rheaders
+end
+
+--- A JSON body decoded; an assertion error (quoting the body's start) when it is not JSON.
+function helpers.decode_json(body)
+  local v, err = cjson.decode(body)
+  assert(v ~= nil, "invalid JSON: " .. tostring(err) .. ": " .. tostring(body):sub(1, 200))
+  return v
+end
+
+--- x-www-form-urlencoded body of a table (keys sorted; values percent-encoded).
+function helpers.form_encode(t)
+  local keys, parts = {}, {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    parts[#parts + 1] = helpers.encode_id(k) .. "=" .. helpers.encode_id(t[k])
+  end
+  return table.concat(parts, "&")
+end
+
+--- POST url with a body (a table: sent form-encoded) via luasocket. Returns status, body,
+-- headers (lowercased), or nil, err.
+function helpers.http_post(url, body, headers, timeout)
+  local http = require "socket.http"
+  local ltn12 = require "ltn12"
+  local h = { ["content-type"] = "application/x-www-form-urlencoded" }
+  for k, v in pairs(headers or {}) do h[k:lower()] = v end
+  if type(body) == "table" then body = helpers.form_encode(body) end
+  h["content-length"] = tostring(#body)
+  local chunks = {}
+  local old = http.TIMEOUT
+  http.TIMEOUT = timeout or 5
+  local ok, status, rheaders = http.request({
+    url = url, method = "POST", headers = h, source = ltn12.source.string(body),
+    sink = ltn12.sink.table(chunks), redirect = false,
+  })
+  http.TIMEOUT = old
+  if not ok then return nil, status end
+  return status, table.concat(chunks), rheaders
+end
+
+function Emulator:post(path, body, headers, timeout)
+  return helpers.http_post(self:url(path), body, headers, timeout)
 end
 
 function Emulator:get(path_and_query, headers, timeout)

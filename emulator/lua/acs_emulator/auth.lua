@@ -55,9 +55,21 @@ function M.signature(key_b64, method, path_and_query, date, host, content_hash)
   return M.hmac_b64(key, M.string_to_sign(method, path_and_query, date, host, content_hash))
 end
 
+M.EXPIRED = "The access token has expired."
+
+-- a short, one-way name for a secret value (the request log's token_fp, assertion_fp):
+-- the first 12 hex digits of its SHA-256
+function M.fingerprint(s)
+  return (digest.new("sha256"):final(s):sub(1, 6):gsub(".", function(c)
+    return string.format("%02x", c:byte())
+  end))
+end
+
 -- Verify a request. req = {method, uri (as received), host (Host header as received), headers
--- (lowercased names -> value), body, now (epoch seconds), parse_date (fn: RFC1123 -> epoch)}.
--- cfg = {access_key (base64), token}. Returns "hmac" | "bearer", or nil, reason.
+-- (lowercased names -> value), body, now (epoch seconds), parse_date (fn: RFC1123 -> epoch);
+-- optional expiry (fn: token -> when an issued token expires, or nil) and clock (now, fractional)}.
+-- cfg = {access_key (base64), token}. Returns "hmac" | "bearer" (the static token) | "issued"
+-- (an issued token before its expiry), or nil, reason (M.EXPIRED for an expired issued token).
 function M.verify(req, cfg)
   local h = req.headers
   local authz = h["authorization"]
@@ -68,8 +80,13 @@ function M.verify(req, cfg)
   if not scheme then return nil, "malformed Authorization header" end
 
   if scheme:lower() == "bearer" then
+    if cfg.token and cfg.token ~= "" and M.equal(rest, cfg.token) then return "bearer" end
+    local expires_at = req.expiry and req.expiry(rest)
+    if expires_at then
+      if req.clock < expires_at then return "issued" end
+      return nil, M.EXPIRED
+    end
     if not cfg.token or cfg.token == "" then return nil, "bearer tokens not accepted" end
-    if M.equal(rest, cfg.token) then return "bearer" end
     return nil, "invalid bearer token"
   end
 

@@ -2,6 +2,7 @@
 -- Configuration comes from init_by_lua (see emulator/acs-emulator): acs_emulator.configure{...}.
 local cjson = require "cjson.safe"
 local auth = require "acs_emulator.auth"
+local identity = require "acs_emulator.identity"
 
 local ngx = ngx
 local M = { cfg = {} }
@@ -106,6 +107,7 @@ local function log_entry(status)
         v = redact(v)
       end
     end
+    if k == "x-identity-header" then v = "<redacted>" end -- App Service's shared secret
     headers[k] = v
   end
   ngx.update_time()
@@ -115,8 +117,11 @@ local function log_entry(status)
     uri = ngx.var.request_uri,
     path = ctx.path or ngx.var.uri,
     id = ctx.id or cjson.null,
+    route = ctx.route or "other",
     headers = headers,
     auth = ctx.auth or "none",
+    token_fp = ctx.token_fp or cjson.null,
+    identity = ctx.identity or cjson.null,
     status = status or cjson.null,
     fault = ctx.fault or cjson.null,
     request_id = ctx.request_id or cjson.null,
@@ -331,6 +336,10 @@ local function handle_call(id)
     body = f and read_file(f) or ""
   end
 
+  local authz = h["authorization"]
+  local scheme, token = (type(authz) == "string" and authz or ""):match("^(%S+)%s+(.*)$")
+  if scheme and scheme:lower() == "bearer" then ctx.token_fp = auth.fingerprint(token) end
+  ngx.update_time()
   local verdict, reason = auth.verify({
     method = ngx.req.get_method(),
     uri = ngx.var.request_uri,
@@ -339,6 +348,8 @@ local function handle_call(id)
     body = body,
     now = ngx.time(),
     parse_date = ngx.parse_http_time,
+    expiry = identity.expiry,
+    clock = ngx.now(),
   }, M.cfg)
   if not verdict then
     ctx.auth = "fail:" .. reason
@@ -407,6 +418,7 @@ function M.handle()
       local id = pct_decode(seg)
       ctx.id = id
       ctx.path = id
+      ctx.route = "call"
       return handle_call(id)
     end
   elseif path:sub(1, #REDIRECTED_PREFIX) == REDIRECTED_PREFIX then
@@ -415,8 +427,15 @@ function M.handle()
       local id = pct_decode(seg)
       ctx.id = id
       ctx.auth = "none"
+      ctx.route = "redirected"
       return serve_fixture(id)
     end
+  end
+  local route, tenant = identity.route(path)
+  if route then
+    ctx.route = route
+    local status, body, headers = identity[route](M.cfg, tenant)
+    return respond(status, cjson.encode(body), headers)
   end
   return error_response(404, "NotFound", "No such resource: " .. ctx.path)
 end
