@@ -26,7 +26,7 @@ local clients = {
     ("%s raw %s %s serve 20"):format(q(FLOOR), q(ep), q(ca)), 500 },
   { "fair-bearer", "fair floor, bearer (libcurl + request id + cjson.decode)",
     ("%s fair-bearer %s %s serve 20"):format(q(FLOOR), q(ep), q(ca)), 500 },
-  { "fair-hmac", "fair floor, HMAC (libcurl + request id + HMAC() + cjson.decode)",
+  { "fair-hmac", "fair floor, HMAC (libcurl + request id + HMAC signing + cjson.decode)",
     ("%s fair-hmac %s %s serve 20"):format(q(FLOOR), q(ep), q(ca)), 500 },
   { "acscall-bearer", "acscall get_call, bearer",
     ("%s %s/clients.lua acscall-bearer %s %s serve 20 %s"):format(LUA, q(here), q(ep), ID, q(ca)), 500 },
