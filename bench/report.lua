@@ -155,8 +155,8 @@ end
 for _, t in ipairs { { 64, 1.3 }, { 256, 1.6 } } do
   local a, f = BX[t[1] .. "/acscall"], BX[t[1] .. "/floor"]
   if a then
-    print(("| batch %d in flight ≤ %.1f× ideal | %s (fair floor %s) | %s |"):format(t[1], t[2], f2(a.x), f2(f and f.x),
-      verdict(a.x, "<=", t[2])))
+    print(("| batch %d in flight ≤ %.1f× ideal | %.3f (fair floor %s) | %s |"):format(t[1], t[2], a.x,
+      f and ("%.3f"):format(f.x) or "-", verdict(a.x, "<=", t[2])))
     print(("| batch %d in flight: CPU per id ≤ 30 µs | %s (fair floor %s; acscall/floor %s) | %s |"):format(t[1], f2(a.cpu),
       f2(f and f.cpu), f2(BX[t[1] .. "/ratio"] and BX[t[1] .. "/ratio"].cpu), verdict(a.cpu, "<=", 30)))
   end
