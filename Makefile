@@ -73,7 +73,8 @@ deps:
 
 # Every test run: the core refuses to connect anywhere but loopback, so a
 # default a spec forgot to override (IMDS, a token authority, a real ACS
-# host) fails the spec instead of sending a packet (csrc/transport.h).
+# host) fails the spec instead of sending a packet (csrc/transport.h); and
+# building an acscall.credential aimed off loopback (or at the real az) raises.
 test: export ACSCALL_LOOPBACK_ONLY = 1
 test-%: export ACSCALL_LOOPBACK_ONLY = 1
 

@@ -59,6 +59,7 @@ build = {
     ["acscall.cli"] = "lua/acscall/cli.lua",
     ["acscall.resty"] = "lua/acscall/resty.lua",
     ["acscall.resty_worker"] = "lua/acscall/resty_worker.lua",
+    ["acscall.credential"] = "lua/acscall/credential.lua",
   },
   install = {
     bin = { acscall = "bin/acscall" },

@@ -8,7 +8,10 @@ local ROOT = helpers.repo_root()
 local CLI = ROOT .. "/bin/acscall"
 local SEED = "18dea47f-b081-4107-9a5c-4300819d2c6c"
 local CLEAN_ENV = "env -u ACS_CONNECTION_STRING -u ACS_ENDPOINT -u ACS_TOKEN"
-  .. " -u ACS_ACCESS_KEY -u ACS_CA_FILE"
+  .. " -u ACS_ACCESS_KEY -u ACS_CA_FILE -u ACSCALL_AUTH -u ACSCALL_AZURE_CLI -u AZURE_TENANT_ID"
+  .. " -u AZURE_CLIENT_ID -u AZURE_CLIENT_SECRET -u AZURE_AUTHORITY_HOST -u AZURE_FEDERATED_TOKEN_FILE"
+  .. " -u AZURE_POD_IDENTITY_AUTHORITY_HOST -u IDENTITY_ENDPOINT -u IDENTITY_HEADER -u IDENTITY_SERVER_THUMBPRINT"
+  .. " -u IMDS_ENDPOINT"
 
 local everything_printed = {} -- every stdout and stderr of the current spec, for the secrets check
 
@@ -19,6 +22,8 @@ local function cli(env, args, opts)
   local out, err = os.tmpname(), os.tmpname()
   local vars = {}
   for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
+  -- as under make test, when run alone too: nothing leaves this machine
+  if not (env or {}).ACSCALL_LOOPBACK_ONLY then vars[#vars + 1] = "ACSCALL_LOOPBACK_ONLY=1" end
   table.sort(vars)
   local cmd = (opts.cd and ("cd " .. q(opts.cd) .. " && ") or "") .. (opts.prefix or "") .. CLEAN_ENV
     .. (opts.env_extra or "") .. " " .. table.concat(vars, " ") .. " " .. q(CLI) .. " " .. args
@@ -612,6 +617,98 @@ describe("acscall CLI", function()
       assert.matches("Z  cli%-watch  disconnected$", l[3])
       assert.matches("acscall: %S+Z cli%-watch: HTTP 503: .*%(still watching%)\n", e)
       assert.matches("cli%-watch: recovered\n", e)
+    end)
+  end)
+
+  describe("--auth (Entra ID credentials)", function()
+    local SECRET = "emulator-client-secret"
+    local function imds_env(extra)
+      local e = {ACS_ENDPOINT = emu.endpoint, AZURE_POD_IDENTITY_AUTHORITY_HOST = emu.endpoint:gsub("/$", "")}
+      for k, v in pairs(extra or {}) do e[k] = v end
+      return e
+    end
+    local core_ready = type(require("acscall.core").fetcher) == "function"
+
+    it("--help documents every mode and the variables each reads", function()
+      local out, _, rc = cli({}, "get --help")
+      assert.equal(0, rc)
+      for _, s in ipairs{"--auth", "ACSCALL_AUTH", "default", "managed-identity", "client-secret",
+        "workload-identity", "cli ", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+        "AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE",
+        "AZURE_AUTHORITY_HOST", "ACSCALL_AZURE_CLI"} do
+        assert.truthy(out:find(s, 1, true), s)
+      end
+    end)
+
+    it("an unknown mode, a missing endpoint or setting: exit 2, never the secret", function()
+      local out, err, rc = cli(imds_env(), "get --auth bogus " .. SEED)
+      assert.equal(2, rc)
+      assert.equal("", out)
+      assert.matches("%-%-auth: one of default, managed%-identity", err)
+      out, err, rc = cli({ACSCALL_AUTH = "managed-identity"}, "get " .. SEED)
+      assert.equal(2, rc)
+      assert.equal("", out)
+      assert.matches("needs an endpoint %(set ACS_ENDPOINT", err)
+      out, err, rc = cli(imds_env{AZURE_TENANT_ID = "t1", AZURE_CLIENT_SECRET = "S3CRET"},
+        "get --auth client-secret " .. SEED)
+      assert.equal(2, rc)
+      assert.equal("", out)
+      assert.matches("AZURE_CLIENT_ID", err)
+    end)
+
+    it("aimed off loopback under ACSCALL_LOOPBACK_ONLY=1 (the suite): exit 2 before any request", function()
+      local _, err, rc = cli({ACS_ENDPOINT = emu.endpoint}, "get --auth managed-identity " .. SEED)
+      assert.equal(2, rc)
+      assert.matches("169%.254%.169%.254", err)
+      assert.matches("ACSCALL_LOOPBACK_ONLY=1", err)
+    end)
+
+    it("managed-identity (IMDS), client-secret, workload-identity, default: the call succeeds", function()
+      if not core_ready then pending("needs core.fetcher and credential support in acscall.new") return end
+      local file = os.tmpname()
+      local f = assert(io.open(file, "w"))
+      f:write("emulator-assertion-cli\n")
+      f:close()
+      local cases = {
+        {"--auth managed-identity", imds_env{AZURE_CLIENT_ID = "cli-mi"}, "imds", "cli-mi"},
+        {"--auth client-secret", imds_env{AZURE_TENANT_ID = "t1", AZURE_CLIENT_ID = "cli-cs",
+          AZURE_CLIENT_SECRET = SECRET, AZURE_AUTHORITY_HOST = emu.endpoint}, "oauth2", "cli-cs"},
+        {"--auth workload-identity", imds_env{AZURE_TENANT_ID = "t1", AZURE_CLIENT_ID = "cli-wi",
+          AZURE_FEDERATED_TOKEN_FILE = file, AZURE_AUTHORITY_HOST = emu.endpoint}, "oauth2", "cli-wi"},
+        {"", imds_env{ACSCALL_AUTH = "default", AZURE_CLIENT_ID = "cli-default",
+          ACSCALL_AZURE_CLI = "/nonexistent/az"}, "imds", "cli-default"}, -- the env var alone
+      }
+      for _, case in ipairs(cases) do
+        emu:clear_log()
+        local out, err, rc = cli(case[2], "get " .. case[1] .. " --field callConnectionState state-connected")
+        assert.equal(0, rc, case[1] .. ": " .. err)
+        assert.equal("connected\n", out)
+        local tokens = emu:token_requests{ endpoint = case[3], client_id = case[4]}
+        assert.equal(1, #tokens, case[1])
+        assert.equal("issued", emu:last_request().auth)
+      end
+      os.remove(file)
+    end)
+
+    it("--auth cli runs the given az (ACSCALL_AZURE_CLI), no shell", function()
+      if not (core_ready and require("acscall.core").spawn) then pending("needs core.spawn") return end
+      local az, fake = helpers.fake_az{token = emu.token}
+      local out, err, rc = cli({ACS_ENDPOINT = emu.endpoint, ACSCALL_AZURE_CLI = az},
+        "get --auth cli --field callConnectionState state-connected")
+      fake.remove()
+      assert.equal(0, rc, err)
+      assert.equal("connected\n", out)
+    end)
+
+    it("a refused secret: exit 3, kind auth, the secret never printed", function()
+      if not core_ready then pending("needs core.fetcher and credential support in acscall.new") return end
+      local out, err, rc = cli(imds_env{AZURE_TENANT_ID = "t1", AZURE_CLIENT_ID = "cli-bad",
+        AZURE_CLIENT_SECRET = "S3CRET-wrong-value", AZURE_AUTHORITY_HOST = emu.endpoint},
+        "get --auth client-secret state-connected")
+      assert.equal(3, rc)
+      assert.equal("", out)
+      assert.matches("AADSTS7000215", err)
+      assert.falsy(err:find("S3CRET", 1, true))
     end)
   end)
 

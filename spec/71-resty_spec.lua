@@ -288,6 +288,102 @@ describe("acscall.resty", function()
     end)
   end)
 
+  describe("capture_get_call with a credential", function()
+    -- a stand-in ngx whose subrequests answer from a script
+    local function with_capture(answers, f)
+      local n = { HTTP_GET = 0, HTTP_POST = 1, sent = {} }
+      n.location = { capture = function(_, o)
+        n.sent[#n.sent + 1] = o.vars.acscall_authorization
+        return table.remove(answers, 1)
+      end }
+      n.sleep = function() end
+      n.now = function() return 1000 end
+      local saved = rawget(_G, "ngx")
+      rawset(_G, "ngx", n)
+      local function pack(...) return { n = select("#", ...), ... } end
+      local r = pack(pcall(f, n))
+      rawset(_G, "ngx", saved)
+      assert(r[1], r[2])
+      return n, unpack(r, 2, r.n) -- nil holes: LuaJIT's #r would cut them
+    end
+    local BODY = assert(helpers.read_file(helpers.fixtures_dir() .. "/" .. CALL .. ".json"))
+    local EXPIRED = '{"error":{"code":"Unauthorized","message":"The access token has expired."}}'
+    local function fake_cred()
+      local c = { n = 0, forced = 0 }
+      function c.get_token(_, o)
+        if o and o.force_refresh then c.forced = c.forced + 1 c.n = c.n + 1 end
+        if c.n == 0 then c.n = 1 end
+        return "tok-" .. c.n, 2000
+      end
+      return c
+    end
+
+    it("after a 401 refreshes the token once and retries the call once with the new one", function()
+      local cred = fake_cred()
+      local c = acscall.new{ endpoint = emu.endpoint, credential = cred }
+      local n, call = with_capture({
+        { status = 401, body = EXPIRED, header = { ["Content-Length"] = tostring(#EXPIRED) } },
+        { status = 200, body = BODY, header = { ["Content-Length"] = tostring(#BODY) } },
+      }, function() return resty.capture_get_call(c, CALL, { credential = cred }) end)
+      assert.are.equal(CALL, call.callConnectionId)
+      assert.are.same({ "Bearer tok-1", "Bearer tok-2" }, n.sent)
+      assert.are.equal(1, cred.forced)
+      c:close()
+    end)
+
+    it("a second 401 ends the call (no loop), kind http 401", function()
+      local cred = fake_cred()
+      local c = acscall.new{ endpoint = emu.endpoint, credential = cred }
+      local r401 = { status = 401, body = EXPIRED, header = { ["Content-Length"] = tostring(#EXPIRED) } }
+      local n, call, _, info = with_capture({ r401, r401, r401 },
+        function() return resty.capture_get_call(c, CALL, { credential = cred }) end)
+      assert.is_nil(call)
+      assert.are.equal(401, info.status)
+      assert.are.equal(2, #n.sent)
+      assert.are.equal(1, cred.forced)
+      c:close()
+    end)
+
+    it("a credential that fails: nothing sent, kind auth, credential: <message>", function()
+      local cred = { get_token = function() return nil, "managed_identity: no answer from http://127.0.0.1:9/x" end }
+      local c = acscall.new{ endpoint = emu.endpoint, token = "t" }
+      local n, call, msg, info = with_capture({}, function()
+        return resty.capture_get_call(c, CALL, { credential = cred })
+      end)
+      assert.is_nil(call)
+      assert.are.equal("auth", info.kind)
+      assert.are.equal("credential: managed_identity: no answer from http://127.0.0.1:9/x", msg)
+      assert.are.equal(0, #n.sent)
+      c:close()
+    end)
+
+    it("acscall.conf's token location sends the headers capture_transport may set", function()
+      local conf = assert(helpers.read_file(helpers.repo_root() .. "/lua/acscall/nginx/acscall.conf"))
+      local block = assert(conf:match("location = /_acscall/token {(.-)\n  }"))
+      for _, h in ipairs{ "Metadata %$acscall_token_metadata", "X%-IDENTITY%-HEADER %$acscall_token_identity_header",
+        "Accept %$acscall_token_accept", "Content%-Type %$acscall_token_content_type", "Host %$acscall_token_host" } do
+        assert.matches("proxy_set_header " .. h .. ";", block)
+      end
+      assert.matches("proxy_pass %$acscall_token_url;", block)
+      for var in block:gmatch("%$(acscall_token_[%w_]+)") do
+        assert.matches("set %$" .. var .. " \"\";", conf)
+      end
+    end)
+
+    it("the thread path builds a credential by name in its VM (auth =)", function()
+      worker.reset()
+      local opts = { endpoint = emu.endpoint, auth = "managed-identity",
+        auth_options = { env = { AZURE_POD_IDENTITY_AUTHORITY_HOST = emu.endpoint:gsub("/$", ""),
+          AZURE_CLIENT_ID = "worker-mi" } } }
+      local ok, call = worker.fetch(opts, CALL)
+      assert.is_true(ok, tostring(call))
+      assert.are.equal(CALL, call.callConnectionId)
+      assert.is_true((worker.fetch(opts, CALL)))
+      assert.are.equal(1, #emu:token_requests{ client_id = "worker-mi" })
+      worker.reset()
+    end)
+  end)
+
   describe("cosocket errors", function()
     it("map to the core's outcome names", function()
       assert.are.equal("timeout", resty._cosocket_outcome("timeout"))

@@ -554,4 +554,98 @@ function helpers.sleep(s)
   require("socket").sleep(s)
 end
 
+---------------------------------------------------------------------------------------------------
+-- Entra ID credentials in specs: every credential a spec builds points at loopback (the
+-- emulator), never at IMDS (169.254.169.254) or a public authority.
+
+--- Build `acscall.credential[kind](opts)` for a spec, and FAIL LOUDLY (error) when any URL it
+-- would contact (cred:targets(), every link of a chain) is not a loopback address, or when it
+-- would run the real Azure CLI (an azure_cli without a command of the spec's own).
+-- `opts.env` defaults to an empty environment, so the runner's own AZURE_* variables never
+-- leak in; pass `env = helpers.identity_env(e, {...})` to aim the SDK variables at the emulator.
+function helpers.credential(kind, opts)
+  local credential = require "acscall.credential"
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  if o.env == nil then o.env = {} end
+  local build = credential[kind]
+  if type(build) ~= "function" then error("helpers.credential: no credential kind " .. tostring(kind), 2) end
+  local cred = build(o)
+  helpers.assert_loopback_credential(cred, 2)
+  return cred
+end
+
+--- Raise unless every target of a credential is loopback and no real az would run.
+function helpers.assert_loopback_credential(cred, level)
+  local credential = require "acscall.credential"
+  for _, url in ipairs(cred:targets()) do
+    if not credential.is_loopback(url) then
+      error("spec credential " .. tostring(cred.kind) .. " would contact " .. tostring(url)
+        .. ", which is not a loopback address: point it at the emulator", (level or 1) + 1)
+    end
+  end
+  local clis = { cred }
+  for _, l in ipairs(cred.links or {}) do clis[#clis + 1] = l.cred end
+  for _, c in ipairs(clis) do
+    if c.kind == "azure_cli" and (c.command == "az" or not c.command:find("/", 1, true)) then
+      error("spec credential would run the Azure CLI found on PATH (" .. tostring(c.command)
+        .. "): give command = helpers.fake_az(...)", (level or 1) + 1)
+    end
+  end
+  return cred
+end
+
+--- The SDK environment variables aimed at emulator e (IMDS, App Service, authority), plus extra.
+function helpers.identity_env(e, extra)
+  local env = {
+    AZURE_POD_IDENTITY_AUTHORITY_HOST = e.imds_endpoint,
+    AZURE_AUTHORITY_HOST = e.authority_host,
+  }
+  for k, v in pairs(extra or {}) do env[k] = v end
+  return env
+end
+
+--- A fake `az` (a shell script) printing a token for `az account get-access-token`. opts:
+-- token (default "fake-az-token"), ttl (seconds, default 3600), exit (code, default 0),
+-- stderr (text), legacy (print expiresOn as local time instead of expires_on), sleep (seconds).
+-- Each run appends its arguments (one line) to fake.calls. Returns the script's path and a
+-- fake table: {path, calls_file, calls() -> list of argument lines, remove()}.
+function helpers.fake_az(opts)
+  opts = opts or {}
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(run("mkdir -p " .. shell_quote(dir)))
+  local path, calls = dir .. "/az", dir .. "/calls"
+  local expiry = opts.legacy
+    and [[printf '{"accessToken":"%s","expiresOn":"%s","tokenType":"Bearer"}\n' "$TOKEN" ]]
+      .. [["$(date -d "@$(( $(date +%s) + TTL ))" '+%Y-%m-%d %H:%M:%S.000000')"]]
+    or [[printf '{"accessToken":"%s","expiresOn":"ignored","expires_on":%d,"tokenType":"Bearer"}\n' ]]
+      .. [["$TOKEN" "$(( $(date +%s) + TTL ))"]]
+  local script = table.concat({
+    "#!/bin/sh",
+    "TOKEN=" .. shell_quote(opts.token or "fake-az-token"),
+    "TTL=" .. tostring(math.floor(opts.ttl or 3600)),
+    "echo \"$*\" >> " .. shell_quote(calls),
+    opts.sleep and ("sleep " .. tostring(opts.sleep)) or "",
+    opts.stderr and ("printf '%s\\n' " .. shell_quote(opts.stderr) .. " >&2") or "",
+    (opts.exit or 0) ~= 0 and ("exit " .. tostring(opts.exit)) or expiry:gsub("TTL", "$TTL"),
+    "",
+  }, "\n")
+  local f = assert(io.open(path, "w"))
+  f:write(script)
+  f:close()
+  assert(run("chmod +x " .. shell_quote(path)))
+  return path, {
+    path = path,
+    calls_file = calls,
+    calls = function()
+      local out = {}
+      for line in (read_file(calls) or ""):gmatch("[^\n]+") do out[#out + 1] = line end
+      return out
+    end,
+    remove = function() helpers.remove_dir(dir) end,
+  }
+end
+
+
 return helpers

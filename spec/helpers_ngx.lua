@@ -66,13 +66,20 @@ Example.__index = Example
 
 --- Start examples/openresty/run against an endpoint. opts: connection_string
 --- (or endpoint + token), ca_file, args (a list of run options, e.g.
---- {"--timeout", "0.5"}).
+--- {"--timeout", "0.5"}), env (more environment variables, e.g. ACSCALL_AUTH).
 function M.start_example(opts)
   local q = helpers.shell_quote
   local errfile = os.tmpname()
   local args = {}
   for i, a in ipairs(opts.args or {}) do args[i] = q(a) end
-  local out, ok, rc = helpers.run("ACS_CONNECTION_STRING=" .. q(opts.connection_string or "")
+  local extra = {}
+  for k, v in pairs(opts.env or {}) do extra[#extra + 1] = k .. "=" .. q(v) .. " " end
+  table.sort(extra)
+  -- the runner's own Entra ID variables never reach the example's nginx
+  local clean = "env -u ACSCALL_AUTH -u ACSCALL_AZURE_CLI -u AZURE_TENANT_ID -u AZURE_CLIENT_ID"
+    .. " -u AZURE_CLIENT_SECRET -u AZURE_AUTHORITY_HOST -u AZURE_FEDERATED_TOKEN_FILE"
+    .. " -u AZURE_POD_IDENTITY_AUTHORITY_HOST -u IDENTITY_ENDPOINT -u IDENTITY_HEADER "
+  local out, ok, rc = helpers.run(clean .. table.concat(extra) .. "ACS_CONNECTION_STRING=" .. q(opts.connection_string or "")
     .. " ACS_ENDPOINT=" .. q(opts.endpoint or "") .. " ACS_TOKEN=" .. q(opts.token or "")
     .. " ACS_CA_FILE=" .. q(opts.ca_file or "") .. " " .. q(M.example_cmd) .. " start "
     .. table.concat(args, " ") .. " 2>" .. q(errfile))

@@ -14,8 +14,16 @@
 -- ACSCALL_TIMEOUT, ACSCALL_CONNECT_TIMEOUT, ACSCALL_DEADLINE (seconds),
 -- ACSCALL_RETRIES (retries after the first attempt), ACSCALL_BASE_DELAY (s),
 -- ACSCALL_UPSTREAM (the upstream block's name, default "acscall").
+-- ACSCALL_AUTH = default | managed-identity | cli | client-secret |
+-- workload-identity (with ACS_ENDPOINT): an Entra ID credential instead of a
+-- key or token, configured by the Azure SDKs' variables (IDENTITY_ENDPOINT,
+-- AZURE_CLIENT_ID, ...; see README "Entra ID credentials"). Each worker builds
+-- its own in init_worker (its own token cache); the event-loop path fetches
+-- tokens with subrequests (acscall.resty.capture_transport), the thread and
+-- blocking paths with the core's fetcher.
 
 local acscall = require "acscall"
+local credential = require "acscall.credential"
 local resty = require "acscall.resty"
 local cjson = require("cjson.safe").new() -- our own instance: settings stay here
 
@@ -25,6 +33,8 @@ local opts          -- acscall.new options (copied to the pool threads per reque
 local client        -- this worker's client: stage 1 + retry rule of the event-loop path
 local inline_client -- the blocking path's client
 local upstream
+local auth          -- ACSCALL_AUTH: a credential name, or nil
+local cred          -- this worker's credential (event-loop path)
 
 local function env(name)
   local v = os.getenv(name)
@@ -45,10 +55,13 @@ function M.init()
   local cs = env("ACS_CONNECTION_STRING")
   if cs then cs = cs:match("^'(.*)'$") or cs end
   local retries = env_number("ACSCALL_RETRIES", 3)
+  auth = env("ACSCALL_AUTH")
+  if auth then cs = nil end
   opts = {
     connection_string = cs,
     endpoint = not cs and env("ACS_ENDPOINT") or nil,
-    token = not cs and env("ACS_TOKEN") or nil,
+    token = not cs and not auth and env("ACS_TOKEN") or nil,
+    auth = auth, -- the thread path's pool VMs build their own (acscall.resty_worker)
     ca_file = env("ACS_CA_FILE"),
     connect_timeout = env_number("ACSCALL_CONNECT_TIMEOUT", 5),
     timeout = env_number("ACSCALL_TIMEOUT", 10),
@@ -57,13 +70,28 @@ function M.init()
       or false,
   }
   upstream = env("ACSCALL_UPSTREAM") or resty.DEFAULT_UPSTREAM
-  acscall.new(opts):close()
+  -- check the configuration once (nothing is fetched: credentials fetch at first use)
+  M.new_client():close()
+end
+
+-- acscall.new options with the credential of ACSCALL_AUTH (transport: the
+-- core's fetcher unless given)
+function M.new_client(transport)
+  if not auth then return acscall.new(opts), nil end
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.auth = nil
+  o.credential = credential.by_name(auth, { transport = transport })
+  return acscall.new(o), o.credential
 end
 
 --- init_worker_by_lua: this worker's client (its libcurl handle stays unused
--- on the event-loop path: only request signing and the retry rule run).
+-- on the event-loop path: only request signing and the retry rule run) and
+-- credential (fetching with subrequests, on this worker's event loop).
 function M.init_worker()
-  client = acscall.new(opts)
+  local transport = auth and resty.capture_transport{ retries = opts.retries and opts.retries.max or 0,
+    base_delay = opts.retries and opts.retries.base_delay or nil }
+  client, cred = M.new_client(transport)
 end
 
 -- Content-Type (default_type) and Cache-Control (add_header) come from
@@ -82,9 +110,9 @@ end
 
 local function fetch(mode, id)
   if mode == "event" then
-    return resty.capture_get_call(client, id, { upstream = upstream })
+    return resty.capture_get_call(client, id, { upstream = upstream, credential = cred })
   elseif mode == "blocking" then
-    inline_client = inline_client or acscall.new(opts)
+    inline_client = inline_client or M.new_client()
     return inline_client:get_call(id)
   end
   return resty.get_call(opts, id)

@@ -434,8 +434,16 @@ end
 -- Client options from flags and the environment. Precedence:
 -- --connection-string; --endpoint/--token (each falling back to its env
 -- variable); ACS_CONNECTION_STRING; ACS_ENDPOINT + ACS_TOKEN (or ACS_ACCESS_KEY).
+local AUTH_MODES = { default = true, ["managed-identity"] = true, cli = true, ["client-secret"] = true,
+  ["workload-identity"] = true }
+
 function Run:client_options(args)
   local o = {}
+  -- --auth (or ACSCALL_AUTH unless a key or token is given on the command
+  -- line): an Entra ID credential, configured by the Azure SDKs' variables
+  local auth = args.auth
+  if not auth and not (args.connection_string or args.token) then auth = self:env("ACSCALL_AUTH") end
+  if auth then return self:credential_options(args, auth) end
   if args.connection_string then
     o.connection_string = args.connection_string
   elseif args.endpoint or args.token then
@@ -461,6 +469,44 @@ function Run:client_options(args)
   local cs_key = o.connection_string
     and o.connection_string:match("[Aa][Cc][Cc][Ee][Ss][Ss][Kk][Ee][Yy]%s*=%s*([^;'\"%s]+)")
   for _, secret in pairs{o.token, o.access_key, cs_key} do self.secrets[#self.secrets + 1] = secret end
+  return self:common_client_options(args, o)
+end
+
+-- the endpoint (--endpoint, ACS_ENDPOINT, else the endpoint of
+-- ACS_CONNECTION_STRING) and an acscall.credential for `--auth mode`
+function Run:credential_options(args, mode)
+  if not AUTH_MODES[mode] then
+    fail(EXIT_USAGE, "--auth: one of default, managed-identity, cli, client-secret, workload-identity expected, got '"
+      .. tostring(mode) .. "'" .. (args.auth and "" or " (from ACSCALL_AUTH)"))
+  end
+  local o = {}
+  o.endpoint = args.endpoint or self:env("ACS_ENDPOINT")
+  if not o.endpoint and self:env("ACS_CONNECTION_STRING") then
+    o.endpoint = self:env("ACS_CONNECTION_STRING"):match("[Ee][Nn][Dd][Pp][Oo][Ii][Nn][Tt]%s*=%s*([^;%s]+)")
+  end
+  if not o.endpoint then
+    fail(EXIT_USAGE, "incomplete configuration: --auth " .. mode
+      .. " needs an endpoint (set ACS_ENDPOINT, or use --endpoint)")
+  end
+  -- never printed, whatever a server quotes back
+  for _, name in ipairs{ "AZURE_CLIENT_SECRET", "IDENTITY_HEADER" } do
+    self.secrets[#self.secrets + 1] = self:env(name)
+  end
+  o = self:common_client_options(args, o)
+  local credential = self.credential or require("acscall.credential")
+  local ok, cred = pcall(credential.by_name, mode, {
+    env = function(name) return self:env(name) end,
+    ca_file = o.ca_file,
+  })
+  if not ok then
+    fail(EXIT_USAGE, (clean(cred):gsub("^[^:]*acscall%.credential%.[%w_]+: ", "invalid configuration: --auth "
+      .. mode .. ": ")))
+  end
+  o.credential = cred
+  return o
+end
+
+function Run:common_client_options(args, o)
   o.api_version = args.api_version
   o.ca_file = args.ca_file or self:env("ACS_CA_FILE")
   if o.ca_file then
@@ -710,9 +756,22 @@ Configuration (flags win over the environment):
   ACS_CONNECTION_STRING    endpoint=https://...;accesskey=...
   ACS_ENDPOINT, ACS_TOKEN  an endpoint and a bearer token (or ACS_ACCESS_KEY)
   ACS_CA_FILE              PEM CA bundle to verify the server with
+  ACSCALL_AUTH             an Entra ID credential, as --auth (with ACS_ENDPOINT)
 Prefer the environment to --connection-string/--token: command lines are
 visible to other users of the machine.
 
+Entra ID (--auth, with ACS_ENDPOINT or --endpoint), the Azure SDKs' variables:
+  managed-identity   IDENTITY_ENDPOINT + IDENTITY_HEADER (App Service), else
+                     IMDS (AZURE_POD_IDENTITY_AUTHORITY_HOST overrides its
+                     host); AZURE_CLIENT_ID: a user-assigned identity
+  client-secret      AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET,
+                     AZURE_AUTHORITY_HOST (default login.microsoftonline.com)
+  workload-identity  AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE
+  cli                az account get-access-token (ACSCALL_AZURE_CLI: the az to run)
+  default            the first that works: client-secret (environment),
+                     workload-identity, managed-identity, cli]]
+
+EPILOG = EPILOG .. "\n\n" .. [[
 Exit codes:
   0    every call was found
   1    some call failed: HTTP error (404 not found ...), or a bad response
@@ -751,6 +810,9 @@ local function common_options(cmd)
       return n
     end)
   cmd:option("--ca-file", "PEM CA bundle (env ACS_CA_FILE)."):argname("<file>")
+  cmd:option("--auth", "Entra ID credential: default, managed-identity, cli,\n"
+    .. "client-secret or workload-identity (env ACSCALL_AUTH; see below).")
+    :argname("<mode>")
 end
 
 -- --help and --version record what was asked (argparse would print and

@@ -138,4 +138,16 @@ function M.targets(call)
   end
 end
 
+--- `acscall.credential`: the Entra ID credentials (managed identity, client
+-- secret, workload identity, Azure CLI, the default chain), loaded at first
+-- use (`acscall.credential.default()`, or `require "acscall.credential"`).
+-- @field credential
+setmetatable(M, { __index = function(t, k)
+  if k == "credential" then
+    local c = require "acscall.credential"
+    rawset(t, k, c)
+    return c
+  end
+end })
+
 return M

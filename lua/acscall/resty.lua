@@ -123,6 +123,9 @@ end
 -- @tparam string id a callConnectionId
 -- @tparam[opt] table opts `upstream` (the upstream block's name, default
 --  "acscall"), `max_body` (bytes, default 4 MiB: the client's default),
+--  `credential` (the `acscall.credential` the client was built with: its
+--  token is fetched here, on the event loop, before the core asks for it,
+--  and after a 401 it is refreshed once and the call retried once),
 --  `sleep`, `now` (for tests; default `ngx.sleep`, `ngx.now`)
 -- @return call table, or `nil, message, info`
 -- @raise on a programmer mistake (no client, acscall.conf not included, not
@@ -149,13 +152,41 @@ function M.capture_get_call(client, id, opts)
   local upstream = opts.upstream or M.DEFAULT_UPSTREAM
   local max_body = opts.max_body or M.DEFAULT_MAX_BODY
   local sleep, now = opts.sleep or ngx.sleep, opts.now or ngx.now
+  local cred = opts.credential
+  if cred ~= nil and (type(cred) ~= "table" and type(cred) ~= "userdata" or type(cred.get_token) ~= "function") then
+    error("acscall.resty.capture_get_call: credential must have a get_token method", 2)
+  end
   local start = now()
   local attempts, crid, last = 0, nil, nil
+  local token, refreshed = nil, false
   while true do
-    local wait, timeout = client:next_attempt(attempts, now() - start,
-      last and (last.status or last.outcome), last and last.headers)
+    local wait, timeout
+    if last and last.status == 401 and cred and not refreshed then
+      -- the service refused the token: one forced refresh, one more attempt
+      -- when it gives another token (the core's rule for get_call)
+      refreshed = true
+      local fresh = cred:get_token{ force_refresh = true }
+      if fresh and fresh ~= token then
+        wait, timeout = client:next_attempt(0, now() - start)
+      end
+    else
+      wait, timeout = client:next_attempt(attempts, now() - start,
+        last and (last.status or last.outcome), last and last.headers)
+    end
     if not wait then break end
     if wait > 0 then sleep(wait) end
+    if cred then
+      -- fetch (or refresh) the token here, where the capture transport may
+      -- yield; client:request then finds it cached
+      local msg, info
+      token, msg, info = cred:get_token()
+      if not token then
+        if type(info) ~= "table" then info = {} end
+        info.kind = "auth"
+        if attempts > 0 then info.attempts = attempts end
+        return nil, "credential: " .. tostring(msg), info
+      end
+    end
     local url, headers, info = client:request(id, crid)
     if not url then -- the token provider failed: nothing was sent
       if type(info) == "table" and attempts > 0 then info.attempts = attempts end
@@ -208,6 +239,112 @@ function M.capture_get_call(client, id, opts)
     end
   end
   return report(last, attempts, crid, max_body)
+end
+
+-- ------------------------------------------------------ token transport
+
+-- a form table as application/x-www-form-urlencoded (keys sorted)
+local function form_encode(form)
+  local keys = {}
+  for k in pairs(form) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local out = {}
+  for i, k in ipairs(keys) do
+    out[i] = ngx.escape_uri(k) .. "=" .. ngx.escape_uri(tostring(form[k]))
+  end
+  return table.concat(out, "&")
+end
+
+local TOKEN_HEADERS = { metadata = "acscall_token_metadata", ["x-identity-header"] = "acscall_token_identity_header",
+  accept = "acscall_token_accept" }
+local CAPTURE_PHASES = { rewrite = true, access = true, content = true }
+
+--- A transport for `acscall.credential` that fetches tokens on nginx's
+-- event loop: each attempt is a subrequest to acscall.conf's internal
+-- location `/_acscall/token` (proxy_pass to the token URL; TLS verified
+-- against `proxy_ssl_trusted_certificate`), retried by the core's rule
+-- (408/429/5xx and transport failures, Retry-After, backoff, deadline).
+-- Needs a request context (rewrite, access, content) where the caller can
+-- yield: elsewhere (a timer, `init_worker`, inside the C core) `fetch`
+-- answers `nil, message, {kind = "local"}` and the credential keeps its
+-- still-valid token. A token URL with a host name needs nginx's `resolver`.
+-- @usage local cred = acscall.credential.managed_identity{ transport = resty.capture_transport() }
+-- @tparam[opt] table opts `retries` (default 3), `base_delay` (s, 0.8), `max_delay` (s, 60),
+--  `timeout` (s per attempt, default 30: acscall.conf's location caps it at 30 s),
+--  `deadline` (s, default 90)
+-- @return a transport: `t:fetch{url=, method=, headers=, form=} -> status, body, headers`
+function M.capture_transport(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("acscall.resty.capture_transport: options table expected", 2) end
+  local retries = opts.retries
+  if retries == nil then retries = 3 end
+  -- the core's retry rule, from a client that never sends anything
+  local rule = acscall.new{ endpoint = "http://127.0.0.1/", token = "unused",
+    retries = retries > 0 and { max = retries, base_delay = opts.base_delay or 0.8, max_delay = opts.max_delay or 60 }
+      or false,
+    timeout = opts.timeout or 30, deadline = opts.deadline or 90 }
+  local t = {}
+  function t.fetch(_, req)
+    local ngx = rawget(_G, "ngx")
+    if not (ngx and ngx.location and ngx.location.capture) then
+      error("acscall.resty.capture_transport: needs nginx + lua-nginx-module", 2)
+    end
+    local yieldable = coroutine.isyieldable -- luacheck: ignore 143
+    if not CAPTURE_PHASES[ngx.get_phase()] or (yieldable and not yieldable()) then
+      return nil, "no token fetch here (ngx.location.capture needs a request context that can yield)",
+        { kind = "local", not_here = true }
+    end
+    local url = req.url
+    local host = url:match("^https?://([^/?#]+)")
+    if not host then error("acscall.resty.capture_transport: http(s) URL expected", 2) end
+    local v = { acscall_token_url = url, acscall_token_host = host,
+      acscall_token_sni = host:match("^%[?([^%]]-)%]?:%d+$") or host,
+      acscall_token_metadata = "", acscall_token_identity_header = "", acscall_token_accept = "",
+      acscall_token_content_type = "" }
+    for name, value in pairs(req.headers or EMPTY) do
+      local var = TOKEN_HEADERS[name:lower()]
+      if not var then
+        error("acscall.resty.capture_transport: acscall.conf does not send the header '" .. name .. "'", 2)
+      end
+      v[var] = value
+    end
+    local copts = { vars = v, method = ngx.HTTP_GET }
+    if req.form then
+      copts.method, copts.body = ngx.HTTP_POST, form_encode(req.form)
+      v.acscall_token_content_type = "application/x-www-form-urlencoded"
+    elseif (req.method or "GET") ~= "GET" then
+      error("acscall.resty.capture_transport: only GET, or POST with a form", 2)
+    end
+    local start = ngx.now()
+    local attempts, last = 0, nil
+    local max = req.retries -- a probe says 0: one try
+    while true do
+      local wait = rule:next_attempt(attempts, ngx.now() - start, last and (last.status or last.outcome),
+        last and last.headers)
+      if not wait or (max and attempts > max) then break end
+      if wait > 0 then ngx.sleep(wait) end
+      attempts = attempts + 1
+      local res = ngx.location.capture(M.LOCATION .. "token", copts)
+      local rh = res.header or EMPTY
+      if res.truncated and (res.body or "") == "" and not (rh["Content-Length"] or rh["Transfer-Encoding"]) then
+        last = { outcome = res.status == 504 and "timeout" or "connect",
+          text = res.status == 504 and "no answer in time" or "nginx got no answer (see nginx's error.log)" }
+      elseif res.truncated then
+        last = { outcome = "truncated", text = "the response ended early" }
+      else
+        local h = {}
+        for k, x in pairs(rh) do h[k:lower()] = type(x) == "table" and x[1] or x end
+        last = { status = res.status, body = res.body or "", headers = h }
+        if res.status < 400 then break end
+      end
+    end
+    v.acscall_token_identity_header = nil
+    copts.body = nil -- keep no secret past the fetch
+    if last.status then return last.status, last.body, last.headers end
+    return nil, last.text, { kind = "transport", attempts = attempts, timeout = last.outcome == "timeout" }
+  end
+  function t.close() end
+  return t
 end
 
 -- ------------------------------------------------------ lua-resty-http path
@@ -315,7 +452,10 @@ M._cannot_take = cannot_take
 -- so throughput is at most that ÷ the service's latency; past it, tasks
 -- queue (up to `max_queue`) or are refused: then `nil, msg, {kind="thread"}`.
 -- @tparam table opts options of `acscall.new`: strings, numbers, booleans,
---  tables of those (they are copied to the pool thread; no `token_provider`)
+--  tables of those (they are copied to the pool thread; no `token_provider`,
+--  no credential object: `auth = "managed-identity"` (a name as the CLI's
+--  `--auth`) with `auth_options` makes each pool VM build its own credential,
+--  fetching in the pool thread, cached per VM)
 -- @tparam string id a callConnectionId
 -- @tparam[opt="acscall"] string pool thread pool name
 -- @return call table, or `nil, message, info` (`info.kind == "thread"` when

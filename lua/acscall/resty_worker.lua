@@ -40,7 +40,16 @@ local function client_for(opts)
     for _, old in pairs(clients) do old:close() end
     clients, nclients = {}, 0
   end
-  c = acscall.new(opts) -- raises on a programmer mistake: run_worker_thread reports it
+  local o = opts
+  if opts.auth ~= nil then
+    -- an Entra ID credential by name: this VM's own, fetching in the pool
+    -- thread (blocking there is what the thread is for), cached per VM
+    o = {}
+    for k, v in pairs(opts) do o[k] = v end
+    o.auth, o.auth_options = nil, nil
+    o.credential = require("acscall.credential").by_name(opts.auth, opts.auth_options)
+  end
+  c = acscall.new(o) -- raises on a programmer mistake: run_worker_thread reports it
   clients[key], nclients = c, nclients + 1
   return c
 end
@@ -48,7 +57,9 @@ end
 --- Fetch a call with the blocking libcurl path (retries and deadline included).
 -- `ngx.run_worker_thread` cannot carry nil, so the result is flagged:
 -- `true, call` or `false, message, info`.
--- @tparam table opts options of `acscall.new` (no functions: no `token_provider`)
+-- @tparam table opts options of `acscall.new` (no functions: no `token_provider`,
+--  no credential object; `auth` = a credential name as the CLI's `--auth`, with
+--  `auth_options`, builds one in this VM)
 -- @tparam string id a callConnectionId
 function M.fetch(opts, id)
   local call, msg, info = client_for(opts):get_call(id)

@@ -1,0 +1,934 @@
+--- acscall.credential: Microsoft Entra ID credentials for `acscall.new{credential = ...}`.
+-- Each credential is an object with
+-- `cred:get_token([opts]) -> token, expires_on | nil, message, info`
+-- (`expires_on`: Unix seconds; `opts.force_refresh`: fetch anew), reading the
+-- same environment variables as Microsoft's Azure Identity libraries
+-- (azure-identity for Python, @azure/identity for JavaScript):
+--
+-- * `managed_identity{}`: App Service / Functions (`IDENTITY_ENDPOINT` +
+--   `IDENTITY_HEADER`), else the Azure Instance Metadata Service (IMDS).
+-- * `client_secret{}`: a service principal's secret (`AZURE_TENANT_ID`,
+--   `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`, `AZURE_AUTHORITY_HOST`).
+-- * `workload_identity{}`: a federated token file (`AZURE_FEDERATED_TOKEN_FILE`, AKS).
+-- * `azure_cli{}`: `az account get-access-token` (a developer's login).
+-- * `default{}`: the chain of the above in DefaultAzureCredential's order.
+--
+-- Every credential keeps its token in a cache of its own and fetches a new
+-- one at its refresh point: 5 minutes before expiry (or when the service's
+-- `refresh_in` says), and for short-lived tokens at half their lifetime. A
+-- refresh that fails while the cached token is still valid keeps using it.
+-- Callers that arrive while a refresh runs (a finalizer, a hook, another
+-- OpenResty light thread) get the still-valid token, or wait for that one
+-- refresh (OpenResty: `ngx.semaphore`).
+--
+-- HTTP goes through a transport: by default the C core's `core.fetcher`
+-- (libcurl: TLS verification, timeouts, retries on 408/429/5xx with
+-- Retry-After and backoff, the same rule as calls), created at the first
+-- `get_token` (nothing is fetched or connected when a credential is built).
+-- `transport = t` replaces it with any object with
+-- `t:fetch{url=, method=, headers=, form=, timeout=} -> status, body, headers | nil, message, info`
+-- (OpenResty: `acscall.resty.capture_transport()`).
+--
+-- Secrets (client secrets, assertions, tokens) never appear in a message,
+-- an `info` table or `tostring(cred)`, which shows the kind and the
+-- non-secret target only. `cred:targets()` lists the URLs it would contact.
+--
+-- With `ACSCALL_LOOPBACK_ONLY=1` in the environment (the test suite sets it)
+-- building a credential whose target is not a loopback address raises, and
+-- so does an `azure_cli` without an explicit `command`.
+-- @module acscall.credential
+
+local core = require "acscall.core"
+local cjson = require("cjson.safe").new() -- a private instance: our settings stay here
+cjson.decode_max_depth(16)
+
+local M = {}
+
+--- The scope every credential asks for: the Communication Services resource
+-- (the double slash is what the ACS SDKs send: resource "https://communication.azure.com/"
+-- + "/.default").
+M.SCOPE = "https://communication.azure.com//.default"
+--- The resource IMDS and App Service take: the scope without "/.default"
+-- (azure-identity: `_scopes_to_resource`).
+M.RESOURCE = "https://communication.azure.com/"
+--- The IMDS authority (azure-identity `_credentials/imds.py`: IMDS_AUTHORITY,
+-- IMDS_TOKEN_PATH; api-version 2018-02-01).
+M.IMDS_AUTHORITY = "http://169.254.169.254"
+M.IMDS_PATH = "/metadata/identity/oauth2/token"
+M.IMDS_API_VERSION = "2018-02-01"
+--- App Service / Functions (azure-identity `_credentials/app_service.py`: api-version 2019-08-01,
+-- header X-IDENTITY-HEADER, user-assigned identity by client_id or mi_res_id).
+M.APP_SERVICE_API_VERSION = "2019-08-01"
+--- The public cloud's authority (azure-identity `KnownAuthorities.AZURE_PUBLIC_CLOUD`).
+M.AUTHORITY_HOST = "https://login.microsoftonline.com"
+M.JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+--- Seconds before expiry a token is refreshed (azure-core's DEFAULT_REFRESH_OFFSET is 300).
+M.REFRESH_BEFORE = 300
+
+-- ------------------------------------------------------------------ helpers
+
+local unpack = table.unpack or unpack -- luacheck: ignore 143
+
+local function now()
+  local ngx = rawget(_G, "ngx")
+  if ngx and type(ngx.now) == "function" then return ngx.now() end
+  return M._clock()
+end
+
+-- a sub-second clock when one is at hand (luasocket), else whole seconds:
+-- whole seconds round the issue time down, so every deadline computed from
+-- it errs early (a refresh comes sooner, never later)
+do
+  local ok, socket = pcall(require, "socket")
+  if ok and type(socket) == "table" and type(socket.gettime) == "function" then
+    M._clock = socket.gettime
+  else
+    M._clock = os.time
+  end
+end
+
+local function fail(kind, message, info)
+  info = info or {}
+  info.kind = kind
+  return nil, message, info
+end
+
+local function pct(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+local function query(params)
+  local out = {}
+  for i = 1, #params, 2 do
+    if params[i + 1] ~= nil then out[#out + 1] = params[i] .. "=" .. pct(params[i + 1]) end
+  end
+  return table.concat(out, "&")
+end
+
+-- the environment reader of a credential: opts.env (a table or a function),
+-- else os.getenv; empty values count as unset (as in the SDKs)
+local function env_reader(opts)
+  local e = opts.env
+  local get
+  if e == nil then
+    get = os.getenv
+  elseif type(e) == "table" then
+    get = function(name) return e[name] end
+  elseif type(e) == "function" then
+    get = e
+  else
+    error("env must be a table or a function, got " .. type(e), 3)
+  end
+  return function(name)
+    local v = get(name)
+    if v == nil or v == "" then return nil end
+    return tostring(v)
+  end
+end
+
+local function opt_string(fname, opts, name)
+  local v = opts[name]
+  if v ~= nil and (type(v) ~= "string" or v == "") then
+    error("acscall.credential." .. fname .. ": " .. name .. " must be a non-empty string", 3)
+  end
+  return v
+end
+
+--- The host of an http(s) URL (brackets removed), or nil.
+local function url_host(url)
+  local authority = tostring(url):match("^[hH][tT][tT][pP][sS]?://([^/?#]+)")
+  if not authority then return nil end
+  authority = authority:gsub("^.*@", "")
+  local v6 = authority:match("^%[([^%]]+)%]")
+  if v6 then return v6:lower() end
+  return (authority:gsub(":%d*$", "")):lower()
+end
+
+--- True when a URL's host is a loopback address (127.0.0.0/8, ::1, localhost).
+-- @tparam string url
+function M.is_loopback(url)
+  local host = url_host(url)
+  if not host then return false end
+  if host == "localhost" or host == "::1" or host == "0:0:0:0:0:0:0:1" then return true end
+  local a, b, c, d = host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if a then
+    a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+    return a == 127 and b < 256 and c < 256 and d < 256
+  end
+  return false
+end
+
+local function loopback_only()
+  return os.getenv("ACSCALL_LOOPBACK_ONLY") == "1"
+end
+
+-- ACSCALL_LOOPBACK_ONLY=1: a target off this machine is a mistake of the
+-- test that built the credential (raise, loudly)
+local function check_targets(fname, cred)
+  if not loopback_only() then return end
+  for _, url in ipairs(cred:targets()) do
+    if not M.is_loopback(url) then
+      error("acscall.credential." .. fname .. ": ACSCALL_LOOPBACK_ONLY=1 and the credential would contact "
+        .. url .. " (not a loopback address): point it at the emulator", 3)
+    end
+  end
+  if cred.command == "az" then
+    error("acscall.credential." .. fname .. ": ACSCALL_LOOPBACK_ONLY=1 and azure_cli would run the real "
+      .. "Azure CLI: give command = <a fake az>", 3)
+  end
+end
+
+-- A one-line excerpt of a service's text, with every secret blanked.
+local function excerpt(s, secrets, max)
+  s = tostring(s or ""):gsub("[\r\n\t]+", " "):gsub("[%c]", "")
+  for _, secret in ipairs(secrets or {}) do
+    if type(secret) == "string" and #secret >= 4 then
+      local i = 1
+      while true do
+        local a, b = s:find(secret, i, true)
+        if not a then break end
+        s = s:sub(1, a - 1) .. "<redacted>" .. s:sub(b + 1)
+        i = a + 10
+      end
+    end
+  end
+  max = max or 200
+  if #s > max then s = s:sub(1, max) .. "..." end
+  return s
+end
+
+local function number_of(v)
+  if type(v) == "number" then return v end
+  if type(v) == "string" then return tonumber(v:match("^%s*(%d+%.?%d*)%s*$")) end
+  return nil
+end
+
+-- "06/20/2019 02:57:58 +00:00" (App Service before 2019-08-01), UTC
+local function parse_app_service_date(s)
+  local mo, d, y, h, mi, se, sign, oh, om = tostring(s):match(
+    "^(%d+)/(%d+)/(%d+) (%d+):(%d+):(%d+) ([%+%-])(%d+):(%d+)$")
+  if not mo then return nil end
+  local t = { year = tonumber(y), month = tonumber(mo), day = tonumber(d), hour = tonumber(h),
+    min = tonumber(mi), sec = tonumber(se), isdst = false }
+  -- os.time reads local time: correct by the offset between local and UTC
+  local loc = os.time(t)
+  local utc_t = os.date("!*t", loc)
+  utc_t.isdst = false
+  local offset = os.time(utc_t) - loc
+  local off = (tonumber(oh) * 3600 + tonumber(om) * 60) * (sign == "-" and -1 or 1)
+  return loc - offset - off
+end
+M._parse_app_service_date = parse_app_service_date
+
+local function valid_token(t)
+  return type(t) == "string" and t ~= "" and not t:find("[%z\r\n]") and #t <= 65536
+end
+
+-- ---------------------------------------------------------- the base object
+
+local Credential = {}
+Credential.__index = Credential
+
+local function new_credential(kind, opts)
+  local self = setmetatable({ kind = kind }, Credential)
+  self._transport_opt = opts.transport
+  local to = type(self._transport_opt)
+  if self._transport_opt ~= nil and to ~= "table" and to ~= "userdata" then
+    error("acscall.credential." .. kind .. ": transport must be an object with a fetch method", 3)
+  end
+  -- core.fetcher options (all optional): see acscall.core
+  local fo = {}
+  for _, k in ipairs{ "ca_file", "user_agent", "timeout", "connect_timeout", "deadline", "retries",
+    "base_delay", "max_delay", "max_body" } do
+    fo[k] = opts[k]
+  end
+  self._fetcher_opts = fo
+  return self
+end
+
+function Credential:__tostring()
+  return "acscall.credential." .. self.kind .. " (" .. self:describe() .. ")"
+end
+
+--- The URLs this credential contacts (never a secret). Empty for azure_cli.
+function Credential:targets()
+  return { self.target }
+end
+
+function Credential:describe()
+  return tostring(self.target)
+end
+
+-- the transport, made at the first fetch
+function Credential:transport()
+  local t = self._transport
+  if t then return t end
+  if self._transport_opt then
+    t = self._transport_opt
+  else
+    if type(core.fetcher) ~= "function" then
+      return nil, "this acscall core has no fetcher (core.fetcher)", { kind = "local" }
+    end
+    t = core.fetcher(self._fetcher_opts)
+  end
+  self._transport = t
+  return t
+end
+
+--- Release the credential's connections (and wipe its cached token).
+-- It stays usable: the next `get_token` makes a new transport.
+function Credential:close()
+  local t = self._transport
+  self._transport, self._cache = nil, nil
+  if t and t ~= self._transport_opt and type(t.close) == "function" then t:close() end
+  local p = self._probe_transport
+  self._probe_transport = nil
+  if p and type(p.close) == "function" then p:close() end
+end
+
+-- one HTTP exchange through the transport: status, body, headers | nil, msg, info
+function Credential:http(req)
+  local t, msg, info = self:transport()
+  if not t then return nil, msg, info end
+  local st, body, headers = t:fetch(req)
+  if not st then
+    info = type(headers) == "table" and headers or {}
+    info.kind = info.kind or "transport"
+    return nil, self.kind .. ": no answer from " .. self.target .. " (" .. tostring(body) .. ")", info
+  end
+  return st, body or "", headers or {}
+end
+
+-- Shape a token endpoint's answer: token, expires_on, refresh_on | nil, msg, info.
+function Credential:token_from(st, body, secrets)
+  local info = { status = st, target = self.target, credential = self.kind }
+  if st < 200 or st > 299 then
+    local j = cjson.decode(body)
+    local code = type(j) == "table" and (j.error or j.code)
+    local desc = type(j) == "table" and (j.error_description or j.message)
+    if type(code) == "table" then desc, code = code.message, code.code end
+    code = type(code) == "string" and excerpt(code, secrets, 60) or nil
+    info.code = code
+    local what = "HTTP " .. st .. (code and (" " .. code) or "")
+    if type(desc) == "string" and desc ~= "" then what = what .. ": " .. excerpt(desc, secrets) end
+    -- the service refused the identity (bad secret, unknown client, no identity)
+    local kind = (st == 400 or st == 401 or st == 403) and "auth" or "http"
+    return fail(kind, self.kind .. ": token request refused (" .. what .. ")", info)
+  end
+  local j = cjson.decode(body)
+  if type(j) ~= "table" then
+    return fail("decode", self.kind .. ": the token endpoint's answer is not JSON", info)
+  end
+  local token = j.access_token
+  if not valid_token(token) then
+    return fail("decode", self.kind .. ": the token endpoint's answer has no usable access_token", info)
+  end
+  local t = now()
+  local expires_in = number_of(j.expires_in)
+  local expires_on = number_of(j.expires_on) or parse_app_service_date(j.expires_on)
+  local expires
+  if expires_in then expires = t + expires_in end
+  if expires_on and (not expires or expires_on < expires) then expires = expires_on end
+  if not expires then
+    return fail("decode", self.kind .. ": the token endpoint's answer has no expiry", info)
+  end
+  local refresh_in = number_of(j.refresh_in)
+  return token, expires, refresh_in and (t + refresh_in) or nil
+end
+
+-- a kind of credential: Credential's methods, its own where it has them
+local function subclass()
+  local c = setmetatable({}, { __index = Credential })
+  c.__index, c.__tostring = c, Credential.__tostring
+  return c
+end
+
+-- ------------------------------------------------------------------ the cache
+
+-- The refresh point of a token issued at t: the service's refresh_in, else
+-- 5 minutes before expiry; for a short-lived token (under 10 minutes) no
+-- later than half its lifetime, and a token that is inside those 5 minutes
+-- from the start (a test's 1-2 s token) is refreshed at half its lifetime
+-- rather than at every use.
+local function refresh_point(t, expires, refresh_on)
+  local life = expires - t
+  local half = t + life / 2
+  local at = expires - M.REFRESH_BEFORE
+  if refresh_on and refresh_on > t and refresh_on < expires then at = refresh_on end
+  if life < 2 * M.REFRESH_BEFORE and at > half then at = half end
+  if at <= t then at = half end
+  return at
+end
+M._refresh_point = refresh_point
+
+-- the OpenResty semaphore of a credential (per worker), when waiting is possible
+local function semaphore(self)
+  if self._sema == false then return nil end
+  if self._sema then return self._sema end
+  local ngx = rawget(_G, "ngx")
+  local ok, sem = false, nil
+  if ngx then ok, sem = pcall(require, "ngx.semaphore") end
+  if ok and sem then
+    self._sema = sem.new(0)
+  else
+    self._sema = false
+  end
+  return self._sema or nil
+end
+
+local function wake(self)
+  local s = self._sema
+  if s then
+    local waiting = -s:count()
+    if waiting > 0 then s:post(waiting) end
+  end
+end
+
+--- A token: the cached one until its refresh point, else a new one.
+-- @tparam[opt] table opts `force_refresh = true`: fetch anew (after the service refused the token)
+-- @return token, expires_on (Unix seconds)
+-- @return or `nil, message, info` (`info.kind`: `auth` when the identity was
+--  refused, `transport`, `http`, `decode`, `local`)
+function Credential:get_token(opts)
+  local force = type(opts) == "table" and opts.force_refresh and true or false
+  local c = self._cache
+  local t = now()
+  if not force and c and t < c.refresh_at then return c.token, c.expires_on end
+  if self._refreshing then
+    -- re-entrant (a finalizer, a hook) or concurrent (another light thread)
+    if c and t < c.expires and not force then return c.token, c.expires_on end
+    local s = semaphore(self)
+    if s then
+      local ok = pcall(s.wait, s, self._wait_limit or 60)
+      c = self._cache
+      if ok and c and now() < c.expires then return c.token, c.expires_on end
+      if ok and self._last_failure then return fail(unpack(self._last_failure)) end
+    end
+    return fail("auth", self.kind .. ": a token refresh is already in progress and no valid token is cached",
+      { credential = self.kind })
+  end
+  if not force and c and self._retry_at and t < self._retry_at and t < c.expires then
+    return c.token, c.expires_on
+  end
+  self._refreshing = true
+  local ok, token, expires, refresh_on = pcall(self.fetch_token, self)
+  self._refreshing = false
+  if not ok then
+    self._last_failure = { "local", self.kind .. ": the token fetch raised an error", {} }
+    wake(self)
+    error(token, 0) -- our bug or the transport's: not a runtime failure
+  end
+  if token then
+    local t2 = now()
+    c = { token = token, expires = expires, expires_on = math.floor(expires),
+      refresh_at = refresh_point(t2, expires, refresh_on) }
+    self._cache, self._retry_at, self._last_failure = c, nil, nil
+    wake(self)
+    return token, c.expires_on
+  end
+  local msg, info = expires, refresh_on
+  if type(info) ~= "table" then info = { kind = "auth" } end
+  self._last_failure = { info.kind or "auth", msg, info }
+  wake(self)
+  t = now()
+  if not force and c and t < c.expires then
+    -- keep the old token; try again after a while (not at every call)
+    if not info.not_here then
+      self._retry_at = t + math.max(0.05, math.min(30, (c.expires - t) / 4))
+    end
+    return c.token, c.expires_on
+  end
+  return nil, msg, info
+end
+
+-- ------------------------------------------------------- managed identity
+
+local ManagedIdentity = subclass()
+
+--- Managed identity: App Service / Functions when `IDENTITY_ENDPOINT` and
+-- `IDENTITY_HEADER` are set (`GET $IDENTITY_ENDPOINT?api-version=2019-08-01&resource=...`,
+-- header `X-IDENTITY-HEADER`), otherwise IMDS
+-- (`GET http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=...`,
+-- header `Metadata: true`; the host from `endpoint`, else
+-- `AZURE_POD_IDENTITY_AUTHORITY_HOST`), as azure-identity's
+-- `_credentials/managed_identity.py`, `app_service.py` and `imds.py` decide.
+-- Azure Arc, Service Fabric and Cloud Shell are not supported.
+-- @tparam[opt] table opts `client_id` or `resource_id` (a user-assigned identity),
+--  `endpoint` (the IMDS host, e.g. "http://127.0.0.1:8080": wins over the environment),
+--  `env` (a table or function read instead of `os.getenv`), `transport`, and
+--  core.fetcher's options (`timeout`, `retries`, `ca_file`, ...)
+function M.managed_identity(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("acscall.credential.managed_identity: options table expected", 2) end
+  local getenv = env_reader(opts)
+  local self = new_credential("managed_identity", opts)
+  setmetatable(self, ManagedIdentity)
+  self.client_id = opt_string("managed_identity", opts, "client_id")
+  self.resource_id = opt_string("managed_identity", opts, "resource_id")
+  local endpoint = opt_string("managed_identity", opts, "endpoint")
+  if self.client_id and self.resource_id then
+    error("acscall.credential.managed_identity: give client_id or resource_id, not both", 2)
+  end
+  local ie, ih = getenv("IDENTITY_ENDPOINT"), getenv("IDENTITY_HEADER")
+  if endpoint then
+    self.source = "imds"
+  elseif ie and ih and getenv("IDENTITY_SERVER_THUMBPRINT") then
+    self.source, self.unsupported = "service_fabric", "Service Fabric managed identity is not supported"
+  elseif ie and ih then
+    self.source = "app_service"
+  elseif ie and getenv("IMDS_ENDPOINT") then
+    self.source, self.unsupported = "azure_arc", "Azure Arc managed identity is not supported"
+  else
+    self.source = "imds"
+  end
+  local id_param
+  if self.source == "imds" then
+    local host = (endpoint or getenv("AZURE_POD_IDENTITY_AUTHORITY_HOST") or M.IMDS_AUTHORITY):gsub("/+$", "")
+    if not url_host(host) then
+      error("acscall.credential.managed_identity: the IMDS host must be an http(s) URL", 2)
+    end
+    id_param = self.resource_id and "msi_res_id" or "client_id"
+    self.target = host .. M.IMDS_PATH
+    self.url = self.target .. "?" .. query{ "api-version", M.IMDS_API_VERSION, "resource", M.RESOURCE,
+      id_param, self.client_id or self.resource_id }
+  else
+    if not url_host(ie) then
+      error("acscall.credential.managed_identity: IDENTITY_ENDPOINT must be an http(s) URL", 2)
+    end
+    id_param = self.resource_id and "mi_res_id" or "client_id"
+    self.target = ie:gsub("%?.*$", "")
+    self.url = ie .. (ie:find("?", 1, true) and "&" or "?") .. query{ "api-version",
+      M.APP_SERVICE_API_VERSION, "resource", M.RESOURCE, id_param, self.client_id or self.resource_id }
+    self._identity_header = ih
+  end
+  check_targets("managed_identity", self)
+  return self
+end
+
+function ManagedIdentity:describe()
+  local who = self.client_id and (", client_id " .. self.client_id)
+    or self.resource_id and (", resource_id " .. self.resource_id) or ""
+  return self.source .. " " .. self.target .. who
+end
+
+-- IMDS in a chain: is anything listening? A request IMDS answers at once
+-- (no Metadata header: 400), one try, a short timeout (azure-identity
+-- imds.py: "we send a request it would immediately reject ... setting a short timeout").
+function ManagedIdentity:probe()
+  if self._available ~= nil then return self._available end
+  local t = self._probe_transport
+  if not t then
+    if self._transport_opt then
+      t = self._transport_opt
+    elseif type(core.fetcher) == "function" then
+      t = core.fetcher{ retries = 0, timeout = 1, connect_timeout = 1, deadline = 2,
+        ca_file = self._fetcher_opts.ca_file }
+    else
+      return false
+    end
+    self._probe_transport = t
+  end
+  local st = t:fetch{ url = self.url, method = "GET", headers = {}, timeout = 1, retries = 0 }
+  self._available = st ~= nil
+  if t ~= self._transport_opt and type(t.close) == "function" then t:close() end
+  self._probe_transport = nil
+  return self._available
+end
+
+function ManagedIdentity:fetch_token()
+  if self.unsupported then
+    return fail("auth", "managed_identity: " .. self.unsupported, { unavailable = true, credential = self.kind })
+  end
+  if self.in_chain and self.source == "imds" and not self:probe() then
+    return fail("transport", "managed_identity: no IMDS endpoint answered at " .. self.target,
+      { unavailable = true, credential = self.kind, target = self.target })
+  end
+  local headers
+  if self.source == "imds" then
+    headers = { Metadata = "true" }
+  else
+    headers = { ["X-IDENTITY-HEADER"] = self._identity_header }
+  end
+  local st, body, h = self:http{ url = self.url, method = "GET", headers = headers }
+  if not st then return st, body, h end
+  local token, expires, refresh_on = self:token_from(st, body, { self._identity_header })
+  if not token and self.in_chain and self.source == "imds" and st == 400 then
+    -- azure-identity imds.py: a 400 means no identity (or not this one) is assigned here
+    refresh_on.unavailable = true
+  end
+  return token, expires, refresh_on
+end
+
+-- ------------------------------------------------- client secret / workload
+
+local ClientCredential = subclass()
+
+local function authority_of(fname, opts, getenv)
+  local a = opt_string(fname, opts, "authority_host") or getenv("AZURE_AUTHORITY_HOST") or M.AUTHORITY_HOST
+  a = a:gsub("/+$", "")
+  if not a:find("^[hH][tT][tT][pP][sS]://") and not (a:find("^[hH][tT][tT][pP]://") and M.is_loopback(a)) then
+    -- azure-identity refuses an authority that is not https
+    error("acscall.credential." .. fname .. ": authority_host must be an https URL (http only to loopback)", 3)
+  end
+  return a
+end
+
+local function client_common(fname, opts, getenv)
+  local self = new_credential(fname, opts)
+  setmetatable(self, ClientCredential)
+  self.tenant_id = opt_string(fname, opts, "tenant_id") or getenv("AZURE_TENANT_ID")
+  self.client_id = opt_string(fname, opts, "client_id") or getenv("AZURE_CLIENT_ID")
+  if not self.tenant_id then
+    error("acscall.credential." .. fname .. ": no tenant_id (give tenant_id or set AZURE_TENANT_ID)", 3)
+  end
+  if not self.client_id then
+    error("acscall.credential." .. fname .. ": no client_id (give client_id or set AZURE_CLIENT_ID)", 3)
+  end
+  -- azure-identity's tenant id check: letters, digits, '-' and '.'
+  if not self.tenant_id:match("^[%w%-%.]+$") then
+    error("acscall.credential." .. fname .. ": tenant_id may hold only letters, digits, '-' and '.'", 3)
+  end
+  self.authority = authority_of(fname, opts, getenv)
+  self.target = self.authority .. "/" .. self.tenant_id .. "/oauth2/v2.0/token"
+  return self
+end
+
+--- A service principal's client secret (OAuth2 client credentials):
+-- `POST {authority}/{tenant}/oauth2/v2.0/token` with `grant_type=client_credentials`,
+-- `client_id`, `client_secret`, `scope=https://communication.azure.com//.default`.
+-- Missing options are read from `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`,
+-- `AZURE_CLIENT_SECRET`, `AZURE_AUTHORITY_HOST` (azure-identity's EnvironmentCredential).
+-- @tparam[opt] table opts `tenant_id`, `client_id`, `client_secret`, `authority_host`
+--  (default https://login.microsoftonline.com), `env`, `transport`, core.fetcher's options
+-- @raise when tenant, client id or secret is missing (the message never holds the secret)
+function M.client_secret(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("acscall.credential.client_secret: options table expected", 2) end
+  local getenv = env_reader(opts)
+  local self = client_common("client_secret", opts, getenv)
+  local secret = opts.client_secret
+  if secret ~= nil and (type(secret) ~= "string" or secret == "") then
+    error("acscall.credential.client_secret: client_secret must be a non-empty string", 2)
+  end
+  secret = secret or getenv("AZURE_CLIENT_SECRET")
+  if not secret then
+    error("acscall.credential.client_secret: no client_secret (give client_secret or set AZURE_CLIENT_SECRET)", 2)
+  end
+  -- kept out of the object's visible fields (tostring, a debugger's dump)
+  local hidden = { secret = secret }
+  self._secret = function() return hidden.secret end
+  check_targets("client_secret", self)
+  return self
+end
+
+--- Workload identity (AKS): the client assertion is the federated token in
+-- `AZURE_FEDERATED_TOKEN_FILE`, read again for every token request (the
+-- kubelet rotates it), sent with
+-- `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer`
+-- to the same token endpoint as client_secret. Missing options are read from
+-- `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_FEDERATED_TOKEN_FILE`,
+-- `AZURE_AUTHORITY_HOST` (azure-identity's WorkloadIdentityCredential).
+-- @tparam[opt] table opts `tenant_id`, `client_id`, `token_file`, `authority_host`,
+--  `env`, `transport`, core.fetcher's options
+function M.workload_identity(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("acscall.credential.workload_identity: options table expected", 2) end
+  local getenv = env_reader(opts)
+  local self = client_common("workload_identity", opts, getenv)
+  self.token_file = opt_string("workload_identity", opts, "token_file") or getenv("AZURE_FEDERATED_TOKEN_FILE")
+  if not self.token_file then
+    error("acscall.credential.workload_identity: no token_file (give token_file or set "
+      .. "AZURE_FEDERATED_TOKEN_FILE)", 2)
+  end
+  check_targets("workload_identity", self)
+  return self
+end
+
+function ClientCredential:describe()
+  return "tenant " .. self.tenant_id .. ", client_id " .. self.client_id .. ", " .. self.target
+end
+
+-- the assertion, read now (the file changes under us: no caching)
+function ClientCredential:assertion()
+  local f, err = io.open(self.token_file, "rb")
+  if not f then
+    return fail("local", "workload_identity: cannot read the federated token file "
+      .. self.token_file .. " (" .. tostring(err):gsub("^[^:]*: ", "") .. ")", { credential = self.kind })
+  end
+  local s = f:read("*a") or ""
+  f:close()
+  s = s:gsub("^%s+", ""):gsub("%s+$", "")
+  if s == "" then
+    return fail("local", "workload_identity: the federated token file " .. self.token_file .. " is empty",
+      { credential = self.kind })
+  end
+  return s
+end
+
+function ClientCredential:fetch_token()
+  local form = { grant_type = "client_credentials", client_id = self.client_id, scope = M.SCOPE }
+  local secret
+  if self._secret then
+    secret = self._secret()
+    form.client_secret = secret
+  else
+    local a, msg, info = self:assertion()
+    if not a then return a, msg, info end
+    secret = a
+    form.client_assertion, form.client_assertion_type = a, M.JWT_BEARER
+  end
+  local st, body, h = self:http{ url = self.target, method = "POST", form = form,
+    headers = { Accept = "application/json" } }
+  if not st then return st, body, h end
+  return self:token_from(st, body, { secret })
+end
+
+-- ------------------------------------------------------------------ az CLI
+
+local AzureCli = subclass()
+
+--- The Azure CLI's login: runs `az account get-access-token --output json
+-- --scope https://communication.azure.com//.default [--tenant T]` (no shell:
+-- an argument vector; stdin /dev/null) and reads `accessToken` and
+-- `expires_on` (Unix seconds, az >= 2.54) or `expiresOn` (local time), as
+-- azure-identity's `_credentials/azure_cli.py` does.
+-- @tparam[opt] table opts `command` (the az to run, default "az" on PATH;
+--  env `ACSCALL_AZURE_CLI`), `tenant_id`, `timeout` (seconds, default 10), `env`
+function M.azure_cli(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("acscall.credential.azure_cli: options table expected", 2) end
+  local getenv = env_reader(opts)
+  local self = setmetatable({ kind = "azure_cli" }, AzureCli)
+  self.command = opt_string("azure_cli", opts, "command") or getenv("ACSCALL_AZURE_CLI") or "az"
+  self.tenant_id = opt_string("azure_cli", opts, "tenant_id")
+  if self.tenant_id and not self.tenant_id:match("^[%w%-%.]+$") then
+    error("acscall.credential.azure_cli: tenant_id may hold only letters, digits, '-' and '.'", 2)
+  end
+  self.timeout = opts.timeout or 10
+  if type(self.timeout) ~= "number" or self.timeout <= 0 then
+    error("acscall.credential.azure_cli: timeout must be a number of seconds > 0", 2)
+  end
+  self._spawn = opts.spawn -- for tests: a function like core.spawn
+  check_targets("azure_cli", self)
+  return self
+end
+
+function AzureCli:targets() return {} end
+
+function AzureCli:describe()
+  return "command " .. self.command .. (self.tenant_id and (", tenant " .. self.tenant_id) or "")
+end
+
+function AzureCli:close() self._cache = nil end
+
+-- "2023-10-31 21:59:10.000000" in local time (older az versions)
+local function parse_local_time(s)
+  local y, mo, d, h, mi, se = tostring(s):match("^(%d+)%-(%d+)%-(%d+)[ T](%d+):(%d+):(%d+)")
+  if not y then return nil end
+  return os.time{ year = tonumber(y), month = tonumber(mo), day = tonumber(d), hour = tonumber(h),
+    min = tonumber(mi), sec = tonumber(se) }
+end
+
+function AzureCli:fetch_token()
+  local spawn = self._spawn or core.spawn
+  if type(spawn) ~= "function" then
+    return fail("local", "azure_cli: this acscall core cannot run commands (core.spawn)",
+      { credential = self.kind, unavailable = true })
+  end
+  local argv = { self.command, "account", "get-access-token", "--output", "json", "--scope", M.SCOPE }
+  if self.tenant_id then argv[#argv + 1] = "--tenant"; argv[#argv + 1] = self.tenant_id end
+  local code, out, err = spawn{ argv = argv, timeout = self.timeout }
+  if not code then
+    local info = type(err) == "table" and err or {}
+    info.credential = self.kind
+    -- not installed: the chain moves on
+    if tostring(out):lower():find("not found", 1, true) or tostring(out):lower():find("no such file", 1, true) then
+      info.unavailable = true
+      return fail(info.kind or "local", "azure_cli: " .. self.command .. " not found (install the Azure CLI)", info)
+    end
+    return fail(info.kind or "local", "azure_cli: " .. tostring(out), info)
+  end
+  if code ~= 0 then
+    local first = excerpt(tostring(err or ""):match("[^\n]*%S[^\n]*") or "", nil, 200)
+    local low = tostring(err or ""):lower()
+    local info = { credential = self.kind, exit_code = code }
+    if code == 127 or low:find("not found", 1, true) or low:find("not recognized", 1, true) then
+      info.unavailable = true
+      return fail("local", "azure_cli: " .. self.command .. " not found (install the Azure CLI)", info)
+    end
+    if low:find("az login", 1, true) or low:find("az account set", 1, true) then
+      info.unavailable = true
+      return fail("auth", "azure_cli: not logged in (run az login)", info)
+    end
+    return fail("auth", "azure_cli: " .. self.command .. " exited " .. tostring(code)
+      .. (first ~= "" and (": " .. first) or ""), info)
+  end
+  local j = cjson.decode(out or "")
+  if type(j) ~= "table" or not valid_token(j.accessToken) then
+    return fail("decode", "azure_cli: the output of az account get-access-token has no accessToken",
+      { credential = self.kind })
+  end
+  local expires = number_of(j.expires_on) or parse_local_time(j.expiresOn)
+  if not expires then
+    return fail("decode", "azure_cli: the output of az account get-access-token has no expiry",
+      { credential = self.kind })
+  end
+  return j.accessToken, expires
+end
+
+-- ------------------------------------------------------------------ default
+
+local Chain = subclass()
+
+--- DefaultAzureCredential's chain, in the SDKs' order (azure-identity
+-- `_credentials/default.py`, @azure/identity `defaultAzureCredential.ts`):
+-- environment (client secret from `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`,
+-- `AZURE_CLIENT_SECRET`), workload identity (`AZURE_FEDERATED_TOKEN_FILE`),
+-- managed identity (`client_id` from `managed_identity_client_id` or
+-- `AZURE_CLIENT_ID`; IMDS is probed first, one short try), Azure CLI.
+-- A link whose configuration is absent is skipped; a link that is
+-- unavailable (no IMDS, az missing or not logged in) passes to the next; the
+-- first link that gives a token is used from then on. A link that is
+-- configured but refused (a wrong secret) ends the chain with its error.
+-- @tparam[opt] table opts `managed_identity_client_id`, `managed_identity_resource_id`,
+--  `imds_endpoint` (the IMDS host), `authority_host`, `az_command`, `tenant_id`, `env`,
+--  `transport`, `exclude` (a set of link names: environment, workload_identity,
+--  managed_identity, azure_cli), core.fetcher's options
+function M.default(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("acscall.credential.default: options table expected", 2) end
+  local getenv = env_reader(opts)
+  local exclude = opts.exclude or {}
+  local self = setmetatable({ kind = "default", links = {}, skipped = {} }, Chain)
+  local function sub(extra)
+    local o = {}
+    for _, k in ipairs{ "env", "transport", "ca_file", "user_agent", "timeout", "connect_timeout", "deadline",
+      "retries", "base_delay", "max_delay", "max_body", "authority_host" } do o[k] = opts[k] end
+    for k, v in pairs(extra) do o[k] = v end
+    return o
+  end
+  local function skip(name, why) self.skipped[#self.skipped + 1] = { name = name, why = why } end
+  local function missing(names)
+    local m = {}
+    for _, n in ipairs(names) do if not getenv(n) then m[#m + 1] = n end end
+    return m
+  end
+  local tenant = opts.tenant_id
+  -- 1. environment (EnvironmentCredential: the secret form only)
+  if exclude.environment then
+    skip("environment", "excluded")
+  else
+    local m = missing{ "AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET" }
+    if #m == 0 then
+      self.links[#self.links + 1] = { name = "environment", cred = M.client_secret(sub{}) }
+    elseif getenv("AZURE_CLIENT_CERTIFICATE_PATH") or getenv("AZURE_USERNAME") then
+      skip("environment", "only AZURE_CLIENT_SECRET is supported (certificate and username/password are not)")
+    else
+      skip("environment", table.concat(m, ", ") .. " not set")
+    end
+  end
+  -- 2. workload identity
+  if exclude.workload_identity then
+    skip("workload_identity", "excluded")
+  else
+    local m = missing{ "AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_FEDERATED_TOKEN_FILE" }
+    if #m == 0 then
+      self.links[#self.links + 1] = { name = "workload_identity",
+        cred = M.workload_identity(sub{ tenant_id = tenant }) }
+    else
+      skip("workload_identity", table.concat(m, ", ") .. " not set")
+    end
+  end
+  -- 3. managed identity (always configured; may be unavailable)
+  if exclude.managed_identity then
+    skip("managed_identity", "excluded")
+  else
+    local mi = M.managed_identity(sub{
+      client_id = opts.managed_identity_client_id
+        or (not opts.managed_identity_resource_id and getenv("AZURE_CLIENT_ID")) or nil,
+      resource_id = opts.managed_identity_resource_id, endpoint = opts.imds_endpoint })
+    mi.in_chain = true
+    self.links[#self.links + 1] = { name = "managed_identity", cred = mi }
+  end
+  -- 4. Azure CLI
+  if exclude.azure_cli then
+    skip("azure_cli", "excluded")
+  else
+    self.links[#self.links + 1] = { name = "azure_cli", cred = M.azure_cli{ command = opts.az_command,
+      tenant_id = tenant, env = opts.env, spawn = opts.spawn } }
+  end
+  return self
+end
+
+function Chain:targets()
+  local out = {}
+  for _, l in ipairs(self.links) do
+    for _, u in ipairs(l.cred:targets()) do out[#out + 1] = u end
+  end
+  return out
+end
+
+function Chain:describe()
+  local parts = {}
+  for _, l in ipairs(self.links) do parts[#parts + 1] = l.name .. ": " .. l.cred:describe() end
+  for _, s in ipairs(self.skipped) do parts[#parts + 1] = s.name .. ": skipped" end
+  return table.concat(parts, "; ")
+end
+
+function Chain:close()
+  for _, l in ipairs(self.links) do l.cred:close() end
+end
+
+function Chain:get_token(opts)
+  if self.chosen then return self.chosen.cred:get_token(opts) end
+  local why = {}
+  for _, s in ipairs(self.skipped) do why[#why + 1] = s.name .. ": skipped (" .. s.why .. ")" end
+  for _, l in ipairs(self.links) do
+    local token, b, info = l.cred:get_token(opts)
+    if token then
+      self.chosen = l
+      return token, b
+    end
+    if type(info) ~= "table" or not info.unavailable then
+      -- configured and refused: the chain ends here (the SDKs' behaviour)
+      local out = type(info) == "table" and info or { kind = "auth" }
+      out.credential = "default/" .. l.name
+      return nil, "default: " .. l.name .. " failed: " .. tostring(b), out
+    end
+    why[#why + 1] = l.name .. ": unavailable (" .. tostring(b):gsub("^[%w_]+: ", "") .. ")"
+  end
+  return fail("auth", "default: no credential available: " .. table.concat(why, "; "),
+    { credential = "default" })
+end
+
+-- ----------------------------------------------------------- by name (CLI)
+
+--- The credential for a name as the CLI spells it (`default`,
+-- `managed-identity`, `cli`, `client-secret`, `workload-identity`).
+-- By name, `managed-identity` takes a user-assigned identity's client id
+-- from `AZURE_CLIENT_ID` (as DefaultAzureCredential does) unless `opts`
+-- gives `client_id` or `resource_id`: a configuration by environment alone.
+-- @tparam string name
+-- @tparam[opt] table opts the credential's options
+function M.by_name(name, opts)
+  if name == "managed-identity" then
+    opts = opts or {}
+    if opts.client_id == nil and opts.resource_id == nil then
+      local o = {}
+      for k, v in pairs(opts) do o[k] = v end
+      o.client_id = env_reader(opts)("AZURE_CLIENT_ID")
+      opts = o
+    end
+  end
+  local f = ({ default = M.default, ["managed-identity"] = M.managed_identity, cli = M.azure_cli,
+    ["azure-cli"] = M.azure_cli, ["client-secret"] = M.client_secret,
+    ["workload-identity"] = M.workload_identity })[name]
+  if not f then
+    error("acscall.credential.by_name: unknown credential '" .. tostring(name) .. "' (default, "
+      .. "managed-identity, cli, client-secret, workload-identity)", 2)
+  end
+  return f(opts)
+end
+M.NAMES = { "default", "managed-identity", "cli", "client-secret", "workload-identity" }
+
+return M

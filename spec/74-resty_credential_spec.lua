@@ -1,0 +1,106 @@
+-- OpenResty with an Entra ID credential (examples/openresty with ACSCALL_AUTH=managed-identity)
+-- in real nginx against the emulator's IMDS endpoint: the event-loop path fetches the token with
+-- a subrequest (acscall.resty.capture_transport), never blocking the worker, once per worker
+-- (concurrent requests wait for that one fetch), refreshes it when it runs out, and the thread
+-- path builds its own per pool VM. Needs build/luajit/acscall/core.so; pending without it.
+local helpers = require "spec.helpers"
+local ngxh = require "spec.helpers_ngx"
+local cjson = require "cjson.safe"
+
+local CALL = "18dea47f-b081-4107-9a5c-4300819d2c6c"
+
+describe("OpenResty with managed identity (event loop)", function()
+  it("runs under the interpreter the suite was started for", function()
+    assert.are.equal(os.getenv("ACSCALL_EXPECT_LUA") or "Lua 5.4", _VERSION)
+  end)
+  if ngxh.pending_without_core() then return end
+  if type(require("acscall.core").fetcher) ~= "function" then
+    it("needs core.fetcher", function() pending("this core has no fetcher yet (issue 14)") end)
+    return
+  end
+
+  local emu
+  local started = {}
+  local function example(client_id, extra)
+    local env = {
+      ACSCALL_AUTH = "managed-identity",
+      AZURE_POD_IDENTITY_AUTHORITY_HOST = emu.endpoint:gsub("/$", ""),
+      AZURE_CLIENT_ID = client_id,
+      ACSCALL_LOOPBACK_ONLY = "1",
+    }
+    for k, v in pairs(extra or {}) do env[k] = v end
+    local ex = ngxh.start_example{ endpoint = emu.endpoint, env = env, args = { "--base-delay", "0.05" } }
+    started[#started + 1] = ex
+    return ex
+  end
+  setup(function()
+    emu = helpers.start_emulator{ latency = 800 }
+  end)
+  teardown(function()
+    for _, ex in ipairs(started) do ex:stop() end
+    if emu then emu:stop() end
+  end)
+
+  it("fetches one token for 20 concurrent requests, on the event loop, the worker answering meanwhile", function()
+    local ex = example("resty-mi-1")
+    emu:clear_log()
+    local paths = {}
+    for i = 1, 20 do paths[i] = "/calls/" .. CALL .. "?n=" .. i end
+    for i = 1, 3 do paths[#paths + 1] = "/health?probe=" .. i end
+    local res = ngxh.parallel_get(ex.port, paths, 30)
+    for i = 1, 20 do
+      assert.are.equal(200, res[i].status, tostring(res[i].raw) .. ex:error_log())
+      assert.are.equal(CALL, assert(cjson.decode(res[i].body)).callConnectionId)
+    end
+    for i = 21, 23 do
+      assert.are.equal(200, res[i].status)
+      -- the token (0.8 s) and the calls (0.8 s) are in flight; the worker is not blocked
+      assert.is_true(res[i].t < 0.6, string.format("/health took %.2f s", res[i].t))
+    end
+    local tokens = emu:token_requests{ endpoint = "imds", client_id = "resty-mi-1" }
+    assert.are.equal(1, #tokens, "one token request for the worker")
+    -- sent by nginx's proxy (a subrequest), not libcurl: no User-Agent of the core's
+    assert.is_nil(tokens[1].headers["user-agent"])
+    assert.are.equal("true", tokens[1].headers["metadata"])
+    assert.not_matches("stack traceback", ex:error_log())
+  end)
+
+  it("refreshes a token living 2 s after its refresh point, and not before", function()
+    local ex = example("resty-mi-ttl2")
+    local function get()
+      local r = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)[1]
+      assert.are.equal(200, r.status, tostring(r.raw) .. ex:error_log())
+    end
+    get() -- token + call: 1.6 s at 800 ms latency
+    assert.are.equal(1, #emu:token_requests{ client_id = "resty-mi-ttl2" })
+    helpers.sleep(1.5) -- the first token has expired (2 s)
+    get()
+    assert.are.equal(2, #emu:token_requests{ client_id = "resty-mi-ttl2" })
+  end)
+
+  it("retries a token endpoint answering 503, then serves the call", function()
+    local ex = example("resty-mi-fault-503x1")
+    local r = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)[1]
+    assert.are.equal(200, r.status, tostring(r.raw) .. ex:error_log())
+    local st = {}
+    for _, e in ipairs(emu:token_requests{ client_id = "resty-mi-fault-503x1" }) do st[#st + 1] = e.status end
+    assert.are.same({ 503, 200 }, st)
+  end)
+
+  it("the thread path builds its own credential per pool VM and serves the call", function()
+    local ex = example("resty-mi-thread")
+    local r = ngxh.parallel_get(ex.port, { "/thread/calls/" .. CALL }, 30)[1]
+    assert.are.equal(200, r.status, tostring(r.raw) .. ex:error_log())
+    local tokens = emu:token_requests{ client_id = "resty-mi-thread" }
+    assert.are.equal(1, #tokens)
+  end)
+
+  it("no token endpoint answering: 500 JSON of kind auth naming the endpoint", function()
+    local ex = example("resty-mi-1", { AZURE_POD_IDENTITY_AUTHORITY_HOST = "http://127.0.0.1:" .. ngxh.closed_port() })
+    local r = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)[1]
+    assert.are.equal(500, r.status, tostring(r.raw))
+    local err = assert(cjson.decode(r.body)).error
+    assert.are.equal("auth", err.kind)
+    assert.matches("^credential: managed_identity: no answer from", err.message)
+  end)
+end)
