@@ -1,6 +1,7 @@
 -- decode.lua - decode alone: acscall.decode(200, body) against cjson.decode(body).
 --   lua5.4 bench/decode.lua wall ROUNDS FILE...     interleaved timing, prints per file:
---       RESULT file=F fn=acscall|cjson wall_us=<median of rounds, per op> ops=<per round>
+--       RESULT file=F acscall_us= cjson_us= (medians per op) ratio= min= max= (of the
+--       per-round ratios) ops=<per burst> rounds=
 --   lua5.4 bench/decode.lua count acscall|cjson FILE K   K decodes (for callgrind; K=0 is the baseline)
 --   lua5.4 bench/decode.lua ratio ROUNDS FILE...    decode only, per-round ratios: each round times a
 --       short burst of every function (order rotated), ratio = acscall / cjson in that round;
@@ -68,26 +69,28 @@ if mode == "count" then
   return
 end
 assert(mode == "wall", "usage: decode.lua wall ROUNDS FILE... | count FN FILE K | ratio ROUNDS FILE...")
+-- per file: rounds of one burst of each (order alternating), ~20 ms of
+-- cjson.decode per burst; per-round ratio acscall / cjson
 local rounds = tonumber(arg[2])
 for i = 3, #arg do
   local body = slurp(arg[i])
   assert(fns.acscall(body).callConnectionId)
-  -- ops per round: about 0.2 s of cjson.decode
   local ops, t0 = 0, socket.gettime()
-  repeat fns.cjson(body); ops = ops + 1 until socket.gettime() - t0 > 0.05
-  ops = ops * 4
-  local samples = { acscall = {}, cjson = {} }
+  repeat fns.cjson(body); ops = ops + 1 until socket.gettime() - t0 > 0.02
+  local samples, ratios = { acscall = {}, cjson = {} }, {}
   for r = 1, rounds do
     for _, name in ipairs(r % 2 == 1 and { "acscall", "cjson" } or { "cjson", "acscall" }) do
       local fn = fns[name]
       collectgarbage("collect")
       local s = socket.gettime()
       for _ = 1, ops do fn(body) end
-      table.insert(samples[name], (socket.gettime() - s) * 1e6 / ops)
+      samples[name][r] = (socket.gettime() - s) * 1e6 / ops
     end
+    ratios[r] = samples.acscall[r] / samples.cjson[r]
   end
-  for _, name in ipairs { "acscall", "cjson" } do
-    local t = samples[name]; table.sort(t)
-    io.write(string.format("RESULT file=%s fn=%s wall_us=%.3f ops=%d\n", arg[i]:match("[^/]*$"), name, t[(#t + 1) // 2], ops))
-  end
+  local function med(t) local c = {} for k, v in ipairs(t) do c[k] = v end table.sort(c) return c[(#c + 1) // 2], c[1], c[#c] end
+  local a, c = med(samples.acscall), med(samples.cjson)
+  local rm, rl, rh = med(ratios)
+  io.write(string.format("RESULT file=%s acscall_us=%.3f cjson_us=%.3f ratio=%.3f min=%.3f max=%.3f ops=%d rounds=%d\n",
+    arg[i]:match("[^/]*$"), a, c, rm, rl, rh, ops, rounds))
 end

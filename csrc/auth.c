@@ -184,6 +184,7 @@ void acs_content_hash(const char *body, size_t len,
 struct acs_signer {
     EVP_MAC *alg;
     EVP_MAC_CTX *keyed;
+    EVP_MAC_CTX *work; /* re-initialised from the key per request (no copy) */
 };
 
 acs_signer *acs_signer_new(const unsigned char *key, size_t keylen)
@@ -197,7 +198,8 @@ acs_signer *acs_signer_new(const unsigned char *key, size_t keylen)
     params[1] = OSSL_PARAM_construct_end();
     s->alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
     s->keyed = s->alg ? EVP_MAC_CTX_new(s->alg) : NULL;
-    if (s->keyed == NULL || !EVP_MAC_init(s->keyed, key, keylen, params)) {
+    if (s->keyed == NULL || !EVP_MAC_init(s->keyed, key, keylen, params) ||
+        (s->work = EVP_MAC_CTX_dup(s->keyed)) == NULL) {
         acs_signer_free(s);
         return NULL;
     }
@@ -209,13 +211,9 @@ void acs_signer_free(acs_signer *s)
     if (s == NULL)
         return;
     EVP_MAC_CTX_free(s->keyed);
+    EVP_MAC_CTX_free(s->work);
     EVP_MAC_free(s->alg);
     free(s);
-}
-
-static int mac_add(EVP_MAC_CTX *ctx, const char *p, size_t n)
-{
-    return EVP_MAC_update(ctx, (const unsigned char *)p, n);
 }
 
 int acs_signer_sign(const acs_signer *s, const char *method,
@@ -223,18 +221,37 @@ int acs_signer_sign(const acs_signer *s, const char *method,
                     const char *host, const char *content_hash,
                     char out[ACS_B64_SHA256_LEN + 1])
 {
-    /* HMAC over the pieces of string_to_sign in turn: no buffer to size. */
+    /* string_to_sign in one piece when it fits (one update: each costs a
+     * provider dispatch), else piece by piece */
     unsigned char mac[EVP_MAX_MD_SIZE];
-    size_t maclen = 0;
-    EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(s->keyed);
-    int ok = ctx != NULL && mac_add(ctx, method, strlen(method)) &&
-             mac_add(ctx, "\n", 1) && mac_add(ctx, path_and_query, pq_len) &&
-             mac_add(ctx, "\n", 1) && mac_add(ctx, date, strlen(date)) &&
-             mac_add(ctx, ";", 1) && mac_add(ctx, host, strlen(host)) &&
-             mac_add(ctx, ";", 1) &&
-             mac_add(ctx, content_hash, strlen(content_hash)) &&
-             EVP_MAC_final(ctx, mac, &maclen, sizeof mac) && maclen == 32;
-    EVP_MAC_CTX_free(ctx);
+    char buf[1024];
+    size_t maclen = 0, ml = strlen(method), dl = strlen(date), hl = strlen(host);
+    size_t cl = strlen(content_hash), n = ml + pq_len + dl + hl + cl + 4;
+    /* the work context re-keyed from the key set at acs_signer_new: no
+     * allocation per request (the signer serves one request at a time) */
+    EVP_MAC_CTX *ctx = s->work;
+    int ok = EVP_MAC_init(ctx, NULL, 0, NULL);
+    if (ok && n <= sizeof buf) {
+        char *p = buf;
+        memcpy(p, method, ml), p += ml, *p++ = '\n';
+        memcpy(p, path_and_query, pq_len), p += pq_len, *p++ = '\n';
+        memcpy(p, date, dl), p += dl, *p++ = ';';
+        memcpy(p, host, hl), p += hl, *p++ = ';';
+        memcpy(p, content_hash, cl);
+        ok = EVP_MAC_update(ctx, (const unsigned char *)buf, n);
+        OPENSSL_cleanse(buf, n);
+    } else if (ok) {
+        ok = EVP_MAC_update(ctx, (const unsigned char *)method, ml) &&
+             EVP_MAC_update(ctx, (const unsigned char *)"\n", 1) &&
+             EVP_MAC_update(ctx, (const unsigned char *)path_and_query, pq_len) &&
+             EVP_MAC_update(ctx, (const unsigned char *)"\n", 1) &&
+             EVP_MAC_update(ctx, (const unsigned char *)date, dl) &&
+             EVP_MAC_update(ctx, (const unsigned char *)";", 1) &&
+             EVP_MAC_update(ctx, (const unsigned char *)host, hl) &&
+             EVP_MAC_update(ctx, (const unsigned char *)";", 1) &&
+             EVP_MAC_update(ctx, (const unsigned char *)content_hash, cl);
+    }
+    ok = ok && EVP_MAC_final(ctx, mac, &maclen, sizeof mac) && maclen == 32;
     if (!ok)
         return -1;
     EVP_EncodeBlock((unsigned char *)out, mac, 32);

@@ -47,6 +47,7 @@ typedef struct {
     acs_client *c;
     int entered;
     CURLM *multi;
+    acs_multi_loop loop; /* drives multi (epoll where there is one) */
     slot *slots;
     int nslots;
     item *items;
@@ -69,6 +70,7 @@ static void batch_cleanup(lua_State *L, void *p)
         acs_pool_put(&b->c->pool, s->conn);
         free(s->url);
     }
+    acs_multi_loop_end(&b->loop); /* after the handles left the multi */
     free(b->slots);
     free(b->items);
     acs_pool_put_multi(&b->c->pool, b->multi);
@@ -206,6 +208,7 @@ static const char *take(batch_ctx *b)
     acs_pool *p = &b->c->pool;
     if ((b->multi = acs_pool_get_multi(p)) == NULL)
         return "libcurl: cannot create a multi handle";
+    acs_multi_loop_begin(&b->loop, b->multi);
     /* No CURLMOPT_MAX_TOTAL_CONNECTIONS: the slots bound this batch's
      * connections, and libcurl would count the client's whole shared cache
      * (a nested batch would wait forever for the outer one's). */
@@ -217,6 +220,7 @@ static const char *take(batch_ctx *b)
         if ((s->conn = acs_pool_get(p)) == NULL)
             return "libcurl: cannot create a handle";
         s->conn->tag = i;
+        acs_conn_set_tail(s->conn, b->c->route.fixed);
         s->item = -1;
         b->nslots++;
     }
@@ -322,13 +326,19 @@ static int get_calls_body(lua_State *L)
 
     while (ndone < n && !c->closed) {
         long now = acs_monotonic_ms(), wait = 1000;
-        int s, running = 0;
+        int s;
 
-        if (acs_watch_interrupted(&b->w)) { /* Ctrl-C: the rest end now;
-                                running transfers end through their callback */
+        if (acs_watch_interrupted(&b->w)) { /* Ctrl-C: everything ends now */
             for (s = 0; s < b->conc && !c->closed; s++) {
                 slot *sl = &b->slots[s];
-                if (!sl->running && sl->item >= 0) {
+                if (sl->running) {
+                    /* as if its progress callback had said stop: libcurl's
+                     * socket interface calls none on a silent transfer */
+                    curl_multi_remove_handle(b->multi, sl->conn->easy);
+                    sl->running = 0;
+                    done(L, b, sl, acs_conn_end(sl->conn, CURLE_ABORTED_BY_CALLBACK));
+                    ndone++;
+                } else if (sl->item >= 0) {
                     done(L, b, sl, b->items[sl->item].last_rc);
                     ndone++;
                 }
@@ -356,7 +366,7 @@ static int get_calls_body(lua_State *L)
         }
         if (ndone >= n || c->closed)
             break;
-        curl_multi_perform(b->multi, &running);
+        acs_multi_loop_run(&b->loop, 0);
         ndone += collect(L, b);
         if (ndone >= n || c->closed)
             break;
@@ -375,7 +385,7 @@ static int get_calls_body(lua_State *L)
             }
         }
         if (wait > 0)
-            curl_multi_poll(b->multi, NULL, 0, (int)wait, NULL);
+            acs_multi_loop_run(&b->loop, wait);
     }
     if (c->closed) /* a finalizer run while results were built closed c */
         return luaL_error(L, "acscall: closed client");

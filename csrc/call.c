@@ -195,6 +195,7 @@ static int get_call_body(lua_State *L)
     if ((k->conn = acs_pool_get(&c->pool)) == NULL)
         return acs_push_failure(L, "local", 0, "libcurl: cannot create a handle",
                                 &k->meta);
+    acs_conn_set_tail(k->conn, c->route.fixed);
     acs_watch_begin(&w, L); /* after the provider: its hooks are its own */
     start = acs_monotonic_ms();
     for (attempt = 1;; attempt++) {
@@ -255,7 +256,7 @@ static int request_body(lua_State *L)
     acs_client *c = k->c;
     size_t idlen;
     const char *id = lua_tolstring(L, 2, &idlen), *why;
-    struct curl_slist *h;
+    const struct curl_slist *h, *last;
     int n;
 
     if ((n = begin(L, k, id, idlen)) != 0)
@@ -264,9 +265,11 @@ static int request_body(lua_State *L)
                                   k->bearer, &why);
     if (k->hdrs == NULL)
         return acs_push_failure(L, why_kind(why), 0, why, &k->meta);
+    for (last = k->hdrs; last->next; last = last->next)
+        ; /* the request's own lines, then the route's fixed ones */
     lua_pushstring(L, k->url);
     lua_newtable(L);
-    for (h = k->hdrs; h; h = h->next) {
+    for (h = k->hdrs; h; h = h->next ? h->next : h == last ? c->route.fixed : NULL) {
         const char *colon = strchr(h->data, ':');
         const char *v = colon + 1;
         size_t i, len = (size_t)(colon - h->data);

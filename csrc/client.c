@@ -425,6 +425,8 @@ static int l_new(lua_State *L)
         snprintf(c->ua, sizeof c->ua, "acscall/%s Lua/%s libcurl/%s%s%s",
                  ACS_VERSION, lv + 4, cv->version, ua ? " " : "", ua ? ua : "");
     }
+    if ((err = acs_route_set_agent(&c->route, c->ua)) != NULL)
+        return luaL_error(L, "acscall.new: %s", err);
     to.connect_timeout_ms = acs_opt_ms(L, NEW, "connect_timeout",
                                    ACS_DEFAULT_CONNECT_TIMEOUT_MS);
     to.max_body = (size_t)max_body;

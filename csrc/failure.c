@@ -186,6 +186,16 @@ static int cred_char(char c)
            c == '~' || c == '+' || c == '/' || c == '=' || c == '%';
 }
 
+/* The length of the credential character at s[j] (0: none): one byte, or
+ * two for "\/", the JSON escape of '/' (cjson.encode writes it), since an
+ * error body is redacted before it is decoded. */
+static size_t cred_len(const char *s, size_t j, size_t len)
+{
+    if (cred_char(s[j]))
+        return 1;
+    return s[j] == '\\' && j + 1 < len && s[j + 1] == '/' ? 2 : 0;
+}
+
 void acs_push_redacted(lua_State *L, const char *s, size_t len,
                        const char *secret)
 {
@@ -203,18 +213,19 @@ void acs_push_redacted(lua_State *L, const char *s, size_t len,
             size_t j = i + 6;
             while (j < len && (s[j] == ' ' || s[j] == '\t'))
                 j++;
-            if (j > i + 6 && j < len && cred_char(s[j])) {
+            if (j > i + 6 && j < len && cred_len(s, j, len)) {
+                size_t n;
                 keep = j - i; /* "Bearer " stays */
-                while (j < len && cred_char(s[j]))
-                    j++;
+                while (j < len && (n = cred_len(s, j, len)) > 0)
+                    j += n;
                 skip = j - i;
             }
         } else if ((s[i] == 'S' || s[i] == 's') &&
                    acs_starts_ci(s + i, len - i, "signature=")) {
-            size_t j = i + 10;
+            size_t j = i + 10, n;
             keep = 10;
-            while (j < len && cred_char(s[j]))
-                j++;
+            while (j < len && (n = cred_len(s, j, len)) > 0)
+                j += n;
             skip = j > i + 10 ? j - i : 0;
         }
         if (skip == 0) {

@@ -47,7 +47,31 @@ void acs_route_free(acs_route *r)
     free(r->host);
     free(r->prefix);
     free(r->query);
+    curl_slist_free_all(r->fixed);
     memset(r, 0, sizeof *r);
+}
+
+static struct curl_slist *add_line(struct curl_slist *l, const char *a,
+                                   const char *b, int *ok)
+{
+    size_t n = strlen(a) + strlen(b) + 1;
+    char *line = malloc(n);
+    struct curl_slist *r = NULL;
+    if (line) {
+        snprintf(line, n, "%s%s", a, b);
+        r = *ok ? curl_slist_append(l, line) : NULL;
+        free(line);
+    }
+    if (r == NULL)
+        *ok = 0;
+    return r ? r : l;
+}
+
+const char *acs_route_set_agent(acs_route *r, const char *ua)
+{
+    int ok = 1;
+    r->fixed = add_line(r->fixed, "User-Agent: ", ua, &ok);
+    return ok ? NULL : "out of memory";
 }
 
 static char *dup_printf(const char *fmt, const char *a, const char *b,
@@ -133,7 +157,16 @@ const char *acs_route_init(acs_route *r, const char *endpoint,
     r->host = dup_printf("%s%s%s", hostport, "", "");
     r->prefix = dup_printf("%s%s%s", path, "/calling/callConnections/", "");
     r->query = ver ? dup_printf("%s%s%s", "?api-version=", ver, "") : NULL;
-    if (!r->origin || !r->host || !r->prefix || !r->query) {
+    if (r->host) {
+        int ok = 1;
+        r->fixed = add_line(NULL, "Accept: application/json", "", &ok);
+        r->fixed = add_line(r->fixed, "Host: ", r->host, &ok);
+        if (!ok) {
+            curl_slist_free_all(r->fixed);
+            r->fixed = NULL;
+        }
+    }
+    if (!r->origin || !r->host || !r->prefix || !r->query || !r->fixed) {
         acs_route_free(r);
         err = "out of memory";
     }
@@ -257,10 +290,7 @@ struct curl_slist *acs_request_headers(const acs_route *r,
     int ok = 1;
     struct curl_slist *l = NULL;
 
-    l = add(l, "Accept: application/json", &ok);
     snprintf(line, sizeof line, "x-ms-client-request-id: %s", crid);
-    l = add(l, line, &ok);
-    snprintf(line, sizeof line, "Host: %s", r->host);
     l = add(l, line, &ok);
     if (cred->kind == ACS_AUTH_TOKEN) {
         l = add(l, cred->token_line, &ok);

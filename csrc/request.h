@@ -18,6 +18,9 @@ typedef struct {
     char *prefix;    /* endpoint path without trailing '/' + "/calling/callConnections/" */
     char *query;     /* "?api-version=<encoded>" */
     int tls;         /* https */
+    /* the lines every request sends, built once: Accept, Host (and
+     * User-Agent once acs_route_set_agent ran); no secret in them */
+    struct curl_slist *fixed;
 } acs_route;
 
 /* Parse and check the endpoint: https://, or http:// to a loopback host
@@ -26,6 +29,8 @@ typedef struct {
 const char *acs_route_init(acs_route *r, const char *endpoint,
                            const char *api_version);
 void acs_route_free(acs_route *r);
+/* Add the User-Agent line to r->fixed. NULL or a static error. */
+const char *acs_route_set_agent(acs_route *r, const char *ua);
 
 /* For signing any URL: its Host header value and its path and query exactly
  * as given (already percent-encoded). Both malloc'd (caller frees) or NULL
@@ -50,10 +55,11 @@ int acs_request_url(const acs_route *r, const char *id, size_t idlen,
  * every other *why is an auth failure. */
 #define ACS_WHY_NOMEM "out of memory"
 
-/* The request's headers for url, signed now (HMAC: a fresh x-ms-date per
- * attempt): Accept, x-ms-client-request-id (crid), Host, and the
- * credential's Authorization (bearer: a token provider's token). NULL with
- * *why on failure. The list holds secrets: free it with acs_free_headers. */
+/* The request's own headers for url, signed now (HMAC: a fresh x-ms-date
+ * per attempt): x-ms-client-request-id (crid) and the credential's
+ * Authorization (bearer: a token provider's token); r->fixed (Accept,
+ * Host, User-Agent) goes after them (acs_conn_set_tail). NULL with *why on
+ * failure. The list holds secrets: free it with acs_free_headers. */
 struct curl_slist *acs_request_headers(const acs_route *r,
                                        const acs_credential *cred,
                                        const char *url, const char *crid,

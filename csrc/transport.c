@@ -11,8 +11,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
 
 #include <openssl/crypto.h>
+
+#include "util.h"
 
 #define POOL_IDLE_MAX 256 /* idle easy handles kept (a batch's concurrency) */
 
@@ -240,13 +245,25 @@ static int on_close_socket(void *ud, curl_socket_t fd)
 
 /* ---------- easy handles ------------------------------------------------ */
 
+/* Free the attempt's own header lines (not the caller's tail). */
+static void conn_drop_headers(acs_conn *c)
+{
+    if (c->own_last)
+        c->own_last->next = NULL;
+    c->own_last = NULL;
+    acs_free_headers(c->headers);
+    c->headers = NULL;
+}
+
 static void conn_free(acs_conn *c)
 {
     if (c == NULL)
         return;
     if (c->easy)
         curl_easy_cleanup(c->easy);
-    acs_free_headers(c->headers);
+    conn_drop_headers(c);
+    curl_url_cleanup(c->uh);
+    free(c->uh_origin);
     free(c->body);
     free(c);
 }
@@ -319,7 +336,7 @@ const char *acs_pool_init(acs_pool *p, const acs_transport_opts *o)
     const char *lo = getenv("ACSCALL_LOOPBACK_ONLY");
     p->opts = *o;
     p->loopback_only = lo != NULL && strcmp(lo, "1") == 0;
-    p->pid = getpid();
+    p->pid = acs_getpid();
     if (acs_transport_global_init() != 0)
         return "libcurl initialisation failed";
     return share_init(p);
@@ -402,7 +419,7 @@ static int pool_let_go(acs_pool *p)
 void acs_pool_free(acs_pool *p)
 {
     /* a forked child that closes (or collects) a client it never used */
-    if (p->pid != 0 && getpid() != p->pid) {
+    if (p->pid != 0 && acs_getpid() != p->pid) {
         if (pool_let_go(p) != 0)
             p->nidle = 0; /* leaked, not written to the parent's connections */
     } else {
@@ -418,7 +435,7 @@ void acs_pool_free(acs_pool *p)
 
 const char *acs_pool_after_fork(acs_pool *p)
 {
-    pid_t pid = getpid();
+    pid_t pid = acs_getpid();
     if (pid == p->pid || p->out > 0)
         return NULL; /* (a fork in the middle of a call: after it ends) */
     if (pool_let_go(p) != 0) { /* abandon them: a leak, never the parent's bytes */
@@ -444,8 +461,8 @@ void acs_pool_put(acs_pool *p, acs_conn *c)
     if (c == NULL)
         return;
     p->out--;
-    acs_free_headers(c->headers);
-    c->headers = NULL;
+    conn_drop_headers(c);
+    c->tail = NULL;
     c->interrupted = NULL;
     c->interrupted_ud = NULL;
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, NULL);
@@ -488,19 +505,194 @@ void acs_pool_put_multi(acs_pool *p, CURLM *m)
         curl_multi_cleanup(m);
 }
 
+/* ---------- driving a multi handle ------------------------------------- */
+
+#ifdef __linux__
+static int on_multi_socket(CURL *e, curl_socket_t fd, int what, void *ud,
+                           void *sockp)
+{
+    acs_multi_loop *l = ud;
+    struct epoll_event ev;
+    (void)e;
+    memset(&ev, 0, sizeof ev);
+    ev.data.fd = fd;
+    if (what == CURL_POLL_REMOVE) {
+        /* (libcurl forgets sockp with the socket) */
+        epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, &ev); /* (gone already: fine) */
+        return 0;
+    }
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) |
+                (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+    /* sockp: set (to l) once the socket is in the epoll set */
+    if (sockp == NULL && epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+        curl_multi_assign(l->m, fd, l);
+    else
+        epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev);
+    return 0;
+}
+
+static int on_multi_timer(CURLM *m, long timeout_ms, void *ud)
+{
+    acs_multi_loop *l = ud;
+    (void)m;
+    l->timer_at = timeout_ms < 0 ? -1 : acs_monotonic_ms() + timeout_ms;
+    return 0;
+}
+#endif
+
+void acs_multi_loop_begin(acs_multi_loop *l, CURLM *m)
+{
+    l->m = m;
+    l->epfd = -1;
+    l->timer_at = -1;
+#ifdef __linux__
+    if ((l->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+        return;
+    if (curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, on_multi_socket) != CURLM_OK ||
+        curl_multi_setopt(m, CURLMOPT_SOCKETDATA, l) != CURLM_OK ||
+        curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, on_multi_timer) != CURLM_OK ||
+        curl_multi_setopt(m, CURLMOPT_TIMERDATA, l) != CURLM_OK) {
+        acs_multi_loop_end(l);
+        l->m = m;
+    }
+#endif
+}
+
+void acs_multi_loop_run(acs_multi_loop *l, long wait_ms)
+{
+    int running = 0;
+#ifdef __linux__
+    if (l->epfd >= 0) {
+        struct epoll_event ev[64];
+        long now = acs_monotonic_ms();
+        int i, n;
+        if (l->timer_at >= 0 && l->timer_at - now < wait_ms)
+            wait_ms = l->timer_at <= now ? 0 : l->timer_at - now;
+        n = epoll_wait(l->epfd, ev, 64, (int)wait_ms);
+        for (i = 0; i < n; i++) {
+            int mask = (ev[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+                       (ev[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                       (ev[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+            curl_multi_socket_action(l->m, ev[i].data.fd, mask, &running);
+        }
+        if (l->timer_at >= 0 && l->timer_at <= acs_monotonic_ms()) {
+            l->timer_at = -1; /* libcurl sets it again if it wants */
+            curl_multi_socket_action(l->m, CURL_SOCKET_TIMEOUT, 0, &running);
+        }
+        return;
+    }
+#endif
+    if (wait_ms > 0)
+        curl_multi_poll(l->m, NULL, 0, (int)wait_ms, NULL);
+    curl_multi_perform(l->m, &running);
+}
+
+void acs_multi_loop_end(acs_multi_loop *l)
+{
+    if (l->m == NULL)
+        return; /* never begun (zeroed), or ended */
+#ifdef __linux__
+    if (l->epfd >= 0) {
+        curl_multi_setopt(l->m, CURLMOPT_SOCKETFUNCTION, NULL);
+        curl_multi_setopt(l->m, CURLMOPT_SOCKETDATA, NULL);
+        curl_multi_setopt(l->m, CURLMOPT_TIMERFUNCTION, NULL);
+        curl_multi_setopt(l->m, CURLMOPT_TIMERDATA, NULL);
+    }
+    if (l->epfd >= 0)
+        close(l->epfd);
+#endif
+    l->epfd = -1;
+    l->m = NULL;
+}
+
 /* ---------- one attempt ------------------------------------------------- */
+
+void acs_conn_set_tail(acs_conn *c, const struct curl_slist *tail)
+{
+    c->tail = tail;
+}
+
+#define URL_PATH_MAX 4096 /* longer paths: CURLOPT_URL */
+
+/* Point c->easy at url through c's pre-parsed URL handle: the whole URL is
+ * parsed once per origin, after that only the path and the query are set
+ * (no re-parse per attempt; libcurl 7.88 spends ~20k instructions parsing
+ * and re-formatting a URL string). -1: use CURLOPT_URL instead (a URL this
+ * does not take apart: libcurl parses it, and refuses what it refuses). */
+static int conn_set_url(acs_conn *c, const char *url)
+{
+    const char *auth = strstr(url, "://"), *path, *q = NULL, *p;
+    char buf[URL_PATH_MAX];
+    size_t olen;
+    if (auth == NULL || (path = strchr(auth + 3, '/')) == NULL)
+        return -1;
+    for (p = path; *p; p++) {
+        /* what libcurl's parser would refuse or strip, and '%': setting a
+         * path or query part makes libcurl 7.88 lower-case the hex of
+         * escapes ("%2F" -> "%2f"), and the signature covers them as given */
+        unsigned char ch = (unsigned char)*p;
+        if (ch <= 0x20 || ch >= 0x7f || ch == '#' || ch == '%')
+            return -1;
+        if (ch == '?' && q == NULL)
+            q = p;
+    }
+    olen = (size_t)(path - url);
+    if (c->uh_origin && c->uh_origin_len == olen &&
+        memcmp(c->uh_origin, url, olen) == 0) {
+        size_t plen = (size_t)((q ? q : p) - path);
+        if (plen >= sizeof buf)
+            return -1;
+        memcpy(buf, path, plen);
+        buf[plen] = '\0';
+        if (curl_url_set(c->uh, CURLUPART_PATH, buf, 0) == CURLUE_OK &&
+            curl_url_set(c->uh, CURLUPART_QUERY, q ? q + 1 : NULL, 0) == CURLUE_OK)
+            return 0;
+    } else {
+        char *o = malloc(olen + 1);
+        if (o && (c->uh || (c->uh = curl_url()) != NULL) &&
+            curl_url_set(c->uh, CURLUPART_URL, url, CURLU_PATH_AS_IS) == CURLUE_OK) {
+            memcpy(o, url, olen);
+            o[olen] = '\0';
+            free(c->uh_origin);
+            c->uh_origin = o;
+            c->uh_origin_len = olen;
+            return 0;
+        }
+        free(o);
+    }
+    free(c->uh_origin); /* the handle's state is unknown: parse afresh next time */
+    c->uh_origin = NULL;
+    c->uh_origin_len = 0;
+    return -1;
+}
 
 void acs_conn_begin(acs_conn *c, const char *url, struct curl_slist *headers,
                     long timeout_ms, acs_interrupt_fn fn, const void *ud)
 {
-    acs_free_headers(c->headers);
+    conn_drop_headers(c);
     c->headers = headers;
+    if (c->tail) { /* the caller's fixed lines after the attempt's own */
+        struct curl_slist *last = headers;
+        if (last) {
+            while (last->next)
+                last = last->next;
+            last->next = (struct curl_slist *)c->tail; /* unlinked before freeing */
+            c->own_last = last;
+        } else {
+            headers = (struct curl_slist *)c->tail;
+        }
+    }
     reset_response(c);
     c->interrupted = fn;
     c->interrupted_ud = ud;
     c->refused = c->pool->loopback_only && !url_is_loopback(url);
     /* refused: an empty URL fails at once, before any DNS lookup */
-    curl_easy_setopt(c->easy, CURLOPT_URL, c->refused ? "" : url);
+    if (!c->refused && conn_set_url(c, url) == 0) {
+        curl_easy_setopt(c->easy, CURLOPT_CURLU, c->uh);
+    } else {
+        curl_easy_setopt(c->easy, CURLOPT_CURLU, NULL);
+        curl_easy_setopt(c->easy, CURLOPT_URL, c->refused ? "" : url);
+    }
     curl_easy_setopt(c->easy, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, timeout_ms < 1 ? 1L : timeout_ms);

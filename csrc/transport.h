@@ -53,6 +53,15 @@ typedef struct acs_conn {
     int refused; /* this attempt went (or would go) off loopback */
     int tag;    /* free for the user of the handle (a batch: its slot) */
     struct curl_slist *headers; /* this attempt's (secrets): wiped when freed */
+    /* header lines sent after this attempt's own, owned by the caller and
+     * never freed here (acs_conn_set_tail); cleared when c goes back */
+    const struct curl_slist *tail;
+    struct curl_slist *own_last; /* last node of headers while tail is linked */
+    /* the URL, parsed once per origin (scheme, authority): an attempt to
+     * the same origin only sets the path and query (CURLOPT_CURLU) */
+    CURLU *uh;
+    char *uh_origin;
+    size_t uh_origin_len;
     acs_interrupt_fn interrupted; /* set for one attempt only */
     const void *interrupted_ud;
     char *body;
@@ -99,7 +108,8 @@ void acs_pool_free(acs_pool *p);
 /* In a process other than the one that opened the pool's sockets (fork):
  * let go of every inherited connection without a byte on the parent's (see
  * pool_let_go in transport.c; acs_pool_free does the same in a child that
- * never made a call), start afresh. Cheap otherwise (one getpid). Returns
+ * never made a call), start afresh. Cheap otherwise (acs_getpid: no
+ * syscall where the kernel marks forks). Returns
  * NULL or a static error. */
 const char *acs_pool_after_fork(acs_pool *p);
 
@@ -111,10 +121,40 @@ void acs_pool_put(acs_pool *p, acs_conn *c);
 CURLM *acs_pool_get_multi(acs_pool *p);
 void acs_pool_put_multi(acs_pool *p, CURLM *m);
 
+/* Header lines every attempt on c sends after its own (e.g. Accept, Host,
+ * User-Agent: the same for every request of a client), until c goes back
+ * to the pool; the caller keeps them alive (and unchanged) meanwhile. */
+void acs_conn_set_tail(acs_conn *c, const struct curl_slist *tail);
+
+/* Driving a multi handle's transfers (a batch). Where the system has epoll
+ * (Linux), libcurl's socket interface: the sockets libcurl asks about are
+ * watched by one epoll instance, and only the ones with activity are
+ * handed back (curl_multi_socket_action); a wait costs the same at 256
+ * transfers in flight as at 1. Elsewhere curl_multi_perform and
+ * curl_multi_poll, which look at every transfer on every wake. */
+typedef struct {
+    CURLM *m;
+    int epfd;      /* -1: curl_multi_perform / curl_multi_poll */
+    long timer_at; /* acs_monotonic_ms when libcurl wants its timeout call; -1: none */
+} acs_multi_loop;
+
+/* Before the first handle is added (l zeroed or not). Cannot fail: without
+ * epoll it falls back to perform/poll. */
+void acs_multi_loop_begin(acs_multi_loop *l, CURLM *m);
+/* Let libcurl act on what is due, first waiting up to wait_ms (0: not at
+ * all) for a socket to become ready or its timer to fall due. A signal
+ * ends the wait early. */
+void acs_multi_loop_run(acs_multi_loop *l, long wait_ms);
+/* After every handle was removed: callbacks unset, the epoll instance
+ * closed (one per batch: never shared with a forked child). Idempotent. */
+void acs_multi_loop_end(acs_multi_loop *l);
+
 /* Set up one attempt: GET url with headers (ownership taken: wiped and
  * freed at the next attempt or when the handle goes back), a timeout, and
  * the interrupt check (fn may be NULL). The caller then runs c->easy (easy
- * or multi) and maps its CURLcode with acs_conn_end. */
+ * or multi) and maps its CURLcode with acs_conn_end. libcurl gets the URL
+ * pre-parsed when its origin is the last attempt's (only the path and the
+ * query are set: no parse of the whole URL per attempt). */
 void acs_conn_begin(acs_conn *c, const char *url, struct curl_slist *headers,
                     long timeout_ms, acs_interrupt_fn fn, const void *ud);
 /* 0 when a response arrived (c->status, c->body, headers filled), else a

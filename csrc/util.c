@@ -1,6 +1,11 @@
-/* util.c - UUIDs, the monotonic clock, sleeping (util.h). */
+/* util.c - UUIDs, the process id, jitter, the monotonic clock, sleeping
+ * (util.h). */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MADV_WIPEONFORK (glibc) */
+#include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 
@@ -48,11 +53,76 @@ int acs_starts_ci(const char *s, size_t len, const char *lit)
     return 1;
 }
 
+/* ---------- the process id without a syscall per call -------------------
+ * One page the kernel zeroes in a forked child (MADV_WIPEONFORK, Linux
+ * 4.14): it holds the pid, read with a plain load; 0 means "a fork
+ * happened (or never asked)": getpid once and store it. No pthread_atfork
+ * handler (none to unregister when the module is unloaded, none skipped by
+ * a raw fork syscall). Where the page cannot be had: getpid every time. */
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
+static pid_t *pid_page; /* written once, under pthread_once */
+
+static void pid_init(void)
+{
+#if defined(MAP_ANONYMOUS) && defined(MADV_WIPEONFORK) && defined(__GNUC__)
+    long size = sysconf(_SC_PAGESIZE);
+    void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (size <= 0 || p == MAP_FAILED)
+        return;
+    if (madvise(p, (size_t)size, MADV_WIPEONFORK) != 0) {
+        munmap(p, (size_t)size);
+        return;
+    }
+    pid_page = p; /* never unmapped: a reloaded module makes its own */
+#endif
+}
+
+pid_t acs_getpid(void)
+{
+#if defined(__GNUC__)
+    pid_t pid;
+    pthread_once(&pid_once, pid_init);
+    if (pid_page == NULL)
+        return getpid();
+    /* threads of one process all store the same value: relaxed suffices */
+    pid = __atomic_load_n(pid_page, __ATOMIC_RELAXED);
+    if (pid == 0) {
+        pid = getpid();
+        __atomic_store_n(pid_page, pid, __ATOMIC_RELAXED);
+    }
+    return pid;
+#else
+    return getpid();
+#endif
+}
+
+/* ---------- jitter ------------------------------------------------------
+ * RAND_bytes costs ~6k instructions a call (it finds the thread's DRBG
+ * each time); retry jitter is asked for after every attempt, and used only
+ * before a retry. So: 64 numbers drawn at once, per process (a forked
+ * child draws its own, as the request ids do), under a mutex. */
+static pthread_mutex_t rnd_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned int rnd_pool[64];
+static int rnd_left;
+static pid_t rnd_pid;
+
 unsigned int acs_random32(void)
 {
     unsigned int r = 0;
-    if (RAND_bytes((unsigned char *)&r, sizeof r) != 1)
-        r = 0;
+    pid_t pid = acs_getpid();
+    pthread_mutex_lock(&rnd_lock);
+    if (rnd_left == 0 || rnd_pid != pid) {
+        if (RAND_bytes((unsigned char *)rnd_pool, sizeof rnd_pool) == 1) {
+            rnd_left = 64;
+            rnd_pid = pid;
+        } else {
+            rnd_left = 0;
+        }
+    }
+    if (rnd_left > 0)
+        r = rnd_pool[--rnd_left];
+    pthread_mutex_unlock(&rnd_lock);
     return r;
 }
 

@@ -16,9 +16,12 @@ DEB_PKGS += wrk
 
 .PHONY: bench bench-soak bench-deps bench-openresty
 
+# the floors embed Lua only to call lua-cjson's decode (the fair floors)
+BENCH_LUALIB ?= $(if $(filter luajit,$(LUA_VERSION)),luajit-5.1,lua$(LUA_VERSION))
 $(BENCH_FLOOR): bench/floor.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L -O2 -g -Wall -Wextra $(CURL_CFLAGS) $< -o $@ -lcurl
+	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L -O2 -g -Wall -Wextra $(CURL_CFLAGS) -I$(LUA_INCDIR) $< -o $@ \
+	  -lcurl -lcrypto -l$(BENCH_LUALIB)
 
 # The JS SDK peer (node >= 20 and npm; without them its rows are skipped).
 bench/node_modules/.package-lock.json: bench/package.json

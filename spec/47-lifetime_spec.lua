@@ -281,6 +281,47 @@ c:close()
     assert.is_true(wall < 100, "wall " .. wall)
   end)
 
+  -- the fork check reads a page the kernel wipes in every forked child (MADV_WIPEONFORK,
+  -- util.c), a fork of a fork included: a grandchild must not take itself for its parent
+  it("a fork of a fork starts afresh too: each generation gets only its own responses", function()
+    local out = run([[
+local c = acscall.new{connection_string = CS}
+assert(c:get_call(SEED))
+local function work(id, n)
+  local wrong, failed = 0, 0
+  for _ = 1, n do
+    local call = c:get_call(id)
+    if not call then failed = failed + 1
+    elseif call.callConnectionId ~= id then wrong = wrong + 1 end
+  end
+  return wrong, failed
+end
+local pid = ts.fork()
+if pid == 0 then
+  assert(c:get_call(SEED)) -- the child's own connection, then its child
+  local gpid = ts.fork()
+  if gpid == 0 then
+    local wrong, failed = work("state-connected", 300)
+    io.stdout:write(("grandchild: wrong=%d failed=%d\n"):format(wrong, failed))
+    io.stdout:flush()
+    ts.exit(0)
+  end
+  local wrong, failed = work("minimal", 300)
+  io.stdout:write(("child: wrong=%d failed=%d\n"):format(wrong, failed))
+  io.stdout:flush()
+  ts.exit(ts.wait(gpid) == 0 and 0 or 1)
+end
+local wrong, failed = work(SEED, 300)
+print(("parent: wrong=%d failed=%d"):format(wrong, failed))
+assert(ts.wait(pid) == 0)
+c:close()
+]], "timeout " .. 120 * helpers.slow)
+    assert.matches("SCRIPT OK", out)
+    assert.matches("grandchild: wrong=0 failed=0", out)
+    assert.matches("child: wrong=0 failed=0", out)
+    assert.matches("parent: wrong=0 failed=0", out)
+  end)
+
   it("a forked child that closes or collects a client it never used sends nothing on the parent's TLS connection",
     function()
     local tls = helpers.start_emulator{tls = true}
