@@ -440,10 +440,12 @@ describe("acscall.credential", function()
       it(name .. ": an expired token -> 401 -> one forced refresh -> success, attempts in the log", function()
         local client_id = unique("expiring", "-ttl1")
         local cred, count = kinds[name](client_id)
-        local tok = assert(cred:get_token())
-        -- the credential's clock stops: it still believes the token fresh (clock skew)
+        -- the credential's clock stops (from before the token came: an App
+        -- Service expires_on is whole seconds, so a token can have < 1 s of
+        -- life left when it arrives): it still believes the token fresh
         local real = credential._clock
         local frozen = real()
+        local tok = assert(cred:get_token())
         credential._clock = function() return frozen end
         helpers.sleep(1.3) -- the emulator now rejects it
         emu:clear_log()
@@ -451,6 +453,8 @@ describe("acscall.credential", function()
         local call, msg, info = client:get_call(SEED)
         credential._clock = real
         assert.is_table(call, tostring(msg) .. " " .. visible(info))
+        -- nginx logs a request after its answer went out: wait for the last line
+        helpers.wait_until(function() return #emu:calls{} >= 2 end, 2)
         local calls = emu:calls{}
         assert.are.equal(2, #calls)
         assert.are.same({ 401, 200 }, { calls[1].status, calls[2].status })
