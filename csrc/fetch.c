@@ -440,6 +440,8 @@ static int fetch_body(lua_State *L)
         acs_conn_begin(k->conn, url, h, timeout, acs_watch_interrupted, &w);
         if (post)
             acs_conn_post(k->conn, k->form, k->form_len);
+        else /* (the handle may have POSTed before) */
+            curl_easy_setopt(k->conn->easy, CURLOPT_HTTPGET, 1L);
         rc = acs_conn_end(k->conn, curl_easy_perform(k->conn->easy));
         acs_conn_outcome(k->conn, rc, &o);
         if (!acs_retry_next(&pol, attempt, acs_monotonic_ms() - start, &o,
@@ -475,6 +477,14 @@ static int l_fetch(lua_State *L)
     return acs_call_run(L, 2, fetch_body, &k, fetch_cleanup);
 }
 
+/* core.is_loopback_url(url) -> boolean: util.h's one loopback rule */
+static int l_is_loopback_url(lua_State *L)
+{
+    lua_pushboolean(L, lua_type(L, 1) == LUA_TSTRING &&
+                           acs_url_is_loopback(lua_tostring(L, 1)));
+    return 1;
+}
+
 void acs_fetch_open(lua_State *L)
 {
     static const luaL_Reg meta[] = {
@@ -488,6 +498,8 @@ void acs_fetch_open(lua_State *L)
         {NULL, NULL}};
     lua_pushcfunction(L, l_fetcher);
     lua_setfield(L, -2, "fetcher");
+    lua_pushcfunction(L, l_is_loopback_url);
+    lua_setfield(L, -2, "is_loopback_url");
     luaL_getmetatable(L, FETCHER_MT);
     if (lua_type(L, -1) == LUA_TTABLE) {
         lua_pop(L, 1);

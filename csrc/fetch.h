@@ -25,7 +25,10 @@
 
 #include <lua.h>
 
-/* Registers core.fetcher into the module table on top. */
+/* Also core.is_loopback_url(url) -> boolean: the loopback rule of
+ * ACSCALL_LOOPBACK_ONLY (util.h), for acscall.credential's own check.
+ * Registers core.fetcher and core.is_loopback_url into the module table on
+ * top. */
 void acs_fetch_open(lua_State *L);
 
 #endif

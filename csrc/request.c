@@ -12,19 +12,7 @@
 
 #include "auth.h"
 #include "transport.h"
-
-static int is_loopback(const char *host)
-{
-    const char *p;
-    if (strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0)
-        return 1;
-    if (strncmp(host, "127.", 4) != 0)
-        return 0;
-    for (p = host + 4; *p; p++)
-        if (!isdigit((unsigned char)*p) && *p != '.')
-            return 0;
-    return 1;
-}
+#include "util.h"
 
 /* A path curl sends exactly as given: RFC 3986 pchar and '/', '%' for
  * escapes already made. Anything else (bytes >= 0x80, spaces, quotes...)
@@ -103,7 +91,7 @@ static const char *host_header(CURLU *u, int strict, char hostport[300],
     for (p = host; *p; p++)
         *p = (char)tolower((unsigned char)*p);
     *tls = strcmp(scheme, "https") == 0;
-    if (!*tls && (strcmp(scheme, "http") != 0 || (strict && !is_loopback(host)))) {
+    if (!*tls && (strcmp(scheme, "http") != 0 || (strict && !acs_host_is_loopback(host, strlen(host))))) {
         err = "endpoint must be https:// (http:// only to a loopback host)";
         goto done;
     }

@@ -7,7 +7,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -166,33 +165,6 @@ static int addr_is_loopback(const struct curl_sockaddr *a)
     return 0; /* (a Unix socket is never asked for: http and https only) */
 }
 
-/* The URL's host is 127.x.y.z, [::1] or localhost: decided on the text,
- * before libcurl resolves anything. */
-static int url_is_loopback(const char *url)
-{
-    const char *h = strstr(url, "://"), *end, *at;
-    size_t n, i;
-    if (h == NULL)
-        return 0;
-    h += 3;
-    end = h + strcspn(h, "/?#");
-    for (at = h; at < end; at++)
-        if (*at == '@') /* userinfo: the host follows the last one */
-            h = at + 1;
-    if (*h == '[')
-        return strncmp(h, "[::1]", 5) == 0 && (h[5] == ':' || h + 5 == end);
-    n = strcspn(h, ":/?#");
-    if (h + n > end)
-        n = (size_t)(end - h);
-    if (n == 9 && strncasecmp(h, "localhost", 9) == 0)
-        return 1;
-    if (n < 7 || strncmp(h, "127.", 4) != 0)
-        return 0;
-    for (i = 4; i < n; i++)
-        if (!(h[i] == '.' || (h[i] >= '0' && h[i] <= '9')))
-            return 0;
-    return 1;
-}
 
 /* ---------- sockets: which are ours, so a forked child can let go ------ */
 
@@ -685,7 +657,7 @@ void acs_conn_begin(acs_conn *c, const char *url, struct curl_slist *headers,
     reset_response(c);
     c->interrupted = fn;
     c->interrupted_ud = ud;
-    c->refused = c->pool->loopback_only && !url_is_loopback(url);
+    c->refused = c->pool->loopback_only && !acs_url_is_loopback(url);
     /* refused: an empty URL fails at once, before any DNS lookup */
     if (!c->refused && conn_set_url(c, url) == 0) {
         curl_easy_setopt(c->easy, CURLOPT_CURLU, c->uh);
@@ -693,7 +665,6 @@ void acs_conn_begin(acs_conn *c, const char *url, struct curl_slist *headers,
         curl_easy_setopt(c->easy, CURLOPT_CURLU, NULL);
         curl_easy_setopt(c->easy, CURLOPT_URL, c->refused ? "" : url);
     }
-    curl_easy_setopt(c->easy, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, timeout_ms < 1 ? 1L : timeout_ms);
 }

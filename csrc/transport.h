@@ -161,7 +161,9 @@ void acs_conn_begin(acs_conn *c, const char *url, struct curl_slist *headers,
  * CURLcode or ACS_TR_*. Clears the interrupt check. */
 int acs_conn_end(acs_conn *c, CURLcode rc);
 /* After acs_conn_begin: make the attempt a POST of body (len bytes,
- * owned by the caller until the attempt ends). Without it, a GET. */
+ * owned by the caller until the attempt ends). A handle is made for GET
+ * and stays so unless this is called; one that POSTed must be set back
+ * (CURLOPT_HTTPGET) by its user: only fetch.c POSTs, on its own pool. */
 void acs_conn_post(acs_conn *c, const char *body, size_t len);
 /* begin + curl_easy_perform + end. */
 int acs_conn_get(acs_conn *c, const char *url, struct curl_slist *headers,

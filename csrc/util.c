@@ -53,6 +53,57 @@ int acs_starts_ci(const char *s, size_t len, const char *lit)
     return 1;
 }
 
+int acs_host_is_loopback(const char *h, size_t n)
+{
+    size_t i = 0;
+    int octet;
+    if (n == 9 && acs_starts_ci(h, n, "localhost"))
+        return 1;
+    if (n == 5 && memcmp(h, "[::1]", 5) == 0)
+        return 1;
+    if (n < 7 || memcmp(h, "127.", 4) != 0)
+        return 0;
+    for (i = 4, octet = 1; octet < 4; octet++) { /* b, c, d */
+        int v = 0, digits = 0;
+        while (i < n && h[i] >= '0' && h[i] <= '9' && digits < 3) {
+            v = v * 10 + (h[i++] - '0');
+            digits++;
+        }
+        if (digits == 0 || v > 255)
+            return 0;
+        if (octet < 3 && (i >= n || h[i++] != '.'))
+            return 0;
+    }
+    return i == n;
+}
+
+int acs_url_is_loopback(const char *url)
+{
+    const char *h, *end, *at;
+    size_t n;
+    if (acs_starts_ci(url, strlen(url), "http://"))
+        h = url + 7;
+    else if (acs_starts_ci(url, strlen(url), "https://"))
+        h = url + 8;
+    else
+        return 0;
+    end = h + strcspn(h, "/?#");
+    for (at = h; at < end; at++)
+        if (*at == '@') /* userinfo: the host follows the last one */
+            h = at + 1;
+    if (*h == '[') {
+        const char *close = memchr(h, ']', (size_t)(end - h));
+        n = close ? (size_t)(close - h) + 1 : (size_t)(end - h);
+    } else {
+        n = strcspn(h, ":");
+        if (h + n > end)
+            n = (size_t)(end - h);
+    }
+    if (h + n < end && h[n] != ':') /* anything but a port after the host */
+        return 0;
+    return acs_host_is_loopback(h, n);
+}
+
 /* ---------- the process id without a syscall per call -------------------
  * One page the kernel zeroes in a forked child (MADV_WIPEONFORK, Linux
  * 4.14): it holds the pid, read with a plain load; 0 means "a fork

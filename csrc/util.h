@@ -1,5 +1,5 @@
 /* util.h - small helpers: UUIDs, a case-insensitive prefix test, the
- * process id, jitter, the monotonic clock, sleeping. */
+ * process id, jitter, the loopback rule, the monotonic clock, sleeping. */
 #ifndef ACS_UTIL_H
 #define ACS_UTIL_H
 
@@ -21,6 +21,14 @@ pid_t acs_getpid(void);
 
 /* 1 if s[0..len) starts with lit (lower-case ASCII), ignoring ASCII case. */
 int acs_starts_ci(const char *s, size_t len, const char *lit);
+
+/* The one loopback rule (the endpoint check, ACSCALL_LOOPBACK_ONLY and
+ * acscall.credential's check all ask it): a host of len bytes is
+ * localhost (any case), [::1], or a dotted quad 127.b.c.d (each <= 255). */
+int acs_host_is_loopback(const char *host, size_t len);
+/* The same for the host of an http:// or https:// URL (after any userinfo,
+ * without the port); 0 for anything else. Decided on the text alone. */
+int acs_url_is_loopback(const char *url);
 
 /* Milliseconds of CLOCK_MONOTONIC. */
 long acs_monotonic_ms(void);

@@ -68,6 +68,21 @@ describe("core identity pieces", function()
       f:close()
     end)
 
+    it("has one loopback rule (core.is_loopback_url), also acscall.credential's", function()
+      for _, u in ipairs{"http://127.0.0.1:8080/x", "https://LOCALHOST/", "http://[::1]:80/", "http://127.9.8.7",
+                         "http://u:p@127.0.0.1/"} do
+        assert.is_true(core.is_loopback_url(u), u)
+        assert.is_true(require("acscall.credential").is_loopback(u), u)
+      end
+      for _, u in ipairs{"http://127.0.0.1.5/", "http://127.256.0.1/", "http://127.0.0.1.nip.io/",
+                         "http://127.1/", "http://10.0.0.1/", "http://127.0.0.1@10.0.0.1/", "ftp://127.0.0.1/",
+                         "http://[::1].example/", "not a url"} do
+        assert.is_false(core.is_loopback_url(u), u)
+        assert.is_false(require("acscall.credential").is_loopback(u), u)
+      end
+      assert.is_false(core.is_loopback_url(42))
+    end)
+
     it("covers calls too: a client with a real ACS host fails without a packet", function()
       local c = acscall.new{endpoint = "https://contoso.communication.azure.com/", token = "t0k3n-secret"}
       local call, err, info = c:get_call("x")
@@ -116,6 +131,13 @@ describe("core identity pieces", function()
       assert.are.equal("POST /tenant/oauth2/v2.0/token HTTP/1.1", line)
       assert.matches("Content-Type: application/x-www-form-urlencoded", hs, 1, true)
       assert.are.equal("a=%C3%A9%2B%2F&b=a%20b%26c%3Dd&scope=https%3A%2F%2Fcommunication.azure.com%2F%2F.default", sent)
+      -- the same handle, a GET after the POST: no body, no form header
+      status, body = f:fetch{url = "http://127.0.0.1:" .. port .. "/metadata/identity/oauth2/token?x=1"}
+      assert.are.equal(200, status)
+      line, hs, sent = body:match("^(.-)\n(.-)\n\n(.*)$")
+      assert.are.equal("GET /metadata/identity/oauth2/token?x=1 HTTP/1.1", line)
+      assert.is_nil(hs:find("Content-Type", 1, true))
+      assert.are.equal("", sent)
       f:close()
     end)
 

@@ -7,6 +7,14 @@
 --   e.client_secret, e.token_ttl; e:token_requests{...}, e:calls{...}; helpers.fingerprint(s)
 local cjson = require "cjson.safe"
 
+-- The suite names real addresses (IMDS, a token authority, ACS hosts) to
+-- prove they are refused: that proof holds only with the core's net on.
+-- `make test*` sets it; a spec run any other way stops here, before a packet.
+if os.getenv("ACSCALL_LOOPBACK_ONLY") ~= "1" then
+  error("spec/helpers.lua: run the specs with ACSCALL_LOOPBACK_ONLY=1 (make test sets it; "
+    .. "by hand: ACSCALL_LOOPBACK_ONLY=1 lua5.4 /usr/bin/busted ...)", 2)
+end
+
 local helpers = {}
 
 local function shell_quote(s)

@@ -144,18 +144,11 @@ local function url_host(url)
   return (authority:gsub(":%d*$", "")):lower()
 end
 
---- True when a URL's host is a loopback address (127.0.0.0/8, ::1, localhost).
+--- True when a URL's host is a loopback address (127.0.0.0/8, ::1, localhost):
+-- the core's rule (`core.is_loopback_url`), the one `ACSCALL_LOOPBACK_ONLY` enforces.
 -- @tparam string url
 function M.is_loopback(url)
-  local host = url_host(url)
-  if not host then return false end
-  if host == "localhost" or host == "::1" or host == "0:0:0:0:0:0:0:1" then return true end
-  local a, b, c, d = host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  if a then
-    a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
-    return a == 127 and b < 256 and c < 256 and d < 256
-  end
-  return false
+  return core.is_loopback_url(url)
 end
 
 local function loopback_only()
