@@ -79,9 +79,12 @@ test: export ACSCALL_LOOPBACK_ONLY = 1
 test-%: export ACSCALL_LOOPBACK_ONLY = 1
 
 # BUSTED_FLAGS: more busted options, e.g. `make test BUSTED_FLAGS="--shuffle --seed=42"`
+# SPECS: the spec files or folders to run (default: all), e.g.
+# `make test SPECS=spec/80-credential_spec.lua`
 BUSTED_FLAGS ?=
+SPECS ?= spec
 test: deps all $(TESTSUPPORT)
-	$(BUSTED) --output=utfTerminal $(BUSTED_FLAGS) spec
+	$(BUSTED) --output=utfTerminal $(BUSTED_FLAGS) $(SPECS)
 
 # Against a real resource when ACS_CONNECTION_STRING (or ACS_ENDPOINT with
 # ACS_TOKEN or ACS_ACCESS_KEY) is set, else against the bundled emulator,
