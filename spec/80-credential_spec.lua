@@ -452,7 +452,7 @@ describe("acscall.credential", function()
     end
 
     -- (not azure_cli: its fake hands out the emulator's static token, which never expires)
-    it("an expired token -> 401 -> one forced refresh -> success, attempts in the log (each kind)", function()
+    it("an expired token -> 401 -> one forced refresh -> success, attempts in the log (each kind) #slow", function()
       -- the credentials' clock stops (from before the tokens came: an App
       -- Service expires_on is whole seconds, so a token can have < 1 s of life
       -- left when it arrives): they still believe their tokens fresh. One real
