@@ -1,6 +1,6 @@
 -- The official @azure/identity (tools/identity, pinned by its package-lock.json; `make test`
--- installs it with npm ci) gets a token from the emulator alone, and the token gets the seed
--- call through acscall. Loopback only: the emulator over TLS with its private CA in
+-- installs it with npm ci) gets a token from the emulator alone, and the token gets a fixture
+-- call (SEED below) through acscall. Loopback only: the emulator over TLS with its private CA in
 -- NODE_EXTRA_CA_CERTS, disableInstanceDiscovery, AZURE_POD_IDENTITY_AUTHORITY_HOST for IMDS,
 -- and every proxy variable at a dead loopback port (NO_PROXY=127.0.0.1,localhost), so that a
 -- request to anywhere else fails. Without node or the SDK this spec fails: it is never skipped.
@@ -62,7 +62,7 @@ describe("@azure/identity against the emulator alone", function()
   }
 
   for _, c in ipairs(cases) do
-    it(c[1] .. ": the SDK's token gets the seed call through acscall", function()
+    it(c[1] .. ": the SDK's token gets a fixture call through acscall", function()
       local env = c[2]()
       env.NODE_EXTRA_CA_CERTS = emu.ca_file
       local token, out = node_token(c[1], env)
