@@ -769,7 +769,8 @@ function ClientCredential:fetch_token()
   if self._secret then
     form.client_secret = self._secret()
   else
-    local a, msg, info = self:assertion()
+    local a, msg, info
+    if self._key then a, msg, info = self:certificate_assertion() else a, msg, info = self:assertion() end
     if not a then return a, msg, info end
     self._assertion = a -- a secret in play from now on
     form.client_assertion, form.client_assertion_type = a, M.JWT_BEARER
@@ -778,6 +779,195 @@ function ClientCredential:fetch_token()
     headers = { Accept = "application/json" } }
   if not st then return st, body, h end
   return self:token_from(st, body)
+end
+
+-- ---------------------------------------------------------- client certificate
+
+-- base64url without padding (RFC 7515 section 2)
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+local function b64url(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local chars = 2 + (b and 1 or 0) + (c and 1 or 0)
+    for k = 1, chars do
+      local v = math.floor(n / 2 ^ (6 * (4 - k))) % 64
+      out[#out + 1] = B64:sub(v + 1, v + 1)
+    end
+  end
+  return table.concat(out)
+end
+M._b64url = b64url
+
+local function bxor(a, b)
+  local r, bit = 0, 1
+  while a > 0 or b > 0 do
+    if a % 2 ~= b % 2 then r = r + bit end
+    a, b, bit = math.floor(a / 2), math.floor(b / 2), bit * 2
+  end
+  return r
+end
+
+-- luaossl (Debian lua-luaossl), loaded when a certificate credential is built
+local function ossl(fname)
+  local ok, pkey = pcall(require, "openssl.pkey")
+  if not ok then
+    error("acscall.credential." .. fname .. ": needs luaossl (Debian lua-luaossl) for the certificate's key", 3)
+  end
+  return pkey, require "openssl.x509", require "openssl.digest", require "openssl.rand"
+end
+
+-- RSASSA-PSS with SHA-256, salt 32 bytes, MGF1-SHA-256 (RFC 8017 sections 8.1.1, 9.1.1):
+-- EMSA-PSS encoding in Lua, then the raw RSA private-key operation (luaossl's signing
+-- has PKCS #1 v1.5 padding only)
+local function ps256(key, data, lib)
+  local sha = function(x) return lib.digest.new("sha256"):final(x) end
+  local n = key:getParameters().n:toBinary()
+  local k = #n
+  local mod_bits = 8 * k
+  local top = n:byte(1)
+  while top < 128 do mod_bits, top = mod_bits - 1, top * 2 end
+  local em_bits = mod_bits - 1
+  local em_len = math.ceil(em_bits / 8)
+  local salt = lib.rand.bytes(32)
+  local h = sha(("\0"):rep(8) .. sha(data) .. salt)
+  local db = ("\0"):rep(em_len - 32 - 32 - 2) .. "\1" .. salt
+  local mask, c = {}, 0
+  while #table.concat(mask) < #db do
+    mask[#mask + 1] = sha(h .. string.char(0, 0, math.floor(c / 256), c % 256))
+    c = c + 1
+  end
+  mask = table.concat(mask)
+  local bytes = {}
+  for i = 1, #db do bytes[i] = bxor(db:byte(i), mask:byte(i)) end
+  -- the leftmost 8 * em_len - em_bits bits are zero
+  bytes[1] = bytes[1] % 2 ^ (8 - (8 * em_len - em_bits))
+  for i = 1, #bytes do bytes[i] = string.char(bytes[i]) end
+  local em = table.concat(bytes) .. h .. "\188"
+  em = ("\0"):rep(k - #em) .. em
+  return key:decrypt(em, { rsaPadding = lib.pkey.RSA_NO_PADDING })
+end
+
+-- An encrypted private key, decrypted by the openssl command (luaossl takes no passphrase):
+-- the password goes through a file only this user can read, never on a command line.
+local function decrypt_key(self, pem, password)
+  local keyfile, passfile = os.tmpname(), os.tmpname()
+  local function write(path, text)
+    local f = assert(io.open(path, "wb"))
+    f:write(text)
+    f:close()
+  end
+  write(keyfile, pem)
+  write(passfile, password)
+  local code, out = (self._spawn or core.spawn){ argv = { "openssl", "pkey", "-in", keyfile, "-passin",
+    "file:" .. passfile }, timeout = 10 }
+  os.remove(keyfile)
+  os.remove(passfile)
+  if code ~= 0 or type(out) ~= "string" or not out:find("PRIVATE KEY", 1, true) then
+    return nil
+  end
+  return out
+end
+
+--- A service principal's certificate (OAuth2 client credentials with a
+-- client assertion), as @azure/identity 4.13.0's `ClientCertificateCredential`
+-- builds it through @azure/msal-node 3.8.10's `ClientAssertion`: a JWT with
+-- header `{"alg":"PS256","typ":"JWT","x5t#S256":<base64url SHA-256 of the
+-- certificate's DER>}` (plus `x5c`, the chain, with `send_certificate_chain`),
+-- claims `aud` = the token endpoint, `iss` = `sub` = the client id, `nbf` =
+-- now, `exp` = now + 600, `jti` a random UUID, signed RSASSA-PSS SHA-256 with
+-- the certificate's key; sent as `client_assertion` with
+-- `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer`.
+-- Missing options are read from `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`,
+-- `AZURE_CLIENT_CERTIFICATE_PATH`, `AZURE_CLIENT_CERTIFICATE_PASSWORD`,
+-- `AZURE_CLIENT_SEND_CERTIFICATE_CHAIN`, `AZURE_AUTHORITY_HOST`
+-- (EnvironmentCredential's variables). Needs luaossl (Debian lua-luaossl); an
+-- encrypted key also the `openssl` command.
+-- @tparam[opt] table opts `tenant_id`, `client_id`, `certificate_path` (a PEM file holding the
+--  certificate and its RSA private key), `certificate` (the PEM text instead), `password`,
+--  `send_certificate_chain`, `authority_host`, `env`, `transport`, core.fetcher's options
+-- @raise when a setting is missing, the file has no certificate or no usable key
+function M.client_certificate(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("acscall.credential.client_certificate: options table expected", 2) end
+  local getenv = env_reader(opts)
+  local self = client_common("client_certificate", opts, getenv)
+  local lib = {}
+  lib.pkey, lib.x509, lib.digest, lib.rand = ossl("client_certificate")
+  local pem = opt_string("client_certificate", opts, "certificate")
+  local path = opt_string("client_certificate", opts, "certificate_path") or getenv("AZURE_CLIENT_CERTIFICATE_PATH")
+  if not pem then
+    if not path then
+      error("acscall.credential.client_certificate: no certificate (give certificate_path or set "
+        .. "AZURE_CLIENT_CERTIFICATE_PATH)", 2)
+    end
+    local f, err = io.open(path, "rb")
+    if not f then
+      error("acscall.credential.client_certificate: cannot read " .. path .. " (" .. tostring(err) .. ")", 2)
+    end
+    pem = f:read("*a")
+    f:close()
+  end
+  local certs = {}
+  for body in pem:gmatch("%-%-%-%-%-BEGIN CERTIFICATE%-%-%-%-%-(.-)%-%-%-%-%-END CERTIFICATE%-%-%-%-%-") do
+    certs[#certs + 1] = body:gsub("%s", "")
+  end
+  if #certs == 0 then
+    error("acscall.credential.client_certificate: " .. (path or "certificate") .. " holds no PEM certificate", 2)
+  end
+  local key_pem = pem:match("(%-%-%-%-%-BEGIN [%u ]*PRIVATE KEY%-%-%-%-%-.-%-%-%-%-%-END [%u ]*PRIVATE KEY%-%-%-%-%-)")
+  if not key_pem then
+    error("acscall.credential.client_certificate: " .. (path or "certificate") .. " holds no private key", 2)
+  end
+  local password = opts.password or getenv("AZURE_CLIENT_CERTIFICATE_PASSWORD")
+  if password ~= nil and type(password) ~= "string" then
+    error("acscall.credential.client_certificate: password must be a string", 2)
+  end
+  self._spawn = opts.spawn
+  if key_pem:find("ENCRYPTED", 1, true) then
+    if not password then
+      error("acscall.credential.client_certificate: the private key is encrypted: give password or set "
+        .. "AZURE_CLIENT_CERTIFICATE_PASSWORD", 2)
+    end
+    key_pem = decrypt_key(self, key_pem, password)
+    if not key_pem then
+      error("acscall.credential.client_certificate: the private key could not be decrypted with the password "
+        .. "(or the openssl command is missing)", 2)
+    end
+  end
+  local ok, key = pcall(lib.pkey.new, key_pem)
+  if not ok or key:type() ~= "rsaEncryption" and key:type() ~= "RSA" then
+    error("acscall.credential.client_certificate: the private key is not a usable RSA key", 2)
+  end
+  local crt = lib.x509.new("-----BEGIN CERTIFICATE-----\n" .. certs[1] .. "\n-----END CERTIFICATE-----\n")
+  local send_chain = opts.send_certificate_chain
+  if send_chain == nil then
+    local v = getenv("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN")
+    send_chain = v == "1" or v == "true"
+  end
+  local hidden = { key = key }
+  self._lib = lib
+  self._key = function() return hidden.key end
+  self.thumbprint_sha256 = b64url(crt:digest("sha256", "s"))
+  self._x5c = send_chain and certs or nil
+  check_targets("client_certificate", self)
+  return self
+end
+
+--- The client assertion of a certificate credential: a signed JWT (see client_certificate).
+function ClientCredential:certificate_assertion()
+  local iat = math.floor(now())
+  local enc = cjson.encode
+  local header = { alg = "PS256", typ = "JWT", ["x5t#S256"] = self.thumbprint_sha256, x5c = self._x5c }
+  local claims = { aud = self.target, iss = self.client_id, sub = self.client_id, nbf = iat, exp = iat + 600,
+    jti = core.uuid() }
+  local input = b64url(enc(header)) .. "." .. b64url(enc(claims))
+  local ok, sig = pcall(ps256, self._key(), input, self._lib)
+  if not ok or type(sig) ~= "string" then
+    return self:fail("local", "the client assertion could not be signed with the certificate's key")
+  end
+  return input .. "." .. b64url(sig)
 end
 
 -- ------------------------------------------------------------------ az CLI
@@ -944,8 +1134,11 @@ function M.default(opts)
     local m = missing{ "AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET" }
     if #m == 0 then
       self.links[#self.links + 1] = { name = "environment", cred = M.client_secret(sub{}) }
-    elseif getenv("AZURE_CLIENT_CERTIFICATE_PATH") or getenv("AZURE_USERNAME") then
-      skip("environment", "only AZURE_CLIENT_SECRET is supported (certificate and username/password are not)")
+    elseif getenv("AZURE_CLIENT_CERTIFICATE_PATH") and #missing{ "AZURE_TENANT_ID", "AZURE_CLIENT_ID" } == 0 then
+      -- EnvironmentCredential: the secret first, then the certificate (@azure/identity 4.13.0)
+      self.links[#self.links + 1] = { name = "environment", cred = M.client_certificate(sub{}) }
+    elseif getenv("AZURE_USERNAME") then
+      skip("environment", "username/password is not supported")
     else
       skip("environment", table.concat(m, ", ") .. " not set")
     end
@@ -1054,13 +1247,13 @@ function M.by_name(name, opts)
   end
   local f = ({ default = M.default, ["managed-identity"] = M.managed_identity, cli = M.azure_cli,
     ["azure-cli"] = M.azure_cli, ["client-secret"] = M.client_secret,
-    ["workload-identity"] = M.workload_identity })[name]
+    ["workload-identity"] = M.workload_identity, ["client-certificate"] = M.client_certificate })[name]
   if not f then
     error("acscall.credential.by_name: unknown credential '" .. tostring(name) .. "' (default, "
-      .. "managed-identity, cli, client-secret, workload-identity)", 2)
+      .. "managed-identity, cli, client-secret, workload-identity, client-certificate)", 2)
   end
   return f(opts)
 end
-M.NAMES = { "default", "managed-identity", "cli", "client-secret", "workload-identity" }
+M.NAMES = { "default", "managed-identity", "cli", "client-secret", "workload-identity", "client-certificate" }
 
 return M

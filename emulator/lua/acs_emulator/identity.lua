@@ -349,10 +349,21 @@ function M.oauth2(cfg, tenant)
         .. "secret being sent in the request is the client secret value, not the client secret ID (emulated).")
     end
   elseif v.client_assertion:sub(1, #M.ASSERTION_PREFIX) ~= M.ASSERTION_PREFIX then
-    fail("invalid client assertion")
-    return oauth_error(401, "invalid_client",
-      "AADSTS700027: Client assertion failed signature validation (emulated: it must start with "
-      .. M.ASSERTION_PREFIX .. ").")
+    -- a certificate's assertion: checked against --client-certificate (when given)
+    local why = "it must start with " .. M.ASSERTION_PREFIX
+    if cfg.client_certificate_pem then
+      local host = header("host") or ""
+      local ok, err = auth.verify_client_assertion(v.client_assertion, cfg.client_certificate_pem, {
+        aud = ngx.var.scheme .. "://" .. host .. "/" .. ngx.escape_uri(tenant) .. "/oauth2/v2.0/token",
+        client_id = v.client_id, now = ngx.now() })
+      if ok then why = nil else why = err .. ", or start with " .. M.ASSERTION_PREFIX end
+    end
+    if why then
+      fail("invalid client assertion")
+      return oauth_error(401, "invalid_client",
+        "AADSTS700027: Client assertion failed signature validation (emulated: " .. why .. ").")
+    end
+    id.certificate = true
   end
   ngx.ctx.auth = id.grant
   local ttl = ttl_for(v.client_id, cfg.token_ttl)
