@@ -291,20 +291,21 @@ describe("acscall.credential on the core's rules", function()
       function()
         local t = answer_json{ access_token = "tok", expires_in = 3600 }
         mi{ transport = t }:get_token()
-        local r = t.requests[1].retry
+        local r = t.requests[1].retries
         assert.is_table(r)
-        assert.are.same({ 404, 410 }, r.statuses)
+        assert.are.same({ 404, 408, 410, 429, 500, 502, 503, 504 }, r.statuses)
         assert.are.equal(5, r.max)
         assert.are.equal(0.8, r.base_delay)
-        assert.are.equal(3, r.base_delay_for[410])
-        assert.are.equal(70, r.min_total_for[410])
+        assert.are.equal(64, r.max_delay)
+        assert.are.equal(70, r.min_total)
+        assert.are.same({ 410 }, r.min_total_statuses)
         local ta = answer_json{ access_token = "tok", expires_in = 3600 }
         mi{ transport = ta, env = { IDENTITY_ENDPOINT = BASE .. "/msi/token", IDENTITY_HEADER = "h" } }:get_token()
-        assert.are.same({ 404, 410 }, ta.requests[1].retry.statuses)
+        assert.are.same(r.statuses, ta.requests[1].retries.statuses)
         local tc = answer_json{ access_token = "tok", expires_in = 3600 }
         helpers.credential("client_secret", { tenant_id = "t", client_id = "c", client_secret = SECRET,
           authority_host = BASE, transport = tc }):get_token()
-        assert.is_nil(tc.requests[1].retry)
+        assert.is_nil(tc.requests[1].retries)
       end)
   end)
 
@@ -343,8 +344,7 @@ describe("acscall.credential against the emulator: IMDS 404 and 410 as the SDK r
   teardown(function() if emu then emu:stop() end end)
 
   -- tiny delays: the schedule's shape is the SDK's, its scale the spec's
-  local FAST = { base_delay = 0.01, max_delay = 0.05, base_delay_for = { [410] = 0.02 },
-    min_total_for = { [410] = 0.1 } }
+  local FAST = { base_delay = 0.01, max_delay = 0.05, min_total = 0.1 }
 
   for _, code in ipairs{ 404, 410 } do
     it("IMDS answering " .. code .. " twice: the token comes on the third try", function()

@@ -147,8 +147,7 @@ describe("acscall.credential recovers where " .. tostring(fx.sdk) .. " recovers 
   setup(function() emu = helpers.start_emulator{} end)
   teardown(function() if emu then emu:stop() end end)
   -- tiny delays: the retry classes are the SDK's, the waits the spec's
-  local FAST_IMDS = { base_delay = 0.01, max_delay = 0.05, base_delay_for = { [410] = 0.02 },
-    min_total_for = { [410] = 0.1 } }
+  local FAST_IMDS = { base_delay = 0.01, max_delay = 0.05, min_total = 0.1 }
   local serial = 0
 
   for _, cred in ipairs{ "imds", "app_service", "client_secret", "workload_identity" } do

@@ -64,18 +64,20 @@ M.AUTHORITY_HOST = "https://login.microsoftonline.com"
 M.JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 --- Each token endpoint's retry classes, as data for the core's retry rule (given
--- to the transport with each request: `fetch{retry = ...}`), from
--- @azure/identity 4.13.0. Its IdentityClient retries every token request 3
--- times on 408 and 5xx but 501/505 (exponential from 1 s) and on 429/503 with
--- Retry-After (@azure/core-rest-pipeline 1.24 `exponentialRetryStrategy`,
--- `throttlingRetryStrategy`): the core's own classes. A managed identity's
--- client adds `imdsRetryPolicy` (`managedIdentityCredential/imdsRetryPolicy.js`):
--- 404 and 410, 5 retries, exponential from 800 ms (410: from 3 s, so that the
--- tries span at least 70 s, as Microsoft's IMDS guidance asks), at most 64 s
--- apart. That client serves App Service too, so App Service gets the same.
+-- to the transport with each request: `fetch{retries = ...}`, the shape of
+-- `core.fetcher`'s `retries`), from @azure/identity 4.13.0. Its IdentityClient
+-- retries every token request 3 times on 408 and 5xx but 501/505 (exponential
+-- from 1 s) and on 429/503 with Retry-After (@azure/core-rest-pipeline 1.24
+-- `exponentialRetryStrategy`, `throttlingRetryStrategy`): the core's own
+-- classes, which the authority keeps. A managed identity's client adds
+-- `imdsRetryPolicy` (`managedIdentityCredential/imdsRetryPolicy.js`): 404 and
+-- 410, 5 retries, exponential from 800 ms, at most 64 s apart, and for 410 a
+-- schedule that spans at least 70 s (Microsoft's IMDS guidance: IMDS answers
+-- 410 for up to 70 s during a host upgrade). That client serves App Service too
+-- (tools/identity/fixtures records both retrying 404 and 410).
 M.RETRY = {
-  imds = { max = 5, base_delay = 0.8, max_delay = 64, statuses = { 404, 410 },
-    base_delay_for = { [410] = 3 }, min_total_for = { [410] = 70 } },
+  imds = { max = 5, base_delay = 0.8, max_delay = 64, statuses = { 404, 408, 410, 429, 500, 502, 503, 504 },
+    min_total = 70, min_total_statuses = { 410 } },
 }
 M.RETRY.app_service = M.RETRY.imds
 M.RETRY.authority = nil -- the core's classes (408, 429, 5xx)
@@ -331,11 +333,11 @@ function Credential:fail(kind, text, fields, mark)
 end
 
 -- one HTTP exchange through the transport: status, body, headers | nil, msg, info.
--- `retry` (the endpoint's retry classes, as data) goes to the transport with the request.
+-- `retries` (the endpoint's retry classes, as data) goes to the transport with the request.
 function Credential:http(req)
   local t, msg, info = self:transport()
   if not t then return nil, msg, info end
-  req.retry = req.retry or self.retry
+  if req.retries == nil then req.retries = self.retry end
   local st, body, headers = t:fetch(req)
   if not st then
     info = type(headers) == "table" and headers or {}
@@ -535,7 +537,7 @@ local ManagedIdentity = subclass()
 -- @tparam[opt] table opts `client_id`, `resource_id` or `object_id` (a user-assigned identity),
 --  `endpoint` (the IMDS host, e.g. "http://127.0.0.1:8080": wins over the environment),
 --  `env` (a table or function read instead of `os.getenv`), `transport`,
---  `imds_retry` (fields replacing `M.RETRY.imds`'s, e.g. `{base_delay = 0.01}` in tests), and
+--  `imds_retry` (fields replacing `M.RETRY.imds`'s, e.g. `{base_delay = 0.01, min_total = 0.1}` in tests), and
 --  core.fetcher's options (`timeout`, `retries`, `ca_file`, ...)
 function M.managed_identity(opts)
   opts = opts or {}
