@@ -9,29 +9,36 @@
 --   `IDENTITY_HEADER`), else the Azure Instance Metadata Service (IMDS).
 -- * `client_secret{}`: a service principal's secret (`AZURE_TENANT_ID`,
 --   `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`, `AZURE_AUTHORITY_HOST`).
+-- * `client_certificate{}`: a service principal's certificate (`AZURE_CLIENT_CERTIFICATE_PATH`).
 -- * `workload_identity{}`: a federated token file (`AZURE_FEDERATED_TOKEN_FILE`, AKS).
 -- * `azure_cli{}`: `az account get-access-token` (a developer's login).
 -- * `default{}`: the chain of the above in DefaultAzureCredential's order.
 --
--- Every credential keeps its token in a cache of its own and fetches a new
--- one at its refresh point: 5 minutes before expiry (or when the service's
--- `refresh_in` says), and for short-lived tokens at half their lifetime. A
--- refresh that fails while the cached token is still valid keeps using it.
+-- The requests are those @azure/identity 4.13.0 sends (tools/identity records
+-- them; spec/82 compares). Every credential keeps its token in a cache of its
+-- own and fetches a new one at its refresh point: the service's `refresh_in`,
+-- else half the life of a token living over 2 h (MSAL), else 5 minutes before
+-- expiry, and for short-lived tokens at half their lifetime. A token whose
+-- expiry is past, not finite or absurd, or that holds a control byte, is
+-- refused (`kind = "auth"`). A refresh that fails while the cached token is
+-- still valid keeps using it.
 -- Callers that arrive while a refresh runs (a finalizer, a hook, another
 -- OpenResty light thread) get the still-valid token, or wait for that one
 -- refresh (OpenResty: `ngx.semaphore`).
 --
 -- HTTP goes through a transport: by default the C core's `core.fetcher`
--- (libcurl: TLS verification, timeouts, retries on 408/429/5xx with
--- Retry-After and backoff, the same rule as calls), created at the first
--- `get_token` (nothing is fetched or connected when a credential is built).
--- `transport = t` replaces it with any object with
--- `t:fetch{url=, method=, headers=, form=, timeout=} -> status, body, headers | nil, message, info`
--- (OpenResty: `acscall.resty.capture_transport()`).
+-- (libcurl: TLS verification, timeouts, the core's retry rule), created at the
+-- first `get_token` (nothing is fetched or connected when a credential is
+-- built). `transport = t` replaces it with any object with
+-- `t:fetch{url=, method=, headers=, form=, timeout=, retries=} -> status, body, headers | nil, message, info`
+-- (OpenResty: `acscall.resty.capture_transport()`); `retries` carries the
+-- endpoint's retry classes as data (`M.RETRY`), in `core.fetcher`'s shape.
 --
--- Secrets (client secrets, assertions, tokens) never appear in a message,
--- an `info` table or `tostring(cred)`, which shows the kind and the
--- non-secret target only. `cred:targets()` lists the URLs it would contact.
+-- Failures are `core.failure`'s `nil, message, info`. Secrets (client
+-- secrets, assertions, IDENTITY_HEADER, tokens received, tokens `az` printed)
+-- are hidden by `core.redact` in every message and never appear in `info` or
+-- `tostring(cred)`, which shows the kind and the non-secret target only.
+-- `cred:targets()` lists the URLs it would contact.
 --
 -- With `ACSCALL_LOOPBACK_ONLY=1` in the environment (the test suite sets it)
 -- building a credential whose target is not a loopback address raises, and
