@@ -30,17 +30,6 @@ static void trim(const char **p, size_t *len)
         (*len)--;
 }
 
-static int key_is(const char *k, size_t klen, const char *name)
-{
-    size_t i, n = strlen(name);
-    if (klen != n)
-        return 0;
-    for (i = 0; i < n; i++)
-        if (tolower((unsigned char)k[i]) != name[i])
-            return 0;
-    return 1;
-}
-
 /* As the SDKs parse it (azure-sdk-for-js sdk/communication/communication-common
  * src/credential/connectionString.ts): split on ';' and on the first '=' (base64 '=' padding
  * survives), keys case-insensitive in any order, whitespace trimmed; like
@@ -82,12 +71,12 @@ const char *acs_connstr_parse(const char *s, size_t len, acs_span *endpoint,
         trim(&v, &vlen);
         if (klen == 0)
             return "connection string: a segment has an empty key";
-        if (key_is(k, klen, "endpoint")) {
+        if (acs_eq_ci(k, klen, "endpoint")) {
             if (have_ep++)
                 return "connection string: duplicate key 'endpoint'";
             endpoint->p = v;
             endpoint->len = vlen;
-        } else if (key_is(k, klen, "accesskey")) {
+        } else if (acs_eq_ci(k, klen, "accesskey")) {
             if (have_key++)
                 return "connection string: duplicate key 'accesskey'";
             access_key->p = v;
@@ -298,6 +287,8 @@ void acs_credential_free(acs_credential *c)
 {
     acs_secret_free(c->token_line);
     c->token_line = NULL;
+    acs_secret_free(c->key_text);
+    c->key_text = NULL;
     acs_signer_free(c->signer);
     c->signer = NULL;
 }
@@ -350,7 +341,7 @@ static int l_sign(lua_State *L)
     if (lua_type(L, 6) == LUA_TSTRING) {
         size_t dl;
         const char *d = lua_tolstring(L, 6, &dl);
-        if (dl > ACS_DATE_LEN || acs_has_crlf(d, dl))
+        if (dl > ACS_DATE_LEN || acs_header_value_check(d, dl))
             return luaL_error(L, "acscall.sign: 'date' is not an HTTP date");
         memcpy(date, d, dl + 1);
     } else if (lua_type(L, 6) == LUA_TNUMBER) {
@@ -409,8 +400,31 @@ static int l_uuid(lua_State *L)
     return 1;
 }
 
+/* core.parse_connection_string(s) -> {endpoint=, access_key=}
+ * | nil, message (the message never quotes s) */
+static int l_parse_connection_string(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    acs_span ep, key;
+    const char *err = acs_connstr_parse(s, len, &ep, &key);
+    if (err != NULL) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    lua_createtable(L, 0, 2);
+    lua_pushlstring(L, ep.p, ep.len);
+    lua_setfield(L, -2, "endpoint");
+    lua_pushlstring(L, key.p, key.len);
+    lua_setfield(L, -2, "access_key");
+    return 1;
+}
+
 void acs_auth_open(lua_State *L)
 {
+    lua_pushcfunction(L, l_parse_connection_string);
+    lua_setfield(L, -2, "parse_connection_string");
     lua_pushcfunction(L, l_sign);
     lua_setfield(L, -2, "sign");
     lua_pushcfunction(L, l_http_date);

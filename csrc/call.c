@@ -302,7 +302,7 @@ static int l_request(lua_State *L)
     acs_client_check_id(L, 2, &idlen);
     if (!lua_isnoneornil(L, 3)) {
         const char *crid = luaL_checklstring(L, 3, &clen);
-        luaL_argcheck(L, clen >= 1 && clen < sizeof k.crid && !acs_has_crlf(crid, clen),
+        luaL_argcheck(L, clen >= 1 && clen < sizeof k.crid && !acs_header_value_check(crid, clen),
                       3, "a client request id is 1 to 36 bytes without CR, LF or NUL");
         memcpy(k.crid, crid, clen + 1);
     }

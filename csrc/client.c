@@ -14,6 +14,7 @@
 #include "client.h"
 #include "compat.h"
 #include "model.h"
+#include "options.h"
 #include "util.h"
 
 /* ---------- lifetime ---------------------------------------------------- */
@@ -124,15 +125,23 @@ int acs_client_request_id(acs_client *c, char out[37])
     return 0;
 }
 
+/* the secrets in play: the token sent, the access key */
 void acs_client_meta(const acs_client *c, const char *bearer, acs_resp_meta *m)
 {
     static const size_t prefix = sizeof "Authorization: Bearer " - 1;
+    const char *tok = bearer ? bearer
+                      : c->cred.token_line ? c->cred.token_line + prefix : NULL;
     m->decoder_ref = c->decoder_ref;
     m->strict = c->strict;
-    if (bearer)
-        m->secret = bearer;
-    else if (c->cred.token_line)
-        m->secret = c->cred.token_line + prefix;
+    m->nsecrets = 0;
+    if (tok) {
+        m->secrets[m->nsecrets].p = tok;
+        m->secrets[m->nsecrets++].len = strlen(tok);
+    }
+    if (c->cred.key_text) {
+        m->secrets[m->nsecrets].p = c->cred.key_text;
+        m->secrets[m->nsecrets++].len = strlen(c->cred.key_text);
+    }
 }
 
 /* lua.c and luajit raise "interrupted!" from their SIGINT hook. */
@@ -157,8 +166,9 @@ static const char *check_token(lua_State *L, const char *who, const char **beare
         return lua_tostring(L, -1);
     }
     tok = lua_tolstring(L, -1, &len);
-    if (len == 0 || acs_has_crlf(tok, len)) {
-        lua_pushfstring(L, "%s returned an empty token or one with CR, LF or NUL", who);
+    if (len == 0 || acs_header_value_check(tok, len) != NULL) {
+        lua_pushfstring(L, "%s returned an empty token or one with "
+                        ACS_CONTROL_CHARS, who);
         lua_replace(L, -2);
         return lua_tostring(L, -1);
     }
@@ -227,79 +237,7 @@ const char *acs_client_bearer(lua_State *L, acs_client *c, int force,
     return check_token(L, who, bearer);
 }
 
-/* ---------- options ----------------------------------------------------- */
-
 #define NEW "acscall.new"
-
-/* The string option `name`, or NULL. The value stays on the stack until
- * new returns: the options table need not keep it alive (its __index may
- * make values on the fly), and l_new uses the pointer to the end. */
-const char *acs_opt_string(lua_State *L, const char *who, const char *name,
-                           size_t *len)
-{
-    lua_getfield(L, 1, name);
-    if (lua_isnil(L, -1))
-        return NULL;
-    if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_error(L, "%s: option '%s' must be a string", who, name);
-    return lua_tolstring(L, -1, len);
-}
-
-long acs_opt_ms(lua_State *L, const char *who, const char *name, long dflt)
-{
-    long v = dflt;
-    lua_getfield(L, 1, name);
-    if (!lua_isnil(L, -1)) {
-        lua_Number n;
-        if (lua_type(L, -1) != LUA_TNUMBER)
-            luaL_error(L, "%s: option '%s' must be a number (seconds)", who,
-                       name);
-        n = lua_tonumber(L, -1);
-        if (!(n > 0 && n <= 86400))
-            luaL_error(L, "%s: option '%s' must be > 0 and <= 86400", who,
-                       name);
-        v = (long)(n * 1000.0 + 0.5);
-        if (v < 1)
-            v = 1;
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
-/* retries = false | {max=, base_delay=, max_delay=} (delays in seconds) */
-void acs_opt_retries(lua_State *L, const char *who, acs_retry_policy *p)
-{
-    p->max = ACS_DEFAULT_RETRIES;
-    p->base_ms = ACS_DEFAULT_BASE_DELAY_MS;
-    p->max_ms = ACS_DEFAULT_MAX_DELAY_MS;
-    lua_getfield(L, 1, "retries");
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        return;
-    }
-    if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
-        p->max = 0;
-        lua_pop(L, 1);
-        return;
-    }
-    if (lua_type(L, -1) != LUA_TTABLE)
-        luaL_error(L, "%s: option 'retries' must be false or a table", who);
-    lua_getfield(L, -1, "max");
-    if (!lua_isnil(L, -1)) {
-        lua_Number n = lua_tonumber(L, -1);
-        if (lua_type(L, -1) != LUA_TNUMBER || !(n >= 0 && n <= 20) || n != (int)n)
-            luaL_error(L, "%s: 'retries.max' must be an integer in [0, 20]", who);
-        p->max = (int)n;
-    }
-    lua_pop(L, 1);
-    lua_pushvalue(L, 1); /* opt_ms reads index 1: swap in the retries table */
-    lua_pushvalue(L, -2);
-    lua_replace(L, 1);
-    p->base_ms = acs_opt_ms(L, who, "base_delay", p->base_ms);
-    p->max_ms = acs_opt_ms(L, who, "max_delay", p->max_ms);
-    lua_replace(L, 1); /* the options table back */
-    lua_pop(L, 1);
-}
 
 /* core.new(opts) -> client. Every mistake here is the programmer's: raise. */
 static int l_new(lua_State *L)
@@ -310,10 +248,13 @@ static int l_new(lua_State *L)
     acs_span cs_ep = {NULL, 0}, cs_key = {NULL, 0};
     acs_transport_opts to;
     int has_provider, has_credential, n_auth, provider_idx;
-    lua_Number max_body = ACS_DEFAULT_MAX_BODY;
+    size_t max_body;
 
-    luaL_checktype(L, 1, LUA_TTABLE);
+    if (lua_type(L, 1) != LUA_TTABLE)
+        return luaL_error(L, NEW ": options table expected, got %s",
+                          luaL_typename(L, 1));
     lua_settop(L, 1);
+    acs_options_check(L, 1, acs_new_options, NEW);
     endpoint = acs_opt_string(L, NEW, "endpoint", &eplen);
     cs = acs_opt_string(L, NEW, "connection_string", &cslen);
     key = acs_opt_string(L, NEW, "access_key", &keylen);
@@ -339,14 +280,7 @@ static int l_new(lua_State *L)
                               "with a get_token method");
         lua_pop(L, 1);
     }
-    lua_getfield(L, 1, "max_body");
-    if (!lua_isnil(L, -1)) {
-        max_body = lua_tonumber(L, -1);
-        if (lua_type(L, -1) != LUA_TNUMBER || !(max_body >= 1024 && max_body <= 1e9))
-            return luaL_error(L, "acscall.new: option 'max_body' must be a number of "
-                          "bytes in [1024, 1e9]");
-    }
-    lua_pop(L, 1);
+    max_body = acs_opt_max_body(L, NEW, ACS_DEFAULT_MAX_BODY);
 
     if (cs) {
         if (endpoint)
@@ -373,14 +307,19 @@ static int l_new(lua_State *L)
     if (n_auth > 1)
         return luaL_error(L, "acscall.new: give exactly one of 'token', 'access_key' "
                       "(or a connection string), 'token_provider' and 'credential'");
-    if (token && (toklen == 0 || acs_has_crlf(token, toklen)))
-        return luaL_error(L, "acscall.new: 'token' must be non-empty, without CR, LF "
-                      "or NUL");
-    if (ua && (acs_has_crlf(ua, ualen) || ualen > 256))
-        return luaL_error(L, "acscall.new: 'user_agent' must be at most 256 bytes, "
-                      "without CR, LF or NUL");
-    if (api && (api[0] == '\0' || strlen(api) > 64))
-        return luaL_error(L, "acscall.new: 'api_version' must be 1 to 64 bytes");
+    if (token && (toklen == 0 || acs_header_value_check(token, toklen)))
+        return luaL_error(L, "acscall.new: 'token' must be non-empty, without "
+                      ACS_CONTROL_CHARS);
+    if (key && acs_header_value_check(key, keylen))
+        return luaL_error(L, "acscall.new: '%s' %s",
+                          cs ? "connection_string" : "access_key",
+                          acs_header_value_check(key, keylen));
+    if (ua && (acs_header_value_check(ua, ualen) || ualen > ACS_USER_AGENT_MAX))
+        return luaL_error(L, "acscall.new: 'user_agent' must be at most %d bytes, "
+                      "without " ACS_CONTROL_CHARS, ACS_USER_AGENT_MAX);
+    if (api && (api[0] == '\0' || strlen(api) > ACS_API_VERSION_MAX))
+        return luaL_error(L, NEW ": 'api_version' must be 1 to %d bytes",
+                          ACS_API_VERSION_MAX);
 
     /* The userdata exists, zeroed and with its metatable, before anything
      * is acquired: from here on __gc releases whatever was acquired. */
@@ -400,6 +339,8 @@ static int l_new(lua_State *L)
         if (err == NULL && (c->cred.signer = acs_signer_new(kbuf, kbuflen)) == NULL)
             err = "cannot key HMAC-SHA256 (libcrypto)";
         OPENSSL_cleanse(kbuf, sizeof kbuf);
+        if (err == NULL && (c->cred.key_text = acs_secret_dup("", key, keylen)) == NULL)
+            err = "out of memory";
         if (err)
             return luaL_error(L, "acscall.new: %s", err);
         c->cred.kind = ACS_AUTH_HMAC;
@@ -429,7 +370,7 @@ static int l_new(lua_State *L)
         return luaL_error(L, "acscall.new: %s", err);
     to.connect_timeout_ms = acs_opt_ms(L, NEW, "connect_timeout",
                                    ACS_DEFAULT_CONNECT_TIMEOUT_MS);
-    to.max_body = (size_t)max_body;
+    to.max_body = max_body;
     if (ca_file && (c->ca_file = strdup(ca_file)) == NULL)
         return luaL_error(L, "acscall.new: out of memory");
     to.ca_file = c->ca_file;
@@ -441,15 +382,15 @@ static int l_new(lua_State *L)
     /* Nothing is connected here: the first call opens what it needs. */
     if ((err = acs_pool_init(&c->pool, &to)) != NULL)
         return luaL_error(L, "acscall.new: %s", err);
-    lua_getfield(L, 1, "strict");
-    c->strict = lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    c->strict = acs_opt_bool(L, NEW, "strict", 0);
     lua_getfield(L, 1, "max_depth");
     if (!lua_isnil(L, -1)) {
         lua_Number d = lua_tonumber(L, -1);
         /* range first: casting NaN or a huge double to int is undefined */
-        if (lua_type(L, -1) != LUA_TNUMBER || !(d >= 4 && d <= 1000) || d != (int)d)
-            return luaL_error(L, "acscall.new: 'max_depth' must be an integer in [4, 1000]");
+        if (lua_type(L, -1) != LUA_TNUMBER ||
+            !(d >= ACS_MAX_DEPTH_MIN && d <= ACS_MAX_DEPTH_MAX) || d != (int)d)
+            return luaL_error(L, NEW ": 'max_depth' must be an integer in [%d, %d]",
+                              ACS_MAX_DEPTH_MIN, ACS_MAX_DEPTH_MAX);
         if ((int)d != ACS_DEFAULT_MAX_DEPTH)
             c->decoder_ref = acs_decode_new_decoder(L, (int)d);
     }

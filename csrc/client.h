@@ -76,16 +76,6 @@ int acs_client_request_id(acs_client *c, char out[37]);
 const char *acs_client_bearer(lua_State *L, acs_client *c, int force,
                               const char **bearer);
 
-/* Options of the table at index 1, for core.new and core.fetcher; a
- * mistake raises "<who>: ...". acs_opt_string leaves the value on the
- * stack (NULL when absent); acs_opt_ms reads seconds, returns ms in
- * [1, 86400000] or dflt; acs_opt_retries reads retries = false |
- * {max=, base_delay=, max_delay=} into p's max, base_ms, max_ms. */
-const char *acs_opt_string(lua_State *L, const char *who, const char *name,
-                           size_t *len);
-long acs_opt_ms(lua_State *L, const char *who, const char *name, long dflt);
-void acs_opt_retries(lua_State *L, const char *who, acs_retry_policy *p);
-
 /* Registers core.new and the client metatable (methods from call.c and
  * batch.c); the metatable is stored in the registry only once complete. */
 void acs_client_open(lua_State *L);

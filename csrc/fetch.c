@@ -16,13 +16,14 @@
 #include "compat.h"
 #include "failure.h"
 #include "fetch.h"
+#include "form.h"
+#include "options.h"
 #include "retry.h"
 #include "transport.h"
 #include "util.h"
 
 #define FETCHER_MT "acscall.fetcher"
 #define WHO "acscall.fetcher"
-#define FETCH_DEFAULT_MAX_BODY (1024u * 1024u)
 
 typedef struct {
     int inited, closed;
@@ -68,7 +69,7 @@ static int l_fetcher(lua_State *L)
     const char *ca, *ua, *err;
     size_t ualen = 0;
     int ud;
-    lua_Number max_body = FETCH_DEFAULT_MAX_BODY;
+    size_t max_body;
 
     if (lua_isnoneornil(L, 1)) {
         lua_settop(L, 0);
@@ -76,20 +77,14 @@ static int l_fetcher(lua_State *L)
     }
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
+    acs_options_check(L, 1, acs_fetcher_options, WHO);
     memset(&to, 0, sizeof to);
     ca = acs_opt_string(L, WHO, "ca_file", NULL);
     ua = acs_opt_string(L, WHO, "user_agent", &ualen);
-    if (ua && (acs_has_crlf(ua, ualen) || ualen > 256))
-        return luaL_error(L, WHO ": 'user_agent' must be at most 256 bytes, "
-                          "without CR, LF or NUL");
-    lua_getfield(L, 1, "max_body");
-    if (!lua_isnil(L, -1)) {
-        max_body = lua_tonumber(L, -1);
-        if (lua_type(L, -1) != LUA_TNUMBER || !(max_body >= 1024 && max_body <= 1e9))
-            return luaL_error(L, WHO ": option 'max_body' must be a number of "
-                              "bytes in [1024, 1e9]");
-    }
-    lua_pop(L, 1);
+    if (ua && (acs_header_value_check(ua, ualen) || ualen > ACS_USER_AGENT_MAX))
+        return luaL_error(L, WHO ": 'user_agent' must be at most %d bytes, "
+                          "without " ACS_CONTROL_CHARS, ACS_USER_AGENT_MAX);
+    max_body = acs_opt_max_body(L, WHO, ACS_FETCH_DEFAULT_MAX_BODY);
 
     f = lua_newuserdata(L, sizeof *f);
     ud = lua_gettop(L);
@@ -102,8 +97,9 @@ static int l_fetcher(lua_State *L)
     lua_getfield(L, 1, "retries");
     if (lua_type(L, -1) == LUA_TNUMBER) {
         lua_Number n = lua_tonumber(L, -1);
-        if (!(n >= 0 && n <= 20) || n != (int)n)
-            return luaL_error(L, WHO ": 'retries' must be an integer in [0, 20]");
+        if (!(n >= 0 && n <= ACS_RETRIES_MAX) || n != (int)n)
+            return luaL_error(L, WHO ": 'retries' must be an integer in [0, %d]",
+                              ACS_RETRIES_MAX);
         f->retry.max = (int)n;
         f->retry.base_ms = ACS_DEFAULT_BASE_DELAY_MS;
         f->retry.max_ms = ACS_DEFAULT_MAX_DELAY_MS;
@@ -123,7 +119,7 @@ static int l_fetcher(lua_State *L)
     if (ca && (f->ca_file = strdup(ca)) == NULL)
         return luaL_error(L, WHO ": out of memory");
     to.connect_timeout_ms = f->retry.connect_timeout_ms;
-    to.max_body = (size_t)max_body;
+    to.max_body = max_body;
     to.ca_file = f->ca_file;
     to.user_agent = f->ua;
     f->closed = 0;
@@ -144,19 +140,9 @@ typedef struct {
     int entered;
     acs_conn *conn;
     struct curl_slist *hdrs; /* the request's: copied for each attempt */
-    char *form;              /* the urlencoded body (secrets: wiped) */
-    size_t form_len, form_cap;
-    const char **keys;       /* the form's keys, sorted */
-    char *line;              /* a header line being built (wiped) */
-    size_t line_cap;
+    acs_wbuf form;           /* the urlencoded body (form.h; secrets) */
+    acs_wbuf line;           /* a header line being built (secret) */
 } fetch_ctx;
-
-static void wipe_free(char *p, size_t cap)
-{
-    if (p)
-        OPENSSL_cleanse(p, cap);
-    free(p);
-}
 
 static void fetch_cleanup(lua_State *L, void *p)
 {
@@ -164,12 +150,8 @@ static void fetch_cleanup(lua_State *L, void *p)
     (void)L;
     acs_free_headers(k->hdrs);
     k->hdrs = NULL;
-    wipe_free(k->form, k->form_cap);
-    k->form = NULL;
-    wipe_free(k->line, k->line_cap);
-    k->line = NULL;
-    free(k->keys);
-    k->keys = NULL;
+    acs_wbuf_free(&k->form);
+    acs_wbuf_free(&k->line);
     if (k->conn)
         acs_pool_put(&k->f->pool, k->conn);
     k->conn = NULL;
@@ -178,27 +160,6 @@ static void fetch_cleanup(lua_State *L, void *p)
         if (k->f->closed && k->f->calls == 0)
             fetcher_release(k->f);
     }
-}
-
-/* A buffer of at least n bytes at *p (capacity *cap), its old bytes wiped
- * when it moves. 0 or -1. */
-static int grow(char **p, size_t *cap, size_t n)
-{
-    char *q;
-    size_t c = *cap ? *cap : 256;
-    if (n <= *cap)
-        return 0;
-    while (c < n)
-        c *= 2;
-    if ((q = malloc(c)) == NULL)
-        return -1;
-    if (*p) {
-        memcpy(q, *p, *cap);
-        wipe_free(*p, *cap);
-    }
-    *p = q;
-    *cap = c;
-    return 0;
 }
 
 static int is_token_char(unsigned char ch)
@@ -222,94 +183,23 @@ static int add_headers(lua_State *L, fetch_ctx *k, int idx, int *has_ctype)
         for (i = 0; i < nlen; i++)
             if (!is_token_char((unsigned char)n[i]))
                 break;
-        if (nlen == 0 || i < nlen || nlen > 100)
+        if (nlen == 0 || i < nlen || nlen > ACS_HEADER_NAME_MAX)
             return luaL_error(L, WHO ": bad header name");
-        if (acs_has_crlf(v, vlen))
-            return luaL_error(L, WHO ": a header value has CR, LF or NUL");
-        if (acs_starts_ci(n, nlen, "content-type") && nlen == 12)
+        if (acs_header_value_check(v, vlen))
+            return luaL_error(L, WHO ": header '%s': value %s", n,
+                              acs_header_value_check(v, vlen));
+        if (acs_eq_ci(n, nlen, "content-type"))
             *has_ctype = 1;
-        if (grow(&k->line, &k->line_cap, nlen + vlen + 3) != 0)
+        k->line.len = 0;
+        if (acs_wbuf_add(&k->line, n, nlen) != 0 ||
+            acs_wbuf_add(&k->line, ": ", 2) != 0 ||
+            acs_wbuf_add(&k->line, v, vlen) != 0)
             return -1;
-        memcpy(k->line, n, nlen);
-        memcpy(k->line + nlen, ": ", 2);
-        memcpy(k->line + nlen + 2, v, vlen);
-        k->line[nlen + 2 + vlen] = '\0';
-        l = curl_slist_append(k->hdrs, k->line);
-        OPENSSL_cleanse(k->line, nlen + vlen + 3);
+        l = curl_slist_append(k->hdrs, k->line.p);
+        OPENSSL_cleanse(k->line.p, k->line.cap);
         if (l == NULL)
             return -1;
         k->hdrs = l;
-        lua_pop(L, 1);
-    }
-    return 0;
-}
-
-static int cmp_keys(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* application/x-www-form-urlencoded: unreserved bytes kept, others %XX */
-static int form_add(fetch_ctx *k, const char *s, size_t len)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t i;
-    if (grow(&k->form, &k->form_cap, k->form_len + 3 * len + 2) != 0)
-        return -1;
-    for (i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-            (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
-            k->form[k->form_len++] = (char)ch;
-        } else {
-            k->form[k->form_len++] = '%';
-            k->form[k->form_len++] = hex[ch >> 4];
-            k->form[k->form_len++] = hex[ch & 15];
-        }
-    }
-    k->form[k->form_len] = '\0';
-    return 0;
-}
-
-/* request.form -> k->form. Raises on a mistake (under the frame). */
-static int build_form(lua_State *L, fetch_ctx *k, int idx)
-{
-    size_t n = 0, i;
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-            return luaL_error(L, WHO ": 'form' must map names to strings");
-        n++;
-        lua_pop(L, 1);
-    }
-    if (n > 0 && (k->keys = malloc(n * sizeof *k->keys)) == NULL)
-        return -1;
-    i = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0 && i < n) {
-        k->keys[i++] = lua_tostring(L, -2); /* alive: the table holds it */
-        lua_pop(L, 1);
-    }
-    n = i;
-    qsort(k->keys, n, sizeof *k->keys, cmp_keys);
-    if (grow(&k->form, &k->form_cap, 1) != 0)
-        return -1;
-    k->form[0] = '\0';
-    for (i = 0; i < n; i++) {
-        size_t vlen;
-        const char *v;
-        lua_getfield(L, idx, k->keys[i]);
-        v = lua_tolstring(L, -1, &vlen);
-        if (grow(&k->form, &k->form_cap, k->form_len + 2) != 0)
-            return -1;
-        if (i > 0)
-            k->form[k->form_len++] = '&';
-        if (form_add(k, k->keys[i], strlen(k->keys[i])) != 0 ||
-            grow(&k->form, &k->form_cap, k->form_len + 2) != 0)
-            return -1;
-        k->form[k->form_len++] = '=';
-        if (form_add(k, v, vlen) != 0)
-            return -1;
         lua_pop(L, 1);
     }
     return 0;
@@ -371,7 +261,7 @@ static int fetch_body(lua_State *L)
     url = lua_tolstring(L, 3, &urllen);
     if (lua_type(L, 3) != LUA_TSTRING ||
         !(acs_starts_ci(url, urllen, "http://") || acs_starts_ci(url, urllen, "https://")) ||
-        acs_has_crlf(url, urllen) || strpbrk(url, " \t") != NULL)
+        acs_header_value_check(url, urllen) || strpbrk(url, " \t") != NULL)
         return luaL_error(L, WHO ": 'url' must be an http:// or https:// URL");
     lua_getfield(L, 2, "method"); /* 4 */
     if (!lua_isnil(L, 4)) {
@@ -384,8 +274,9 @@ static int fetch_body(lua_State *L)
     lua_getfield(L, 2, "timeout"); /* 5 */
     if (!lua_isnil(L, 5)) {
         lua_Number t = lua_tonumber(L, 5);
-        if (lua_type(L, 5) != LUA_TNUMBER || !(t > 0 && t <= 86400))
-            return luaL_error(L, WHO ": 'timeout' must be > 0 and <= 86400 seconds");
+        if (lua_type(L, 5) != LUA_TNUMBER || !(t > 0 && t <= ACS_SECONDS_MAX))
+            return luaL_error(L, WHO ": 'timeout' must be > 0 and <= %d seconds",
+                              ACS_SECONDS_MAX);
         pol.timeout_ms = (long)(t * 1000.0 + 0.5);
     }
     lua_getfield(L, 2, "headers"); /* 6 */
@@ -397,10 +288,14 @@ static int fetch_body(lua_State *L)
     }
     lua_getfield(L, 2, "form"); /* 7 */
     if (!lua_isnil(L, 7)) {
+        const char *why;
         if (lua_type(L, 7) != LUA_TTABLE)
             return luaL_error(L, WHO ": 'form' must be a table");
-        if (build_form(L, k, 7) != 0)
-            return acs_push_failure(L, "local", 0, "out of memory", &meta);
+        if ((why = acs_form_encode(L, 7, &k->form)) != NULL) {
+            if (strcmp(why, "out of memory") == 0)
+                return acs_push_failure(L, "local", 0, why, &meta);
+            return luaL_error(L, WHO ": %s", why);
+        }
         post = 1;
         if (!has_ctype) {
             struct curl_slist *l = curl_slist_append(
@@ -410,9 +305,9 @@ static int fetch_body(lua_State *L)
             k->hdrs = l;
         }
     } else if (post) {
-        if (grow(&k->form, &k->form_cap, 1) != 0)
+        if (acs_wbuf_reserve(&k->form, 0) != 0)
             return acs_push_failure(L, "local", 0, "out of memory", &meta);
-        k->form[0] = '\0';
+        k->form.p[0] = '\0';
     }
 
     f->calls++;
@@ -439,7 +334,7 @@ static int fetch_body(lua_State *L)
             return acs_push_failure(L, "local", 0, "out of memory", &meta);
         acs_conn_begin(k->conn, url, h, timeout, acs_watch_interrupted, &w);
         if (post)
-            acs_conn_post(k->conn, k->form, k->form_len);
+            acs_conn_post(k->conn, k->form.p, k->form.len);
         else /* (the handle may have POSTed before) */
             curl_easy_setopt(k->conn->easy, CURLOPT_HTTPGET, 1L);
         rc = acs_conn_end(k->conn, curl_easy_perform(k->conn->easy));

@@ -22,9 +22,11 @@
 #include "compat.h"
 #include "failure.h"
 #include "fetch.h"
+#include "form.h"
 #include "identifier.h"
 #include "model.h"
 #include "command.h"
+#include "options.h"
 #include "transport.h"
 
 ACS_EXPORT int luaopen_acscall_core(lua_State *L);
@@ -42,6 +44,8 @@ ACS_EXPORT int luaopen_acscall_core(lua_State *L)
     acs_model_open(L);
     acs_identifier_open(L);
     acs_failure_open(L);
+    acs_form_open(L);
+    acs_options_open(L);
     lua_pushliteral(L, ACS_VERSION);
     lua_setfield(L, -2, "_VERSION");
     lua_pushliteral(L, ACS_DEFAULT_API_VERSION);

@@ -223,12 +223,6 @@ size_t acs_encode_segment(const char *id, size_t len, char *out)
     return o;
 }
 
-int acs_has_crlf(const char *s, size_t len)
-{
-    return memchr(s, '\r', len) || memchr(s, '\n', len) ||
-           memchr(s, '\0', len);
-}
-
 /* ---------- one request ------------------------------------------------ */
 
 /* url = origin + prefix + encoded id + query, into a growable buffer.
@@ -288,6 +282,11 @@ struct curl_slist *acs_request_headers(const acs_route *r,
         if (bearer == NULL) { /* callers pass the provider's token */
             acs_free_headers(l);
             *why = "no bearer token";
+            return NULL;
+        }
+        if (acs_header_value_check(bearer, strlen(bearer)) != NULL) {
+            acs_free_headers(l); /* util.h: nothing is sent */
+            *why = "the token has " ACS_CONTROL_CHARS;
             return NULL;
         }
         n = strlen(bearer) + sizeof "Authorization: Bearer ";

@@ -10,7 +10,7 @@
 #include "auth.h"
 
 #define ACS_DEFAULT_API_VERSION "2026-03-12"
-#define ACS_ID_MAX 1024 /* bytes of call id accepted (encoded: up to 3x) */
+#include "limits.h"
 
 typedef struct {
     char *origin;    /* "https://host[:port]" as curl will connect to it */
@@ -42,9 +42,6 @@ const char *acs_url_split(const char *url, char **host, char **pq);
  * they can never be dot segments). out needs 3 * len + 1 bytes; returns the
  * encoded length. */
 size_t acs_encode_segment(const char *id, size_t len, char *out);
-
-/* 1 if s (a header value) has CR, LF or NUL in its first len bytes. */
-int acs_has_crlf(const char *s, size_t len);
 
 /* url = origin + prefix + encoded id + query, into a growable buffer.
  * 0, or -1 when out of memory. */
