@@ -11,7 +11,7 @@
 #include <lauxlib.h>
 #include <openssl/crypto.h>
 
-#include "call.h"
+#include "frame.h"
 #include "client.h"
 #include "compat.h"
 #include "failure.h"

@@ -22,6 +22,7 @@
 #include "compat.h"
 #include "failure.h"
 #include "fetch.h"
+#include "frame.h"
 #include "form.h"
 #include "identifier.h"
 #include "model.h"
