@@ -84,8 +84,7 @@ void acs_credential_free(acs_credential *c);
 char *acs_secret_dup(const char *prefix, const char *s, size_t len);
 void acs_secret_free(char *s);
 
-/* Registers core.sign, core.http_date and core.uuid into the module table
- * on top (the pure entry points of stage 1). */
+/* Registers core.parse_connection_string into the module table on top. */
 void acs_auth_open(lua_State *L);
 
 #endif

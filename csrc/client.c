@@ -10,7 +10,6 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
-#include "call.h"
 #include "client.h"
 #include "compat.h"
 #include "model.h"
@@ -45,11 +44,7 @@ static void release(lua_State *L, acs_client *c)
  * client for new calls, and the last call to leave releases it. */
 static int l_close(lua_State *L)
 {
-    acs_client *c = luaL_checkudata(L, 1, ACS_CLIENT_MT);
-    c->closed = 1;
-    if (c->calls == 0)
-        release(L, c);
-    return 0;
+    return acs_client_close(L, luaL_checkudata(L, 1, ACS_CLIENT_MT));
 }
 
 /* __gc: a collected client has no call running (a call keeps it on its
@@ -78,6 +73,56 @@ acs_client *acs_client_check_open(lua_State *L, int idx)
     if (c->closed)
         luaL_error(L, "acscall: closed client");
     return c;
+}
+
+acs_client *acs_client_push(lua_State *L, const char *mt)
+{
+    acs_client *c = lua_newuserdata(L, sizeof *c);
+    memset(c, 0, sizeof *c);
+    c->provider_ref = LUA_NOREF;
+    luaL_getmetatable(L, mt);
+    lua_setmetatable(L, -2);
+    return c;
+}
+
+void acs_client_setup(lua_State *L, acs_client *c, const char *who,
+                      const char *tag, size_t max_body_dflt)
+{
+    int top = lua_gettop(L);
+    size_t ualen = 0;
+    const char *ua = acs_opt_string(L, who, "user_agent", &ualen);
+    const char *ca = acs_opt_string(L, who, "ca_file", NULL);
+    const char *err;
+    acs_transport_opts to;
+    memset(&to, 0, sizeof to);
+    if (ua && (acs_header_value_check(ua, ualen) || ualen > ACS_USER_AGENT_MAX))
+        luaL_error(L, "%s: 'user_agent' must be at most %d bytes, without "
+                   ACS_CONTROL_CHARS, who, ACS_USER_AGENT_MAX);
+    snprintf(c->ua, sizeof c->ua, "acscall/%s %s%s%s", ACS_VERSION, tag,
+             ua ? " " : "", ua ? ua : "");
+    to.max_body = acs_opt_max_body(L, who, max_body_dflt);
+    if (ca && (c->ca_file = strdup(ca)) == NULL)
+        luaL_error(L, "%s: out of memory", who);
+    acs_opt_retries(L, who, &c->retry);
+    c->retry.connect_timeout_ms = acs_opt_ms(L, who, "connect_timeout",
+                                             ACS_DEFAULT_CONNECT_TIMEOUT_MS);
+    c->retry.timeout_ms = acs_opt_ms(L, who, "timeout", ACS_DEFAULT_TIMEOUT_MS);
+    c->retry.deadline_ms = acs_opt_ms(L, who, "deadline", ACS_DEFAULT_DEADLINE_MS);
+    to.connect_timeout_ms = c->retry.connect_timeout_ms;
+    to.ca_file = c->ca_file;
+    to.user_agent = c->ua;
+    /* Nothing is connected here: the first call opens what it needs. */
+    if ((err = acs_pool_init(&c->pool, &to)) != NULL)
+        luaL_error(L, "%s: %s", who, err);
+    lua_settop(L, top);
+}
+
+int acs_client_close(lua_State *L, acs_client *c)
+{
+    c->closed = 1;
+    if (c->calls == 0)
+        release(L, c);
+    return 0;
 }
 
 static int l_tostring(lua_State *L)
@@ -243,12 +288,11 @@ const char *acs_client_bearer(lua_State *L, acs_client *c, int force,
 static int l_new(lua_State *L)
 {
     acs_client *c;
-    size_t eplen = 0, cslen = 0, keylen = 0, toklen = 0, ualen = 0;
-    const char *endpoint, *cs, *key, *token, *ua, *ca_file, *api, *err;
+    size_t eplen = 0, cslen = 0, keylen = 0, toklen = 0;
+    const char *endpoint, *cs, *key, *token, *api, *err;
     acs_span cs_ep = {NULL, 0}, cs_key = {NULL, 0};
-    acs_transport_opts to;
     int has_provider, has_credential, n_auth, provider_idx;
-    size_t max_body;
+    char tag[128];
 
     if (lua_type(L, 1) != LUA_TTABLE)
         return luaL_error(L, NEW ": options table expected, got %s",
@@ -259,8 +303,6 @@ static int l_new(lua_State *L)
     cs = acs_opt_string(L, NEW, "connection_string", &cslen);
     key = acs_opt_string(L, NEW, "access_key", &keylen);
     token = acs_opt_string(L, NEW, "token", &toklen);
-    ua = acs_opt_string(L, NEW, "user_agent", &ualen);
-    ca_file = acs_opt_string(L, NEW, "ca_file", NULL);
     api = acs_opt_string(L, NEW, "api_version", NULL);
     lua_getfield(L, 1, "token_provider"); /* stays at provider_idx */
     provider_idx = lua_gettop(L);
@@ -280,7 +322,6 @@ static int l_new(lua_State *L)
                               "with a get_token method");
         lua_pop(L, 1);
     }
-    max_body = acs_opt_max_body(L, NEW, ACS_DEFAULT_MAX_BODY);
 
     if (cs) {
         if (endpoint)
@@ -314,20 +355,11 @@ static int l_new(lua_State *L)
         return luaL_error(L, "acscall.new: '%s' %s",
                           cs ? "connection_string" : "access_key",
                           acs_header_value_check(key, keylen));
-    if (ua && (acs_header_value_check(ua, ualen) || ualen > ACS_USER_AGENT_MAX))
-        return luaL_error(L, "acscall.new: 'user_agent' must be at most %d bytes, "
-                      "without " ACS_CONTROL_CHARS, ACS_USER_AGENT_MAX);
     if (api && (api[0] == '\0' || strlen(api) > ACS_API_VERSION_MAX))
         return luaL_error(L, NEW ": 'api_version' must be 1 to %d bytes",
                           ACS_API_VERSION_MAX);
 
-    /* The userdata exists, zeroed and with its metatable, before anything
-     * is acquired: from here on __gc releases whatever was acquired. */
-    c = lua_newuserdata(L, sizeof *c);
-    memset(c, 0, sizeof *c);
-    c->provider_ref = LUA_NOREF;
-    luaL_getmetatable(L, ACS_CLIENT_MT);
-    lua_setmetatable(L, -2);
+    c = acs_client_push(L, ACS_CLIENT_MT);
 
     if ((err = acs_route_init(&c->route, endpoint,
                               api ? api : ACS_DEFAULT_API_VERSION)) != NULL)
@@ -360,27 +392,10 @@ static int l_new(lua_State *L)
     }
 
     /* User-Agent: acscall/<v> Lua/<x.y> libcurl/<v> [suffix] */
-    {
-        const char *lv = LUA_VERSION; /* "Lua 5.4" */
-        curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
-        snprintf(c->ua, sizeof c->ua, "acscall/%s Lua/%s libcurl/%s%s%s",
-                 ACS_VERSION, lv + 4, cv->version, ua ? " " : "", ua ? ua : "");
-    }
+    snprintf(tag, sizeof tag, "Lua/%s libcurl/%s", LUA_VERSION + 4, /* "Lua 5.4" */
+             curl_version_info(CURLVERSION_NOW)->version);
+    acs_client_setup(L, c, NEW, tag, ACS_DEFAULT_MAX_BODY);
     if ((err = acs_route_set_agent(&c->route, c->ua)) != NULL)
-        return luaL_error(L, "acscall.new: %s", err);
-    to.connect_timeout_ms = acs_opt_ms(L, NEW, "connect_timeout",
-                                   ACS_DEFAULT_CONNECT_TIMEOUT_MS);
-    to.max_body = max_body;
-    if (ca_file && (c->ca_file = strdup(ca_file)) == NULL)
-        return luaL_error(L, "acscall.new: out of memory");
-    to.ca_file = c->ca_file;
-    to.user_agent = c->ua;
-    acs_opt_retries(L, NEW, &c->retry);
-    c->retry.connect_timeout_ms = to.connect_timeout_ms;
-    c->retry.timeout_ms = acs_opt_ms(L, NEW, "timeout", ACS_DEFAULT_TIMEOUT_MS);
-    c->retry.deadline_ms = acs_opt_ms(L, NEW, "deadline", ACS_DEFAULT_DEADLINE_MS);
-    /* Nothing is connected here: the first call opens what it needs. */
-    if ((err = acs_pool_init(&c->pool, &to)) != NULL)
         return luaL_error(L, "acscall.new: %s", err);
     c->strict = acs_opt_bool(L, NEW, "strict", 0);
     lua_getfield(L, 1, "max_depth");
@@ -398,7 +413,7 @@ static int l_new(lua_State *L)
     return 1;
 }
 
-void acs_client_open(lua_State *L)
+void acs_client_methods(lua_State *L)
 {
     static const luaL_Reg meta[] = {
         {"__gc", l_gc},
@@ -408,24 +423,14 @@ void acs_client_open(lua_State *L)
     static const luaL_Reg methods[] = {
         {"close", l_close},
         {NULL, NULL}};
+    lua_pushvalue(L, -2);
+    acs_setfuncs(L, meta);
+    lua_pop(L, 1);
+    acs_setfuncs(L, methods);
+}
+
+void acs_client_open(lua_State *L)
+{
     lua_pushcfunction(L, l_new);
     lua_setfield(L, -2, "new");
-    /* A metatable left by an earlier require in this state is complete
-     * (it is registered only once built): keep it, clients use it. */
-    luaL_getmetatable(L, ACS_CLIENT_MT);
-    if (lua_type(L, -1) == LUA_TTABLE) {
-        lua_pop(L, 1);
-        return;
-    }
-    lua_pop(L, 1);
-    lua_newtable(L);
-    acs_setfuncs(L, meta);
-    lua_newtable(L);
-    acs_setfuncs(L, methods);
-    acs_call_methods(L);
-    acs_batch_methods(L);
-    lua_setfield(L, -2, "__index");
-    lua_pushliteral(L, ACS_CLIENT_MT);
-    lua_setfield(L, -2, "__name");
-    lua_setfield(L, LUA_REGISTRYINDEX, ACS_CLIENT_MT); /* complete: register */
 }

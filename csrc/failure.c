@@ -489,13 +489,13 @@ static int l_failure(lua_State *L)
 
 void acs_failure_open(lua_State *L)
 {
+    static const luaL_Reg fns[] = {
+        {"failure", l_failure},
+        {"redact", l_redact},
+        {"check_header_value", l_check_header_value},
+        {NULL, NULL}};
     int i;
-    lua_pushcfunction(L, l_failure);
-    lua_setfield(L, -2, "failure");
-    lua_pushcfunction(L, l_redact);
-    lua_setfield(L, -2, "redact");
-    lua_pushcfunction(L, l_check_header_value);
-    lua_setfield(L, -2, "check_header_value");
+    acs_setfuncs(L, fns);
     lua_newtable(L); /* KINDS: the closed list, as a set */
     for (i = 0; kinds[i]; i++) {
         lua_pushboolean(L, 1);

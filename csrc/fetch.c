@@ -1,5 +1,6 @@
 /* fetch.c - core.fetcher (fetch.h): one HTTP exchange with retries, on the
- * transport the calls use. The frame is a call's (call.h, acs_call_run):
+ * transport the calls use. A fetcher is a client object (client.h's
+ * lifecycle, options and cache). The frame is a call's (frame.h):
  * the request is read and built inside a protected body while the C side
  * owns the handles and buffers, and cleanup gives everything back whatever
  * happens. */
@@ -11,12 +12,13 @@
 #include <lauxlib.h>
 #include <openssl/crypto.h>
 
-#include "frame.h"
+#include "class.h"
 #include "client.h"
 #include "compat.h"
 #include "failure.h"
 #include "fetch.h"
 #include "form.h"
+#include "frame.h"
 #include "options.h"
 #include "retry.h"
 #include "transport.h"
@@ -25,38 +27,17 @@
 #define FETCHER_MT "acscall.fetcher"
 #define WHO "acscall.fetcher"
 
-typedef struct {
-    int inited, closed;
-    int calls; /* fetches running: close() waits for the last */
-    acs_retry_policy retry;
-    char *ca_file;
-    char ua[320];
-    acs_pool pool;
-} fetcher;
-
-static void fetcher_release(fetcher *f)
-{
-    if (f->inited)
-        acs_pool_free(&f->pool);
-    f->inited = 0;
-    free(f->ca_file);
-    f->ca_file = NULL;
-}
+/* A fetcher is a client (client.h) with no route and no credential: the
+ * same lifecycle, options, User-Agent and connection cache. */
 
 static int l_close(lua_State *L)
 {
-    fetcher *f = luaL_checkudata(L, 1, FETCHER_MT);
-    if (!f->closed) {
-        f->closed = 1;
-        if (f->calls == 0)
-            fetcher_release(f);
-    }
-    return 0;
+    return acs_client_close(L, luaL_checkudata(L, 1, FETCHER_MT));
 }
 
 static int l_tostring(lua_State *L)
 {
-    fetcher *f = luaL_checkudata(L, 1, FETCHER_MT);
+    acs_client *f = luaL_checkudata(L, 1, FETCHER_MT);
     lua_pushfstring(L, "acscall.fetcher (%s)", f->closed ? "closed" : "open");
     return 1;
 }
@@ -64,13 +45,7 @@ static int l_tostring(lua_State *L)
 /* core.fetcher(opts) -> fetcher; mistakes raise. */
 static int l_fetcher(lua_State *L)
 {
-    fetcher *f;
-    acs_transport_opts to;
-    const char *ca, *ua, *err;
-    size_t ualen = 0;
-    int ud;
-    size_t max_body;
-
+    acs_client *f;
     if (lua_isnoneornil(L, 1)) {
         lua_settop(L, 0);
         lua_newtable(L);
@@ -78,65 +53,17 @@ static int l_fetcher(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     acs_options_check(L, 1, acs_fetcher_options, WHO);
-    memset(&to, 0, sizeof to);
-    ca = acs_opt_string(L, WHO, "ca_file", NULL);
-    ua = acs_opt_string(L, WHO, "user_agent", &ualen);
-    if (ua && (acs_header_value_check(ua, ualen) || ualen > ACS_USER_AGENT_MAX))
-        return luaL_error(L, WHO ": 'user_agent' must be at most %d bytes, "
-                          "without " ACS_CONTROL_CHARS, ACS_USER_AGENT_MAX);
-    max_body = acs_opt_max_body(L, WHO, ACS_FETCH_DEFAULT_MAX_BODY);
-
-    f = lua_newuserdata(L, sizeof *f);
-    ud = lua_gettop(L);
-    memset(f, 0, sizeof *f);
-    f->closed = 1; /* until complete: __gc then has nothing to do */
-    luaL_getmetatable(L, FETCHER_MT);
-    lua_setmetatable(L, -2);
-
-    /* retries = n (the max) | false | {max=, base_delay=, max_delay=} */
-    lua_getfield(L, 1, "retries");
-    if (lua_type(L, -1) == LUA_TNUMBER) {
-        lua_Number n = lua_tonumber(L, -1);
-        if (!(n >= 0 && n <= ACS_RETRIES_MAX) || n != (int)n)
-            return luaL_error(L, WHO ": 'retries' must be an integer in [0, %d]",
-                              ACS_RETRIES_MAX);
-        f->retry.max = (int)n;
-        f->retry.base_ms = ACS_DEFAULT_BASE_DELAY_MS;
-        f->retry.max_ms = ACS_DEFAULT_MAX_DELAY_MS;
-    } else {
-        acs_opt_retries(L, WHO, &f->retry);
-    }
-    lua_pop(L, 1);
+    f = acs_client_push(L, FETCHER_MT);
+    acs_client_setup(L, f, WHO, "(identity)", ACS_FETCH_DEFAULT_MAX_BODY);
     f->retry.base_ms = acs_opt_ms(L, WHO, "base_delay", f->retry.base_ms);
     f->retry.max_ms = acs_opt_ms(L, WHO, "max_delay", f->retry.max_ms);
-    f->retry.timeout_ms = acs_opt_ms(L, WHO, "timeout", ACS_DEFAULT_TIMEOUT_MS);
-    f->retry.connect_timeout_ms = acs_opt_ms(L, WHO, "connect_timeout",
-                                             ACS_DEFAULT_CONNECT_TIMEOUT_MS);
-    f->retry.deadline_ms = acs_opt_ms(L, WHO, "deadline", ACS_DEFAULT_DEADLINE_MS);
-
-    snprintf(f->ua, sizeof f->ua, "acscall/%s (identity)%s%s", ACS_VERSION,
-             ua ? " " : "", ua ? ua : "");
-    if (ca && (f->ca_file = strdup(ca)) == NULL)
-        return luaL_error(L, WHO ": out of memory");
-    to.connect_timeout_ms = f->retry.connect_timeout_ms;
-    to.max_body = max_body;
-    to.ca_file = f->ca_file;
-    to.user_agent = f->ua;
-    f->closed = 0;
-    f->inited = 1;
-    if ((err = acs_pool_init(&f->pool, &to)) != NULL) {
-        fetcher_release(f);
-        f->closed = 1;
-        return luaL_error(L, WHO ": %s", err);
-    }
-    lua_settop(L, ud);
     return 1;
 }
 
 /* ---------- one fetch ------------------------------------------------- */
 
 typedef struct {
-    fetcher *f;
+    acs_client *f;
     int entered;
     acs_conn *conn;
     struct curl_slist *hdrs; /* the request's: copied for each attempt */
@@ -147,7 +74,6 @@ typedef struct {
 static void fetch_cleanup(lua_State *L, void *p)
 {
     fetch_ctx *k = p;
-    (void)L;
     acs_free_headers(k->hdrs);
     k->hdrs = NULL;
     acs_wbuf_free(&k->form);
@@ -155,11 +81,8 @@ static void fetch_cleanup(lua_State *L, void *p)
     if (k->conn)
         acs_pool_put(&k->f->pool, k->conn);
     k->conn = NULL;
-    if (k->entered) {
-        k->f->calls--;
-        if (k->f->closed && k->f->calls == 0)
-            fetcher_release(k->f);
-    }
+    if (k->entered)
+        acs_client_leave(L, k->f);
 }
 
 static int is_token_char(unsigned char ch)
@@ -245,7 +168,7 @@ static void push_headers(lua_State *L, const acs_conn *c)
 static int fetch_body(lua_State *L)
 {
     fetch_ctx *k = lua_touserdata(L, 3);
-    fetcher *f = k->f;
+    acs_client *f = k->f;
     acs_retry_policy pol = f->retry;
     acs_resp_meta meta;
     const char *url, *method = "GET";
@@ -310,10 +233,9 @@ static int fetch_body(lua_State *L)
         k->form.p[0] = '\0';
     }
 
-    f->calls++;
     k->entered = 1;
     {
-        const char *why = acs_pool_after_fork(&f->pool);
+        const char *why = acs_client_enter(f);
         if (why != NULL)
             return acs_push_failure(L, "local", 0, why, &meta);
     }
@@ -362,7 +284,7 @@ static int fetch_body(lua_State *L)
 static int l_fetch(lua_State *L)
 {
     fetch_ctx k;
-    fetcher *f = luaL_checkudata(L, 1, FETCHER_MT);
+    acs_client *f = luaL_checkudata(L, 1, FETCHER_MT);
     if (f->closed)
         return luaL_error(L, WHO ": closed");
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -395,18 +317,11 @@ void acs_fetch_open(lua_State *L)
     lua_setfield(L, -2, "fetcher");
     lua_pushcfunction(L, l_is_loopback_url);
     lua_setfield(L, -2, "is_loopback_url");
-    luaL_getmetatable(L, FETCHER_MT);
-    if (lua_type(L, -1) == LUA_TTABLE) {
+    if (acs_class_begin(L, FETCHER_MT)) {
+        lua_pushvalue(L, -2);
+        acs_setfuncs(L, meta);
         lua_pop(L, 1);
-        return;
+        acs_setfuncs(L, methods);
+        acs_class_end(L, FETCHER_MT);
     }
-    lua_pop(L, 1);
-    lua_newtable(L);
-    acs_setfuncs(L, meta);
-    lua_newtable(L);
-    acs_setfuncs(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushliteral(L, FETCHER_MT);
-    lua_setfield(L, -2, "__name");
-    lua_setfield(L, LUA_REGISTRYINDEX, FETCHER_MT);
 }

@@ -225,7 +225,8 @@ size_t acs_opt_max_body(lua_State *L, const char *who, size_t dflt)
     return (size_t)n;
 }
 
-/* retries = false | {max=, base_delay=, max_delay=} (delays in seconds) */
+/* retries = false | n | {max=, base_delay=, max_delay=} (delays in
+ * seconds; a number only where the option list allows it: the fetcher) */
 void acs_opt_retries(lua_State *L, const char *who, acs_retry_policy *p)
 {
     p->max = ACS_DEFAULT_RETRIES;
@@ -238,6 +239,15 @@ void acs_opt_retries(lua_State *L, const char *who, acs_retry_policy *p)
     }
     if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
         p->max = 0;
+        lua_pop(L, 1);
+        return;
+    }
+    if (lua_type(L, -1) == LUA_TNUMBER) { /* the fetcher's retries = n */
+        lua_Number n = lua_tonumber(L, -1);
+        if (!(n >= 0 && n <= ACS_RETRIES_MAX) || n != (int)n)
+            luaL_error(L, "%s: 'retries' must be an integer in [0, %d]", who,
+                       ACS_RETRIES_MAX);
+        p->max = (int)n;
         lua_pop(L, 1);
         return;
     }

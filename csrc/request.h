@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <curl/curl.h>
+#include <lua.h>
 
 #include "auth.h"
 
@@ -61,5 +62,9 @@ struct curl_slist *acs_request_headers(const acs_route *r,
                                        const acs_credential *cred,
                                        const char *url, const char *crid,
                                        const char *bearer, const char **why);
+
+/* Registers core.sign, core.http_date and core.uuid into the module table
+ * on top (the pure entry points of stage 1). */
+void acs_request_open(lua_State *L);
 
 #endif
