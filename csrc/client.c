@@ -12,6 +12,7 @@
 
 #include "client.h"
 #include "compat.h"
+#include "frame.h"
 #include "model.h"
 #include "options.h"
 #include "util.h"
@@ -144,11 +145,11 @@ const char *acs_client_check_id(lua_State *L, int idx, size_t *len)
 {
     const char *id;
     if (lua_type(L, idx) != LUA_TSTRING)
-        luaL_error(L, "acscall: a call id must be a string, got %s",
-                   luaL_typename(L, idx));
+        acs_raise(L, "acscall: a call id must be a string, got %s",
+                  luaL_typename(L, idx));
     id = lua_tolstring(L, idx, len);
     if (*len == 0 || *len > ACS_ID_MAX)
-        luaL_error(L, "acscall: a call id must be 1 to %d bytes", ACS_ID_MAX);
+        acs_raise(L, "acscall: a call id must be 1 to %d bytes", ACS_ID_MAX);
     return id;
 }
 

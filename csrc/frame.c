@@ -1,5 +1,7 @@
 /* frame.c - the frame every Lua-facing operation runs in (frame.h): the
  * protected body with cleanup, and the watch on Ctrl-C. */
+#include <stdarg.h>
+
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -95,3 +97,23 @@ int acs_call_run(lua_State *L, int nargs, lua_CFunction body, void *ctx,
     return lua_gettop(L) - base;
 }
 
+int acs_raise(lua_State *L, const char *fmt, ...)
+{
+    lua_Debug ar;
+    int level;
+    va_list ap;
+    lua_pushliteral(L, "");
+    for (level = 1; lua_getstack(L, level, &ar); level++) {
+        lua_getinfo(L, "Sl", &ar);
+        if (ar.currentline > 0) {
+            lua_pop(L, 1);
+            lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+            break;
+        }
+    }
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_concat(L, 2);
+    return lua_error(L);
+}

@@ -47,6 +47,12 @@ int acs_watch_sleep(const acs_watch *w, long ms);
 int acs_call_run(lua_State *L, int nargs, lua_CFunction body, void *ctx,
                  void (*cleanup)(lua_State *L, void *ctx));
 
+/* Raise a programmer mistake at the caller's line: the message prefixed
+ * with the position of the nearest Lua function on the stack (luaL_error
+ * takes level 1, which inside a frame's body is a C function and has no
+ * line). Never returns. */
+int acs_raise(lua_State *L, const char *fmt, ...);
+
 /* Record the main thread of L's state for acs_watch (5.1: called at
  * require; no-op elsewhere). */
 void acs_call_note_main_thread(lua_State *L);

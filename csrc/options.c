@@ -5,6 +5,7 @@
 #include <lauxlib.h>
 
 #include "compat.h"
+#include "frame.h"
 #include "options.h"
 #include "request.h"
 
@@ -133,7 +134,7 @@ void acs_options_check(lua_State *L, int idx, const acs_option *list,
         const char *name;
         size_t best = (size_t)-1;
         if (lua_type(L, -2) != LUA_TSTRING)
-            luaL_error(L, "%s: option names are strings (got a %s key)", who,
+            acs_raise(L, "%s: option names are strings (got a %s key)", who,
                        luaL_typename(L, -2));
         name = lua_tostring(L, -2);
         for (o = list; o->name; o++) {
@@ -148,12 +149,12 @@ void acs_options_check(lua_State *L, int idx, const acs_option *list,
         if (o->name == NULL) {
             /* a suggestion only when it is a plausible misspelling */
             if (near && best <= 1 + strlen(near->name) / 3)
-                luaL_error(L, "%s: unknown option '%s' (did you mean '%s'?)", who,
+                acs_raise(L, "%s: unknown option '%s' (did you mean '%s'?)", who,
                            name, near->name);
-            luaL_error(L, "%s: unknown option '%s'", who, name);
+            acs_raise(L, "%s: unknown option '%s'", who, name);
         }
         if (!type_ok(L, -1, o->types))
-            luaL_error(L, "%s: option '%s' must be %s %s, got %s", who, o->name,
+            acs_raise(L, "%s: option '%s' must be %s %s, got %s", who, o->name,
                        o->type[0] == 'i' || o->type[0] == 'o' ? "an" : "a",
                        o->type, luaL_typename(L, -1));
         lua_pop(L, 1);
