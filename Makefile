@@ -83,8 +83,16 @@ test-%: export ACSCALL_LOOPBACK_ONLY = 1
 # `make test SPECS=spec/80-credential_spec.lua`
 BUSTED_FLAGS ?=
 SPECS ?= spec
+# The slow set: the few specs that must really wait (a real Retry-After, a
+# trickling body, ...) carry the busted tag #slow; `make test` leaves them
+# out and `make test-slow` runs only them (docs/development.md "The slow set").
+SLOW_TAGS ?= --exclude-tags=slow
 test: deps all $(TESTSUPPORT)
-	$(BUSTED) --output=utfTerminal $(BUSTED_FLAGS) $(SPECS)
+	$(BUSTED) --output=utfTerminal $(SLOW_TAGS) $(BUSTED_FLAGS) $(SPECS)
+
+.PHONY: test-slow
+test-slow:
+	@$(MAKE) --no-print-directory test SLOW_TAGS=--tags=slow
 
 # Against a real resource when ACS_CONNECTION_STRING (or ACS_ENDPOINT with
 # ACS_TOKEN or ACS_ACCESS_KEY) is set, else against the bundled emulator,
