@@ -15,6 +15,8 @@ local M = {
   CALL_FIELDS = core.CALL_FIELDS,
   --- Names of the model's array fields (a set): arrays even when empty.
   ARRAY_FIELDS = core.ARRAY_FIELDS,
+  --- The closed set of `info.kind` values (docs/api.md#errors).
+  KINDS = core.KINDS,
 }
 
 --- Create a client.
