@@ -5,9 +5,10 @@ local acscall = require "acscall"
 local helpers = require "spec.helpers"
 local socket = require "socket"
 
+-- the sample call of the Get Call REST page (emulator/fixtures/<it>.json)
 local SEED = "18dea47f-b081-4107-9a5c-4300819d2c6c"
 
--- fault scenarios, one fixture id each (a copy of the seed + a sidecar)
+-- fault scenarios, one fixture id each (a copy of the REST page's sample call SEED + a sidecar)
 local SCENARIOS = {
   ["f-429-once"] = {fault = "429", retry_after = 1, times = 1},
   ["f-429-long"] = {fault = "429", retry_after = 30},

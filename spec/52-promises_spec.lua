@@ -9,7 +9,7 @@ local socket = require "socket"
 
 local q = helpers.shell_quote
 
--- fault scenarios, one fixture id each (a copy of the seed + a sidecar)
+-- fault scenarios, one fixture id each (a copy of the REST page's sample call + a sidecar)
 local SCENARIOS = {
   ["p-date"] = {fault = "503", times = 1, retry_after_date = 2},
   ["p-xms"] = {fault = "503", times = 2, x_ms = 100},

@@ -514,7 +514,7 @@ end
 
 --- A private fixtures directory (remove it with helpers.remove_dir): a copy of
 -- every fixture, plus one call per scenario, `scenarios[id] = sidecar`, each
--- a copy of the seed call (its callConnectionId changed to id when rename).
+-- a copy of the REST page's sample call 18dea47f-... (its callConnectionId changed to id when rename).
 function helpers.fault_fixtures(scenarios, rename)
   local seed_id = "18dea47f-b081-4107-9a5c-4300819d2c6c"
   local dir = os.tmpname()
