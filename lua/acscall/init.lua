@@ -1,7 +1,8 @@
 --- acscall: inspect live Azure Communication Services calls from Lua.
 -- The wire work (request building, HMAC signing, libcurl transport, JSON
 -- shaping) is in the C core `acscall.core`; this layer adds names: enums,
--- identifier helpers, iterators.
+-- identifier helpers, iterators. The reference is docs/api.md; these
+-- comments are summaries of it.
 -- @module acscall
 
 local core = require "acscall.core"
@@ -19,11 +20,8 @@ local M = {
   KINDS = core.KINDS,
 }
 
---- Create a client.
--- @tparam table opts `endpoint` + one credential (`token`, `access_key`,
---  `token_provider`), or `connection_string`; optional `api_version`,
---  `ca_file`, `timeout`, `connect_timeout` (seconds), `max_body` (bytes),
---  `user_agent` (a suffix).
+--- Create a client. Every option: docs/api.md ("new"), the one reference.
+-- @tparam table opts `endpoint` + one credential, or `connection_string`
 -- @treturn client
 -- @raise on a programmer mistake (missing endpoint or credential, wrong type)
 function M.new(opts)
