@@ -1,5 +1,5 @@
 -- spec/97-comments_spec.lua: comments and docs say what a reader of the repository can
--- check. A tracker number ("issue 13") points at a tracker the reader does not have; the
+-- check. A tracker number (the word issue and a number) points at a tracker the reader does not have; the
 -- rule, or a public source with its version, says it instead (docs/development.md).
 -- CHANGELOG.md is history and is left out.
 local helpers = require "spec.helpers"

@@ -20,8 +20,11 @@ local M = {
   KINDS = core.KINDS,
 }
 
---- Create a client. Every option: docs/api.md ("new"), the one reference.
--- @tparam table opts `endpoint` + one credential, or `connection_string`
+--- Create a client.
+-- @tparam table opts `endpoint` + one credential (`token`, `access_key`,
+--  `token_provider`), or `connection_string`; optional `api_version`,
+--  `ca_file`, `timeout`, `connect_timeout` (seconds), `max_body` (bytes),
+--  `user_agent` (a suffix).
 -- @treturn client
 -- @raise on a programmer mistake (missing endpoint or credential, wrong type)
 function M.new(opts)
