@@ -43,6 +43,24 @@ describe("docs", function()
     end
   end)
 
+  it("docs/api.md has a section for every function of acscall and every client method", function()
+    local api = assert(helpers.read_file(root .. "/docs/api.md"))
+    local acscall = require "acscall"
+    local names = {}
+    for k, v in pairs(acscall) do
+      if type(v) == "function" and k:sub(1, 1) ~= "_" then names[#names + 1] = k end
+    end
+    local c = acscall.new{ endpoint = "http://127.0.0.1:1/", token = "t" }
+    for k, v in pairs(getmetatable(c).__index) do
+      if type(v) == "function" and k:sub(1, 1) ~= "_" then names[#names + 1] = k end
+    end
+    c:close()
+    table.sort(names)
+    for _, name in ipairs(names) do
+      assert.truthy(api:find("\n### " .. name .. "\n", 1, true), "docs/api.md: no section ### " .. name)
+    end
+  end)
+
   it("marks every block it does not run, with a reason, and no marker is stale", function()
     local lua_run, nginx = 0, 0
     for _, b in ipairs(blocks) do

@@ -123,6 +123,14 @@ describe("types/ (LuaCATS)", function()
     same_names(names, members("acscall.NewOptions"), "acscall.NewOptions (against " .. from .. ")")
   end)
 
+  it("docs/api.md's table of new's options names the same options", function()
+    local api = assert(helpers.read_file(root .. "/docs/api.md"))
+    local tbl = assert(api:match("| option | meaning | default |\n(.-)\n\n"))
+    local documented = {}
+    for name in tbl:gmatch("\n| `([%w_]+)` |") do documented[name] = true end
+    same_names(documented, members("acscall.NewOptions"), "docs/api.md's options of new against types/")
+  end)
+
   it("annotates get_calls' options (core.GET_CALLS_OPTIONS)", function()
     local names = { concurrency = true }
     if type(core.GET_CALLS_OPTIONS) == "table" then
