@@ -161,11 +161,17 @@ local acscall = {}
 
 -- ------------------------------------------------------------------ options
 
---- `retries` of `acscall.new` (seconds).
+--- Retry classes as data, one shape everywhere: `new{retries =}`,
+--- `core.fetcher{retries =}`, a fetch's `retries`, `next_attempt`'s `opts.retries`.
+--- Fields override the client's (or fetcher's) one by one. Seconds.
 ---@class acscall.Retries
 ---@field max? integer retries after the first attempt (3)
 ---@field base_delay? number the first backoff (0.8)
 ---@field max_delay? number the longest backoff (60)
+---@field statuses? integer[] HTTP statuses retried (408, 429, 500, 502, 503, 504)
+---@field outcomes? string[] transport outcomes retried ("dns", "connect", "timeout", "send", "recv", "closed", "truncated")
+---@field min_total? number keep retrying past max until this many seconds since the start
+---@field min_total_statuses? integer[] the statuses min_total applies to (default: every retried outcome)
 
 --- One attempt, as the `on_attempt` hook sees it (never a secret).
 ---@class acscall.Attempt
@@ -194,7 +200,7 @@ local acscall = {}
 ---@field connect_timeout? number seconds to connect, per attempt (10)
 ---@field timeout? number seconds for one attempt, connecting included (30)
 ---@field deadline? number seconds for one call, retries and waits included (90)
----@field retries? false|acscall.Retries
+---@field retries? false|integer|acscall.Retries
 ---@field max_body? integer response bytes accepted (4 MiB)
 ---@field max_depth? integer JSON nesting accepted (64)
 ---@field user_agent? string a suffix for the User-Agent header
@@ -213,6 +219,7 @@ local acscall = {}
 ---@class acscall.NextAttemptOptions
 ---@field refreshable? boolean the credential can refresh its token
 ---@field refreshed? boolean it already did for this call
+---@field retries? false|integer|acscall.Retries this call's retry classes, over the client's
 
 --- Anything with `get_token` (the built-in credentials, or your own).
 ---@class acscall.TokenCredential
