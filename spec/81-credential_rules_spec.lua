@@ -287,6 +287,16 @@ describe("acscall.credential on the core's rules", function()
       assert.are.equal("true", t2.requests[1].headers.Metadata)
     end)
 
+    it("default: a pod-identity host that does not answer is unavailable: the chain moves on to az", function()
+      local az, fake = helpers.fake_az{ token = "az-after-pod" }
+      finally(fake.remove)
+      local t = fake_transport(function() return nil, "connection refused", { kind = "transport" } end)
+      local d = helpers.credential("default", { az_command = az, transport = t,
+        env = { AZURE_POD_IDENTITY_AUTHORITY_HOST = BASE } })
+      assert.are.equal("az-after-pod", (d:get_token()))
+      assert.are.equal(1, #t.requests, "no probe, one token request")
+    end)
+
     it("IMDS and App Service requests carry the SDK's retry classes (404, 410) as data; the authority the core's",
       function()
         local t = answer_json{ access_token = "tok", expires_in = 3600 }

@@ -659,7 +659,12 @@ function ManagedIdentity:fetch_token()
     headers = { ["X-IDENTITY-HEADER"] = self._identity_header }
   end
   local st, body, h = self:http{ url = self.url, method = "GET", headers = headers }
-  if not st then return st, body, h end
+  if not st then
+    -- @azure/identity 4.13.0 (managedIdentityCredential/index.js): a network
+    -- failure is CredentialUnavailableError, so the chain moves on
+    if self.in_chain and type(h) == "table" and h.kind == "transport" then MARK[h] = "unavailable" end
+    return st, body, h
+  end
   local token, expires, refresh_on = self:token_from(st, body)
   if not token and self.in_chain and self.source == "imds" and st == 400 then
     -- @azure/identity: a 400 from IMDS means no identity (or not this one) is assigned here
