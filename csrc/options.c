@@ -1,5 +1,5 @@
 /* options.c - options described once, checked, read (options.h); and
- * core.LIMITS (limits.h). */
+ * core.LIMITS (acs_limits.h). */
 #include <string.h>
 
 #include <lauxlib.h>
@@ -322,7 +322,7 @@ static void push_list(lua_State *L, const acs_option *list)
     }
 }
 
-/* LIMITS: limits.h, times in seconds */
+/* LIMITS: acs_limits.h, times in seconds */
 static const struct {
     const char *name;
     double value;

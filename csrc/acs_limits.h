@@ -1,4 +1,4 @@
-/* limits.h - every limit and default of acscall, as named knobs in one
+/* acs_limits.h - every limit and default of acscall, as named knobs in one
  * place (lua-cjson's decode_max_depth / encode_number_precision pattern).
  * Exported to Lua as core.LIMITS (options.c), which the CLI, the docs and
  * the specs read; no other file writes one of these numbers again.
