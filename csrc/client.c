@@ -261,10 +261,16 @@ const char *acs_client_bearer(lua_State *L, acs_client *c, int force,
         st = lua_pcall(L, 2, 2, 0);
         if (st == 0) {
             if (lua_isnil(L, -2)) { /* nil, message: the credential's words */
-                const char *m = lua_tostring(L, -1);
+                size_t mlen = 0;
+                const char *m = lua_type(L, -1) == LUA_TSTRING
+                                    ? lua_tolstring(L, -1, &mlen) : NULL;
+                if (m) { /* credentials redact their own; a bearer value too */
+                    acs_push_redacted(L, m, mlen, NULL, 0);
+                    lua_replace(L, -2);
+                    m = lua_tostring(L, -1);
+                }
                 lua_pushfstring(L, "credential: %s",
-                                m && lua_type(L, -1) == LUA_TSTRING ? m
-                                : "no token (and no message)");
+                                m ? m : "no token (and no message)");
                 lua_replace(L, -3);
                 lua_pop(L, 1);
                 return lua_tostring(L, -1);
