@@ -62,8 +62,8 @@ const acs_option acs_fetcher_options[] = {
     SECONDS("max_delay", ACS_DEFAULT_MAX_DELAY_MS, "seconds: the longest backoff"),
     NUM("max_body", ACS_FETCH_DEFAULT_MAX_BODY, ACS_MAX_BODY_MIN, ACS_MAX_BODY_MAX, 0,
         "bytes of response body accepted"),
-    {"retry_on", ACS_OT_TABLE, "table", 0, NULL, 0, 0, 0, 0,
-     "retry classes as data: {statuses = {...}, schedule = {...}}"},
+    {"on_attempt", ACS_OT_FUNCTION, "function", 0, NULL, 0, 0, 0, 0,
+     "called once per attempt with a table describing it (operation \"token\"; never a secret)"},
     {NULL, 0, NULL, 0, NULL, 0, 0, 0, 0, NULL}};
 
 const acs_option acs_get_calls_options[] = {
