@@ -33,7 +33,6 @@ typedef struct {
     const char *p;
     size_t len;
 } acs_secret;
-#define ACS_SECRETS_MAX 16
 
 /* What is known about the request and response, for info tables. Any
  * pointer may be NULL; attempts == 0 means "not reported". */

@@ -353,6 +353,13 @@ static const struct {
     {"api_version_max", ACS_API_VERSION_MAX},
     {"concurrency_max", ACS_CONCURRENCY_MAX},
     {"concurrency_default", ACS_DEFAULT_CONCURRENCY},
+    {"secrets_max", ACS_SECRETS_MAX},
+    {"pool_idle_max", ACS_POOL_IDLE_MAX},
+    {"spawn_args_max", ACS_SPAWN_ARGS_MAX},
+    {"spawn_timeout_default", ACS_DEFAULT_SPAWN_TIMEOUT_MS / 1000.0},
+    {"spawn_timeout_max", ACS_SPAWN_TIMEOUT_MAX},
+    {"spawn_output_default", ACS_DEFAULT_SPAWN_OUTPUT},
+    {"spawn_output_max", ACS_SPAWN_OUTPUT_MAX},
 };
 
 void acs_options_open(lua_State *L)
