@@ -216,14 +216,15 @@ local acscall = {}
 
 --- One attempt, as the `on_attempt` hook sees it (never a secret).
 ---@class acscall.Attempt
----@field operation string e.g. "get_call", "get_calls"
+---@field operation "get_call"|"get_calls"|"token"
 ---@field id? string the call id
 ---@field attempt integer 1 for the first
 ---@field status? integer the HTTP status, when one came
----@field kind? acscall.ErrorKind|string how it failed, when no status came
+---@field kind? acscall.ErrorKind how it failed, when no status came
+---@field outcome? string with kind: "timeout", "connect", "dns", ...
 ---@field duration number seconds
----@field wait? number seconds until the next attempt, if any
----@field reason? string why it is retried or not
+---@field wait? number seconds until the next attempt, when one follows
+---@field reason? string why: "status 503", "timeout", "retry-after", "refresh", ...
 ---@field request_id? string
 ---@field client_request_id? string
 ---@field host? string
