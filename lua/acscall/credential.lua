@@ -70,7 +70,7 @@ M.APP_SERVICE_API_VERSION = "2019-08-01"
 M.AUTHORITY_HOST = "https://login.microsoftonline.com"
 M.JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
---- Each token endpoint's retry classes, as data for the core's retry rule (given
+-- Each token endpoint's retry classes, as data for the core's retry rule (given
 -- to the transport with each request: `fetch{retries = ...}`, the shape of
 -- `core.fetcher`'s `retries`), from @azure/identity 4.13.0. Its IdentityClient
 -- retries every token request 3 times on 408 and 5xx but 501/505 (exponential
@@ -536,7 +536,7 @@ local ManagedIdentity = subclass()
 -- header `Metadata: true`; the host from `endpoint`, else
 -- `AZURE_POD_IDENTITY_AUTHORITY_HOST`), as @azure/msal-node 3.8.10's
 -- `ManagedIdentitySources/Imds.mjs` and `AppService.mjs` decide (the SDK
--- @azure/identity 4.13 runs them). A user-assigned identity is named by one of
+-- (@azure/identity 4.13) runs them). A user-assigned identity is named by one of
 -- `client_id` (query `client_id`), `resource_id` (`msi_res_id` for IMDS,
 -- `mi_res_id` for App Service) or `object_id` (`object_id` for both).
 -- Azure Arc, Service Fabric and Cloud Shell are not supported.
