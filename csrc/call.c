@@ -1,5 +1,6 @@
 /* call.c - one call: get_call, request and next_attempt, and the frame
  * every call runs in (call.h). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -101,24 +102,186 @@ int acs_call_run(lua_State *L, int nargs, lua_CFunction body, void *ctx,
     return lua_gettop(L) - base;
 }
 
+const char *acs_call_rc_kind(int rc)
+{
+    return rc == ACS_TR_TOO_LARGE ? "decode" : rc == ACS_TR_NOMEM ? "local"
+                                                                  : "transport";
+}
+
 int acs_call_push_result(lua_State *L, acs_conn *conn, int rc,
                          acs_resp_meta *meta)
 {
     meta->request_id = conn->request_id[0] ? conn->request_id : NULL;
     meta->content_type = conn->content_type[0] ? conn->content_type : NULL;
     meta->content_encoding = conn->content_encoding[0] ? conn->content_encoding : NULL;
-    if (rc == ACS_TR_TOO_LARGE)
-        return acs_push_failure(L, "decode", conn->status,
-                                acs_conn_error(conn, rc), meta);
-    if (rc == ACS_TR_NOMEM)
-        return acs_push_failure(L, "local", 0, acs_conn_error(conn, rc), meta);
     if (rc != 0) {
         meta->timeout = rc == CURLE_OPERATION_TIMEDOUT;
-        return acs_push_failure(L, "transport", 0, acs_conn_error(conn, rc),
-                                meta);
+        return acs_push_failure(L, acs_call_rc_kind(rc),
+                                rc == ACS_TR_TOO_LARGE ? conn->status : 0,
+                                acs_conn_error(conn, rc), meta);
     }
     return acs_decode_push(L, conn->status, conn->body ? conn->body : "",
                            conn->len, meta);
+}
+
+/* ---------- on_attempt ---------------------------------------------------- */
+
+/* The host of an http(s) URL (after any userinfo, with its port). */
+static const char *url_host(const char *url, size_t *len)
+{
+    const char *h = strstr(url, "://"), *end, *at;
+    if (h == NULL) {
+        *len = 0;
+        return url;
+    }
+    h += 3;
+    end = h + strcspn(h, "/?#");
+    for (at = h; at < end; at++)
+        if (*at == '@')
+            h = at + 1;
+    *len = (size_t)(end - h);
+    return h;
+}
+
+static void set_number(lua_State *L, const char *name, lua_Number v)
+{
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, name);
+}
+
+static void set_string(lua_State *L, const char *name, const char *v, size_t len)
+{
+    lua_pushlstring(L, v, len);
+    lua_setfield(L, -2, name);
+}
+
+/* under lua_pcall: 1 the hook, 2 the record (light userdata) */
+static int hook_body(lua_State *L)
+{
+    const acs_attempt_rec *r = lua_touserdata(L, 2);
+    const acs_verdict *v = r->verdict;
+    size_t hlen;
+    const char *host = url_host(r->url, &hlen);
+    lua_settop(L, 1);
+    lua_createtable(L, 0, 12);
+    set_string(L, "operation", r->operation, strlen(r->operation));
+    if (r->id)
+        set_string(L, "id", r->id, r->idlen);
+    set_number(L, "attempt", r->attempt);
+    if (r->rc == 0) {
+        set_number(L, "status", (lua_Number)r->conn->status);
+        if (r->conn->request_id[0])
+            set_string(L, "request_id", r->conn->request_id, strlen(r->conn->request_id));
+    } else {
+        acs_outcome o;
+        const char *kind = acs_call_rc_kind(r->rc);
+        acs_conn_outcome(r->conn, r->rc, &o);
+        set_string(L, "kind", kind, strlen(kind));
+        kind = acs_outcome_name(o.cls);
+        set_string(L, "outcome", kind, strlen(kind));
+    }
+    set_number(L, "duration", (lua_Number)r->duration_ms / 1000.0);
+    if (v && v->what != ACS_VERDICT_REPORT) {
+        set_number(L, "wait", (lua_Number)v->wait_ms / 1000.0);
+        set_string(L, "reason", v->reason, strlen(v->reason));
+    }
+    if (r->crid && r->crid[0])
+        set_string(L, "client_request_id", r->crid, strlen(r->crid));
+    if (hlen > 0)
+        set_string(L, "host", host, hlen);
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+void acs_hook_emit(lua_State *L, acs_hook *h, const acs_attempt_rec *r)
+{
+    if (h == NULL || h->ref == LUA_NOREF || h->ref == LUA_REFNIL)
+        return;
+    lua_pushcfunction(L, hook_body);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+    lua_pushlightuserdata(L, (void *)r);
+    if (lua_pcall(L, 2, 0, 0) == 0)
+        return;
+    if (acs_is_interruption(L, -1))
+        lua_error(L); /* Ctrl-C: not the hook's failure */
+    if (!h->warned) {
+        const char *m = lua_tostring(L, -1);
+        h->warned = 1;
+        fprintf(stderr, "acscall: on_attempt raised an error (reported once, then "
+                "ignored): %.200s\n", m ? m : "(not a string)");
+        fflush(stderr);
+    }
+    lua_pop(L, 1);
+}
+
+/* ---------- the attempt loop --------------------------------------------- */
+
+int acs_attempts_run(acs_attempts *a)
+{
+    lua_State *L = a->L;
+    const acs_retry_policy *p = a->policy;
+    acs_outcome o;
+    acs_verdict v;
+    acs_attempt_rec r;
+    long start = acs_monotonic_ms(), t0;
+    int attempt, ran_lua;
+    int refreshable = a->refreshable && a->refresh != NULL;
+
+    a->rc = CURLE_OPERATION_TIMEDOUT;
+    for (attempt = 1;; attempt++) {
+        long timeout = acs_retry_attempt_timeout(p, attempt, acs_monotonic_ms() - start);
+        struct curl_slist *h;
+        if (timeout == 0) { /* the wait ran into the deadline: the last answer */
+            attempt--;
+            break;
+        }
+        if (a->headers(a, &h, &a->why) != 0) {
+            a->attempts = attempt - 1;
+            return -1;
+        }
+        t0 = acs_monotonic_ms();
+        acs_conn_begin(a->conn, a->url, h, timeout, acs_watch_interrupted, a->w);
+        if (a->prepare)
+            a->prepare(a);
+        a->rc = acs_conn_end(a->conn, curl_easy_perform(a->conn->easy));
+        acs_conn_outcome(a->conn, a->rc, &o);
+        acs_retry_verdict(p, attempt, acs_monotonic_ms() - start, &o, refreshable,
+                          time(NULL), acs_random32(), &v);
+        ran_lua = 0;
+        if (v.what == ACS_VERDICT_REFRESH) {
+            refreshable = 0; /* once per call */
+            ran_lua = 1;
+            if (!a->refresh(a)) /* runs Lua */
+                v.what = ACS_VERDICT_REPORT;
+            acs_watch_begin(a->w, L); /* its hooks are its own */
+        }
+        if (a->hook && a->hook->ref != LUA_NOREF) {
+            r.operation = a->operation;
+            r.id = a->id;
+            r.idlen = a->idlen;
+            r.url = a->url;
+            r.crid = a->crid;
+            r.attempt = attempt;
+            r.conn = a->conn;
+            r.rc = a->rc;
+            r.duration_ms = acs_monotonic_ms() - t0;
+            r.verdict = &v;
+            acs_hook_emit(L, a->hook, &r); /* runs Lua */
+            ran_lua = 1;
+        }
+        /* Lua ran (a refresh, on_attempt): a fork in it leaves the child
+         * none of the parent's connections */
+        if (ran_lua && (a->why = acs_pool_after_fork(a->pool)) != NULL) {
+            a->attempts = attempt;
+            return -1;
+        }
+        if (v.what == ACS_VERDICT_REPORT)
+            break;
+        if (v.what == ACS_VERDICT_RETRY && acs_watch_sleep(a->w, v.wait_ms))
+            break; /* Ctrl-C: report the last answer now */
+    }
+    a->attempts = attempt;
+    return 0;
 }
 
 /* ---------- get_call and request ---------------------------------------- */
@@ -160,7 +323,7 @@ static const char *why_kind(const char *why)
 static int begin(lua_State *L, call_ctx *k, const char *id, size_t idlen)
 {
     acs_client *c = k->c;
-    const char *why;
+    const char *why, *why2;
     k->entered = 1;
     if ((why = acs_client_enter(c)) != NULL)
         return acs_push_failure(L, "local", 0, why, &k->meta);
@@ -170,10 +333,34 @@ static int begin(lua_State *L, call_ctx *k, const char *id, size_t idlen)
     why = acs_client_bearer(L, c, 0, &k->bearer); /* runs Lua: pushes 1 */
     if (c->closed)
         return luaL_error(L, "acscall: closed client");
+    if ((why2 = acs_pool_after_fork(&c->pool)) != NULL) /* it forked */
+        return acs_push_failure(L, "local", 0, why2, &k->meta);
     if (why != NULL)
         return acs_push_failure(L, "auth", 0, why, &k->meta);
     if (acs_request_url(&c->route, id, idlen, &k->url, &k->url_cap) != 0)
         return acs_push_failure(L, "local", 0, ACS_WHY_NOMEM, &k->meta);
+    return 0;
+}
+
+static int call_headers(acs_attempts *a, struct curl_slist **out, const char **why)
+{
+    call_ctx *k = a->ud;
+    *out = acs_request_headers(&k->c->route, &k->c->cred, k->url, k->crid,
+                               k->bearer, why);
+    return *out ? 0 : -1;
+}
+
+/* The verdict said "refresh": one forced token; a retry only when it is
+ * another token (runs Lua: pushes 1). */
+static int call_refresh(acs_attempts *a)
+{
+    call_ctx *k = a->ud;
+    const char *fresh;
+    if (acs_client_bearer(a->L, k->c, 1, &fresh) == NULL &&
+        strcmp(fresh, k->bearer) != 0) {
+        k->bearer = fresh;
+        return 1;
+    }
     return 0;
 }
 
@@ -183,12 +370,10 @@ static int get_call_body(lua_State *L)
     call_ctx *k = lua_touserdata(L, 3);
     acs_client *c = k->c;
     size_t idlen;
-    const char *id = lua_tolstring(L, 2, &idlen), *why;
+    const char *id = lua_tolstring(L, 2, &idlen);
     acs_watch w;
-    acs_outcome o;
-    long start, wait;
-    int rc = CURLE_OPERATION_TIMEDOUT, n, attempt, refreshed = 0;
-    /* (the first attempt always runs) */
+    acs_attempts a;
+    int n;
 
     if ((n = begin(L, k, id, idlen)) != 0)
         return n;
@@ -197,44 +382,29 @@ static int get_call_body(lua_State *L)
                                 &k->meta);
     acs_conn_set_tail(k->conn, c->route.fixed);
     acs_watch_begin(&w, L); /* after the provider: its hooks are its own */
-    start = acs_monotonic_ms();
-    for (attempt = 1;; attempt++) {
-        long timeout = acs_retry_attempt_timeout(&c->retry, attempt,
-                                                 acs_monotonic_ms() - start);
-        struct curl_slist *h;
-        if (timeout == 0) { /* the wait ran into the deadline: the last answer */
-            attempt--;
-            break;
-        }
-        h = acs_request_headers(&c->route, &c->cred, k->url, k->crid, k->bearer,
-                                &why);
-        if (h == NULL)
-            return acs_push_failure(L, why_kind(why), 0, why, &k->meta);
-        rc = acs_conn_get(k->conn, k->url, h, timeout, acs_watch_interrupted, &w);
-        acs_conn_outcome(k->conn, rc, &o);
-        if (!acs_retry_next(&c->retry, attempt, acs_monotonic_ms() - start, &o,
-                            time(NULL), acs_random32(), &wait)) {
-            if (!refreshed && rc == 0 && k->conn->status == 401 &&
-                c->cred.kind == ACS_AUTH_CREDENTIAL) {
-                /* the token was refused (expired, revoked): one fresh token,
-                 * one more attempt; the refresh runs Lua (pushes 1) */
-                const char *fresh;
-                refreshed = 1;
-                if (acs_client_bearer(L, c, 1, &fresh) == NULL &&
-                    strcmp(fresh, k->bearer) != 0) {
-                    k->bearer = fresh;
-                    acs_watch_begin(&w, L); /* its hooks are its own */
-                    continue;
-                }
-            }
-            break;
-        }
-        if (acs_watch_sleep(&w, wait))
-            break; /* Ctrl-C: report the last answer now */
+    memset(&a, 0, sizeof a);
+    a.L = L;
+    a.policy = &c->retry;
+    a.pool = &c->pool;
+    a.conn = k->conn;
+    a.url = k->url;
+    a.w = &w;
+    a.refreshable = c->cred.kind == ACS_AUTH_CREDENTIAL;
+    a.headers = call_headers;
+    a.refresh = call_refresh;
+    a.ud = k;
+    a.hook = &c->on_attempt;
+    a.operation = "get_call";
+    a.id = id;
+    a.idlen = idlen;
+    a.crid = k->crid;
+    if (acs_attempts_run(&a) != 0) {
+        k->meta.attempts = a.attempts;
+        return acs_push_failure(L, why_kind(a.why), 0, a.why, &k->meta);
     }
-    k->meta.attempts = attempt;
+    k->meta.attempts = a.attempts;
     acs_client_meta(c, k->bearer, &k->meta);
-    return acs_call_push_result(L, k->conn, rc, &k->meta);
+    return acs_call_push_result(L, k->conn, a.rc, &k->meta);
 }
 
 /* client:get_call(id) -> call | nil, message, info */
@@ -342,28 +512,47 @@ static const char *header(lua_State *L, int t, const char *name)
     return NULL;
 }
 
-/* client:next_attempt(attempts, elapsed[, outcome, headers])
- *   -> wait, timeout, connect_timeout | nil
- * The rule get_call follows (retry.h), for a transport written in Lua.
+/* client:next_attempt(attempts, elapsed[, outcome[, headers[, opts]]])
+ *   -> wait, timeout, connect_timeout | "refresh", timeout, connect_timeout
+ *      | nil
+ * The verdict get_call follows (retry.h), for a transport written in Lua.
  * attempts: made so far (0 before the first); elapsed: seconds since the
  * call began; outcome: the last attempt's HTTP status, or how it failed
  * ("dns", "connect", "timeout", "send", "recv", "closed", "truncated",
  * "tls", "protocol", "too_large", "interrupted", "local", "other");
- * headers: the last response's headers. Returns the seconds to wait before
- * the next attempt, that attempt's timeout and connect timeout (seconds),
- * or nil: report the last outcome. */
+ * headers: the last response's headers; opts: refreshable = true (a
+ * credential that can refresh its token), refreshed = true (it did in this
+ * call), retries = a retries table over the client's (other classes, e.g.
+ * a token endpoint's). Returns the seconds to wait before the next
+ * attempt, or "refresh" (refresh the token, then attempt again at once),
+ * that attempt's timeout and connect timeout (seconds), or nil: report the
+ * last outcome. */
 static int l_next_attempt(lua_State *L)
 {
     acs_client *c = acs_client_check_open(L, 1);
     lua_Number na = luaL_checknumber(L, 2), ne = luaL_checknumber(L, 3);
-    long elapsed, wait = 0, timeout;
-    int attempts;
+    long elapsed, timeout;
+    int attempts, refreshable = 0;
     acs_outcome o;
+    acs_verdict v;
+    acs_retry_policy pol = c->retry;
     luaL_argcheck(L, na >= 0 && na <= 1000 && na == (int)na, 2,
                   "attempts must be an integer in [0, 1000]");
     luaL_argcheck(L, ne >= 0 && ne <= 1e7, 3, "elapsed must be seconds >= 0");
     attempts = (int)na;
     elapsed = (long)(ne * 1000.0);
+    if (!lua_isnoneornil(L, 6)) {
+        luaL_checktype(L, 6, LUA_TTABLE);
+        lua_getfield(L, 6, "refreshable");
+        lua_getfield(L, 6, "refreshed");
+        refreshable = lua_toboolean(L, -2) && !lua_toboolean(L, -1);
+        lua_pop(L, 2);
+        lua_getfield(L, 6, "retries");
+        acs_retry_read(L, -1, "acscall.next_attempt", &pol);
+        lua_pop(L, 1);
+    }
+    v.what = ACS_VERDICT_RETRY;
+    v.wait_ms = 0;
     if (attempts > 0) {
         memset(&o, 0, sizeof o);
         if (lua_type(L, 4) == LUA_TNUMBER) {
@@ -382,16 +571,20 @@ static int l_next_attempt(lua_State *L)
             o.retry_after_ms = header(L, 5, "retry-after-ms");
             o.x_retry_after_ms = header(L, 5, "x-ms-retry-after-ms");
         }
-        if (!acs_retry_next(&c->retry, attempts, elapsed, &o, time(NULL),
-                            acs_random32(), &wait)) {
+        acs_retry_verdict(&pol, attempts, elapsed, &o, refreshable, time(NULL),
+                          acs_random32(), &v);
+        if (v.what == ACS_VERDICT_REPORT) {
             lua_pushnil(L);
             return 1;
         }
     }
-    timeout = acs_retry_attempt_timeout(&c->retry, attempts + 1, elapsed + wait);
-    lua_pushnumber(L, (lua_Number)wait / 1000.0);
+    timeout = acs_retry_attempt_timeout(&pol, attempts + 1, elapsed + v.wait_ms);
+    if (v.what == ACS_VERDICT_REFRESH)
+        lua_pushliteral(L, "refresh");
+    else
+        lua_pushnumber(L, (lua_Number)v.wait_ms / 1000.0);
     lua_pushnumber(L, (lua_Number)(timeout ? timeout : 1) / 1000.0);
-    lua_pushnumber(L, (lua_Number)c->retry.connect_timeout_ms / 1000.0);
+    lua_pushnumber(L, (lua_Number)pol.connect_timeout_ms / 1000.0);
     return 3;
 }
 

@@ -53,6 +53,66 @@ int acs_watch_sleep(const acs_watch *w, long ms);
 int acs_call_run(lua_State *L, int nargs, lua_CFunction body, void *ctx,
                  void (*cleanup)(lua_State *L, void *ctx));
 
+/* ---------- the attempt loop ----------------------------------------------
+ * One driver for every easy-handle request (get_call, the fetcher): make
+ * the attempt, ask the verdict (retry.h), wait, refresh the token when the
+ * verdict says so, tell on_attempt, check for a fork after every Lua
+ * callback. get_calls (batch.c) keeps its event form and asks the same
+ * verdict. */
+
+/* What on_attempt is told about one attempt (never a secret). */
+typedef struct {
+    const char *operation;  /* "get_call", "get_calls", "token" */
+    const char *id;         /* the call id, or NULL */
+    size_t idlen;
+    const char *url;        /* for the host */
+    const char *crid;       /* the x-ms-client-request-id sent, or NULL */
+    int attempt;
+    const acs_conn *conn;   /* the response's status and request id */
+    int rc;                 /* acs_conn_end's result */
+    long duration_ms;
+    const acs_verdict *verdict; /* wait and reason when another attempt follows */
+} acs_attempt_rec;
+
+/* Tell h about an attempt (runs Lua under lua_pcall; an error is written
+ * once to stderr and then ignored; an interruption is re-raised). Nothing
+ * when h is NULL or unset. */
+void acs_hook_emit(lua_State *L, acs_hook *h, const acs_attempt_rec *r);
+
+typedef struct acs_attempts acs_attempts;
+struct acs_attempts {
+    lua_State *L;
+    const acs_retry_policy *policy;
+    acs_pool *pool;
+    acs_conn *conn;
+    const char *url;
+    acs_watch *w;
+    int refreshable; /* a credential whose token a 401 may refresh once */
+    /* this attempt's header lines into *out (the driver owns them from
+     * here): 0, or -1 and *why (ACS_WHY_NOMEM: kind "local"; else "auth") */
+    int (*headers)(acs_attempts *a, struct curl_slist **out, const char **why);
+    void (*prepare)(acs_attempts *a); /* after acs_conn_begin, or NULL */
+    /* the verdict said "refresh": 1 when a fresh token is in place (runs
+     * Lua); NULL: never refreshable */
+    int (*refresh)(acs_attempts *a);
+    void *ud;
+    acs_hook *hook;                /* on_attempt, or NULL */
+    const char *operation, *id, *crid;
+    size_t idlen;
+    /* out: the attempts made, the last one's result (on conn) */
+    int attempts, rc;
+    const char *why; /* -1: why there is no attempt to report */
+};
+
+/* THE attempt loop. 0: a->rc, a->attempts and a->conn hold the last
+ * attempt; -1: a->why (no request could be made, or the fork check
+ * failed). */
+int acs_attempts_run(acs_attempts *a);
+
+/* The failure kind of an attempt that got no usable response (rc != 0):
+ * "decode" (too large), "local" (out of memory), "transport". */
+const char *acs_call_rc_kind(int rc);
+
 /* After the last attempt on conn: push the call, or nil, message, info. */
 int acs_call_push_result(lua_State *L, acs_conn *conn, int rc,
                          acs_resp_meta *meta);

@@ -38,6 +38,10 @@ static void release(lua_State *L, acs_client *c)
         luaL_unref(L, LUA_REGISTRYINDEX, c->provider_ref);
         c->provider_ref = LUA_NOREF;
     }
+    if (c->on_attempt.ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, c->on_attempt.ref);
+        c->on_attempt.ref = LUA_NOREF;
+    }
 }
 
 /* close and __close. close() from Lua code run inside a call closes the
@@ -136,7 +140,7 @@ void acs_client_meta(const acs_client *c, const char *bearer, acs_resp_meta *m)
 }
 
 /* lua.c and luajit raise "interrupted!" from their SIGINT hook. */
-static int is_interruption(lua_State *L, int idx)
+int acs_is_interruption(lua_State *L, int idx)
 {
     size_t len;
     const char *s;
@@ -217,7 +221,7 @@ const char *acs_client_bearer(lua_State *L, acs_client *c, int force,
         }
     }
     if (st != 0) {
-        if (is_interruption(L, -1))
+        if (acs_is_interruption(L, -1))
             lua_error(L); /* Ctrl-C: not the provider's failure */
         /* its own error text may say anything: do not echo it */
         lua_pop(L, 1);
@@ -266,38 +270,11 @@ long acs_opt_ms(lua_State *L, const char *who, const char *name, long dflt)
     return v;
 }
 
-/* retries = false | {max=, base_delay=, max_delay=} (delays in seconds) */
+/* retries = n | false | {max=, base_delay=, ...}: retry.h acs_retry_read */
 void acs_opt_retries(lua_State *L, const char *who, acs_retry_policy *p)
 {
-    p->max = ACS_DEFAULT_RETRIES;
-    p->base_ms = ACS_DEFAULT_BASE_DELAY_MS;
-    p->max_ms = ACS_DEFAULT_MAX_DELAY_MS;
     lua_getfield(L, 1, "retries");
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        return;
-    }
-    if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
-        p->max = 0;
-        lua_pop(L, 1);
-        return;
-    }
-    if (lua_type(L, -1) != LUA_TTABLE)
-        luaL_error(L, "%s: option 'retries' must be false or a table", who);
-    lua_getfield(L, -1, "max");
-    if (!lua_isnil(L, -1)) {
-        lua_Number n = lua_tonumber(L, -1);
-        if (lua_type(L, -1) != LUA_TNUMBER || !(n >= 0 && n <= 20) || n != (int)n)
-            luaL_error(L, "%s: 'retries.max' must be an integer in [0, 20]", who);
-        p->max = (int)n;
-    }
-    lua_pop(L, 1);
-    lua_pushvalue(L, 1); /* opt_ms reads index 1: swap in the retries table */
-    lua_pushvalue(L, -2);
-    lua_replace(L, 1);
-    p->base_ms = acs_opt_ms(L, who, "base_delay", p->base_ms);
-    p->max_ms = acs_opt_ms(L, who, "max_delay", p->max_ms);
-    lua_replace(L, 1); /* the options table back */
+    acs_retry_read(L, -1, who, p);
     lua_pop(L, 1);
 }
 
@@ -387,6 +364,7 @@ static int l_new(lua_State *L)
     c = lua_newuserdata(L, sizeof *c);
     memset(c, 0, sizeof *c);
     c->provider_ref = LUA_NOREF;
+    c->on_attempt.ref = LUA_NOREF;
     luaL_getmetatable(L, ACS_CLIENT_MT);
     lua_setmetatable(L, -2);
 
@@ -434,6 +412,7 @@ static int l_new(lua_State *L)
         return luaL_error(L, "acscall.new: out of memory");
     to.ca_file = c->ca_file;
     to.user_agent = c->ua;
+    acs_retry_defaults(&c->retry);
     acs_opt_retries(L, NEW, &c->retry);
     c->retry.connect_timeout_ms = to.connect_timeout_ms;
     c->retry.timeout_ms = acs_opt_ms(L, NEW, "timeout", ACS_DEFAULT_TIMEOUT_MS);
@@ -441,6 +420,14 @@ static int l_new(lua_State *L)
     /* Nothing is connected here: the first call opens what it needs. */
     if ((err = acs_pool_init(&c->pool, &to)) != NULL)
         return luaL_error(L, "acscall.new: %s", err);
+    lua_getfield(L, 1, "on_attempt");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TFUNCTION)
+            return luaL_error(L, "acscall.new: option 'on_attempt' must be a function");
+        c->on_attempt.ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else {
+        lua_pop(L, 1);
+    }
     lua_getfield(L, 1, "strict");
     c->strict = lua_toboolean(L, -1);
     lua_pop(L, 1);

@@ -24,6 +24,13 @@
 #define ACS_VERSION "0.1.0"
 #define ACS_CLIENT_MT "acscall.client"
 
+/* on_attempt: a Lua function told about every attempt (LUA_NOREF: none;
+ * call.h acs_hook_emit calls it). */
+typedef struct {
+    int ref;
+    int warned; /* its first error was reported; later ones are not */
+} acs_hook;
+
 typedef struct {
     int closed;
     int calls; /* calls running on this client */
@@ -33,6 +40,7 @@ typedef struct {
     int strict;       /* strict = true: wrong-typed known fields are errors */
     acs_route route;
     acs_retry_policy retry;
+    acs_hook on_attempt; /* the on_attempt option */
     char ua[512]; /* the User-Agent sent */
     char *ca_file;
     acs_pool pool; /* the connection cache (must not move: it does not) */
@@ -75,6 +83,9 @@ int acs_client_request_id(acs_client *c, char out[37]);
  * The caller checks c->closed afterwards. */
 const char *acs_client_bearer(lua_State *L, acs_client *c, int force,
                               const char **bearer);
+
+/* 1 if the value at idx is lua.c's / luajit's Ctrl-C error ("...interrupted!"). */
+int acs_is_interruption(lua_State *L, int idx);
 
 /* Options of the table at index 1, for core.new and core.fetcher; a
  * mistake raises "<who>: ...". acs_opt_string leaves the value on the

@@ -28,18 +28,23 @@ typedef struct {
     int inited, closed;
     int calls; /* fetches running: close() waits for the last */
     acs_retry_policy retry;
+    acs_hook on_attempt; /* operation "token" */
     char *ca_file;
     char ua[320];
     acs_pool pool;
 } fetcher;
 
-static void fetcher_release(fetcher *f)
+static void fetcher_release(lua_State *L, fetcher *f)
 {
     if (f->inited)
         acs_pool_free(&f->pool);
     f->inited = 0;
     free(f->ca_file);
     f->ca_file = NULL;
+    if (f->on_attempt.ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, f->on_attempt.ref);
+        f->on_attempt.ref = LUA_NOREF;
+    }
 }
 
 static int l_close(lua_State *L)
@@ -48,7 +53,7 @@ static int l_close(lua_State *L)
     if (!f->closed) {
         f->closed = 1;
         if (f->calls == 0)
-            fetcher_release(f);
+            fetcher_release(L, f);
     }
     return 0;
 }
@@ -95,22 +100,13 @@ static int l_fetcher(lua_State *L)
     ud = lua_gettop(L);
     memset(f, 0, sizeof *f);
     f->closed = 1; /* until complete: __gc then has nothing to do */
+    f->on_attempt.ref = LUA_NOREF;
     luaL_getmetatable(L, FETCHER_MT);
     lua_setmetatable(L, -2);
 
-    /* retries = n (the max) | false | {max=, base_delay=, max_delay=} */
-    lua_getfield(L, 1, "retries");
-    if (lua_type(L, -1) == LUA_TNUMBER) {
-        lua_Number n = lua_tonumber(L, -1);
-        if (!(n >= 0 && n <= 20) || n != (int)n)
-            return luaL_error(L, WHO ": 'retries' must be an integer in [0, 20]");
-        f->retry.max = (int)n;
-        f->retry.base_ms = ACS_DEFAULT_BASE_DELAY_MS;
-        f->retry.max_ms = ACS_DEFAULT_MAX_DELAY_MS;
-    } else {
-        acs_opt_retries(L, WHO, &f->retry);
-    }
-    lua_pop(L, 1);
+    /* retries = n | false | {max=, base_delay=, statuses=, ...} (retry.h) */
+    acs_retry_defaults(&f->retry);
+    acs_opt_retries(L, WHO, &f->retry);
     f->retry.base_ms = acs_opt_ms(L, WHO, "base_delay", f->retry.base_ms);
     f->retry.max_ms = acs_opt_ms(L, WHO, "max_delay", f->retry.max_ms);
     f->retry.timeout_ms = acs_opt_ms(L, WHO, "timeout", ACS_DEFAULT_TIMEOUT_MS);
@@ -118,6 +114,14 @@ static int l_fetcher(lua_State *L)
                                              ACS_DEFAULT_CONNECT_TIMEOUT_MS);
     f->retry.deadline_ms = acs_opt_ms(L, WHO, "deadline", ACS_DEFAULT_DEADLINE_MS);
 
+    lua_getfield(L, 1, "on_attempt");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TFUNCTION)
+            return luaL_error(L, WHO ": option 'on_attempt' must be a function");
+        f->on_attempt.ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else {
+        lua_pop(L, 1);
+    }
     snprintf(f->ua, sizeof f->ua, "acscall/%s (identity)%s%s", ACS_VERSION,
              ua ? " " : "", ua ? ua : "");
     if (ca && (f->ca_file = strdup(ca)) == NULL)
@@ -129,7 +133,7 @@ static int l_fetcher(lua_State *L)
     f->closed = 0;
     f->inited = 1;
     if ((err = acs_pool_init(&f->pool, &to)) != NULL) {
-        fetcher_release(f);
+        fetcher_release(L, f);
         f->closed = 1;
         return luaL_error(L, WHO ": %s", err);
     }
@@ -149,6 +153,7 @@ typedef struct {
     const char **keys;       /* the form's keys, sorted */
     char *line;              /* a header line being built (wiped) */
     size_t line_cap;
+    int post;
 } fetch_ctx;
 
 static void wipe_free(char *p, size_t cap)
@@ -161,7 +166,6 @@ static void wipe_free(char *p, size_t cap)
 static void fetch_cleanup(lua_State *L, void *p)
 {
     fetch_ctx *k = p;
-    (void)L;
     acs_free_headers(k->hdrs);
     k->hdrs = NULL;
     wipe_free(k->form, k->form_cap);
@@ -176,7 +180,7 @@ static void fetch_cleanup(lua_State *L, void *p)
     if (k->entered) {
         k->f->calls--;
         if (k->f->closed && k->f->calls == 0)
-            fetcher_release(k->f);
+            fetcher_release(L, k->f);
     }
 }
 
@@ -315,21 +319,6 @@ static int build_form(lua_State *L, fetch_ctx *k, int idx)
     return 0;
 }
 
-static struct curl_slist *copy_list(const struct curl_slist *l, int *nomem)
-{
-    struct curl_slist *out = NULL, *n;
-    *nomem = 0;
-    for (; l; l = l->next) {
-        if ((n = curl_slist_append(out, l->data)) == NULL) {
-            acs_free_headers(out);
-            *nomem = 1;
-            return NULL;
-        }
-        out = n;
-    }
-    return out;
-}
-
 static void push_headers(lua_State *L, const acs_conn *c)
 {
     lua_createtable(L, 0, 4);
@@ -351,6 +340,34 @@ static void push_headers(lua_State *L, const acs_conn *c)
     }
 }
 
+/* a copy of the request's header lines for one attempt */
+static int fetch_headers(acs_attempts *a, struct curl_slist **out, const char **why)
+{
+    fetch_ctx *k = a->ud;
+    struct curl_slist *n;
+    const struct curl_slist *l;
+    *out = NULL;
+    for (l = k->hdrs; l; l = l->next) {
+        if ((n = curl_slist_append(*out, l->data)) == NULL) {
+            acs_free_headers(*out);
+            *out = NULL;
+            *why = "out of memory";
+            return -1;
+        }
+        *out = n;
+    }
+    return 0;
+}
+
+static void fetch_prepare(acs_attempts *a)
+{
+    fetch_ctx *k = a->ud;
+    if (k->post)
+        acs_conn_post(a->conn, k->form, k->form_len);
+    else /* (the handle may have POSTed before) */
+        curl_easy_setopt(a->conn->easy, CURLOPT_HTTPGET, 1L);
+}
+
 /* body: 1 fetcher, 2 request, 3 ctx */
 static int fetch_body(lua_State *L)
 {
@@ -360,10 +377,9 @@ static int fetch_body(lua_State *L)
     acs_resp_meta meta;
     const char *url, *method = "GET";
     size_t urllen;
-    int post = 0, has_ctype = 0, rc = CURLE_OPERATION_TIMEDOUT, attempt, nomem;
+    int post = 0, has_ctype = 0, rc, attempt;
     acs_watch w;
-    acs_outcome o;
-    long start, wait;
+    acs_attempts a;
 
     memset(&meta, 0, sizeof meta);
     lua_settop(L, 2);
@@ -388,6 +404,9 @@ static int fetch_body(lua_State *L)
             return luaL_error(L, WHO ": 'timeout' must be > 0 and <= 86400 seconds");
         pol.timeout_ms = (long)(t * 1000.0 + 0.5);
     }
+    lua_getfield(L, 2, "retries"); /* (popped) per fetch, over the fetcher's */
+    acs_retry_read(L, -1, WHO, &pol);
+    lua_pop(L, 1);
     lua_getfield(L, 2, "headers"); /* 6 */
     if (!lua_isnil(L, 6)) {
         if (lua_type(L, 6) != LUA_TTABLE)
@@ -425,31 +444,25 @@ static int fetch_body(lua_State *L)
     if ((k->conn = acs_pool_get(&f->pool)) == NULL)
         return acs_push_failure(L, "local", 0, "libcurl: cannot create a handle", &meta);
     acs_watch_begin(&w, L);
-    start = acs_monotonic_ms();
-    for (attempt = 1;; attempt++) {
-        long timeout = acs_retry_attempt_timeout(&pol, attempt,
-                                                 acs_monotonic_ms() - start);
-        struct curl_slist *h;
-        if (timeout == 0) {
-            attempt--;
-            break;
-        }
-        h = copy_list(k->hdrs, &nomem);
-        if (nomem)
-            return acs_push_failure(L, "local", 0, "out of memory", &meta);
-        acs_conn_begin(k->conn, url, h, timeout, acs_watch_interrupted, &w);
-        if (post)
-            acs_conn_post(k->conn, k->form, k->form_len);
-        else /* (the handle may have POSTed before) */
-            curl_easy_setopt(k->conn->easy, CURLOPT_HTTPGET, 1L);
-        rc = acs_conn_end(k->conn, curl_easy_perform(k->conn->easy));
-        acs_conn_outcome(k->conn, rc, &o);
-        if (!acs_retry_next(&pol, attempt, acs_monotonic_ms() - start, &o,
-                            time(NULL), acs_random32(), &wait))
-            break;
-        if (acs_watch_sleep(&w, wait))
-            break;
+    memset(&a, 0, sizeof a);
+    a.L = L;
+    a.policy = &pol;
+    a.pool = &f->pool;
+    a.conn = k->conn;
+    a.url = url;
+    a.w = &w;
+    a.headers = fetch_headers;
+    a.prepare = fetch_prepare;
+    a.ud = k;
+    a.hook = &f->on_attempt;
+    a.operation = "token";
+    k->post = post;
+    if (acs_attempts_run(&a) != 0) {
+        meta.attempts = a.attempts;
+        return acs_push_failure(L, "local", 0, a.why, &meta);
     }
+    rc = a.rc;
+    attempt = a.attempts;
     meta.attempts = attempt;
     if (rc != 0) {
         meta.timeout = rc == CURLE_OPERATION_TIMEDOUT;
