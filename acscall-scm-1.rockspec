@@ -35,16 +35,21 @@ build = {
     ["acscall.core"] = {
       -- The C core: every csrc/*.c, nothing else (`make check-rockspec` compares).
       sources = {
+        "csrc/attempt.c",
         "csrc/auth.c",
         "csrc/batch.c",
         "csrc/call.c",
+        "csrc/class.c",
         "csrc/client.c",
         "csrc/command.c",
         "csrc/failure.c",
         "csrc/fetch.c",
+        "csrc/form.c",
+        "csrc/frame.c",
         "csrc/identifier.c",
         "csrc/model.c",
         "csrc/module.c",
+        "csrc/options.c",
         "csrc/request.c",
         "csrc/retry.c",
         "csrc/transport.c",

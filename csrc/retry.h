@@ -36,13 +36,7 @@
 
 #include <lua.h>
 
-#define ACS_DEFAULT_RETRIES 3
-#define ACS_DEFAULT_BASE_DELAY_MS 800L
-#define ACS_DEFAULT_MAX_DELAY_MS 60000L
-#define ACS_DEFAULT_DEADLINE_MS 90000L
-#define ACS_DEFAULT_CONNECT_TIMEOUT_MS 10000L
-#define ACS_DEFAULT_TIMEOUT_MS 30000L
-#define ACS_RETRIES_MAX 20
+#include "limits.h" /* the defaults */
 
 #define ACS_RETRY_STATUSES_MAX 16 /* statuses listed in one policy */
 

@@ -18,18 +18,20 @@ local M = {
 }
 
 --- Create a client.
+-- @function new
 -- @tparam table opts `endpoint` + one credential (`token`, `access_key`,
---  `token_provider`), or `connection_string`; optional `api_version`,
---  `ca_file`, `timeout`, `connect_timeout` (seconds), `max_body` (bytes),
---  `user_agent` (a suffix).
+--  `token_provider`, `credential`), or `connection_string`; the options
+--  are described once, in `OPTIONS` (name, type, default, bounds, doc).
 -- @treturn client
--- @raise on a programmer mistake (missing endpoint or credential, wrong type)
-function M.new(opts)
-  if type(opts) ~= "table" then
-    error("acscall.new: options table expected, got " .. type(opts), 2)
-  end
-  return core.new(opts)
-end
+-- @raise on a programmer mistake (missing endpoint or credential, an
+--  unknown option, a wrong type), at the caller's line: `core.new` is
+--  called directly, so its error position is the caller's
+M.new = core.new
+
+--- `new`'s options: a list of `{name=, type=, default=, min=, max=, doc=}`.
+M.OPTIONS = core.OPTIONS
+--- Every limit and default, one table (`id_max`, `retries_max`, ...).
+M.LIMITS = core.LIMITS
 
 --- Signing headers for a request (pure, no I/O).
 -- @function sign
