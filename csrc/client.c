@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lua.h>
@@ -230,6 +231,30 @@ static const char *check_token(lua_State *L, const char *who, const char **beare
     return NULL;
 }
 
+/* A credential's expires_on at idx (nil: not given, accepted): NULL, or
+ * why the token is refused: an expiry in the past hands out a token the
+ * service refuses (acs_client_bearer asks once more with force_refresh
+ * first), and inf, NaN or one absurdly far ahead (ACS_TOKEN_LIFETIME_MAX_S)
+ * says the credential's answer is broken. */
+#define EXPIRED "the token it returned has already expired"
+
+static const char *check_expiry(lua_State *L, int idx)
+{
+    lua_Number e, now = (lua_Number)time(NULL);
+    if (lua_isnil(L, idx))
+        return NULL;
+    if (!lua_isnumber(L, idx)) /* (a numeric string is taken as a number) */
+        return "its expires_on is not a number";
+    e = lua_tonumber(L, idx);
+    if (e != e || e - e != 0) /* NaN, inf */
+        return "its expires_on is not a finite number";
+    if (e < now) /* (whole seconds: a token of this second may still live) */
+        return EXPIRED;
+    if (e > now + (lua_Number)ACS_TOKEN_LIFETIME_MAX_S)
+        return "its expires_on is absurdly far ahead";
+    return NULL;
+}
+
 /* cred:get_token([{force_refresh = true}]) -> 2 values; run under
  * lua_pcall (the object's __index and the method are user code).
  * 1 the credential, 2 force */
@@ -252,6 +277,7 @@ const char *acs_client_bearer(lua_State *L, acs_client *c, int force,
                               const char **bearer)
 {
     int st;
+    const char *why;
     const char *who = c->cred.kind == ACS_AUTH_PROVIDER ? "token_provider"
                                                         : "credential";
     *bearer = NULL;
@@ -277,7 +303,14 @@ const char *acs_client_bearer(lua_State *L, acs_client *c, int force,
                 lua_pop(L, 1);
                 return lua_tostring(L, -1);
             }
-            lua_pop(L, 1); /* expires_on: the credential's business */
+            if ((why = check_expiry(L, -1)) != NULL) { /* token, expires_on */
+                lua_pop(L, 2);
+                if (!force && why == EXPIRED) /* a stale cache: ask anew, once */
+                    return acs_client_bearer(L, c, 1, bearer);
+                lua_pushfstring(L, "credential: %s", why);
+                return lua_tostring(L, -1);
+            }
+            lua_pop(L, 1);
         }
     }
     if (st != 0) {

@@ -91,6 +91,9 @@ int acs_client_request_id(acs_client *c, char out[37]);
  *   token_provider: provider() -> token
  *   credential:     cred:get_token() -> token[, expires_on] | nil, message;
  *                   force: cred:get_token{force_refresh = true} (after a 401)
+ * expires_on (Unix seconds) must be finite, ahead of now and at most
+ * ACS_TOKEN_LIFETIME_MAX_S ahead, else the token is refused (kind "auth");
+ * a token already expired is first asked for again with force_refresh.
  * The Lua code runs under lua_pcall. A credential's nil, message is passed
  * on ("credential: <message>": credentials keep secrets out of it); a raised
  * error's text is never echoed (it may hold anything), except an

@@ -301,6 +301,8 @@ static const struct {
     {"header_name_max", ACS_HEADER_NAME_MAX},
     {"retries_max", ACS_RETRIES_MAX},
     {"retries_default", ACS_DEFAULT_RETRIES},
+    {"retry_statuses_max", ACS_RETRY_STATUSES_MAX},
+    {"token_lifetime_max", ACS_TOKEN_LIFETIME_MAX_S},
     {"base_delay_default", ACS_DEFAULT_BASE_DELAY_MS / 1000.0},
     {"max_delay_default", ACS_DEFAULT_MAX_DELAY_MS / 1000.0},
     {"seconds_max", ACS_SECONDS_MAX},

@@ -36,9 +36,7 @@
 
 #include <lua.h>
 
-#include "limits.h" /* the defaults */
-
-#define ACS_RETRY_STATUSES_MAX 16 /* statuses listed in one policy */
+#include "limits.h" /* the defaults, ACS_RETRY_STATUSES_MAX */
 
 typedef struct {
     int max;                    /* retries after the first attempt */
