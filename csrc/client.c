@@ -236,7 +236,7 @@ static const char *check_token(lua_State *L, const char *who, const char **beare
  * service refuses (acs_client_bearer asks once more with force_refresh
  * first), and inf, NaN or one absurdly far ahead (ACS_TOKEN_LIFETIME_MAX_S)
  * says the credential's answer is broken. */
-#define EXPIRED "the token it returned has already expired"
+static const char expired[] = "the token it returned has already expired";
 
 static const char *check_expiry(lua_State *L, int idx)
 {
@@ -249,7 +249,7 @@ static const char *check_expiry(lua_State *L, int idx)
     if (e != e || e - e != 0) /* NaN, inf */
         return "its expires_on is not a finite number";
     if (e < now) /* (whole seconds: a token of this second may still live) */
-        return EXPIRED;
+        return expired;
     if (e > now + (lua_Number)ACS_TOKEN_LIFETIME_MAX_S)
         return "its expires_on is absurdly far ahead";
     return NULL;
@@ -305,7 +305,7 @@ const char *acs_client_bearer(lua_State *L, acs_client *c, int force,
             }
             if ((why = check_expiry(L, -1)) != NULL) { /* token, expires_on */
                 lua_pop(L, 2);
-                if (!force && why == EXPIRED) /* a stale cache: ask anew, once */
+                if (!force && why == expired) /* a stale cache: ask anew, once */
                     return acs_client_bearer(L, c, 1, bearer);
                 lua_pushfstring(L, "credential: %s", why);
                 return lua_tostring(L, -1);
