@@ -328,17 +328,23 @@ static int get_calls_body(lua_State *L)
 
     lua_createtable(L, n, 0); /* BATCH_RESULTS */
     b->entered = 1;
-    if ((err = acs_client_enter(c)) != NULL)
-        return luaL_error(L, "acscall: %s", err);
-    /* the provider is user code: it runs before the batch takes anything
-     * (a credential is asked again before every attempt, from its cache) */
-    why = acs_client_bearer(L, c, 0, &bearer); /* BATCH_BEARER */
-    b->bearer = bearer;
-    b->per_attempt = c->cred.kind == ACS_AUTH_CREDENTIAL;
-    if (c->closed)
-        return luaL_error(L, "acscall: closed client");
-    if ((err = acs_pool_after_fork(&c->pool)) != NULL) /* the provider forked */
-        return luaL_error(L, "acscall: %s", err);
+    /* Failures of this process (the fork reset, out of memory) are results,
+     * per id, like any other (kind "local"): get_calls raises only for
+     * programmer mistakes. */
+    if ((err = acs_client_enter(c)) == NULL) {
+        /* the provider is user code: it runs before the batch takes
+         * anything (a credential is asked again before every attempt, from
+         * its cache) */
+        why = acs_client_bearer(L, c, 0, &bearer); /* BATCH_BEARER */
+        b->bearer = bearer;
+        b->per_attempt = c->cred.kind == ACS_AUTH_CREDENTIAL;
+        if (c->closed)
+            return luaL_error(L, "acscall: closed client");
+        err = acs_pool_after_fork(&c->pool); /* the provider may have forked */
+    } else {
+        lua_pushnil(L); /* BATCH_BEARER */
+        why = NULL;
+    }
     /* Ctrl-C from here on is seen: no more user code runs before the
      * transfers (the ids are copied, the handles taken) */
     acs_watch_begin(&b->w, L);
@@ -350,9 +356,16 @@ static int get_calls_body(lua_State *L)
         lua_rawseti(L, BATCH_IDS, i);
     }
     lua_createtable(L, b->conc, 0); /* BATCH_TOKENS */
-    if ((err = take(b)) != NULL)
-        return luaL_error(L, "acscall: %s", err);
-    if (why != NULL) {
+    if (err == NULL)
+        err = take(b);
+    if (err != NULL) {
+        for (i = 0; i < n && !c->closed; i++) {
+            memset(&b->meta, 0, sizeof b->meta);
+            acs_client_meta(c, NULL, &b->meta);
+            store(L, acs_push_failure(L, "local", 0, err, &b->meta), i);
+        }
+        ndone = n;
+    } else if (why != NULL) {
         b->why = why; /* (alive at BATCH_BEARER) */
         for (i = 0; i < n && !c->closed; i++)
             fail(L, b, i, "auth", why);

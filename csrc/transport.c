@@ -288,8 +288,11 @@ static const char *share_init(acs_pool *p)
     /* One thread uses a client at a time: no lock callbacks needed. */
     if (curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
         curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK ||
-        curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK)
+        curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
+        curl_share_cleanup(p->share);
+        p->share = NULL; /* (tried again by the next call) */
         return "libcurl: cannot share connections";
+    }
     return NULL;
 }
 
@@ -437,16 +440,20 @@ const char *acs_pool_after_fork(acs_pool *p)
         p->pid = pid;
         p->stale = 1;
     }
-    if (!p->stale || p->out > 0)
+    if (p->out > 0)
         return NULL; /* (handles out: dropped when the last comes back) */
-    if (pool_let_go(p) != 0) { /* abandon them: a leak, never the parent's bytes */
-        p->nidle = 0;
-        p->multi = NULL;
-        p->share = NULL;
-        p->nsocks = 0;
+    if (p->stale) {
+        if (pool_let_go(p) != 0) { /* abandon them: a leak, never the parent's bytes */
+            p->nidle = 0;
+            p->multi = NULL;
+            p->share = NULL;
+            p->nsocks = 0;
+        }
+        p->stale = 0;
     }
-    p->stale = 0;
-    return share_init(p);
+    /* a share that could not be made (out of memory) is tried again by
+     * every call until it can */
+    return p->share ? NULL : share_init(p);
 }
 
 acs_conn *acs_pool_get(acs_pool *p)
