@@ -1,5 +1,5 @@
 /* options.c - options described once, checked, read (options.h); and
- * core.LIMITS (limits.h). */
+ * core.LIMITS (acs_limits.h). */
 #include <string.h>
 
 #include <lauxlib.h>
@@ -287,7 +287,7 @@ static void push_list(lua_State *L, const acs_option *list)
     }
 }
 
-/* LIMITS: limits.h, times in seconds */
+/* LIMITS: acs_limits.h, times in seconds */
 static const struct {
     const char *name;
     double value;
@@ -320,6 +320,13 @@ static const struct {
     {"api_version_max", ACS_API_VERSION_MAX},
     {"concurrency_max", ACS_CONCURRENCY_MAX},
     {"concurrency_default", ACS_DEFAULT_CONCURRENCY},
+    {"secrets_max", ACS_SECRETS_MAX},
+    {"pool_idle_max", ACS_POOL_IDLE_MAX},
+    {"spawn_args_max", ACS_SPAWN_ARGS_MAX},
+    {"spawn_timeout_default", ACS_DEFAULT_SPAWN_TIMEOUT_MS / 1000.0},
+    {"spawn_timeout_max", ACS_SPAWN_TIMEOUT_MAX},
+    {"spawn_output_default", ACS_DEFAULT_SPAWN_OUTPUT},
+    {"spawn_output_max", ACS_SPAWN_OUTPUT_MAX},
 };
 
 void acs_options_open(lua_State *L)

@@ -36,7 +36,7 @@
 
 #include <lua.h>
 
-#include "limits.h" /* the defaults, ACS_RETRY_STATUSES_MAX */
+#include "acs_limits.h" /* the defaults, ACS_RETRY_STATUSES_MAX */
 
 typedef struct {
     int max;                    /* retries after the first attempt */

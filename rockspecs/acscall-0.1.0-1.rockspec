@@ -70,6 +70,9 @@ build = {
   install = {
     bin = { acscall = "bin/acscall" },
   },
+  -- LuaCATS annotations for lua-language-server (workspace.library):
+  -- installed as <tree>/lib/luarocks/rocks-<lua>/acscall/<version>/types/
+  copy_directories = { "types" },
 }
 test = {
   -- Debian's busted is not a rock, so type "busted" cannot find it; this runs

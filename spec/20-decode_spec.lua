@@ -333,7 +333,7 @@ describe("acscall.decode", function()
     end
   end)
 
-  -- the shaping pass takes shortcuts (issue 15): a body without the bytes
+  -- the shaping pass takes shortcuts: a body without the bytes
   -- "null" is only walked to its identifiers, an identifier without a kind is
   -- copied into a table of its own, a body is scanned for lone surrogates only
   -- when cjson refused it. fuzz/fuzz_decode_diff.c holds it to the decoder it

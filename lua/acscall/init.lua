@@ -1,7 +1,8 @@
 --- acscall: inspect live Azure Communication Services calls from Lua.
 -- The wire work (request building, HMAC signing, libcurl transport, JSON
 -- shaping) is in the C core `acscall.core`; this layer adds names: enums,
--- identifier helpers, iterators.
+-- identifier helpers, iterators. The reference is docs/api.md; these
+-- comments are summaries of it.
 -- @module acscall
 
 local core = require "acscall.core"
@@ -15,6 +16,8 @@ local M = {
   CALL_FIELDS = core.CALL_FIELDS,
   --- Names of the model's array fields (a set): arrays even when empty.
   ARRAY_FIELDS = core.ARRAY_FIELDS,
+  --- The closed set of `info.kind` values (docs/api.md#errors).
+  KINDS = core.KINDS,
 }
 
 --- Create a client.
