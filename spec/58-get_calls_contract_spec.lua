@@ -66,16 +66,20 @@ c:close()
     local out = run("ACS_FAIL_SHARE_AFTER_FORK=1", [[
 local c = acscall.new{connection_string = CS}
 assert(c:get_call(SEED))
+local function say(text) io.stdout:write(text, "\n"); io.stdout:flush() end
 local pid = ts.fork()
 if pid == 0 then
   local ok, r = pcall(c.get_calls, c, {SEED, "minimal"})
-  if not ok then print("child: get_calls raised: " .. tostring(r)); ts.exit(1) end
+  if not ok then say("child: get_calls raised: " .. tostring(r)); ts.exit(1) end
   for i = 1, 2 do
-    if r[i].call or r[i].info.kind ~= "local" then print("child: result " .. i .. " " .. tostring(r[i].err)); ts.exit(1) end
+    if r[i].call or r[i].info.kind ~= "local" then
+      say("child: result " .. i .. " " .. tostring(r[i].err))
+      ts.exit(1)
+    end
   end
   local call, err, info = c:get_call(SEED)
-  if call or info.kind ~= "local" then print("child: get_call " .. tostring(err)); ts.exit(1) end
-  print("child: " .. r[1].err)
+  if call or info.kind ~= "local" then say("child: get_call " .. tostring(err)); ts.exit(1) end
+  say("child: " .. r[1].err)
   ts.exit(0)
 end
 assert(ts.wait(pid) == 0, "the child failed")
