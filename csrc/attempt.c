@@ -61,8 +61,11 @@ static int hook_body(lua_State *L)
     set_number(L, "attempt", r->attempt);
     if (r->rc == 0) {
         set_number(L, "status", (lua_Number)r->conn->status);
-        if (r->conn->request_id[0])
-            set_string(L, "request_id", r->conn->request_id, strlen(r->conn->request_id));
+        if (r->conn->request_id[0]) { /* the server's words: redacted */
+            acs_push_redacted(L, r->conn->request_id, strlen(r->conn->request_id),
+                              r->secrets, r->nsecrets);
+            lua_setfield(L, -2, "request_id");
+        }
     } else {
         acs_outcome o;
         const char *kind = acs_attempt_rc_kind(r->rc);
@@ -157,6 +160,8 @@ int acs_attempts_run(acs_attempts *a)
             r.rc = a->rc;
             r.duration_ms = acs_monotonic_ms() - t0;
             r.verdict = &v;
+            r.secrets = a->meta ? a->meta->secrets : NULL;
+            r.nsecrets = a->meta ? a->meta->nsecrets : 0;
             acs_hook_emit(L, a->hook, &r); /* runs Lua */
             ran_lua = 1;
         }

@@ -23,6 +23,7 @@
 #include <lua.h>
 
 #include "client.h"
+#include "failure.h"
 #include "frame.h"
 #include "retry.h"
 #include "transport.h"
@@ -40,6 +41,10 @@ typedef struct {
     int rc;                 /* acs_conn_end's result */
     long duration_ms;
     const acs_verdict *verdict; /* wait and reason when another attempt follows */
+    /* the secrets in play: a server's request id is redacted against them
+     * (and the Bearer/Signature rule) before the hook sees it */
+    const acs_secret *secrets;
+    int nsecrets;
 } acs_attempt_rec;
 
 /* Tell h about an attempt (runs Lua under lua_pcall; an error is written
@@ -65,6 +70,7 @@ struct acs_attempts {
     int (*refresh)(acs_attempts *a);
     void *ud;
     acs_hook *hook;                /* on_attempt, or NULL */
+    const acs_resp_meta *meta;     /* its secrets (kept current), or NULL */
     const char *operation, *id, *crid;
     size_t idlen;
     /* out: the attempts made, the last one's result (on conn) */

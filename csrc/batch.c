@@ -262,6 +262,9 @@ static void tell(lua_State *L, batch_ctx *b, const slot *s, int rc,
     r.rc = rc;
     r.duration_ms = acs_monotonic_ms() - s->t0;
     r.verdict = v;
+    meta_of(b, s->item, s->bearer); /* the secrets in play */
+    r.secrets = b->meta.secrets;
+    r.nsecrets = b->meta.nsecrets;
     acs_hook_emit(L, &b->c->on_attempt, &r);
     lua_pop(L, 1);
 }

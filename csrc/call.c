@@ -103,6 +103,7 @@ static int call_refresh(acs_attempts *a)
     if (acs_client_bearer(a->L, k->c, 1, &fresh) == NULL &&
         strcmp(fresh, k->bearer) != 0) {
         k->bearer = fresh;
+        acs_client_meta(k->c, k->bearer, &k->meta); /* the secrets in play */
         return 1;
     }
     return 0;
@@ -138,6 +139,8 @@ static int get_call_body(lua_State *L)
     a.refresh = call_refresh;
     a.ud = k;
     a.hook = &c->on_attempt;
+    acs_client_meta(c, k->bearer, &k->meta); /* the secrets in play */
+    a.meta = &k->meta;
     a.operation = "get_call";
     a.id = id;
     a.idlen = idlen;
