@@ -117,7 +117,7 @@ int acs_attempts_run(acs_attempts *a)
     acs_outcome o;
     acs_verdict v;
     acs_attempt_rec r;
-    long start = acs_monotonic_ms(), t0;
+    long start = acs_monotonic_ms(), t0, took;
     int attempt, ran_lua;
     int refreshable = a->refreshable && a->refresh != NULL;
 
@@ -131,6 +131,7 @@ int acs_attempts_run(acs_attempts *a)
         }
         if (a->headers(a, &h, &a->why) != 0) {
             a->attempts = attempt - 1;
+            a->why_local = 0;
             return -1;
         }
         t0 = acs_monotonic_ms();
@@ -138,6 +139,7 @@ int acs_attempts_run(acs_attempts *a)
         if (a->prepare)
             a->prepare(a);
         a->rc = acs_conn_end(a->conn, curl_easy_perform(a->conn->easy));
+        took = acs_monotonic_ms() - t0; /* (before any Lua runs) */
         acs_conn_outcome(a->conn, a->rc, &o);
         acs_retry_verdict(p, attempt, acs_monotonic_ms() - start, &o, refreshable,
                           time(NULL), acs_random32(), &v);
@@ -158,7 +160,7 @@ int acs_attempts_run(acs_attempts *a)
             r.attempt = attempt;
             r.conn = a->conn;
             r.rc = a->rc;
-            r.duration_ms = acs_monotonic_ms() - t0;
+            r.duration_ms = took;
             r.verdict = &v;
             r.secrets = a->meta ? a->meta->secrets : NULL;
             r.nsecrets = a->meta ? a->meta->nsecrets : 0;
@@ -169,6 +171,7 @@ int acs_attempts_run(acs_attempts *a)
          * none of the parent's connections */
         if (ran_lua && (a->why = acs_pool_after_fork(a->pool)) != NULL) {
             a->attempts = attempt;
+            a->why_local = 1;
             return -1;
         }
         if (v.what == ACS_VERDICT_REPORT)

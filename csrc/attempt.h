@@ -76,6 +76,8 @@ struct acs_attempts {
     /* out: the attempts made, the last one's result (on conn) */
     int attempts, rc;
     const char *why; /* -1: why there is no attempt to report */
+    int why_local;   /* ... a failure of this process (kind "local"); else
+                        headers() said why (its kind: see headers) */
 };
 
 /* THE attempt loop. 0: a->rc, a->attempts and a->conn hold the last

@@ -147,7 +147,8 @@ static int get_call_body(lua_State *L)
     a.crid = k->crid;
     if (acs_attempts_run(&a) != 0) {
         k->meta.attempts = a.attempts;
-        return acs_push_failure(L, why_kind(a.why), 0, a.why, &k->meta);
+        return acs_push_failure(L, a.why_local ? "local" : why_kind(a.why), 0, a.why,
+                                &k->meta);
     }
     k->meta.attempts = a.attempts;
     acs_client_meta(c, k->bearer, &k->meta);
