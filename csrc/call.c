@@ -68,17 +68,23 @@ static int begin(lua_State *L, call_ctx *k, const char *id, size_t idlen)
 {
     acs_client *c = k->c;
     const char *why, *why2;
+    int drawn = k->crid[0] == '\0';
+    pid_t pid;
     k->entered = 1;
     if ((why = acs_client_enter(c)) != NULL)
         return acs_push_failure(L, "local", 0, why, &k->meta);
-    if (k->crid[0] == '\0' && acs_client_request_id(c, k->crid) != 0)
+    if (drawn && acs_client_request_id(c, k->crid) != 0)
         return acs_push_failure(L, "local", 0, "no random bytes", &k->meta);
     k->meta.client_request_id = k->crid;
+    pid = c->pool.pid;
     why = acs_client_bearer(L, c, 0, &k->bearer); /* runs Lua: pushes 1 */
     if (c->closed)
         return luaL_error(L, "acscall: closed client");
     if ((why2 = acs_pool_after_fork(&c->pool)) != NULL) /* it forked */
         return acs_push_failure(L, "local", 0, why2, &k->meta);
+    /* a child the provider forked sends a request id of its own */
+    if (drawn && c->pool.pid != pid && acs_client_request_id(c, k->crid) != 0)
+        return acs_push_failure(L, "local", 0, "no random bytes", &k->meta);
     if (why != NULL)
         return acs_push_failure(L, "auth", 0, why, &k->meta);
     if (acs_request_url(&c->route, id, idlen, &k->url, &k->url_cap) != 0)

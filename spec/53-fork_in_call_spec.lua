@@ -19,7 +19,7 @@ describe("a fork inside a call", function()
     local out = helpers.run_lua(([[
 local acscall = require "acscall"
 local ts = require "acscall_testsupport"
-local SEED, ENDPOINT, TOKEN = %q, %q, %q
+local SEED, ENDPOINT, TOKEN, LOG = %q, %q, %q, %q
 local FAST = {max = 3, base_delay = 0.01, max_delay = 0.02}
 -- the token of this process: the parent's is valid, a child's is refused
 local parent = ts.getpid()
@@ -30,7 +30,7 @@ local function report(who, text)
   io.stdout:write(who, ": ", text, "\n")
   io.stdout:flush()
 end
-]]):format(SEED, emu.endpoint, emu.token) .. body .. "\nprint('SCRIPT OK')\n", "timeout " .. 60 * helpers.slow)
+]]):format(SEED, emu.endpoint, emu.token, emu.log_path) .. body .. "\nprint('SCRIPT OK')\n", "timeout " .. 60 * helpers.slow)
     return out
   end
 
@@ -49,16 +49,26 @@ for _ = 1, rounds do
   local call, _, info = c:get_call(SEED)
   if pid == 0 then
     report("child", call and "200 (the parent's answer)" or ("status " .. tostring(info.status)))
+    report("child", "request id " .. tostring(info and info.client_request_id))
     ts.exit(call == nil and info.status == 401 and 0 or 1)
   end
   local rc = ts.wait(pid)
   if call and call.callConnectionId == SEED and rc == 0 then good = good + 1 end
 end
 report("parent", ("%d of %d rounds right"):format(good, rounds))
+-- every request the child sent carried a request id of its own
+local log = assert(io.open(LOG)):read("*a")
+local seen, dup = {}, 0
+for crid in log:gmatch('"x%-ms%-client%-request%-id":"([%x%-]+)"') do
+  if seen[crid] then dup = dup + 1 end
+  seen[crid] = true
+end
+report("parent", ("duplicate request ids %d"):format(dup))
 c:close()
 ]])
     assert.matches("SCRIPT OK", out)
     assert.matches("parent: 6 of 6 rounds right", out)
+    assert.matches("parent: duplicate request ids 0", out)
     assert.is_nil(out:find("the parent's answer", 1, true), out)
   end)
 
