@@ -327,31 +327,37 @@ static void pool_drop(acs_pool *p)
  * parent's connection; libcurl finds such a connection dead (readable,
  * nothing to read) and opens its own. A number that no longer holds our
  * socket (checked by device and inode: the child closed it and reused the
- * number) is marked foreign and left alone: never closed by us. -1 when
- * there is no /dev/null to point at. */
+ * number) is marked foreign and left alone: never closed by us; a number
+ * already pointed at /dev/null is checked the same way (by the /dev/null's
+ * device and inode), so called again it only catches up. -1 when there is
+ * no /dev/null to point at. */
 static int pool_null_sockets(acs_pool *p)
 {
     int i, null_fd = -1;
+    struct stat null_st;
     for (i = 0; i < p->nsocks; i++) {
         acs_sock *k = &p->socks[i];
         struct stat st;
-        if (k->state != ACS_SOCK_OURS)
+        if (k->state == ACS_SOCK_FOREIGN)
             continue;
         if (fstat(k->fd, &st) != 0 || st.st_dev != k->dev || st.st_ino != k->ino) {
-            k->state = ACS_SOCK_FOREIGN;
+            k->state = ACS_SOCK_FOREIGN; /* (a nulled one too: reused since) */
             continue;
         }
-        if (null_fd < 0 && (null_fd = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
-            return -1;
-        if (dup2(null_fd, k->fd) < 0) {
-            close(null_fd);
-            return -1;
-        }
+        if (k->state == ACS_SOCK_NULLED)
+            continue;
+        if (null_fd < 0 && ((null_fd = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0 ||
+                            fstat(null_fd, &null_st) != 0))
+            break;
+        if (dup2(null_fd, k->fd) < 0)
+            break;
         k->state = ACS_SOCK_NULLED;
+        k->dev = null_st.st_dev; /* what the number holds now */
+        k->ino = null_st.st_ino;
     }
     if (null_fd >= 0)
         close(null_fd);
-    return 0;
+    return i < p->nsocks ? -1 : 0;
 }
 
 /* In a forked child, with no handle out: free every handle without
