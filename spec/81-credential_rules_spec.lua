@@ -82,13 +82,14 @@ describe("acscall.credential on the core's rules", function()
       assert_core_info(info, "identity header")
     end)
 
-    it("expires_in -5, 1e400, NaN, a year, or an expires_on in the past: refused with kind auth", function()
+    it("expires_in -5, 1e400, NaN, over core.LIMITS.token_lifetime_max, or an expires_on in the past: refused (auth)",
+      function()
       local bodies = {
         '{"access_token":"tok-1","expires_in":-5}',
         '{"access_token":"tok-1","expires_in":1e400}',
         '{"access_token":"tok-1","expires_in":NaN}',
         '{"access_token":"tok-1","expires_in":"-5"}',
-        '{"access_token":"tok-1","expires_in":31536000}',
+        '{"access_token":"tok-1","expires_in":' .. (credential.MAX_LIFETIME + 1) .. '}',
         '{"access_token":"tok-1","expires_on":"' .. (os.time() - 60) .. '"}',
         '{"access_token":"tok-1","expires_in":3600,"expires_on":1e400}',
       }

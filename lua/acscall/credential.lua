@@ -223,10 +223,11 @@ local function number_of(v)
   return nil
 end
 
---- The longest lifetime (s) a token may claim. Entra ID's access tokens live
--- 60-90 minutes, managed identities' 24 h, continuous access evaluation's up
--- to 28 h (learn.microsoft.com "Access tokens", 2025); a week is a broken endpoint.
-M.MAX_LIFETIME = 7 * 86400
+--- The longest lifetime (s) a token may claim: the core's limit
+-- (`core.LIMITS.token_lifetime_max`), the one it checks a credential's
+-- `expires_on` against too; a token endpoint claiming more is refused here,
+-- before the token is cached.
+M.MAX_LIFETIME = core.LIMITS.token_lifetime_max
 
 -- a lifetime (s from now) a token may have: finite, above 0, at most MAX_LIFETIME
 local function usable_lifetime(n)

@@ -13,7 +13,7 @@
 ---@field JWT_BEARER string the client_assertion_type of workload identity
 ---@field REFRESH_BEFORE number seconds before expiry a token is refreshed (300)
 ---@field HALF_LIFE_OVER number a token living longer (s) is refreshed at half its life (7200, MSAL)
----@field MAX_LIFETIME number the longest lifetime (s) a token may claim (7 days); longer is refused
+---@field MAX_LIFETIME number the longest lifetime (s) a token may claim (core.LIMITS.token_lifetime_max); longer is refused
 ---@field RETRY {imds: acscall.Retries, app_service: acscall.Retries} each token endpoint's retry classes (the authority: the core's)
 ---@field NAMES string[] the names `by_name` takes
 local credential = {}
