@@ -321,13 +321,13 @@ describe("acscall.credential", function()
     local acscall = require "acscall"
     local emu, dir
     local fakes = {}
-    setup(function()
+    lazy_setup(function()
       emu = helpers.start_emulator{}
       dir = os.tmpname()
       os.remove(dir)
       assert(helpers.run("mkdir -p " .. helpers.shell_quote(dir)))
     end)
-    teardown(function()
+    lazy_teardown(function()
       for _, f in ipairs(fakes) do f.remove() end
       if emu then emu:stop() end
       helpers.remove_dir(dir)

@@ -351,8 +351,8 @@ end)
 
 describe("acscall.credential against the emulator: IMDS 404 and 410 as the SDK retries them", function()
   local emu
-  setup(function() emu = helpers.start_emulator{} end)
-  teardown(function() if emu then emu:stop() end end)
+  lazy_setup(function() emu = helpers.start_emulator{} end)
+  lazy_teardown(function() if emu then emu:stop() end end)
 
   -- tiny delays: the schedule's shape is the SDK's, its scale the spec's
   local FAST = { base_delay = 0.01, max_delay = 0.05, min_total = 0.1 }

@@ -144,8 +144,8 @@ describe("acscall.credential sends the requests " .. tostring(fx.sdk) .. " " .. 
 
 describe("acscall.credential recovers where " .. tostring(fx.sdk) .. " recovers (the emulator's faults)", function()
   local emu
-  setup(function() emu = helpers.start_emulator{} end)
-  teardown(function() if emu then emu:stop() end end)
+  lazy_setup(function() emu = helpers.start_emulator{} end)
+  lazy_teardown(function() if emu then emu:stop() end end)
   -- tiny delays: the retry classes are the SDK's, the waits the spec's
   local FAST_IMDS = { base_delay = 0.01, max_delay = 0.05, min_total = 0.1 }
   local serial = 0

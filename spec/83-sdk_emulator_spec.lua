@@ -24,13 +24,13 @@ end
 
 describe("@azure/identity against the emulator alone", function()
   local emu, dir
-  setup(function()
+  lazy_setup(function()
     emu = helpers.start_emulator{ tls = true }
     dir = os.tmpname()
     os.remove(dir)
     assert(helpers.run("mkdir -p " .. helpers.shell_quote(dir)))
   end)
-  teardown(function()
+  lazy_teardown(function()
     if emu then emu:stop() end
     helpers.remove_dir(dir)
   end)

@@ -19,7 +19,7 @@ end
 
 -- a self-signed certificate with its key: cert.pem (certificate + key), crt.pem (certificate
 -- only), enc.pem (certificate + key encrypted with "pw-Secret-91"), other.pem (another key)
-setup(function()
+lazy_setup(function()
   dir = os.tmpname()
   os.remove(dir)
   sh("mkdir -p " .. helpers.shell_quote(dir))
@@ -33,7 +33,7 @@ setup(function()
     .. " -out " .. q(path("ocrt.pem")))
   sh("cat " .. q(path("ocrt.pem")) .. " " .. q(path("okey.pem")) .. " > " .. q(path("other.pem")))
 end)
-teardown(function() helpers.remove_dir(dir) end)
+lazy_teardown(function() helpers.remove_dir(dir) end)
 
 local function b64url_json(s)
   s = s:gsub("%-", "+"):gsub("_", "/")
@@ -137,8 +137,8 @@ describe("acscall.credential.client_certificate", function()
 
   describe("against the emulator given the certificate", function()
     local emu
-    setup(function() emu = helpers.start_emulator{ client_certificate = path("crt.pem") } end)
-    teardown(function() if emu then emu:stop() end end)
+    lazy_setup(function() emu = helpers.start_emulator{ client_certificate = path("crt.pem") } end)
+    lazy_teardown(function() if emu then emu:stop() end end)
 
     it("the assertion gets a token, and the token a call", function()
       local c = helpers.credential("client_certificate", { tenant_id = "tenant-1", client_id = "cert-app",

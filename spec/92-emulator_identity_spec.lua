@@ -25,8 +25,8 @@ end
 describe("acs-emulator identity side", function()
   local e
 
-  setup(function() e = helpers.start_emulator() end)
-  teardown(function() if e then e:stop() end end)
+  lazy_setup(function() e = helpers.start_emulator() end)
+  lazy_teardown(function() if e then e:stop() end end)
 
   local function imds(q, headers)
     local t = { ["api-version"] = "2018-02-01", resource = RESOURCE }
@@ -491,11 +491,11 @@ describe("acs-emulator identity side with the core's fetcher and a credential ob
   local core = require "acscall.core"
   local e, f
 
-  setup(function()
+  lazy_setup(function()
     e = helpers.start_emulator()
     f = core.fetcher{ retries = { max = 3, base_delay = 0.01, max_delay = 0.02 } }
   end)
-  teardown(function()
+  lazy_teardown(function()
     if f then f:close() end
     if e then e:stop() end
   end)
