@@ -139,7 +139,7 @@ describe("acscall.resty", function()
       local _, msg, info = resty.http_get_call(fake_httpc({ status = 200, body = "[]", headers = {} }), client, CALL)
       assert.are.equal("decode", info.kind)
       assert.is_string(msg)
-      assert.are.equal(500, resty.error_status(info))
+      assert.are.equal(502, resty.error_status(info))
     end)
 
     it("refuses something that is not an http client", function()

@@ -156,4 +156,89 @@ function M.parallel_get(port, paths, timeout)
   return results, socket.gettime() - start
 end
 
+local Nginx = {}
+Nginx.__index = Nginx
+
+--- Start Debian's nginx with a configuration of our own in a fresh prefix
+--- directory (removed by :stop()). conf: the text of nginx.conf, where
+--- @PREFIX@ is that directory and @PORT@ a free loopback port (tried again
+--- on another port when it was taken). Returns {dir=, port=, conf=}.
+function M.start_nginx(conf)
+  local q = helpers.shell_quote
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(helpers.run("mkdir -p " .. q(dir .. "/tmp") .. " " .. q(dir .. "/logs")))
+  local last = ""
+  for _ = 1, 10 do
+    local port = M.closed_port()
+    local text = conf:gsub("@PREFIX@", dir):gsub("@PORT@", tostring(port))
+    local f = assert(io.open(dir .. "/nginx.conf", "w"))
+    f:write(text)
+    f:close()
+    local out, ok = helpers.run("/usr/sbin/nginx -p " .. q(dir) .. " -c " .. q(dir .. "/nginx.conf")
+      .. " -e " .. q(dir .. "/error.log") .. " 2>&1")
+    if ok then
+      local self = setmetatable({ dir = dir, port = port, conf = text }, Nginx)
+      local socket = require "socket"
+      for _ = 1, 300 do
+        local c = socket.tcp()
+        c:settimeout(0.1)
+        local up = c:connect("127.0.0.1", port)
+        c:close()
+        if up then return self end
+        socket.sleep(0.01)
+      end
+      self:stop()
+      error("nginx did not listen on " .. port .. ": " .. (helpers.read_file(dir .. "/error.log") or ""), 2)
+    end
+    last = out
+    if not out:find("Address already in use", 1, true) then break end
+  end
+  helpers.run("rm -rf " .. q(dir))
+  error("nginx did not start: " .. last, 2)
+end
+
+function Nginx:error_log()
+  return helpers.read_file(self.dir .. "/error.log") or ""
+end
+
+function Nginx:stop()
+  if self.stopped then return end
+  self.stopped = true
+  local q = helpers.shell_quote
+  local pid = (helpers.read_file(self.dir .. "/nginx.pid") or ""):match("%d+")
+  if pid then
+    helpers.run("kill -TERM " .. pid .. " 2>/dev/null; for i in $(seq 1 100); do kill -0 " .. pid
+      .. " 2>/dev/null || break; sleep 0.02; done")
+  end
+  helpers.run("rm -rf " .. q(self.dir))
+end
+
+--- A service that answers what a hostile or broken one can (spec/support/hostile_upstream.lua):
+--- its endpoint is `http://127.0.0.1:<port>/`; the call id picks the answer.
+function M.start_hostile()
+  local root = helpers.repo_root()
+  local user = (helpers.run("id -u")):match("^0") and "user root root;" or ""
+  return M.start_nginx(user .. [[
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+daemon on;
+worker_processes 1;
+pid @PREFIX@/nginx.pid;
+error_log @PREFIX@/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path @PREFIX@/tmp;
+  proxy_temp_path @PREFIX@/tmp;
+  lua_package_path "]] .. root .. [[/spec/support/?.lua;/usr/share/lua/5.1/?.lua;;";
+  lua_socket_log_errors off;
+  server {
+    listen 127.0.0.1:@PORT@;
+    location / { content_by_lua_block { require("hostile_upstream").serve() } }
+  }
+}
+]])
+end
+
 return M
