@@ -352,20 +352,19 @@ describe("acscall.resty", function()
       end)
       assert.is_nil(call)
       assert.are.equal("auth", info.kind)
-      assert.are.equal("credential: managed_identity: no answer from http://127.0.0.1:9/x", msg)
+      assert.are.equal("auth: credential: managed_identity: no answer from http://127.0.0.1:9/x", msg)
       assert.are.equal(0, #n.sent)
       c:close()
     end)
 
-    it("acscall.conf's token location sends the headers capture_transport may set", function()
+    it("acscall.conf's ladder sends the headers capture_transport may set, each declared", function()
       local conf = assert(helpers.read_file(helpers.repo_root() .. "/lua/acscall/nginx/acscall.conf"))
-      local block = assert(conf:match("location = /_acscall/token {(.-)\n  }"))
-      for _, h in ipairs{ "Metadata %$acscall_token_metadata", "X%-IDENTITY%-HEADER %$acscall_token_identity_header",
-        "Accept %$acscall_token_accept", "Content%-Type %$acscall_token_content_type", "Host %$acscall_token_host" } do
-        assert.matches("proxy_set_header " .. h .. ";", block)
+      for _, h in ipairs{ "Metadata %$acscall_metadata", "X%-IDENTITY%-HEADER %$acscall_identity_header",
+        "Accept %$acscall_accept", "Content%-Type %$acscall_content_type", "Host %$acscall_host" } do
+        assert.matches("\n%s*proxy_set_header " .. h .. ";", conf)
       end
-      assert.matches("proxy_pass %$acscall_token_url;", block)
-      for var in block:gmatch("%$(acscall_token_[%w_]+)") do
+      for name, var in pairs(resty._SENT) do
+        assert.matches("proxy_set_header [%w%-]+ %$" .. var .. ";", conf, name)
         assert.matches("set %$" .. var .. " \"\";", conf)
       end
     end)

@@ -101,6 +101,6 @@ describe("OpenResty with managed identity (event loop)", function()
     assert.are.equal(500, r.status, tostring(r.raw))
     local err = assert(cjson.decode(r.body)).error
     assert.are.equal("auth", err.kind)
-    assert.matches("^credential: managed_identity: no answer from", err.message)
+    assert.matches("^auth: credential: managed_identity: no answer from", err.message)
   end)
 end)

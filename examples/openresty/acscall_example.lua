@@ -13,7 +13,9 @@
 -- ACS_CONNECTION_STRING, or ACS_ENDPOINT + ACS_TOKEN; ACS_CA_FILE (optional);
 -- ACSCALL_TIMEOUT, ACSCALL_CONNECT_TIMEOUT, ACSCALL_DEADLINE (seconds),
 -- ACSCALL_RETRIES (retries after the first attempt), ACSCALL_BASE_DELAY (s),
--- ACSCALL_UPSTREAM (the upstream block's name, default "acscall").
+-- ACSCALL_UPSTREAM (the upstream block's name, default "acscall"),
+-- ACSCALL_LOG ("off": no error.log line for a failed call; default one line
+-- per failed call, at error level).
 -- ACSCALL_AUTH = default | managed-identity | cli | client-secret |
 -- workload-identity (with ACS_ENDPOINT): an Entra ID credential instead of a
 -- key or token, configured by the Azure SDKs' variables (IDENTITY_ENDPOINT,
@@ -35,6 +37,7 @@ local inline_client -- the blocking path's client
 local upstream
 local auth          -- ACSCALL_AUTH: a credential name, or nil
 local cred          -- this worker's credential (event-loop path)
+local log           -- capture_get_call's `log` option (false: no line)
 
 local function env(name)
   local v = os.getenv(name)
@@ -70,6 +73,8 @@ function M.init()
       or false,
   }
   upstream = env("ACSCALL_UPSTREAM") or resty.DEFAULT_UPSTREAM
+  log = nil
+  if env("ACSCALL_LOG") == "off" then log = false end
   -- check the configuration once (nothing is fetched: credentials fetch at first use)
   M.new_client():close()
 end
@@ -110,7 +115,7 @@ end
 
 local function fetch(mode, id)
   if mode == "event" then
-    return resty.capture_get_call(client, id, { upstream = upstream, credential = cred })
+    return resty.capture_get_call(client, id, { upstream = upstream, credential = cred, log = log })
   elseif mode == "blocking" then
     inline_client = inline_client or M.new_client()
     return inline_client:get_call(id)

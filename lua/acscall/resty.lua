@@ -48,6 +48,20 @@ local M = {
 
 -- ---------------------------------------------------------------- helpers
 
+-- LuaJIT's FFI (nginx's Lua): the body filter's socket shutdown and the
+-- failure log line (see body_filter and log_failure)
+local ffi_ok, ffi = pcall(require, "ffi")
+local base_ok, base = pcall(require, "resty.core.base")
+if ffi_ok then
+  pcall(ffi.cdef, [[
+    int shutdown(int sockfd, int how);
+    int getpeername(int sockfd, void *addr, unsigned int *addrlen);
+  ]])
+end
+if ffi_ok then
+  pcall(ffi.cdef, "int ngx_http_lua_ffi_raw_log(void *r, int level, const unsigned char *s, size_t s_len);")
+end
+
 -- The header-value rule of the core (any C0 control byte or DEL refused).
 -- Until a core exports it, the same rule here; then this falls away.
 local check_header_value = core.check_header_value or function(v)
@@ -186,16 +200,22 @@ local function report(last, attempts, crid)
 end
 
 -- One failed call, one line in error.log (opts.log: a level such as
--- ngx.WARN, default ngx.ERR; false for none). Written from a 0 s timer, so
--- through the worker's own error_log: a handler's location may set its
--- error_log to `crit` to silence nginx's line per failed attempt and keep
--- this one.
+-- ngx.WARN, default ngx.ERR; false for none). It is written to the worker's
+-- main error_log (lua-nginx-module's raw log with no request: ngx_cycle->log,
+-- as resty.core's errlog.raw_log does outside a request), so a handler's
+-- location may set its own error_log to `crit`, which silences the line
+-- nginx's proxy module writes for each failed attempt, and keep this one.
 local function log_failure(ngx, level, id, msg, info)
-  if level == false or not ngx.timer then return end
+  if level == false then return end
+  level = level or ngx.ERR
   local line = "acscall: call " .. id .. ": " .. tostring(msg) .. " (kind " .. tostring(info and info.kind)
     .. ", attempts " .. tostring(info and info.attempts) .. ", client request id "
     .. tostring(info and info.client_request_id) .. ")"
-  ngx.timer.at(0, function() ngx.log(level or ngx.ERR, line) end)
+  if ffi_ok and pcall(function() return ffi.C.ngx_http_lua_ffi_raw_log end) then
+    ffi.C.ngx_http_lua_ffi_raw_log(nil, level, line, #line)
+  else
+    ngx.log(level, line)
+  end
 end
 
 -- The credential's part of an attempt (capture_get_call, http_get_call):
@@ -251,14 +271,6 @@ end
 -- (ngx_http_request_t.upstream -> peer.connection -> fd) and used only when
 -- its peer is $upstream_addr; otherwise the body is dropped from here on
 -- (memory stays bounded, the time is the service's).
-local ffi_ok, ffi = pcall(require, "ffi")
-local base_ok, base = pcall(require, "resty.core.base")
-if ffi_ok then
-  pcall(ffi.cdef, [[
-    int shutdown(int sockfd, int how);
-    int getpeername(int sockfd, void *addr, unsigned int *addrlen);
-  ]])
-end
 
 -- nginx's request layout on 64-bit builds with the HTTP cache (Debian's):
 -- signature (uint32) at 0, upstream at 72; ngx_http_upstream_t.peer.connection
@@ -366,7 +378,8 @@ local function capture_attempt(ngx, uri, copts, ctx, step_ms, scheme, what)
     -- nginx's own failure: the subrequest ended with that status before any
     -- response header (see acscall.conf)
     if st == 504 then
-      return { outcome = "timeout", text = "timed out: no answer from " .. what .. " within " .. (step_ms / 1000) .. " s" }
+      return { outcome = "timeout",
+        text = "timed out: no answer from " .. what .. " within " .. (step_ms / 1000) .. " s" }
     end
     if scheme == "https" then
       return { outcome = "connect", text = "no connection to " .. what
@@ -424,7 +437,8 @@ function M.capture_get_call(client, id, opts)
       vars.acscall_sni = host:match("^%[?([^%]]-)%]?:%d+$") or host
       local ctx = { max = max_body, ends = ngx.now() + timeout }
       capture_opts.ctx = ctx
-      local r = capture_attempt(ngx, step_uri[last_step], capture_opts, ctx, M.STEPS[last_step], scheme, "the service")
+      local r = capture_attempt(ngx, step_uri[last_step], capture_opts, ctx, M.STEPS[last_step], scheme,
+        "the service")
       vars.acscall_authorization = nil -- keep no credential past the attempt
       capture_opts.ctx = nil
       return r
@@ -655,7 +669,8 @@ function M.http_get_call(httpc, client, id, params)
       if res then
         local rh = {}
         for k, v in pairs(res.headers or {}) do rh[k] = v end
-        return { status = res.status, body = res.body or "", headers = rh, final = res.status >= 200 and res.status < 300 }
+        return { status = res.status, body = res.body or "", headers = rh,
+          final = res.status >= 200 and res.status < 300 }
       end
       err = tostring(err)
       outcome = outcome or cosocket_outcome(err)

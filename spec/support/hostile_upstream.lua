@@ -14,8 +14,7 @@ local CALL = [[{"callConnectionId":"%s","serverCallId":"srv","callConnectionStat
   .. [["targets":[],"padding":"%s"}]]
 
 local function call_of_size(id, n)
-  local base = #CALL:format(id, "") - 4 -- the two %s
-  local pad = n - base - #id
+  local pad = n - #CALL:format(id, "")
   if pad < 0 then pad = 0 end
   return CALL:format(id, string.rep("x", pad))
 end
