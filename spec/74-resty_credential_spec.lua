@@ -14,14 +14,10 @@ describe("OpenResty with managed identity (event loop)", function()
     assert.are.equal(os.getenv("ACSCALL_EXPECT_LUA") or "Lua 5.4", _VERSION)
   end)
   if ngxh.pending_without_core() then return end
-  if type(require("acscall.core").fetcher) ~= "function" then
-    it("needs core.fetcher", function() pending("this core has no fetcher yet (issue 14)") end)
-    return
-  end
 
   local emu
   local started = {}
-  local function example(client_id, extra)
+  local function example(client_id, extra, args)
     local env = {
       ACSCALL_AUTH = "managed-identity",
       AZURE_POD_IDENTITY_AUTHORITY_HOST = emu.endpoint:gsub("/$", ""),
@@ -29,7 +25,7 @@ describe("OpenResty with managed identity (event loop)", function()
       ACSCALL_LOOPBACK_ONLY = "1",
     }
     for k, v in pairs(extra or {}) do env[k] = v end
-    local ex = ngxh.start_example{ endpoint = emu.endpoint, env = env, args = { "--base-delay", "0.05" } }
+    local ex = ngxh.start_example{ endpoint = emu.endpoint, env = env, args = args or { "--base-delay", "0.05" } }
     started[#started + 1] = ex
     return ex
   end
@@ -102,5 +98,29 @@ describe("OpenResty with managed identity (event loop)", function()
     local err = assert(cjson.decode(r.body)).error
     assert.are.equal("auth", err.kind)
     assert.matches("^auth: credential: managed_identity: no answer from", err.message)
+  end)
+
+  it("a token endpoint slower than the attempt timeout: the fetch ends at the timeout (capture_transport's)", function()
+    local ex = example("resty-mi-slow5000ms", nil, { "--timeout", "1", "--deadline", "3", "--retries", "0" })
+    local t0 = helpers.now()
+    local r = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)[1]
+    local took = helpers.now() - t0
+    assert.are.equal(500, r.status, tostring(r.raw))
+    local err = assert(cjson.decode(r.body)).error
+    assert.are.equal("auth", err.kind)
+    -- the location's ladder step for 1 s, not a fixed 30 s
+    assert.is_true(took >= 0.9 and took < 2 * helpers.slow, string.format("took %.2f s", took))
+  end)
+
+  it("an IDENTITY_HEADER holding CR LF never becomes a second header at the token endpoint", function()
+    local ex = example("resty-app-crlf", { AZURE_POD_IDENTITY_AUTHORITY_HOST = "",
+      IDENTITY_ENDPOINT = emu.identity_endpoint, IDENTITY_HEADER = emu.identity_header .. "\r\nX-Injected: yes" })
+    emu:clear_log()
+    local r = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)[1]
+    assert.are.equal(500, r.status, tostring(r.raw))
+    assert.are.equal("auth", assert(cjson.decode(r.body)).error.kind)
+    for _, e in ipairs(emu:log()) do
+      assert.is_nil(e.headers and e.headers["x-injected"], "an injected header reached the emulator")
+    end
   end)
 end)

@@ -94,8 +94,9 @@ end
 -- on the event-loop path: only request signing and the retry rule run) and
 -- credential (fetching with subrequests, on this worker's event loop).
 function M.init_worker()
+  -- token requests get the calls' attempt timeout and deadline
   local transport = auth and resty.capture_transport{ retries = opts.retries and opts.retries.max or 0,
-    base_delay = opts.retries and opts.retries.base_delay or nil }
+    base_delay = opts.retries and opts.retries.base_delay or nil, timeout = opts.timeout, deadline = opts.deadline }
   client, cred = M.new_client(transport)
 end
 

@@ -206,7 +206,7 @@ end
 -- location may set its own error_log to `crit`, which silences the line
 -- nginx's proxy module writes for each failed attempt, and keep this one.
 local function log_failure(ngx, level, id, msg, info)
-  if level == false then return end
+  if level == false or not ngx.log then return end
   level = level or ngx.ERR
   local line = "acscall: call " .. id .. ": " .. tostring(msg) .. " (kind " .. tostring(info and info.kind)
     .. ", attempts " .. tostring(info and info.attempts) .. ", client request id "
