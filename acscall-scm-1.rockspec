@@ -63,6 +63,10 @@ build = {
   },
   install = {
     bin = { acscall = "bin/acscall" },
+    -- the nginx side of acscall.resty's event-loop path: installed as the
+    -- rock's configuration file, `luarocks show --rock-dir acscall`/conf/acscall.conf
+    -- (docs/openresty.md "A first nginx.conf")
+    conf = { ["acscall.conf"] = "lua/acscall/nginx/acscall.conf" },
   },
 }
 test = {

@@ -108,6 +108,19 @@ function Example:error_log()
   return helpers.read_file(self.dir .. "/error.log") or ""
 end
 
+--- A chunked body (RFC 9112 7.1) as its data (nil when malformed).
+function M.dechunk(s)
+  local out, pos = {}, 1
+  while true do
+    local size, after = s:match("^(%x+)[^\r\n]*\r\n()", pos)
+    if not size then return nil end
+    size = tonumber(size, 16)
+    if size == 0 then return table.concat(out) end
+    out[#out + 1] = s:sub(after, after + size - 1)
+    pos = after + size + 2
+  end
+end
+
 --- GET every path at once on 127.0.0.1:port, one connection each (luasocket,
 --- non-blocking, one select loop: no client-side serialisation).
 --- Returns a list of {status=, body=, raw=, t= (seconds to the answer), err=} in the
@@ -140,7 +153,11 @@ function M.parallel_get(port, paths, timeout)
         local raw = table.concat(st.chunks)
         local r = results[st.i]
         r.status = tonumber(raw:match("^HTTP/1%.%d (%d%d%d)"))
-        r.body = raw:match("\r\n\r\n(.*)$")
+        local head, body = raw:match("^(.-\r\n)\r\n(.*)$")
+        if head and head:lower():find("\ntransfer%-encoding: chunked\r\n") then
+          body = M.dechunk(body)
+        end
+        r.body = body
         r.raw = raw
         r.t = socket.gettime() - start
         c:close()
@@ -162,8 +179,10 @@ Nginx.__index = Nginx
 --- Start Debian's nginx with a configuration of our own in a fresh prefix
 --- directory (removed by :stop()). conf: the text of nginx.conf, where
 --- @PREFIX@ is that directory and @PORT@ a free loopback port (tried again
---- on another port when it was taken). Returns {dir=, port=, conf=}.
-function M.start_nginx(conf)
+--- on another port when it was taken). globals: main-context directives
+--- given with `-g` (e.g. "pid @PREFIX@/nginx.pid;"); env: variables set in
+--- nginx's environment. Returns {dir=, port=, conf=}.
+function M.start_nginx(conf, globals, env)
   local q = helpers.shell_quote
   local dir = os.tmpname()
   os.remove(dir)
@@ -175,8 +194,11 @@ function M.start_nginx(conf)
     local f = assert(io.open(dir .. "/nginx.conf", "w"))
     f:write(text)
     f:close()
-    local out, ok = helpers.run("/usr/sbin/nginx -p " .. q(dir) .. " -c " .. q(dir .. "/nginx.conf")
-      .. " -e " .. q(dir .. "/error.log") .. " 2>&1")
+    local g = globals and (" -g " .. q((globals:gsub("@PREFIX@", dir)))) or ""
+    local vars = {}
+    for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
+    local out, ok = helpers.run("env " .. table.concat(vars, " ") .. " /usr/sbin/nginx -p " .. q(dir) .. " -c " .. q(dir .. "/nginx.conf")
+      .. " -e " .. q(dir .. "/error.log") .. g .. " 2>&1")
     if ok then
       local self = setmetatable({ dir = dir, port = port, conf = text }, Nginx)
       local socket = require "socket"
@@ -214,12 +236,25 @@ function Nginx:stop()
   helpers.run("rm -rf " .. q(self.dir))
 end
 
+--- "user root root;" when the specs run as root (nginx's workers then read
+--- the checkout as we do), else "".
+function M.root_user()
+  return (helpers.run("id -u")):match("^0%s") and "user root root;" or ""
+end
+
+--- The text of the fenced ```nginx block of a Markdown file that follows the
+--- line `<!-- spec: NAME -->` (docs/openresty.md's convention).
+function M.doc_block(path, name)
+  local text = assert(helpers.read_file(path), path)
+  local block = text:match("<!%-%- spec: " .. name:gsub("%-", "%%-") .. " %-%->%s*\n```nginx\n(.-)\n```")
+  return assert(block, "no ```nginx block after <!-- spec: " .. name .. " --> in " .. path)
+end
+
 --- A service that answers what a hostile or broken one can (spec/support/hostile_upstream.lua):
 --- its endpoint is `http://127.0.0.1:<port>/`; the call id picks the answer.
 function M.start_hostile()
   local root = helpers.repo_root()
-  local user = (helpers.run("id -u")):match("^0") and "user root root;" or ""
-  return M.start_nginx(user .. [[
+  return M.start_nginx(M.root_user() .. [[
 load_module /usr/lib/nginx/modules/ndk_http_module.so;
 load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
 daemon on;

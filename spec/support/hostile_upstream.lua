@@ -1,4 +1,5 @@
 -- spec/support/hostile_upstream.lua: the answers a hostile or broken service
+-- luacheck: read globals ngx
 -- can give, served by a plain nginx + lua-nginx-module for the OpenResty specs
 -- (spec/helpers_ngx.lua's start_hostile). It writes raw HTTP on the request's
 -- socket (ngx.req.socket(true)), so it can send what nginx's own output chain
