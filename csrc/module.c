@@ -8,6 +8,7 @@
  *   retry.c       the one "next attempt" rule
  *   transport.c   stage 2: libcurl only, the connection cache
  *   model.c       stage 3: JSON -> CallConnectionProperties; decode
+ *   tojson.c      a 2xx body -> the call's JSON in one pass (call_json)
  *   identifier.c  rawId both ways; raw_id, identifier_from_raw_id
  *   fetch.c       core.fetcher: HTTP for the identity side (token requests)
  *   command.c     core.spawn: a local program (the Azure CLI), no shell
@@ -25,6 +26,7 @@
 #include "identifier.h"
 #include "model.h"
 #include "command.h"
+#include "tojson.h"
 #include "transport.h"
 
 ACS_EXPORT int luaopen_acscall_core(lua_State *L);
@@ -40,6 +42,7 @@ ACS_EXPORT int luaopen_acscall_core(lua_State *L)
     acs_spawn_open(L);
     acs_auth_open(L);
     acs_model_open(L);
+    acs_tojson_open(L);
     acs_identifier_open(L);
     acs_failure_open(L);
     lua_pushliteral(L, ACS_VERSION);

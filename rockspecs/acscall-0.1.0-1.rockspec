@@ -48,6 +48,7 @@ build = {
         "csrc/module.c",
         "csrc/request.c",
         "csrc/retry.c",
+        "csrc/tojson.c",
         "csrc/transport.c",
         "csrc/util.c",
       },
