@@ -116,7 +116,8 @@ end
 
 local function fetch(mode, id)
   if mode == "event" then
-    return resty.capture_get_call(client, id, { upstream = upstream, credential = cred, log = log })
+    -- the call as JSON text straight from the service's body (core.call_json)
+    return resty.capture_get_call(client, id, { upstream = upstream, credential = cred, log = log, json = true })
   elseif mode == "blocking" then
     inline_client = inline_client or M.new_client()
     return inline_client:get_call(id)
@@ -139,6 +140,10 @@ function M.serve(mode, prefix)
   local id = ngx.unescape_uri(raw)
 
   local call, msg, info = fetch(mode, id)
+  if type(call) == "string" then -- JSON already: one write with its length
+    ngx.header["Content-Length"] = #call + 1
+    return ngx.print(call, "\n")
+  end
   if call then return reply(200, call) end
   info = info or {}
   -- overload of the thread path: tell the client when to come back

@@ -33,6 +33,14 @@ local core = require "acscall.core"
 
 local failure = core.failure
 
+-- a call as JSON when core.call_json leaves it to us (a NaN in the body): a
+-- private cjson instance (our settings never reach the host's cjson)
+local function cjson_encode(call)
+  local cj = require("cjson.safe").new()
+  cj.encode_invalid_numbers(true)
+  return cj.encode(call)
+end
+
 local M = {
   DEFAULT_POOL = "acscall",
   WORKER_MODULE = "acscall.resty_worker",
@@ -180,12 +188,17 @@ M._drive = drive
 
 -- The call's result after the last attempt (one HTTP answer, or a transport
 -- failure), every failure shaped by the core.
-local function report(last, attempts, crid)
+local call_json = core.call_json
+local function report(last, attempts, crid, json)
   if last.status then
     local h, st = last.headers, last.status
     if st >= 200 and st < 300 then -- the common case: no failure to report ids in
+      if json and not (h["Content-Encoding"] or h["content-encoding"]) then
+        local text = call_json(last.body)
+        if text then return text end
+      end
       local call = acscall.decode(st, last.body, h)
-      if call then return call end
+      if call then return json and cjson_encode(call) or call end
     end
     -- a failure: decode reports the client request id from the headers
     if not header(h, "x-ms-client-request-id") then h["x-ms-client-request-id"] = crid end
@@ -252,7 +265,7 @@ local function finish(ngx, opts, id, crid, last, attempts, info)
     end
     return nil, msg, finfo
   end
-  local call, msg, finfo = report(last, attempts, crid)
+  local call, msg, finfo = report(last, attempts, crid, opts.json)
   if not call and ngx then log_failure(ngx, opts.log, id, msg, finfo) end
   return call, msg, finfo
 end
@@ -331,9 +344,10 @@ end
 --  token is fetched here, on the event loop, before the core asks for it,
 --  and after a 401 it is refreshed once and the call retried once),
 --  `log` (the level of the one error.log line per failed call, default
---  `ngx.ERR`; `false`: none), `sleep`, `now` (for tests; default
---  `ngx.sleep`, `ngx.now`)
--- @return call table, or `nil, message, info`
+--  `ngx.ERR`; `false`: none), `json` (true: return the call as JSON text,
+--  written by `core.call_json` in one pass over the service's body, no Lua
+--  table in between), `sleep`, `now` (for tests; default `ngx.sleep`, `ngx.now`)
+-- @return call table (a JSON string with `json`), or `nil, message, info`
 -- @raise on a programmer mistake (no client, acscall.conf not included, not
 --  in a request context)
 local EMPTY = {}
