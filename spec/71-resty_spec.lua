@@ -412,6 +412,18 @@ describe("acscall.resty", function()
       c:close()
     end)
 
+    it("a token with a control byte never reaches acscall.conf's Authorization (kind auth)", function()
+      for _, bad in ipairs{ "tok\1en", "tok\27en", "tok\127en", "tok\r\nX-Injected: yes" } do
+        local c = acscall.new{ endpoint = emu.endpoint, token_provider = function() return bad end }
+        local n, call, msg, info = with_capture({}, function() return resty.capture_get_call(c, CALL) end)
+        assert.is_nil(call)
+        assert.are.equal("auth", info.kind, msg)
+        assert.are.equal(0, #n.sent)
+        assert.not_matches("Injected", msg)
+        c:close()
+      end
+    end)
+
     it("a credential that fails: nothing sent, kind auth, credential: <message>", function()
       local cred = { get_token = function() return nil, "managed_identity: no answer from http://127.0.0.1:9/x" end }
       local c = acscall.new{ endpoint = emu.endpoint, token = "t" }
