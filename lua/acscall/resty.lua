@@ -362,9 +362,10 @@ M._SENT = SENT
 -- Fill the variables of one subrequest: every header acscall.conf sends (an
 -- empty one is a header nginx does not send). Returns true, or nil and the
 -- name of a header whose value breaks the header-value rule.
--- check: which values to check (all: a token request's headers come from
--- the credential's configuration, IDENTITY_HEADER included; a call's only
--- in its Authorization, the core builds the others from values it checked).
+-- check = "all": every value passes the header-value rule (a token
+-- request's headers come from the credential's configuration,
+-- IDENTITY_HEADER included); a call checks only its Authorization, the core
+-- builds the others from values it checked.
 local function set_headers(vars, headers, fname, check)
   for _, var in pairs(SENT) do vars[var] = "" end
   for name, value in pairs(headers) do
@@ -374,7 +375,7 @@ local function set_headers(vars, headers, fname, check)
       error("acscall.resty." .. fname .. ": acscall.conf does not send the header '" .. name
         .. "' (acscall.conf and acscall.resty out of step)", 3)
     end
-    if (check == "all" or lname == check) and not check_header_value(value) then return nil, name end
+    if check == "all" and not check_header_value(value) then return nil, name end
     vars[var] = value
   end
   return true
@@ -415,7 +416,29 @@ end
 
 -- Reused for every attempt of every call of this worker: capture() copies the
 -- variables into the subrequest before it yields, so no two calls share them.
-local vars = {}
+-- (A call sets the ones a token request sets too, empty: they never leak.)
+local vars = { acscall_metadata = "", acscall_identity_header = "", acscall_content_type = "" }
+-- clients whose header names were checked against acscall.conf
+local checked = setmetatable({}, { __mode = "k" })
+
+-- The parts of a call URL's origin, per origin and Host (a client's are
+-- fixed): {scheme=, host=, sni=, prefix = "scheme://<upstream>", cut = where
+-- the path starts}. At most 64 kept (then forgotten at once).
+local origins, norigins = {}, 0
+local function origin_of(url, host_header, upstream)
+  local cut = url:find("/", 9, true) or (#url + 1) -- after "https://h" / "http://h"
+  local key = url:sub(1, cut - 1)
+  local o = origins[key]
+  if o and o.host_header == host_header and o.upstream == upstream then return o end
+  local scheme, host = key:match("^(https?)://(.+)$")
+  if not scheme then error("acscall.resty.capture_get_call: http(s) URL expected from client:request", 4) end
+  host = host_header or host
+  o = { scheme = scheme, host = host, host_header = host_header, upstream = upstream, cut = cut,
+    sni = host:match("^%[?([^%]]-)%]?:%d+$") or host, prefix = scheme .. "://" .. upstream }
+  if norigins >= 64 then origins, norigins = {}, 0 end
+  origins[key], norigins = o, norigins + 1
+  return o
+end
 local capture_opts = { vars = vars }
 local last_timeout, last_step = -1, 1
 
@@ -442,17 +465,27 @@ function M.capture_get_call(client, id, opts)
         return { final = true, failed = { headers, info } }
       end
       crid = crid or headers["x-ms-client-request-id"]
-      local ok, bad = set_headers(vars, headers, "capture_get_call", "authorization")
-      if not ok then
-        return { final = true, outcome = "local", kind = "auth",
-          text = "the " .. bad .. " header's value holds a control character: not sent" }
+      if not checked[client] then -- once per client: the names it signs (programmer mistake)
+        set_headers(vars, headers, "capture_get_call", "none")
+        checked[client] = true
       end
-      local scheme, host, path = url:match("^(https?)://([^/]+)(/.*)$")
-      host = headers.host or host
+      local auth = headers.authorization
+      if auth and not check_header_value(auth) then
+        return { final = true, outcome = "local", kind = "auth",
+          text = "the authorization header's value holds a control character: not sent" }
+      end
+      local o = origin_of(url, headers.host, upstream)
       if timeout ~= last_timeout then last_timeout, last_step = timeout, step_for(timeout) end
-      vars.acscall_url = scheme .. "://" .. upstream .. path
-      vars.acscall_host = host
-      vars.acscall_sni = host:match("^%[?([^%]]-)%]?:%d+$") or host
+      vars.acscall_url = o.prefix .. url:sub(o.cut)
+      vars.acscall_host = o.host
+      vars.acscall_sni = o.sni
+      vars.acscall_accept = headers.accept or ""
+      vars.acscall_user_agent = headers["user-agent"] or ""
+      vars.acscall_client_request_id = headers["x-ms-client-request-id"] or ""
+      vars.acscall_date = headers["x-ms-date"] or ""
+      vars.acscall_content_sha256 = headers["x-ms-content-sha256"] or ""
+      vars.acscall_authorization = auth or ""
+      local scheme = o.scheme
       local ctx = { max = max_body, ends = ngx.now() + timeout }
       capture_opts.ctx = ctx
       local r = capture_attempt(ngx, step_uri[last_step], capture_opts, ctx, M.STEPS[last_step], scheme,
