@@ -70,12 +70,8 @@ if ffi_ok then
   pcall(ffi.cdef, "int ngx_http_lua_ffi_raw_log(void *r, int level, const unsigned char *s, size_t s_len);")
 end
 
--- The header-value rule of the core (any C0 control byte or DEL refused).
--- Until a core exports it, the same rule here; then this falls away.
-local check_header_value = core.check_header_value or function(v)
-  if v:find("[%z\1-\31\127]") then return nil, "a control character in a header value" end
-  return true
-end
+-- the core's header-value rule: any C0 control byte or DEL refused
+local check_header_value = core.check_header_value
 
 local function header(h, name)
   if type(h) ~= "table" then return nil end
@@ -546,8 +542,7 @@ function M.capture_transport(opts)
     for name, value in pairs(req.headers or EMPTY) do headers[name] = value end
     local copts = { vars = v, method = ngx.HTTP_GET }
     if req.form then
-      copts.method, copts.body = ngx.HTTP_POST, core.form_encode and core.form_encode(req.form)
-        or M._form_encode(ngx, req.form)
+      copts.method, copts.body = ngx.HTTP_POST, core.form_encode(req.form)
       headers["Content-Type"] = "application/x-www-form-urlencoded"
     elseif (req.method or "GET") ~= "GET" then
       error("acscall.resty.capture_transport: only GET, or POST with a form", 2)
@@ -581,19 +576,6 @@ function M.capture_transport(opts)
   end
   function t.close() rule:close() end
   return t
-end
-
--- a form table as application/x-www-form-urlencoded (keys sorted), until
--- the core exports its encoder (core.form_encode)
-function M._form_encode(ngx, form)
-  local keys = {}
-  for k in pairs(form) do keys[#keys + 1] = k end
-  table.sort(keys)
-  local out = {}
-  for i, k in ipairs(keys) do
-    out[i] = ngx.escape_uri(k) .. "=" .. ngx.escape_uri(tostring(form[k]))
-  end
-  return table.concat(out, "&")
 end
 
 -- ------------------------------------------------------ lua-resty-http path
