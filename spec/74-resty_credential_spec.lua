@@ -30,7 +30,8 @@ describe("OpenResty with managed identity (event loop)", function()
     return ex
   end
   setup(function()
-    emu = helpers.start_emulator{ latency = 800 }
+    -- every answer takes 300 ms: long enough to see the worker answer meanwhile
+    emu = helpers.start_emulator{ latency = 300 }
   end)
   teardown(function()
     for _, ex in ipairs(started) do ex:stop() end
@@ -50,8 +51,8 @@ describe("OpenResty with managed identity (event loop)", function()
     end
     for i = 21, 23 do
       assert.are.equal(200, res[i].status)
-      -- the token (0.8 s) and the calls (0.8 s) are in flight; the worker is not blocked
-      assert.is_true(res[i].t < 0.6, string.format("/health took %.2f s", res[i].t))
+      -- the token (0.3 s) and the calls (0.3 s) are in flight; the worker is not blocked
+      assert.is_true(res[i].t < 0.25 * helpers.slow, string.format("/health took %.2f s", res[i].t))
     end
     local tokens = emu:token_requests{ endpoint = "imds", client_id = "resty-mi-1" }
     assert.are.equal(1, #tokens, "one token request for the worker")
@@ -67,9 +68,9 @@ describe("OpenResty with managed identity (event loop)", function()
       local r = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)[1]
       assert.are.equal(200, r.status, tostring(r.raw) .. ex:error_log())
     end
-    get() -- token + call: 1.6 s at 800 ms latency
+    get() -- token + call: 0.6 s at 300 ms latency
     assert.are.equal(1, #emu:token_requests{ client_id = "resty-mi-ttl2" })
-    helpers.sleep(1.5) -- the first token has expired (2 s)
+    helpers.sleep(1.6) -- the first token (issued at 0.3 s, living 2 s) is past its refresh point
     get()
     assert.are.equal(2, #emu:token_requests{ client_id = "resty-mi-ttl2" })
   end)
