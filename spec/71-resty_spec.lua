@@ -193,7 +193,7 @@ describe("acscall.resty", function()
 
     it("takes credential = as capture_get_call does: the token fetched before each attempt", function()
       local got = 0
-      local cred = { get_token = function() got = got + 1 return emu.token, 2000 end }
+      local cred = { get_token = function() got = got + 1 return emu.token, os.time() + 3600 end }
       local c = acscall.new{ endpoint = emu.endpoint, credential = cred }
       local httpc = fake_httpc(function(url, params)
         local status, body, headers = helpers.http_get(url, params.headers)
@@ -381,7 +381,7 @@ describe("acscall.resty", function()
       function c.get_token(_, o)
         if o and o.force_refresh then c.forced = c.forced + 1 c.n = c.n + 1 end
         if c.n == 0 then c.n = 1 end
-        return "tok-" .. c.n, 2000
+        return "tok-" .. c.n, os.time() + 3600
       end
       return c
     end
