@@ -134,7 +134,7 @@ end)()
 local function verdict(rule, attempts, elapsed, last, vopts)
   local outcome = last and (last.status or last.outcome)
   local w, t, c = rule:next_attempt(attempts, elapsed, outcome, last and last.headers, vopts)
-  if w == nil and not REFRESH_VERDICT and vopts and not vopts.refreshed and outcome == 401 then
+  if w == nil and not REFRESH_VERDICT and vopts and vopts.refreshable and not vopts.refreshed and outcome == 401 then
     -- a core from before the refresh verdict: its get_call's rule, asked here
     return "refresh"
   end
@@ -150,13 +150,15 @@ end
 --  `{status=, body=, headers=}` or `{outcome=, text=}`; `last.final` ends the
 --  loop), `now`, `sleep`; `before(attempts)` (optional: before each attempt,
 --  `true` or `nil, message, info` to stop with that failure); `refresh()`
---  (optional: the credential's forced refresh, true when a new token came)
+--  (optional: the credential's forced refresh, true when a new token came);
+--  `retries` (optional: retry classes for this exchange, as the verdict takes them)
 -- @return last, attempts; or nil, message, info (from `before`)
 local function drive(rule, o)
   local now, sleep = o.now, o.sleep
   local start = now()
   local attempts, last = 0, nil
-  local vopts = o.refresh and { refreshable = true, refreshed = false } or nil
+  local vopts = (o.refresh or o.retries ~= nil) and { refreshable = o.refresh and true or false,
+    refreshed = false, retries = o.retries } or nil
   while true do
     local wait, timeout, connect_timeout = verdict(rule, attempts, now() - start, last, vopts)
     if wait == "refresh" then
@@ -532,7 +534,10 @@ function M.capture_transport(opts)
     end
     local yieldable = coroutine.isyieldable -- luacheck: ignore 143
     if not CAPTURE_PHASES[ngx.get_phase()] or (yieldable and not yieldable()) then
-      return failure("local", "no token fetch here (ngx.location.capture needs a request context that can yield)")
+      local none, msg, info = failure("local",
+        "no token fetch here (ngx.location.capture needs a request context that can yield)")
+      info.not_here = true -- the credential keeps its still-valid token (acscall.credential reads it)
+      return none, msg, info
     end
     local url = req.url
     local scheme, host = url:match("^(https?)://([^/?#]+)")
@@ -553,9 +558,10 @@ function M.capture_transport(opts)
     end
     v.acscall_url, v.acscall_host = url, host
     v.acscall_sni = host:match("^%[?([^%]]-)%]?:%d+$") or host
-    local max = req.retries -- a probe says 0: one try
+    local max = type(req.retries) == "number" and req.retries or nil -- a probe says 0: one try
     local n = 0
-    local last, attempts = drive(rule, { now = ngx.now, sleep = ngx.sleep, send = function(timeout)
+    local last, attempts = drive(rule, { now = ngx.now, sleep = ngx.sleep, retries = req.retries,
+      send = function(timeout)
       n = n + 1
       local step = step_for(timeout)
       local ctx = { max = TOKEN_MAX_BODY, ends = ngx.now() + timeout }
