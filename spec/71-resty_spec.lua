@@ -146,7 +146,7 @@ describe("acscall.resty", function()
     -- of `chunk` bytes, `n` of them, the clock advancing `step` s per chunk
     local function streaming_httpc(chunk, n, clock, step)
       local f = fake_httpc(function() error("request_uri is not the streaming path") end)
-      f.closed, f.read = 0, 0
+      f.closed, f.read, f._VERSION = 0, 0, "0.17.1"
       function f.parse_uri(_, url)
         local scheme, host, port, path = url:match("^(https?)://([^:/]+):(%d+)(/[^?]*)")
         return { scheme, host, tonumber(port), path, url:match("%?(.*)$") or "" }

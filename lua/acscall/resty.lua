@@ -670,8 +670,11 @@ function M.http_get_call(httpc, client, id, params)
   local max_body, cred, log = p.max_body or M.DEFAULT_MAX_BODY, p.credential, p.log
   p.sleep, p.now, p.max_body, p.credential, p.log = nil, nil, nil, nil, nil
   check_credential("http_get_call", cred)
+  -- connect{...} with a table (scheme, ssl_verify, ...) came in lua-resty-http 0.16
+  local major, minor = tostring(httpc._VERSION or ""):match("^(%d+)%.(%d+)")
   local streaming = type(httpc.connect) == "function" and type(httpc.request) == "function"
-    and type(httpc.parse_uri) == "function"
+    and type(httpc.parse_uri) == "function" and major ~= nil
+    and (tonumber(major) > 0 or tonumber(minor) >= 16)
   local crid
   local hooks = credential_hooks(cred)
   local last, attempts, info = drive(client, {
