@@ -243,7 +243,12 @@ local function credential_hooks(cred)
       local msg, info
       token, msg, info = cred:get_token()
       if token then return true end
-      return failure("auth", "credential: " .. tostring(msg), {
+      -- the credential's own words: a core-shaped message is "<kind>: <info.message>";
+      -- the kind is ours to say (auth), so its text alone
+      local words = tostring(msg)
+      local text = type(info) == "table" and info.message
+      if type(text) == "string" and text ~= "" and words:sub(-#text) == text then words = text end
+      return failure("auth", "credential: " .. words, {
         attempts = n > 0 and n or nil, status = type(info) == "table" and info.status or nil })
     end,
     refresh = function()
