@@ -16,8 +16,9 @@ describe("OpenResty with managed identity (event loop)", function()
   if ngxh.pending_without_core() then return end
 
   local emu
-  local started = {}
-  local function example(client_id, extra, args)
+  local started, EX = {}, {}
+  -- one example per configuration, all started at once in setup
+  local function config(client_id, extra, args)
     local env = {
       ACSCALL_AUTH = "managed-identity",
       AZURE_POD_IDENTITY_AUTHORITY_HOST = emu.endpoint:gsub("/$", ""),
@@ -25,21 +26,34 @@ describe("OpenResty with managed identity (event loop)", function()
       ACSCALL_LOOPBACK_ONLY = "1",
     }
     for k, v in pairs(extra or {}) do env[k] = v end
-    local ex = ngxh.start_example{ endpoint = emu.endpoint, env = env, args = args or { "--base-delay", "0.05" } }
-    started[#started + 1] = ex
-    return ex
+    return { endpoint = emu.endpoint, env = env, args = args or { "--base-delay", "0.05" } }
   end
   setup(function()
     -- every answer takes 300 ms: long enough to see the worker answer meanwhile
     emu = helpers.start_emulator{ latency = 300 }
+    local names, list = {}, {}
+    for name, c in pairs{
+      one = config("resty-mi-1"),
+      ttl1 = config("resty-mi-ttl1"),
+      f503 = config("resty-mi-fault-503x1"),
+      thread = config("resty-mi-thread"),
+      down = config("resty-mi-down", { AZURE_POD_IDENTITY_AUTHORITY_HOST = "http://127.0.0.1:" .. ngxh.closed_port() }),
+      slow = config("resty-mi-slow5000ms", nil, { "--timeout", "1", "--deadline", "3", "--retries", "0" }),
+      crlf = config("resty-app-crlf", { AZURE_POD_IDENTITY_AUTHORITY_HOST = "",
+        IDENTITY_ENDPOINT = emu.identity_endpoint, IDENTITY_HEADER = emu.identity_header .. "\r\nX-Injected: yes" }),
+    } do
+      names[#names + 1], list[#list + 1] = name, c
+    end
+    started = ngxh.start_examples(list)
+    for i, name in ipairs(names) do EX[name] = started[i] end
   end)
   teardown(function()
-    for _, ex in ipairs(started) do ex:stop() end
+    ngxh.stop_examples(started)
     if emu then emu:stop() end
   end)
 
   it("fetches one token for 20 concurrent requests, on the event loop, the worker answering meanwhile", function()
-    local ex = example("resty-mi-1")
+    local ex = EX.one
     emu:clear_log()
     local paths = {}
     for i = 1, 20 do paths[i] = "/calls/" .. CALL .. "?n=" .. i end
@@ -62,21 +76,21 @@ describe("OpenResty with managed identity (event loop)", function()
     assert.not_matches("stack traceback", ex:error_log())
   end)
 
-  it("refreshes a token living 2 s after its refresh point, and not before", function()
-    local ex = example("resty-mi-ttl2")
+  it("refreshes a token living 1 s after its refresh point (half its life), and not before", function()
+    local ex = EX.ttl1
     local function get()
       local r = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)[1]
       assert.are.equal(200, r.status, tostring(r.raw) .. ex:error_log())
     end
     get() -- token + call: 0.6 s at 300 ms latency
-    assert.are.equal(1, #emu:token_requests{ client_id = "resty-mi-ttl2" })
-    helpers.sleep(1.6) -- the first token (issued at 0.3 s, living 2 s) is past its refresh point
+    assert.are.equal(1, #emu:token_requests{ client_id = "resty-mi-ttl1" })
+    helpers.sleep(0.6) -- the first token (issued at 0.3 s, living 1 s) is past its refresh point (0.8 s)
     get()
-    assert.are.equal(2, #emu:token_requests{ client_id = "resty-mi-ttl2" })
+    assert.are.equal(2, #emu:token_requests{ client_id = "resty-mi-ttl1" })
   end)
 
   it("retries a token endpoint answering 503, then serves the call", function()
-    local ex = example("resty-mi-fault-503x1")
+    local ex = EX.f503
     local r = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)[1]
     assert.are.equal(200, r.status, tostring(r.raw) .. ex:error_log())
     local st = {}
@@ -85,7 +99,7 @@ describe("OpenResty with managed identity (event loop)", function()
   end)
 
   it("the thread path builds its own credential per pool VM and serves the call", function()
-    local ex = example("resty-mi-thread")
+    local ex = EX.thread
     local r = ngxh.parallel_get(ex.port, { "/thread/calls/" .. CALL }, 30)[1]
     assert.are.equal(200, r.status, tostring(r.raw) .. ex:error_log())
     local tokens = emu:token_requests{ client_id = "resty-mi-thread" }
@@ -93,7 +107,7 @@ describe("OpenResty with managed identity (event loop)", function()
   end)
 
   it("no token endpoint answering: 500 JSON of kind auth naming the endpoint", function()
-    local ex = example("resty-mi-1", { AZURE_POD_IDENTITY_AUTHORITY_HOST = "http://127.0.0.1:" .. ngxh.closed_port() })
+    local ex = EX.down
     local r = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)[1]
     assert.are.equal(500, r.status, tostring(r.raw))
     local err = assert(cjson.decode(r.body)).error
@@ -102,7 +116,7 @@ describe("OpenResty with managed identity (event loop)", function()
   end)
 
   it("a token endpoint slower than the attempt timeout: the fetch ends at the timeout (capture_transport's)", function()
-    local ex = example("resty-mi-slow5000ms", nil, { "--timeout", "1", "--deadline", "3", "--retries", "0" })
+    local ex = EX.slow
     local t0 = helpers.now()
     local r = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)[1]
     local took = helpers.now() - t0
@@ -115,8 +129,7 @@ describe("OpenResty with managed identity (event loop)", function()
   end)
 
   it("an IDENTITY_HEADER holding CR LF never becomes a second header at the token endpoint", function()
-    local ex = example("resty-app-crlf", { AZURE_POD_IDENTITY_AUTHORITY_HOST = "",
-      IDENTITY_ENDPOINT = emu.identity_endpoint, IDENTITY_HEADER = emu.identity_header .. "\r\nX-Injected: yes" })
+    local ex = EX.crlf
     emu:clear_log()
     local r = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)[1]
     assert.are.equal(500, r.status, tostring(r.raw))
