@@ -119,28 +119,6 @@ end
 
 -- ------------------------------------------------------ the attempt driver
 
--- Does this core's verdict say "refresh" after a 401 (opts.refreshable)?
--- Asked once of a client that never sends anything.
-local REFRESH_VERDICT = (function()
-  local ok, rule = pcall(acscall.new, { endpoint = "http://127.0.0.1/", token = "unused" })
-  if not ok then return false end
-  local v = rule:next_attempt(1, 0, 401, nil, { refreshable = true, refreshed = false })
-  rule:close()
-  return v == "refresh"
-end)()
-
--- The verdict after the last outcome: wait, timeout, connect_timeout; the
--- string "refresh"; or nil (report the last outcome).
-local function verdict(rule, attempts, elapsed, last, vopts)
-  local outcome = last and (last.status or last.outcome)
-  local w, t, c = rule:next_attempt(attempts, elapsed, outcome, last and last.headers, vopts)
-  if w == nil and not REFRESH_VERDICT and vopts and vopts.refreshable and not vopts.refreshed and outcome == 401 then
-    -- a core from before the refresh verdict: its get_call's rule, asked here
-    return "refresh"
-  end
-  return w, t, c
-end
-
 --- The one attempt loop of the OpenResty paths (capture_get_call,
 -- http_get_call, capture_transport): asks `rule:next_attempt` (the core's
 -- verdict: retry, wait, refresh after a 401, the deadline) after every
@@ -160,14 +138,14 @@ local function drive(rule, o)
   local vopts = (o.refresh or o.retries ~= nil) and { refreshable = o.refresh and true or false,
     refreshed = false, retries = o.retries } or nil
   while true do
-    local wait, timeout, connect_timeout = verdict(rule, attempts, now() - start, last, vopts)
+    -- the core's verdict: wait, timeout, connect_timeout; "refresh", timeout,
+    -- connect_timeout (a 401 on a refreshable credential not yet refreshed:
+    -- refresh, then retry at once if the token changed); or nil (report the last)
+    local wait, timeout, connect_timeout = rule:next_attempt(attempts, now() - start,
+      last and (last.status or last.outcome), last and last.headers, vopts)
     if wait == "refresh" then
       vopts.refreshed = true
       if not o.refresh() then break end
-      if type(timeout) ~= "number" then -- the next attempt's budget: no wait
-        local _
-        _, timeout, connect_timeout = rule:next_attempt(0, now() - start)
-      end
       wait = 0
     end
     if not wait then break end
