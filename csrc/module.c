@@ -18,6 +18,7 @@
  *                 retry classes as data
  *   transport.c   stage 2: libcurl only, the connection cache
  *   model.c       stage 3: JSON -> CallConnectionProperties; decode
+ *   tojson.c      a 2xx body -> the call's JSON in one pass (call_json)
  *   identifier.c  rawId both ways; raw_id, identifier_from_raw_id
  *   fetch.c       core.fetcher: HTTP for the identity side (token requests)
  *   form.c        the form encoder; form_encode
@@ -43,6 +44,7 @@
 #include "request.h"
 #include "command.h"
 #include "options.h"
+#include "tojson.h"
 #include "transport.h"
 
 /* The client's class: its own methods, a call's, a batch's. */
@@ -71,6 +73,7 @@ ACS_EXPORT int luaopen_acscall_core(lua_State *L)
     acs_auth_open(L);
     acs_request_open(L);
     acs_model_open(L);
+    acs_tojson_open(L);
     acs_identifier_open(L);
     acs_failure_open(L);
     acs_form_open(L);
