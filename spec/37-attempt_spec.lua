@@ -91,8 +91,8 @@ end)
 
 describe("the attempt loop over real HTTP", function()
   local emu
-  setup(function() emu = helpers.start_emulator() end)
-  teardown(function() if emu then emu:stop() end end)
+  lazy_setup(function() emu = helpers.start_emulator() end)
+  lazy_teardown(function() if emu then emu:stop() end end)
 
   local function call_url(id)
     return emu.endpoint .. "calling/callConnections/" .. id .. "?api-version=2026-03-12"

@@ -13,13 +13,13 @@ local UUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%
 
 describe("on_attempt", function()
   local emu, host
-  setup(function()
+  lazy_setup(function()
     emu = helpers.start_emulator{scenarios = {
       ["f-429ms"] = {fault = "429ms", ms = 10, times = 1},
     }}
     host = emu.endpoint:match("^https?://([^/]+)")
   end)
-  teardown(function() if emu then emu:stop() end end)
+  lazy_teardown(function() if emu then emu:stop() end end)
 
   local function recorder()
     local records = {}

@@ -10,8 +10,8 @@ local SEED = "18dea47f-b081-4107-9a5c-4300819d2c6c"
 
 describe("a credential's expires_on", function()
   local emu
-  setup(function() emu = helpers.start_emulator() end)
-  teardown(function() if emu then emu:stop() end end)
+  lazy_setup(function() emu = helpers.start_emulator() end)
+  lazy_teardown(function() if emu then emu:stop() end end)
 
   local function client(expires_on)
     return acscall.new{endpoint = emu.endpoint, retries = false,

@@ -10,7 +10,7 @@ local SEED = "18dea47f-b081-4107-9a5c-4300819d2c6c"
 
 describe("get_calls' failure contract", function()
   local emu, dir, shim
-  setup(function()
+  lazy_setup(function()
     emu = helpers.start_emulator()
     dir = os.tmpname()
     os.remove(dir)
@@ -20,7 +20,7 @@ describe("get_calls' failure contract", function()
       .. " -ldl 2>&1")
     assert(ok, "cannot build the shim")
   end)
-  teardown(function()
+  lazy_teardown(function()
     if emu then emu:stop() end
     helpers.remove_dir(dir)
   end)
