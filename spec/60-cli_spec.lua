@@ -150,8 +150,8 @@ describe("acscall CLI", function()
       assert.equal("", err)
       assert.matches("Usage: acscall", out)
       assert.matches("get%s+Fetch calls", out)
-      assert.matches("watch%s+Poll a call", out)
-      assert.matches("Exit codes:", out)
+      assert.matches("watch%s+Follow calls", out)
+      assert.matches("Exit codes %(get%):", out)
       assert.matches("3%s+transport or auth failure", out)
     end)
 
@@ -160,14 +160,18 @@ describe("acscall CLI", function()
       assert.equal(0, rc)
       assert.matches("Usage: acscall get", out)
       for _, opt in ipairs{"--json", "--field", "--connection-string", "--endpoint", "--token",
-                           "--api-version", "--timeout", "--ca-file", "--concurrency", "Exit codes:"} do
+                           "--api-version", "--timeout", "--ca-file", "--concurrency", "--verbose",
+                           "Exit codes (get):"} do
         assert.truthy(out:find(opt, 1, true), opt)
       end
       out, _, rc = cli(env, "watch --help")
       assert.equal(0, rc)
       assert.matches("Usage: acscall watch", out)
-      assert.truthy(out:find("--interval", 1, true))
-      assert.truthy(out:find("ACS_CONNECTION_STRING", 1, true))
+      for _, opt in ipairs{"--interval", "--max-interval", "--concurrency", "--json", "--verbose",
+                           "ACS_CONNECTION_STRING", "Exit codes (watch, for any number of ids):",
+                           "0    every call ended", "130  interrupted"} do
+        assert.truthy(out:find(opt, 1, true), opt)
+      end
     end)
 
     it("--version prints the module's version", function()
@@ -440,7 +444,8 @@ describe("acscall CLI", function()
       assert.equal(2, rc)
       assert.equal("", out)
       assert.equal("acscall: no ACS resource configured: set ACS_CONNECTION_STRING, or ACS_ENDPOINT and "
-        .. "ACS_TOKEN (or use --connection-string, or --endpoint and --token)\n", err)
+        .. "ACS_TOKEN or ACS_ACCESS_KEY, or ACS_ENDPOINT and --auth "
+        .. "(or use --connection-string, or --endpoint and --token)\n", err)
       out, err, rc = cli({ACS_ENDPOINT = emu.endpoint}, "get state-connected")
       assert.equal(2, rc)
       assert.equal("", out)
@@ -529,36 +534,44 @@ describe("acscall CLI", function()
     it("ends at once on a disconnected call, with an ISO-8601 UTC timestamp", function()
       local out, err, rc = cli(env, "watch state-disconnected --interval 0.1")
       assert.equal(0, rc)
-      assert.equal("", err)
+      assert.matches("^acscall: 1 calls: 1 ended, 0 failed, 0 still watched; 1 requests in %d+%.%d s\n$", err)
       assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ  state%-disconnected  disconnected\n$", out)
     end)
 
-    it("--json prints the call with the time", function()
+    it("--json prints one object per event (the call, the time), then a summary", function()
       local out, _, rc = cli(env, "watch --json state-disconnected")
       assert.equal(0, rc)
-      local v = assert(cjson.decode(out))
-      assert.equal("disconnected", v.call.callConnectionState)
-      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$", v.time)
-      assert.is_true(keys_sorted(out))
+      local l = lines(out)
+      assert.equal(3, #l, out)
+      local seen, ended, summary = cjson.decode(l[1]), cjson.decode(l[2]), cjson.decode(l[3])
+      assert.equal("seen", seen.event)
+      assert.equal("state-disconnected", seen.id)
+      assert.equal("disconnected", seen.state)
+      assert.equal("disconnected", seen.call.callConnectionState)
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", seen.time)
+      assert.equal("ended", ended.event)
+      assert.equal("disconnected", ended.reason)
+      assert.same({event = "summary", calls = 1, ended = 1, failed = 0, watching = 0, requests = 1,
+        stopped = "ended", seconds = summary.seconds}, summary)
+      for _, line in ipairs(l) do assert.is_true(keys_sorted(line)) end
     end)
 
     it("404 ends it with exit 1", function()
       local out, err, rc = cli(env, "watch no-such-call --interval 0.1")
       assert.equal(1, rc)
       assert.equal("", out)
-      assert.equal("acscall: no-such-call: HTTP 404: Call not found. (code 8522)\n", err)
+      assert.matches("^acscall: no%-such%-call: HTTP 404: Call not found. %(code 8522%)\n"
+        .. "acscall: 1 calls: 0 ended, 1 failed, 0 still watched; 1 requests in [%d.]+ s\n$", err)
     end)
 
-    it("a transport failure does not end it: a notice per poll (stopped by timeout(1) here)", function()
+    it("a transport failure does not end it: one notice when it starts (stopped by timeout(1) here)", function()
       local out, err, rc = cli({ACS_ENDPOINT = "http://127.0.0.1:1/", ACS_TOKEN = "t0ken-secret"},
         "watch state-connected --interval 0.1 --retries 0", {prefix = "timeout 1 "})
       assert.equal(124, rc)
       assert.equal("", out)
       local l = lines(err)
-      assert.is_true(#l >= 3, err)
-      for _, line in ipairs(l) do
-        assert.matches("^acscall: %d%d%d%d%-%d%d%-%d%dT%S+Z state%-connected: transport: .*%(still watching%)$", line)
-      end
+      assert.equal(1, #l, err)
+      assert.matches("^acscall: %d%d%d%d%-%d%d%-%d%dT%S+Z state%-connected: transport: .*%(still watching%)$", l[1])
     end)
 
     it("Ctrl-C (SIGINT) ends it within a moment, not after the interval: exit 130", function()
@@ -575,7 +588,8 @@ describe("acscall CLI", function()
       everything_printed[#everything_printed + 1] = err
       assert.is_true(ready, "never printed the state: " .. out .. err)
       assert.equal(130, rc, err)
-      assert.equal("", err)
+      assert.matches("^acscall: 1 calls: 0 ended, 0 failed, 1 still watched; %d+ requests in [%d.]+ s %(interrupted%)\n$",
+        err)
       assert.matches("  state%-connected  connected\n$", out)
       assert.is_true(took < 3, "took " .. took .. " s")
     end)
@@ -627,7 +641,6 @@ describe("acscall CLI", function()
       for k, v in pairs(extra or {}) do e[k] = v end
       return e
     end
-    local core_ready = type(require("acscall.core").fetcher) == "function"
 
     it("--help documents every mode and the variables each reads", function()
       local out, _, rc = cli({}, "get --help")
@@ -664,7 +677,6 @@ describe("acscall CLI", function()
     end)
 
     it("managed-identity (IMDS), client-secret, workload-identity, default: the call succeeds", function()
-      if not core_ready then pending("needs core.fetcher and credential support in acscall.new") return end
       local file = os.tmpname()
       local f = assert(io.open(file, "w"))
       f:write("emulator-assertion-cli\n")
@@ -691,7 +703,6 @@ describe("acscall CLI", function()
     end)
 
     it("--auth cli runs the given az (ACSCALL_AZURE_CLI), no shell", function()
-      if not (core_ready and require("acscall.core").spawn) then pending("needs core.spawn") return end
       local az, fake = helpers.fake_az{token = emu.token}
       local out, err, rc = cli({ACS_ENDPOINT = emu.endpoint, ACSCALL_AZURE_CLI = az},
         "get --auth cli --field callConnectionState state-connected")
@@ -701,7 +712,6 @@ describe("acscall CLI", function()
     end)
 
     it("a refused secret: exit 3, kind auth, the secret never printed", function()
-      if not core_ready then pending("needs core.fetcher and credential support in acscall.new") return end
       local out, err, rc = cli(imds_env{AZURE_TENANT_ID = "t1", AZURE_CLIENT_ID = "cli-bad",
         AZURE_CLIENT_SECRET = "S3CRET-wrong-value", AZURE_AUTHORITY_HOST = emu.endpoint},
         "get --auth client-secret state-connected")

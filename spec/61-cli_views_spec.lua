@@ -291,7 +291,12 @@ describe("acscall CLI views (in process)", function()
   it("watch --json is strict JSON too", function()
     local out, _, rc = run({"watch", "--json", "hostile"}, {sleep = function() error("interrupted!", 0) end})
     assert.equal(130, rc)
-    assert.is_true(strict_json(out:gsub("\n$", "")))
+    local n = 0
+    for line in out:gmatch("([^\n]*)\n") do
+      n = n + 1
+      assert.is_true(strict_json(line))
+    end
+    assert.equal(2, n) -- seen, summary
   end)
 
   it("the strict JSON check itself refuses what a strict parser refuses", function()

@@ -303,10 +303,6 @@ local function sleep(seconds)
   end
 end
 
-local function iso_now()
-  return os.date("!%Y-%m-%dT%H:%M:%SZ")
-end
-
 ---------------------------------------------------------------------------
 -- One run of the program: its streams, environment and library.
 
@@ -463,7 +459,8 @@ function Run:client_options(args)
         or "no endpoint (set ACS_ENDPOINT, or use --endpoint)"))
     end
     fail(EXIT_USAGE, "no ACS resource configured: set ACS_CONNECTION_STRING, "
-      .. "or ACS_ENDPOINT and ACS_TOKEN (or use --connection-string, or --endpoint and --token)")
+      .. "or ACS_ENDPOINT and ACS_TOKEN or ACS_ACCESS_KEY, or ACS_ENDPOINT and --auth "
+      .. "(or use --connection-string, or --endpoint and --token)")
   end
   -- never printed, whatever a server quotes back
   local cs_key = o.connection_string
@@ -528,7 +525,29 @@ function Run:common_client_options(args, o)
   if args.retries then
     o.retries = args.retries > 0 and {max = args.retries} or false
   end
+  if args.verbose then
+    o.on_attempt = function(rec) self:attempt_line(rec) end
+  end
   return o
+end
+
+-- The fields of an attempt record, in this order, as `name=value`.
+local ATTEMPT_FIELDS = {"id", "attempt", "status", "kind", "duration", "wait", "reason",
+  "request_id", "client_request_id", "host"}
+
+--- One line on stderr for an attempt record (`on_attempt`, -v): the
+-- operation, then each field present as name=value (durations in seconds).
+function Run:attempt_line(rec)
+  if type(rec) ~= "table" then return end
+  local parts = {"attempt", tostring(rec.operation or "?")}
+  for _, k in ipairs(ATTEMPT_FIELDS) do
+    local v = rec[k]
+    if v ~= nil then
+      if type(v) == "number" and (k == "duration" or k == "wait") then v = ("%.3fs"):format(v) end
+      parts[#parts + 1] = k .. "=" .. field_text(v)
+    end
+  end
+  self:warn(table.concat(parts, " "))
 end
 
 function Run:new_client(args)
@@ -698,54 +717,83 @@ function Run:cmd_get(args)
 end
 
 ---------------------------------------------------------------------------
--- acscall watch
+-- acscall watch: many calls through client:watch (acscall.watch), one
+-- line per event, a summary at the end.
 
--- 4xx other than 408/429 will not change by waiting: they end the watch.
-local function fatal_for_watch(info)
-  if type(info) ~= "table" or info.kind ~= "http" then return false end
-  local s = tonumber(info.status) or 0
-  return s >= 400 and s < 500 and s ~= 408 and s ~= 429
+local function credential_refused_event(ev)
+  return ev.final and (credential_refused(ev.info) or (type(ev.info) == "table" and ev.info.kind == "auth"))
+end
+
+-- an event as one JSON object: the watcher's fields, time as ISO-8601 UTC
+-- with milliseconds
+local function event_json(ev, iso)
+  return encode_json({event = ev.type, id = ev.id, time = iso, state = ev.state, previous = ev.previous,
+    reason = ev.reason, call = ev.call, message = ev.msg, info = ev.info, final = ev.final})
 end
 
 function Run:cmd_watch(args)
-  local id = args.id
-  local why = self:bad_id(id)
-  if why then fail(EXIT_USAGE, why) end
+  local ids = self:read_ids(args.id)
+  for _, id in ipairs(ids) do
+    local why = self:bad_id(id)
+    if why then fail(EXIT_USAGE, self:id_text(id) .. ": " .. why) end
+  end
   local client = self:new_client(args)
   local out = self.stdout
   local function line(...)
     out:write(...)
     if out.flush then out:flush() end
   end
-  local last
-  local failing = false
-  while true do
-    local call, err, info = client:get_call(id)
-    if call then
-      local state = call.callConnectionState ~= nil and field_text(call.callConnectionState) or "unknown"
-      if state ~= last then
-        if args.json then
-          line(encode_json({time = iso_now(), call = call}), "\n")
-        else
-          line(iso_now(), "  ", printable(id), "  ", printable(state), "\n")
-        end
-        last = state
-      end
-      if failing then self:warn(iso_now() .. " " .. id .. ": recovered") end
-      failing = false
-      if self.acscall.is_terminal(call.callConnectionState) then
-        client:close()
-        return EXIT_OK
-      end
-    elseif fatal_for_watch(info) then
-      client:close()
-      fail(failure_code(info), id .. ": " .. tostring(err))
-    else
-      failing = true
-      self:warn(iso_now() .. " " .. id .. ": " .. tostring(err) .. " (still watching)")
+  local w = client:watch(ids, {interval = args.interval, max_interval = args.max_interval,
+    concurrency = args.concurrency, stop_when_ended = true,
+    _clock = self.clock, _sleep = self.sleep})
+  local t0 = w.clock()
+  local failing = {} -- id -> the message of its current failure streak
+  local ended, failed, code = 0, 0, EXIT_OK
+  for ev in w:events() do
+    local sec = math.floor(ev.time)
+    local iso = os.date("!%Y-%m-%dT%H:%M:%SZ", sec)
+    local id = printable(ev.id)
+    if ev.type ~= "failed" and failing[ev.id] then
+      self:warn(iso .. " " .. ev.id .. ": recovered")
+      failing[ev.id] = nil
     end
-    self.sleep(args.interval)
+    if args.json then
+      line(event_json(ev, iso:sub(1, -2) .. ("%.3fZ"):format(ev.time - sec):sub(2)), "\n")
+    elseif ev.type == "seen" or ev.type == "state" then
+      line(iso, "  ", id, "  ", printable(ev.state ~= nil and field_text(ev.state) or "unknown"), "\n")
+    elseif ev.type == "ended" and ev.reason == "gone" then
+      line(iso, "  ", id, "  gone (404 after it was seen)\n")
+    end
+    if ev.type == "ended" then
+      ended = ended + 1
+    elseif ev.type == "failed" and ev.final then
+      failed = failed + 1
+      self:warn(ev.id .. ": " .. tostring(ev.msg))
+      if credential_refused_event(ev) then
+        -- every call would be refused the same way: the watch ends
+        code = EXIT_ENV
+        w:stop()
+      elseif code == EXIT_OK then
+        code = EXIT_FAILED
+      end
+    elseif ev.type == "failed" and failing[ev.id] ~= ev.msg then
+      -- a notice when a failure streak starts or its reason changes
+      failing[ev.id] = ev.msg
+      self:warn(iso .. " " .. ev.id .. ": " .. tostring(ev.msg) .. " (still watching)")
+    end
   end
+  client:close()
+  if w.stopped == "interrupted" then code = EXIT_INTERRUPTED end
+  local live = #w:ids()
+  local took = w.clock() - t0
+  if args.json then
+    line(encode_json({event = "summary", calls = #ids, ended = ended, failed = failed, watching = live,
+      requests = w.requests, seconds = math.floor(took * 1000 + 0.5) / 1000, stopped = w.stopped}), "\n")
+  else
+    self.stderr:write(("%s: %d calls: %d ended, %d failed, %d still watched; %d requests in %.1f s%s\n"):format(
+      PROG, #ids, ended, failed, live, w.requests, took, w.stopped == "interrupted" and " (interrupted)" or ""))
+  end
+  return code
 end
 
 ---------------------------------------------------------------------------
@@ -771,8 +819,10 @@ Entra ID (--auth, with ACS_ENDPOINT or --endpoint), the Azure SDKs' variables:
   default            the first that works: client-secret (environment),
                      workload-identity, managed-identity, cli]]
 
-EPILOG = EPILOG .. "\n\n" .. [[
-Exit codes:
+local CONFIG_EPILOG = EPILOG
+
+EPILOG = CONFIG_EPILOG .. "\n\n" .. [[
+Exit codes (get):
   0    every call was found
   1    some call failed: HTTP error (404 not found ...), or a bad response
   2    usage or configuration error (bad option, no or malformed credentials)
@@ -780,6 +830,18 @@ Exit codes:
        refused: HTTP 401/403); wins over 1
   70   internal error
   130  interrupted]]
+
+local WATCH_EPILOG = CONFIG_EPILOG .. "\n\n" .. [[
+Exit codes (watch, for any number of ids):
+  0    every call ended (disconnected, or a 404 after it was seen)
+  1    some call failed in a way waiting will not fix (a 404 for a call
+       never seen, another 4xx but 408 and 429); the others were followed
+       to their end
+  2    usage or configuration error
+  3    the identity or the credential was refused (HTTP 401/403, a refused
+       token request): the watch ends at once
+  70   internal error
+  130  interrupted (Ctrl-C), after the summary line]]
 
 local function positive(name)
   return function(s)
@@ -810,9 +872,22 @@ local function common_options(cmd)
       return n
     end)
   cmd:option("--ca-file", "PEM CA bundle (env ACS_CA_FILE)."):argname("<file>")
+  cmd:flag("-v --verbose", "One line on stderr per request attempt (status, duration,\n"
+    .. "the wait before a retry and why, the service's request id); never a secret.")
   cmd:option("--auth", "Entra ID credential: default, managed-identity, cli,\n"
     .. "client-secret or workload-identity (env ACSCALL_AUTH; see below).")
     :argname("<mode>")
+end
+
+local function concurrency_option(cmd)
+  cmd:option("--concurrency", "Requests in flight for many ids.", "8")
+    :argname("<n>"):convert(function(s)
+      local n = tonumber(s)
+      if not n or n < 1 or n > 256 or n ~= math.floor(n) then
+        return nil, "--concurrency: an integer in [1, 256] expected"
+      end
+      return n
+    end)
 end
 
 -- --help and --version record what was asked (argparse would print and
@@ -850,29 +925,31 @@ local function build_parser(asked)
       :argname("<name>"):count("*"),
     get:flag("-l --long", "Details for every call, even with many ids.")
   )
-  get:option("--concurrency", "Requests in flight for many ids.", "8")
-    :argname("<n>"):convert(function(s)
-      local n = tonumber(s)
-      if not n or n < 1 or n > 256 or n ~= math.floor(n) then
-        return nil, "--concurrency: an integer in [1, 256] expected"
-      end
-      return n
-    end)
+  concurrency_option(get)
   get:option("--progress", "Progress line on stderr: auto (stderr a terminal and\n"
     .. "more than 3 ids), always, never.", "auto"):choices({"auto", "always", "never"}):argname("<when>")
   common_options(get)
 
   local watch = parser:command("watch",
-    "Poll a call and print each state change with a UTC timestamp, until the\n"
-    .. "call is disconnected (exit 0) or Ctrl-C. Transient errors print a notice\n"
-    .. "on stderr and the watch goes on; 404 and other 4xx end it (exit 1; 401\n"
-    .. "and 403, a refused credential: exit 3).")
-    :epilog(EPILOG)
+    "Follow calls and print each one's state when first seen and at every\n"
+    .. "change, with a UTC timestamp, until every call has ended (disconnected,\n"
+    .. "or 404 after it was seen) or Ctrl-C; a summary line on stderr at the end.\n"
+    .. "Calls that keep their state are fetched less often (up to --max-interval);\n"
+    .. "a 429 or 503 pauses the whole watch. Transient errors print a notice on\n"
+    .. "stderr and the watch goes on; a 404 for a call never seen or another 4xx\n"
+    .. "drops that call (exit 1); a refused credential (401, 403, a refused\n"
+    .. "token request) ends the watch (exit 3).")
+    :epilog(WATCH_EPILOG)
   watch:add_help(help_of(watch))
-  watch:argument("id", "Call connection id.")
-  watch:option("--interval", "Seconds between polls.", "2")
+  watch:argument("id", "Call connection id(s); '-' reads ids from stdin, one per line.")
+    :args("+")
+  watch:option("--interval", "Seconds between fetches of a call that changes.", "2")
     :argname("<s>"):convert(positive("--interval"))
-  watch:flag("--json", "Print each change as a JSON object {call=..., time=...}.")
+  watch:option("--max-interval", "Seconds between fetches of a call that stopped changing.", "10")
+    :argname("<s>"):convert(positive("--max-interval"))
+  concurrency_option(watch)
+  watch:flag("--json", "One JSON object per event and line (event, id, time, state,\n"
+    .. "previous, call, reason, message, info, final), then a summary object.")
   common_options(watch)
   return parser
 end
@@ -909,7 +986,7 @@ end
 -- @tparam table argv the arguments (`arg` without the script name)
 -- @tparam[opt] table opts `stdout`, `stderr`, `stdin` (files, default the
 --  process's), `getenv` (default `os.getenv`), `acscall` (the module),
---  `sleep` (seconds), `isatty` (file -> boolean)
+--  `sleep` (seconds), `clock` (seconds, for watch), `isatty` (file -> boolean)
 -- @treturn integer the exit code (0, 1, 2, 3, 70 or 130); nothing is
 --  raised, nothing exits
 function M.main(argv, opts)
@@ -921,6 +998,7 @@ function M.main(argv, opts)
     getenv = opts.getenv or os.getenv,
     secrets = {},
     sleep = opts.sleep or sleep,
+    clock = opts.clock,
     isatty = opts.isatty or M.isatty,
   }, Run)
   local list = {}
