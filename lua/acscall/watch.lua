@@ -295,7 +295,14 @@ function Watcher:_result(rec, r, now)
     return
   end
   local final = final_failure(info)
-  if final then self:_leave(rec) else self:_schedule(rec, now, true) end
+  if final then
+    self:_leave(rec)
+  elseif throttled(info) and self.pause_until then
+    rec.due = self.pause_until -- with the whole fleet, when the pause ends
+    heap_push(self.heap, rec)
+  else
+    self:_schedule(rec, now, true)
+  end
   self:_emit{type = "failed", id = id, time = now, msg = r.err, info = info, final = final}
 end
 
@@ -303,7 +310,10 @@ end
 function Watcher:_round(now)
   local batch, recs = {}, {}
   local heap = self.heap
-  while #batch < self.concurrency and heap[1] and heap[1].due <= now do
+  -- calls due within half the jitter join this round (fuller rounds; each
+  -- fetch stays within its jittered interval)
+  local horizon = now + self.interval * self.jitter / 2
+  while #batch < self.concurrency and heap[1] and heap[1].due <= horizon do
     local rec = heap_pop(heap)
     if not rec.removed then
       batch[#batch + 1] = rec.id
@@ -317,19 +327,22 @@ function Watcher:_round(now)
   local t = self.clock()
   local slow = false
   for i = 1, #recs do
-    local r, rec = results[i], recs[i]
+    local r = results[i]
     if interrupted_result(r) then
       self.stopped = "interrupted"
       return true
     end
     if throttled(r.info) then slow = true end
-    if not rec.removed then self:_result(rec, r, t) end -- (a finalizer may remove)
   end
   if slow then
     self.pause_until = t + math.min(self.interval * 2 ^ self.throttled, self.max_interval)
     self.throttled = self.throttled + 1
   else
     self.throttled = 0
+  end
+  for i = 1, #recs do
+    local rec = recs[i]
+    if not rec.removed then self:_result(rec, results[i], t) end -- (a finalizer may remove)
   end
   return true
 end
