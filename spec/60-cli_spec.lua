@@ -4,35 +4,15 @@ local helpers = require "spec.helpers"
 local cjson = require "cjson.safe"
 
 local q = helpers.shell_quote
-local ROOT = helpers.repo_root()
-local CLI = ROOT .. "/bin/acscall"
+local CLI = helpers.CLI
 local SEED = "18dea47f-b081-4107-9a5c-4300819d2c6c"
-local CLEAN_ENV = "env -u ACS_CONNECTION_STRING -u ACS_ENDPOINT -u ACS_TOKEN"
-  .. " -u ACS_ACCESS_KEY -u ACS_CA_FILE -u ACSCALL_AUTH -u ACSCALL_AZURE_CLI -u AZURE_TENANT_ID"
-  .. " -u AZURE_CLIENT_ID -u AZURE_CLIENT_SECRET -u AZURE_AUTHORITY_HOST -u AZURE_FEDERATED_TOKEN_FILE"
-  .. " -u AZURE_POD_IDENTITY_AUTHORITY_HOST -u IDENTITY_ENDPOINT -u IDENTITY_HEADER -u IDENTITY_SERVER_THUMBPRINT"
-  .. " -u IMDS_ENDPOINT"
+local CLEAN_ENV = helpers.CLEAN_ENV
 
 local everything_printed = {} -- every stdout and stderr of the current spec, for the secrets check
 
--- Run the CLI: env is a table of variables to set, args a shell-quoted string.
--- Returns stdout, stderr, exit code.
+-- Run the CLI (helpers.cli), keeping what it printed for the secrets check.
 local function cli(env, args, opts)
-  opts = opts or {}
-  local out, err = os.tmpname(), os.tmpname()
-  local vars = {}
-  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
-  -- as under make test, when run alone too: nothing leaves this machine
-  if not (env or {}).ACSCALL_LOOPBACK_ONLY then vars[#vars + 1] = "ACSCALL_LOOPBACK_ONLY=1" end
-  table.sort(vars)
-  local cmd = (opts.cd and ("cd " .. q(opts.cd) .. " && ") or "") .. (opts.prefix or "") .. CLEAN_ENV
-    .. (opts.env_extra or "") .. " " .. table.concat(vars, " ") .. " " .. q(CLI) .. " " .. args
-    .. (opts.stdin and (" <" .. q(opts.stdin)) or " </dev/null")
-    .. " >" .. q(out) .. " 2>" .. q(err)
-  local _, _, rc = helpers.run(cmd)
-  local o, e = helpers.read_file(out) or "", helpers.read_file(err) or ""
-  os.remove(out)
-  os.remove(err)
+  local o, e, rc = helpers.cli(env, args, opts)
   everything_printed[#everything_printed + 1] = o
   everything_printed[#everything_printed + 1] = e
   return o, e, rc

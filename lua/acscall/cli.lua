@@ -784,7 +784,7 @@ function Run:cmd_watch(args)
   end
   client:close()
   if w.stopped == "interrupted" then code = EXIT_INTERRUPTED end
-  local live = #w:ids()
+  local live = #ids - ended - failed
   local took = w.clock() - t0
   if args.json then
     line(encode_json({event = "summary", calls = #ids, ended = ended, failed = failed, watching = live,
