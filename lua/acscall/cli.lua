@@ -104,26 +104,6 @@ function M.valid_utf8(s)
 end
 local valid_utf8 = M.valid_utf8
 
---- A message with credentials blanked: each of `secrets` (the token, the
--- access key this run uses) and whatever follows `Bearer ` or `Signature=`
--- (a server may quote the request's Authorization header back) as `***`.
-function M.redact(s, secrets)
-  s = tostring(s)
-  for _, secret in ipairs(secrets or {}) do
-    if #secret >= 4 then
-      local at = 1
-      while true do
-        local i, j = s:find(secret, at, true)
-        if not i then break end
-        s = s:sub(1, i - 1) .. "***" .. s:sub(j + 1)
-        at = i + 3
-      end
-    end
-  end
-  s = s:gsub("([Bb][Ee][Aa][Rr][Ee][Rr]%s+)[^%s'\"<>,;]+", "%1***")
-  return (s:gsub("([Ss]ignature=)[^%s'\"<>,;&]+", "%1***"))
-end
-
 -- Strip a "file:line: " position prefix from a Lua error message.
 local function clean(msg)
   msg = tostring(msg)
@@ -178,6 +158,9 @@ local function number_text(v)
 end
 
 local ARRAY_FIELDS = {} -- the model's array fields, from the library (main)
+-- acscall.core (main loads it with the module): redaction, the limits and
+-- the connection-string parser are its, not copies
+local core
 
 local function is_array(t, key)
   local mt = getmetatable(t)
@@ -310,7 +293,9 @@ local Run = {}
 Run.__index = Run
 
 function Run:warn(msg)
-  self.stderr:write(PROG, ": ", printable(M.redact(msg, self.secrets)), "\n")
+  -- the core's one redaction rule (core.redact): every secret this run holds
+  -- in any spelling, and whatever follows Bearer / Signature=
+  self.stderr:write(PROG, ": ", printable(core.redact(tostring(msg), self.secrets)), "\n")
 end
 
 function Run:env(name)
@@ -463,9 +448,10 @@ function Run:client_options(args)
       .. "(or use --connection-string, or --endpoint and --token)")
   end
   -- never printed, whatever a server quotes back
-  local cs_key = o.connection_string
-    and o.connection_string:match("[Aa][Cc][Cc][Ee][Ss][Ss][Kk][Ee][Yy]%s*=%s*([^;'\"%s]+)")
-  for _, secret in pairs{o.token, o.access_key, cs_key} do self.secrets[#self.secrets + 1] = secret end
+  local cs = o.connection_string and core.parse_connection_string(o.connection_string)
+  for _, secret in pairs{o.token, o.access_key, cs and cs.access_key} do
+    self.secrets[#self.secrets + 1] = secret
+  end
   return self:common_client_options(args, o)
 end
 
@@ -479,7 +465,8 @@ function Run:credential_options(args, mode)
   local o = {}
   o.endpoint = args.endpoint or self:env("ACS_ENDPOINT")
   if not o.endpoint and self:env("ACS_CONNECTION_STRING") then
-    o.endpoint = self:env("ACS_CONNECTION_STRING"):match("[Ee][Nn][Dd][Pp][Oo][Ii][Nn][Tt]%s*=%s*([^;%s]+)")
+    local cs = core.parse_connection_string(self:env("ACS_CONNECTION_STRING"))
+    o.endpoint = cs and cs.endpoint
   end
   if not o.endpoint then
     fail(EXIT_USAGE, "incomplete configuration: --auth " .. mode
@@ -595,10 +582,10 @@ function Run:read_ids(list)
   return ids
 end
 
--- The library takes ids of 1 to ID_MAX bytes (more raises: a programmer
+-- The library takes ids of 1 to LIMITS.id_max bytes (more raises: a programmer
 -- mistake there, user input here). Returns nil or why the id is refused.
 function Run:bad_id(id)
-  local max = self.acscall.ID_MAX
+  local max = core.LIMITS.id_max
   if #id == 0 then return "empty call id" end
   if #id > max then
     return ("call id too long: %d bytes (at most %d)"):format(#id, max)
@@ -607,7 +594,7 @@ end
 
 -- An id for a message: a refused long id shortened to its start.
 function Run:id_text(id)
-  if #id > self.acscall.ID_MAX then return id:sub(1, 40) .. "..." end
+  if #id > core.LIMITS.id_max then return id:sub(1, 40) .. "..." end
   return id
 end
 
@@ -625,7 +612,7 @@ function Run:fetch_all(client, all_ids, concurrency, progress)
   for k, id in ipairs(all_ids) do
     local why = self:bad_id(id)
     if why then
-      results[k] = {id = id, err = why, info = {kind = "usage"}}
+      results[k] = {id = id, err = why, code = EXIT_FAILED}
     else
       ids[#ids + 1] = id
       at[#ids] = k
@@ -643,7 +630,7 @@ function Run:fetch_all(client, all_ids, concurrency, progress)
       for j = 1, #chunk do
         local r = type(res) == "table" and res[j]
         if type(r) ~= "table" then
-          r = {id = chunk[j], err = "no result for this id", info = {kind = "internal"}}
+          r = {id = chunk[j], err = "no result for this id", code = EXIT_INTERNAL}
         end
         r.id = r.id or chunk[j]
         results[at[i + j - 1]] = r
@@ -680,7 +667,7 @@ function Run:cmd_get(args)
   for _, r in ipairs(results) do
     if not r.call then
       self:warn(self:id_text(r.id) .. ": " .. tostring(r.err))
-      local c = failure_code(r.info)
+      local c = r.code or failure_code(r.info)
       if c > code then code = c end
     end
   end
@@ -853,6 +840,18 @@ local function positive(name)
   end
 end
 
+-- An integer option in [min, core.LIMITS[limit]] (the core's limit, read
+-- when the option is parsed).
+local function integer_in(name, min, limit)
+  return function(s)
+    local n, max = tonumber(s), core.LIMITS[limit]
+    if not n or n < min or n > max or n ~= math.floor(n) then
+      return nil, ("%s: an integer in [%d, %d] expected"):format(name, min, max)
+    end
+    return n
+  end
+end
+
 local function common_options(cmd)
   cmd:option("--connection-string", "endpoint=https://...;accesskey=... (env ACS_CONNECTION_STRING).")
     :argname("<cs>")
@@ -864,13 +863,7 @@ local function common_options(cmd)
   cmd:option("--timeout", "Seconds for one call, retries included.")
     :argname("<s>"):convert(positive("--timeout"))
   cmd:option("--retries", "Retries of a transient failure (default 3; 0: none).")
-    :argname("<n>"):convert(function(s)
-      local n = tonumber(s)
-      if not n or n < 0 or n ~= math.floor(n) or n > 20 then
-        return nil, "--retries: an integer in [0, 20] expected"
-      end
-      return n
-    end)
+    :argname("<n>"):convert(integer_in("--retries", 0, "retries_max"))
   cmd:option("--ca-file", "PEM CA bundle (env ACS_CA_FILE)."):argname("<file>")
   cmd:flag("-v --verbose", "One line on stderr per request attempt (status, duration,\n"
     .. "the wait before a retry and why, the service's request id); never a secret.")
@@ -881,13 +874,7 @@ end
 
 local function concurrency_option(cmd)
   cmd:option("--concurrency", "Requests in flight for many ids.", "8")
-    :argname("<n>"):convert(function(s)
-      local n = tonumber(s)
-      if not n or n < 1 or n > 256 or n ~= math.floor(n) then
-        return nil, "--concurrency: an integer in [1, 256] expected"
-      end
-      return n
-    end)
+    :argname("<n>"):convert(integer_in("--concurrency", 1, "concurrency_max"))
 end
 
 -- --help and --version record what was asked (argparse would print and
@@ -1012,6 +999,7 @@ function M.main(argv, opts)
       fail(EXIT_USAGE, "the acscall module failed to load: " .. clean(msg:match("^[^\n]*")))
     end
     run.acscall = m
+    core = require("acscall.core")
     for k in pairs(ARRAY_FIELDS) do ARRAY_FIELDS[k] = nil end
     for k, v in pairs(m.ARRAY_FIELDS) do ARRAY_FIELDS[k] = v end
     return run:main(list)
