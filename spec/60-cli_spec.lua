@@ -18,11 +18,7 @@ local function cli(env, args, opts)
   return o, e, rc
 end
 
-local function lines(s)
-  local t = {}
-  for l in s:gmatch("([^\n]*)\n") do t[#t + 1] = l end
-  return t
-end
+local lines = helpers.lines
 
 -- Check that every JSON object in text has its keys in sorted order (a tiny
 -- parser over the raw text, since decoding loses the order).

@@ -1,33 +1,16 @@
 -- client:watch against the emulator's fleet (calls that follow a state
 -- schedule from their first request, then 404) and its throttle switch.
 -- The fleet specs really wait (the emulator's schedule runs on its clock):
--- small intervals and periods keep them at a few seconds; the pacing specs
--- inject the watcher's clock and sleep instead.
+-- small intervals and periods keep them at a few seconds (the 2,000-call
+-- one is #slow: make test-slow); the pacing specs inject the watcher's
+-- clock and sleep instead.
 local helpers = require "spec.helpers"
 local acscall = require "acscall"
 local watch = require "acscall.watch"
 
 local SLOW = helpers.slow
-
--- The schedule of `fleet-<n>-<period_ms>` (emulator/README.md "Fleet"),
--- written here independently of the emulator.
-local function schedule(n)
-  local s = {"connecting", "connected"}
-  for _ = 1, n % 3 do
-    s[#s + 1] = "transferring"
-    s[#s + 1] = "connected"
-  end
-  s[#s + 1] = "disconnecting"
-  s[#s + 1] = "disconnected"
-  return s
-end
-
-local run_tag = tostring(os.time()) .. "-" .. tostring(math.random(1e6))
-local function fleet_ids(count, period_ms, tag)
-  local ids = {}
-  for i = 1, count do ids[i] = ("fleet-%d-%d-%s-%s"):format(i, period_ms, tag, run_tag) end
-  return ids
-end
+local schedule = helpers.fleet_schedule
+local fleet_ids = helpers.fleet_ids
 
 -- A fake clock: sleep advances it (the watcher never really waits).
 local function fake_time(start)
@@ -94,6 +77,46 @@ describe("client:watch", function()
         assert.equal(ev.id, ev.call.callConnectionId)
       end
     end
+  end)
+
+  -- 2,000 calls, each state lasting 2.5 x max_interval: it really waits
+  -- (the emulator's schedule runs on its clock, about 15-20 s), hence #slow
+  it("2,000 calls: every change once and in order; stop_when_ended returns with the last end #slow", function()
+    local period = math.floor(2000 * SLOW) -- ms per state: 2.5 x max_interval (+10% jitter)
+    local ids = helpers.fleet_ids(2000, period, "slow")
+    local w = client:watch(ids, {interval = 0.4 * SLOW, max_interval = 0.8 * SLOW, concurrency = 32,
+      stop_when_ended = true})
+    local states, ended, after_end, last_end = {}, {}, 0, nil
+    local count, t0 = 0, helpers.now()
+    for ev in w:events() do
+      count = count + 1
+      if ended[ev.id] then after_end = after_end + 1 end
+      if ev.type == "seen" or ev.type == "state" then
+        local list = states[ev.id] or {}
+        states[ev.id] = list
+        list[#list + 1] = ev.state
+      elseif ev.type == "ended" then
+        ended[ev.id] = true
+        last_end = ev
+      else
+        error(ev.id .. ": " .. tostring(ev.msg))
+      end
+    end
+    local took = helpers.now() - t0
+    assert.equal("ended", w.stopped)
+    assert.equal(0, after_end)
+    assert.same({}, w:ids())
+    local missed = {}
+    for i, id in ipairs(ids) do
+      if not require("luassert.util").deepcompare(states[id], schedule(i)) then missed[#missed + 1] = id end
+      assert.is_true(ended[id], id)
+    end
+    assert.same({}, missed)
+    -- the loop returned with the last end (its event was the last one)
+    assert.equal("ended", last_end.type)
+    -- print the rate for the record: requests per second over the run
+    print(("\n2,000 calls: %d events, %d requests in %.1f s (%.0f req/s)"):format(
+      count, w.requests, took, w.requests / took))
   end)
 
   it("a call never seen that answers 404 fails for good; stop_when_ended counts it out", function()

@@ -3,32 +3,10 @@
 -- the exit-code table for many ids, -v attempt lines; never a secret.
 local helpers = require "spec.helpers"
 local cjson = require "cjson.safe"
+local schedule = helpers.fleet_schedule
 
-
--- the schedule of fleet-<n>-<period_ms> (emulator/README.md "Fleet")
-local function schedule(n)
-  local s = {"connecting", "connected"}
-  for _ = 1, n % 3 do
-    s[#s + 1] = "transferring"
-    s[#s + 1] = "connected"
-  end
-  s[#s + 1] = "disconnecting"
-  s[#s + 1] = "disconnected"
-  return s
-end
-
-local function lines(s)
-  local t = {}
-  for l in s:gmatch("([^\n]*)\n") do t[#t + 1] = l end
-  return t
-end
-
-local run_tag = tostring(os.time()) .. "-" .. tostring(math.random(1e6))
-local function fleet_ids(count, period_ms, tag)
-  local ids = {}
-  for i = 1, count do ids[i] = ("fleet-%d-%d-%s-%s"):format(i, period_ms, tag, run_tag) end
-  return ids
-end
+local lines = helpers.lines
+local fleet_ids = helpers.fleet_ids
 
 local FAST = "--interval 0.05 --max-interval 0.1"
 

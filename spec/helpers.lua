@@ -690,4 +690,37 @@ function helpers.cli(env, args, opts)
   return o, e, rc
 end
 
+
+---------------------------------------------------------------------------------------------------
+-- The emulator's fleet calls (emulator/README.md "Fleet and throttle"), written here
+-- independently of the emulator: the oracle of the watch specs.
+
+--- The states of `fleet-<n>-<period_ms>`, in order, one period each.
+function helpers.fleet_schedule(n)
+  local s = {"connecting", "connected"}
+  for _ = 1, n % 3 do
+    s[#s + 1] = "transferring"
+    s[#s + 1] = "connected"
+  end
+  s[#s + 1] = "disconnecting"
+  s[#s + 1] = "disconnected"
+  return s
+end
+
+local fleet_run = tostring(os.time()) .. "-" .. tostring(math.random(1e6))
+--- count fleet ids `fleet-<i>-<period_ms>-<tag>-<run>` (i = 1..count), new to the emulator in
+-- each run of the suite (the emulator keeps a call's start for an hour).
+function helpers.fleet_ids(count, period_ms, tag)
+  local ids = {}
+  for i = 1, count do ids[i] = ("fleet-%d-%d-%s-%s"):format(i, period_ms, tag, fleet_run) end
+  return ids
+end
+
+--- The lines of s (each ended by "\n"), as a list.
+function helpers.lines(s)
+  local t = {}
+  for l in s:gmatch("([^\n]*)\n") do t[#t + 1] = l end
+  return t
+end
+
 return helpers
