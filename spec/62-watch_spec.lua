@@ -257,8 +257,12 @@ describe("client:watch", function()
     assert.has_error(function() client:watch("id") end, "client:watch: a list of call ids expected, got string")
     assert.has_error(function() client:watch({"a"}, {interval = -1}) end,
       "client:watch: 'interval' must be a number >= 0")
-    assert.has_error(function() client:watch({"a"}, {concurrency = 1.5}) end,
-      "client:watch: 'concurrency' must be an integer")
+    local cmax = require("acscall.core").LIMITS.concurrency_max
+    for _, bad in ipairs{1.5, cmax + 1} do
+      assert.has_error(function() client:watch({"a"}, {concurrency = bad}) end,
+        ("client:watch: 'concurrency' must be an integer in [1, %d]"):format(cmax))
+    end
+    assert.has_error(function() client:watch({"a"}, {max_inteval = 3}) end, "client:watch: unknown option 'max_inteval'")
     assert.has_error(function() client:watch({1}) end, "client:watch: call ids must be non-empty strings, got number")
     local w = client:watch({})
     assert.has_error(function() w:add("") end, "client:watch: call ids must be non-empty strings, got string")

@@ -32,6 +32,8 @@
 -- first `interval`, so a fleet is never fetched in one burst.
 -- @module acscall.watch
 
+local core = require "acscall.core"
+
 local M = {}
 
 local DEFAULTS = {
@@ -42,6 +44,9 @@ local DEFAULTS = {
   concurrency = 16,    -- requests in flight (one round)
 }
 M.DEFAULTS = DEFAULTS
+
+local KNOWN = {interval = true, max_interval = true, backoff = true, jitter = true, concurrency = true,
+  stop_when_ended = true, deadline = true, _clock = true, _sleep = true, _random = true}
 
 local SLICE = 0.1 -- the longest nap: Ctrl-C is seen within it
 
@@ -140,6 +145,9 @@ function M.new(client, ids, opts)
   if type(opts) ~= "table" then
     error("client:watch: options table expected, got " .. type(opts), 2)
   end
+  for k in pairs(opts) do
+    if not KNOWN[k] then error("client:watch: unknown option '" .. tostring(k) .. "'", 2) end
+  end
   local w = setmetatable({
     client = client,
     interval = check_number(opts, "interval", 0),
@@ -160,8 +168,9 @@ function M.new(client, ids, opts)
     -- "interrupted" or "stopped".
     stopped = nil,
   }, Watcher)
-  if w.concurrency ~= math.floor(w.concurrency) then
-    error("client:watch: 'concurrency' must be an integer", 2)
+  local cmax = core.LIMITS.concurrency_max -- get_calls' own bound
+  if w.concurrency ~= math.floor(w.concurrency) or w.concurrency > cmax then
+    error(("client:watch: 'concurrency' must be an integer in [1, %d]"):format(cmax), 2)
   end
   if w.max_interval < w.interval then w.max_interval = w.interval end
   if w.jitter >= 1 then error("client:watch: 'jitter' must be below 1", 2) end
