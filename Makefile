@@ -83,8 +83,26 @@ test-%: export ACSCALL_LOOPBACK_ONLY = 1
 # `make test SPECS=spec/80-credential_spec.lua`
 BUSTED_FLAGS ?=
 SPECS ?= spec
+# The slow set: the few specs that must really wait (a real Retry-After, a
+# trickling body, ...) carry the busted tag #slow; `make test` leaves them
+# out and `make test-slow` runs only them (docs/development.md "The slow set").
+SLOW_TAGS ?= --exclude-tags=slow
 test: deps all $(TESTSUPPORT)
-	$(BUSTED) --output=utfTerminal $(BUSTED_FLAGS) $(SPECS)
+	$(BUSTED) --output=utfTerminal $(SLOW_TAGS) $(BUSTED_FLAGS) $(SPECS)
+
+.PHONY: test-slow test-times
+test-slow:
+	@$(MAKE) --no-print-directory test SLOW_TAGS=--tags=slow
+
+# Each spec file in its own busted run, slowest first: where the suite's time
+# goes (seconds, build excluded; a file's emulators and nginx included).
+test-times:
+	@$(MAKE) --no-print-directory test SPECS=spec/00-module_spec.lua >/dev/null # builds what test builds
+	@for f in $(sort $(wildcard $(addsuffix /*_spec.lua,$(SPECS)) $(filter %_spec.lua,$(SPECS)))); do \
+	  t0=$$(date +%s.%N); \
+	  $(BUSTED) --output=TAP $(SLOW_TAGS) $(BUSTED_FLAGS) $$f >/dev/null 2>&1 || echo "  (failed: $$f)"; \
+	  echo "$$t0 $$(date +%s.%N) $$f" | awk '{printf "%.2f %s\n", $$2 - $$1, $$3}'; \
+	done | sort -rn | awk '/failed/ {print; next} {printf "%7.2f s  %s\n", $$1, $$2; t += $$1} END {printf "%7.2f s  total\n", t}'
 
 # Against a real resource when ACS_CONNECTION_STRING (or ACS_ENDPOINT with
 # ACS_TOKEN or ACS_ACCESS_KEY) is set, else against the bundled emulator,

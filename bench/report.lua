@@ -116,7 +116,7 @@ end
 print(("\n(ideal = ids / concurrency × %d ms)\n"):format(lat))
 
 -- goals
-print("## Issue 15 targets (this run)")
+print("## Targets (this run)")
 print("")
 print("| target | measured | verdict |")
 print("|---|---:|---|")

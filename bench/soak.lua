@@ -1,4 +1,4 @@
--- soak.lua - issue 4's soak: CALLS get_calls in one process against the emulator,
+-- soak.lua - the soak: CALLS get_calls in one process against the emulator,
 -- RSS (VmRSS) and open descriptors (/proc/self/fd) after a warm-up and at the end.
 --   lua5.4 bench/soak.lua ENDPOINT CALL_ID CALLS WARMUP [LOG_TO_TRUNCATE]
 -- Goal: RSS growth < 1 MiB, no FD growth. Prints PASS/FAIL; exit 1 on FAIL.

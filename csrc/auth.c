@@ -1,5 +1,5 @@
-/* auth.c - credentials and HMAC-SHA256 request signing, and their pure Lua
- * entry points (sign, http_date, uuid). No I/O. The scheme is the official
+/* auth.c - credentials and HMAC-SHA256 request signing, and the Lua entry
+ * point of the connection-string parser. No I/O. The scheme is the official
  * SDKs' (azure-sdk-for-js communication-common, HMAC-SHA256 policy). */
 #include "auth.h"
 
@@ -17,7 +17,6 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
-#include "request.h"
 #include "util.h"
 
 static void trim(const char **p, size_t *len)
@@ -28,17 +27,6 @@ static void trim(const char **p, size_t *len)
     }
     while (*len > 0 && isspace((unsigned char)(*p)[*len - 1]))
         (*len)--;
-}
-
-static int key_is(const char *k, size_t klen, const char *name)
-{
-    size_t i, n = strlen(name);
-    if (klen != n)
-        return 0;
-    for (i = 0; i < n; i++)
-        if (tolower((unsigned char)k[i]) != name[i])
-            return 0;
-    return 1;
 }
 
 /* As the SDKs parse it (azure-sdk-for-js sdk/communication/communication-common
@@ -82,12 +70,12 @@ const char *acs_connstr_parse(const char *s, size_t len, acs_span *endpoint,
         trim(&v, &vlen);
         if (klen == 0)
             return "connection string: a segment has an empty key";
-        if (key_is(k, klen, "endpoint")) {
+        if (acs_eq_ci(k, klen, "endpoint")) {
             if (have_ep++)
                 return "connection string: duplicate key 'endpoint'";
             endpoint->p = v;
             endpoint->len = vlen;
-        } else if (key_is(k, klen, "accesskey")) {
+        } else if (acs_eq_ci(k, klen, "accesskey")) {
             if (have_key++)
                 return "connection string: duplicate key 'accesskey'";
             access_key->p = v;
@@ -298,123 +286,37 @@ void acs_credential_free(acs_credential *c)
 {
     acs_secret_free(c->token_line);
     c->token_line = NULL;
+    acs_secret_free(c->key_text);
+    c->key_text = NULL;
     acs_signer_free(c->signer);
     c->signer = NULL;
 }
 
 /* ---------- Lua entry points -------------------------------------------- */
 
-/* Epoch seconds at index i for a date: years 0-9999, else a mistake
- * (raises; NaN fails the test too). Casting a double out of time_t's range
- * would be undefined behaviour. */
-static time_t check_epoch(lua_State *L, int i)
+/* core.parse_connection_string(s) -> {endpoint=, access_key=}
+ * | nil, message (the message never quotes s) */
+static int l_parse_connection_string(lua_State *L)
 {
-    lua_Number n = luaL_checknumber(L, i);
-    luaL_argcheck(L, n >= -62167219200.0 && n <= 253402300799.0, i,
-                  "epoch seconds out of range (years 0-9999)");
-    return (time_t)n;
-}
-
-/* core.sign{method=, url=, date=, body=, access_key=} -> headers table */
-static int l_sign(lua_State *L)
-{
-    size_t keylen, bodylen = 0, kbuflen;
-    const char *method, *url, *key, *body = "", *err;
-    char date[ACS_DATE_LEN + 1], hash[ACS_B64_SHA256_LEN + 1];
-    char sig[ACS_B64_SHA256_LEN + 1];
-    unsigned char kbuf[ACS_KEY_MAX];
-    char *host, *pq, hbuf[300];
-    int rc;
-
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    lua_getfield(L, 1, "method");
-    lua_getfield(L, 1, "url");
-    lua_getfield(L, 1, "body");
-    lua_getfield(L, 1, "access_key");
-    lua_getfield(L, 1, "date");
-    method = lua_isnil(L, 2) ? "GET" : lua_tostring(L, 2);
-    if (method == NULL || lua_type(L, 2) == LUA_TNUMBER)
-        return luaL_error(L, "acscall.sign: 'method' must be a string");
-    if (lua_type(L, 3) != LUA_TSTRING)
-        return luaL_error(L, "acscall.sign: 'url' must be a string");
-    url = lua_tostring(L, 3);
-    if (!lua_isnil(L, 4)) {
-        if (lua_type(L, 4) != LUA_TSTRING)
-            return luaL_error(L, "acscall.sign: 'body' must be a string");
-        body = lua_tolstring(L, 4, &bodylen);
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    acs_span ep, key;
+    const char *err = acs_connstr_parse(s, len, &ep, &key);
+    if (err != NULL) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
     }
-    if (lua_type(L, 5) != LUA_TSTRING)
-        return luaL_error(L, "acscall.sign: 'access_key' must be a string");
-    key = lua_tolstring(L, 5, &keylen);
-    if (lua_type(L, 6) == LUA_TSTRING) {
-        size_t dl;
-        const char *d = lua_tolstring(L, 6, &dl);
-        if (dl > ACS_DATE_LEN || acs_has_crlf(d, dl))
-            return luaL_error(L, "acscall.sign: 'date' is not an HTTP date");
-        memcpy(date, d, dl + 1);
-    } else if (lua_type(L, 6) == LUA_TNUMBER) {
-        acs_format_date(check_epoch(L, 6), date);
-    } else if (lua_isnil(L, 6)) {
-        acs_format_date(time(NULL), date);
-    } else {
-        return luaL_error(L, "acscall.sign: 'date' must be a string or epoch seconds");
-    }
-    if ((err = acs_key_decode(key, keylen, kbuf, &kbuflen)) != NULL) {
-        OPENSSL_cleanse(kbuf, sizeof kbuf);
-        return luaL_error(L, "acscall.sign: %s", err);
-    }
-    if ((err = acs_url_split(url, &host, &pq)) != NULL) {
-        OPENSSL_cleanse(kbuf, sizeof kbuf);
-        return luaL_error(L, "acscall.sign: url: %s", err);
-    }
-    acs_content_hash(body, bodylen, hash);
-    rc = acs_sign(kbuf, kbuflen, method, pq, strlen(pq), date, host, hash, sig);
-    OPENSSL_cleanse(kbuf, sizeof kbuf);
-    free(pq);
-    snprintf(hbuf, sizeof hbuf, "%s", host); /* host is < 300 bytes */
-    free(host);
-    /* nothing malloc'd is alive past here: Lua may raise (OOM) safely */
-    if (rc != 0)
-        return luaL_error(L, "acscall.sign: libcrypto failed");
-    lua_createtable(L, 0, 4);
-    lua_pushstring(L, hbuf);
-    lua_setfield(L, -2, "host");
-    lua_pushstring(L, date);
-    lua_setfield(L, -2, "x-ms-date");
-    lua_pushstring(L, hash);
-    lua_setfield(L, -2, "x-ms-content-sha256");
-    lua_pushfstring(L, "%s%s", ACS_HMAC_AUTH_PREFIX, sig);
-    lua_setfield(L, -2, "authorization");
-    return 1;
-}
-
-/* core.http_date([epoch]) -> "Wed, 13 Apr 2022 18:09:12 GMT" */
-static int l_http_date(lua_State *L)
-{
-    char date[ACS_DATE_LEN + 1];
-    time_t t = lua_isnoneornil(L, 1) ? time(NULL) : check_epoch(L, 1);
-    acs_format_date(t, date);
-    lua_pushstring(L, date);
-    return 1;
-}
-
-/* core.uuid() -> random UUID v4 (the x-ms-client-request-id format) */
-static int l_uuid(lua_State *L)
-{
-    char u[37];
-    if (acs_uuid4(u) != 0) /* util.h */
-        return luaL_error(L, "acscall.uuid: no random bytes");
-    lua_pushstring(L, u);
+    lua_createtable(L, 0, 2);
+    lua_pushlstring(L, ep.p, ep.len);
+    lua_setfield(L, -2, "endpoint");
+    lua_pushlstring(L, key.p, key.len);
+    lua_setfield(L, -2, "access_key");
     return 1;
 }
 
 void acs_auth_open(lua_State *L)
 {
-    lua_pushcfunction(L, l_sign);
-    lua_setfield(L, -2, "sign");
-    lua_pushcfunction(L, l_http_date);
-    lua_setfield(L, -2, "http_date");
-    lua_pushcfunction(L, l_uuid);
-    lua_setfield(L, -2, "uuid");
+    lua_pushcfunction(L, l_parse_connection_string);
+    lua_setfield(L, -2, "parse_connection_string");
 }

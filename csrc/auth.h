@@ -10,9 +10,10 @@
 
 #include <lua.h>
 
+#include "limits.h"
+
 #define ACS_DATE_LEN 29        /* "Wed, 13 Apr 2022 18:09:12 GMT" */
 #define ACS_B64_SHA256_LEN 44  /* base64 of 32 bytes */
-#define ACS_KEY_MAX 512        /* decoded access key bytes we accept */
 
 typedef struct {
     const char *p; /* points into the parsed input; not NUL-terminated */
@@ -74,6 +75,8 @@ typedef struct {
     int kind;
     acs_signer *signer; /* ACS_AUTH_HMAC */
     char *token_line;   /* ACS_AUTH_TOKEN: "Authorization: Bearer ..." (secret) */
+    char *key_text;     /* ACS_AUTH_HMAC: the access key as given, for
+                         * redaction only (secret) */
 } acs_credential;
 /* Wipe and free (idempotent). */
 void acs_credential_free(acs_credential *c);
@@ -81,8 +84,7 @@ void acs_credential_free(acs_credential *c);
 char *acs_secret_dup(const char *prefix, const char *s, size_t len);
 void acs_secret_free(char *s);
 
-/* Registers core.sign, core.http_date and core.uuid into the module table
- * on top (the pure entry points of stage 1). */
+/* Registers core.parse_connection_string into the module table on top. */
 void acs_auth_open(lua_State *L);
 
 #endif

@@ -13,10 +13,9 @@
 
 #include "call.h"
 #include "compat.h"
+#include "options.h"
 #include "util.h"
 
-#define BATCH_MAX_CONCURRENCY 256
-#define BATCH_DEFAULT_CONCURRENCY 16
 /* the body's stack: 1 client, 2 ids (the user's), 3 options, 4 ctx, then: */
 #define BATCH_RESULTS 5
 #define BATCH_BEARER 6 /* the current token, or why there is none, or nil */
@@ -405,17 +404,18 @@ static int l_get_calls(lua_State *L)
     batch_ctx b;
     memset(&b, 0, sizeof b);
     b.c = acs_client_check_open(L, 1);
-    b.conc = BATCH_DEFAULT_CONCURRENCY;
+    b.conc = ACS_DEFAULT_CONCURRENCY;
     luaL_checktype(L, 2, LUA_TTABLE);
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
+        acs_options_check(L, 3, acs_get_calls_options, "acscall: get_calls");
         lua_getfield(L, 3, "concurrency");
         if (!lua_isnil(L, -1)) {
             lua_Number v = lua_tonumber(L, -1);
             if (lua_type(L, -1) != LUA_TNUMBER ||
-                !(v >= 1 && v <= BATCH_MAX_CONCURRENCY) || v != (int)v)
+                !(v >= 1 && v <= ACS_CONCURRENCY_MAX) || v != (int)v)
                 luaL_error(L, "acscall: 'concurrency' must be an integer in [1, %d]",
-                           BATCH_MAX_CONCURRENCY);
+                           ACS_CONCURRENCY_MAX);
             b.conc = (int)v;
         }
         lua_pop(L, 1);

@@ -1,105 +1,16 @@
-/* call.c - one call: get_call, request and next_attempt, and the frame
- * every call runs in (call.h). */
+/* call.c - one call: get_call, request and next_attempt (call.h); the
+ * frame every call runs in is frame.c's. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <lua.h>
 #include <lauxlib.h>
-#include <lualib.h>
 
 #include "call.h"
 #include "compat.h"
 #include "model.h"
 #include "util.h"
-
-/* ---------- Ctrl-C ------------------------------------------------------ */
-
-#if LUA_VERSION_NUM < 502 && !defined(LUA_JITLIBNAME)
-static const char main_key = 0; /* registry: the main thread (5.1) */
-#endif
-
-void acs_call_note_main_thread(lua_State *L)
-{
-#if LUA_VERSION_NUM < 502 && !defined(LUA_JITLIBNAME)
-    if (lua_pushthread(L)) { /* 1: L is the main thread */
-        lua_pushlightuserdata(L, (void *)&main_key);
-        lua_insert(L, -2);
-        lua_rawset(L, LUA_REGISTRYINDEX);
-    } else {
-        lua_pop(L, 1);
-    }
-#else
-    (void)L;
-#endif
-}
-
-/* The main thread when it is another than L and its hook can be read. */
-static lua_State *main_thread(lua_State *L)
-{
-#if defined(LUA_JITLIBNAME)
-    (void)L;
-    return NULL; /* LuaJIT keeps one hook for all coroutines */
-#else
-    lua_State *m;
-#if LUA_VERSION_NUM >= 502
-    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-#else
-    lua_pushlightuserdata(L, (void *)&main_key);
-    lua_rawget(L, LUA_REGISTRYINDEX);
-#endif
-    m = lua_tothread(L, -1);
-    lua_pop(L, 1);
-    return m == L ? NULL : m;
-#endif
-}
-
-void acs_watch_begin(acs_watch *w, lua_State *L)
-{
-    w->L = L;
-    w->hook = lua_gethook(L);
-    w->mask = lua_gethookmask(L);
-    w->main = main_thread(L);
-    w->main_hook = w->main ? lua_gethook(w->main) : NULL;
-    w->main_mask = w->main ? lua_gethookmask(w->main) : 0;
-}
-
-/* Reads two fields of each Lua state: safe from libcurl's callbacks. */
-int acs_watch_interrupted(const void *ud)
-{
-    const acs_watch *w = ud;
-    if (lua_gethook(w->L) != w->hook || lua_gethookmask(w->L) != w->mask)
-        return 1;
-    return w->main && (lua_gethook(w->main) != w->main_hook ||
-                       lua_gethookmask(w->main) != w->main_mask);
-}
-
-int acs_watch_sleep(const acs_watch *w, long ms)
-{
-    long until = acs_monotonic_ms() + ms;
-    if (acs_watch_interrupted(w))
-        return 1;
-    while (acs_sleep_ms(until - acs_monotonic_ms()) != 0)
-        if (acs_watch_interrupted(w))
-            return 1;
-    return 0;
-}
-
-/* ---------- the frame of a call ----------------------------------------- */
-
-int acs_call_run(lua_State *L, int nargs, lua_CFunction body, void *ctx,
-                 void (*cleanup)(lua_State *L, void *ctx))
-{
-    int base = lua_gettop(L) - nargs, st;
-    lua_pushcfunction(L, body); /* 5.1 allocates: may raise, nothing taken */
-    lua_insert(L, base + 1);
-    lua_pushlightuserdata(L, ctx);
-    st = lua_pcall(L, nargs + 1, LUA_MULTRET, 0);
-    cleanup(L, ctx);
-    if (st != 0)
-        return lua_error(L); /* the body's error, as it was raised */
-    return lua_gettop(L) - base;
-}
 
 int acs_call_push_result(lua_State *L, acs_conn *conn, int rc,
                          acs_resp_meta *meta)
@@ -302,7 +213,7 @@ static int l_request(lua_State *L)
     acs_client_check_id(L, 2, &idlen);
     if (!lua_isnoneornil(L, 3)) {
         const char *crid = luaL_checklstring(L, 3, &clen);
-        luaL_argcheck(L, clen >= 1 && clen < sizeof k.crid && !acs_has_crlf(crid, clen),
+        luaL_argcheck(L, clen >= 1 && clen < sizeof k.crid && !acs_header_value_check(crid, clen),
                       3, "a client request id is 1 to 36 bytes without CR, LF or NUL");
         memcpy(k.crid, crid, clen + 1);
     }

@@ -10,10 +10,11 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
-#include "call.h"
 #include "client.h"
 #include "compat.h"
+#include "frame.h"
 #include "model.h"
+#include "options.h"
 #include "util.h"
 
 /* ---------- lifetime ---------------------------------------------------- */
@@ -44,11 +45,7 @@ static void release(lua_State *L, acs_client *c)
  * client for new calls, and the last call to leave releases it. */
 static int l_close(lua_State *L)
 {
-    acs_client *c = luaL_checkudata(L, 1, ACS_CLIENT_MT);
-    c->closed = 1;
-    if (c->calls == 0)
-        release(L, c);
-    return 0;
+    return acs_client_close(L, luaL_checkudata(L, 1, ACS_CLIENT_MT));
 }
 
 /* __gc: a collected client has no call running (a call keeps it on its
@@ -79,6 +76,56 @@ acs_client *acs_client_check_open(lua_State *L, int idx)
     return c;
 }
 
+acs_client *acs_client_push(lua_State *L, const char *mt)
+{
+    acs_client *c = lua_newuserdata(L, sizeof *c);
+    memset(c, 0, sizeof *c);
+    c->provider_ref = LUA_NOREF;
+    luaL_getmetatable(L, mt);
+    lua_setmetatable(L, -2);
+    return c;
+}
+
+void acs_client_setup(lua_State *L, acs_client *c, const char *who,
+                      const char *tag, size_t max_body_dflt)
+{
+    int top = lua_gettop(L);
+    size_t ualen = 0;
+    const char *ua = acs_opt_string(L, who, "user_agent", &ualen);
+    const char *ca = acs_opt_string(L, who, "ca_file", NULL);
+    const char *err;
+    acs_transport_opts to;
+    memset(&to, 0, sizeof to);
+    if (ua && (acs_header_value_check(ua, ualen) || ualen > ACS_USER_AGENT_MAX))
+        luaL_error(L, "%s: 'user_agent' must be at most %d bytes, without "
+                   ACS_CONTROL_CHARS, who, ACS_USER_AGENT_MAX);
+    snprintf(c->ua, sizeof c->ua, "acscall/%s %s%s%s", ACS_VERSION, tag,
+             ua ? " " : "", ua ? ua : "");
+    to.max_body = acs_opt_max_body(L, who, max_body_dflt);
+    if (ca && (c->ca_file = strdup(ca)) == NULL)
+        luaL_error(L, "%s: out of memory", who);
+    acs_opt_retries(L, who, &c->retry);
+    c->retry.connect_timeout_ms = acs_opt_ms(L, who, "connect_timeout",
+                                             ACS_DEFAULT_CONNECT_TIMEOUT_MS);
+    c->retry.timeout_ms = acs_opt_ms(L, who, "timeout", ACS_DEFAULT_TIMEOUT_MS);
+    c->retry.deadline_ms = acs_opt_ms(L, who, "deadline", ACS_DEFAULT_DEADLINE_MS);
+    to.connect_timeout_ms = c->retry.connect_timeout_ms;
+    to.ca_file = c->ca_file;
+    to.user_agent = c->ua;
+    /* Nothing is connected here: the first call opens what it needs. */
+    if ((err = acs_pool_init(&c->pool, &to)) != NULL)
+        luaL_error(L, "%s: %s", who, err);
+    lua_settop(L, top);
+}
+
+int acs_client_close(lua_State *L, acs_client *c)
+{
+    c->closed = 1;
+    if (c->calls == 0)
+        release(L, c);
+    return 0;
+}
+
 static int l_tostring(lua_State *L)
 {
     acs_client *c = luaL_checkudata(L, 1, ACS_CLIENT_MT);
@@ -98,11 +145,11 @@ const char *acs_client_check_id(lua_State *L, int idx, size_t *len)
 {
     const char *id;
     if (lua_type(L, idx) != LUA_TSTRING)
-        luaL_error(L, "acscall: a call id must be a string, got %s",
-                   luaL_typename(L, idx));
+        acs_raise(L, "acscall: a call id must be a string, got %s",
+                  luaL_typename(L, idx));
     id = lua_tolstring(L, idx, len);
     if (*len == 0 || *len > ACS_ID_MAX)
-        luaL_error(L, "acscall: a call id must be 1 to %d bytes", ACS_ID_MAX);
+        acs_raise(L, "acscall: a call id must be 1 to %d bytes", ACS_ID_MAX);
     return id;
 }
 
@@ -124,15 +171,23 @@ int acs_client_request_id(acs_client *c, char out[37])
     return 0;
 }
 
+/* the secrets in play: the token sent, the access key */
 void acs_client_meta(const acs_client *c, const char *bearer, acs_resp_meta *m)
 {
     static const size_t prefix = sizeof "Authorization: Bearer " - 1;
+    const char *tok = bearer ? bearer
+                      : c->cred.token_line ? c->cred.token_line + prefix : NULL;
     m->decoder_ref = c->decoder_ref;
     m->strict = c->strict;
-    if (bearer)
-        m->secret = bearer;
-    else if (c->cred.token_line)
-        m->secret = c->cred.token_line + prefix;
+    m->nsecrets = 0;
+    if (tok) {
+        m->secrets[m->nsecrets].p = tok;
+        m->secrets[m->nsecrets++].len = strlen(tok);
+    }
+    if (c->cred.key_text) {
+        m->secrets[m->nsecrets].p = c->cred.key_text;
+        m->secrets[m->nsecrets++].len = strlen(c->cred.key_text);
+    }
 }
 
 /* lua.c and luajit raise "interrupted!" from their SIGINT hook. */
@@ -157,8 +212,9 @@ static const char *check_token(lua_State *L, const char *who, const char **beare
         return lua_tostring(L, -1);
     }
     tok = lua_tolstring(L, -1, &len);
-    if (len == 0 || acs_has_crlf(tok, len)) {
-        lua_pushfstring(L, "%s returned an empty token or one with CR, LF or NUL", who);
+    if (len == 0 || acs_header_value_check(tok, len) != NULL) {
+        lua_pushfstring(L, "%s returned an empty token or one with "
+                        ACS_CONTROL_CHARS, who);
         lua_replace(L, -2);
         return lua_tostring(L, -1);
     }
@@ -227,99 +283,27 @@ const char *acs_client_bearer(lua_State *L, acs_client *c, int force,
     return check_token(L, who, bearer);
 }
 
-/* ---------- options ----------------------------------------------------- */
-
 #define NEW "acscall.new"
-
-/* The string option `name`, or NULL. The value stays on the stack until
- * new returns: the options table need not keep it alive (its __index may
- * make values on the fly), and l_new uses the pointer to the end. */
-const char *acs_opt_string(lua_State *L, const char *who, const char *name,
-                           size_t *len)
-{
-    lua_getfield(L, 1, name);
-    if (lua_isnil(L, -1))
-        return NULL;
-    if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_error(L, "%s: option '%s' must be a string", who, name);
-    return lua_tolstring(L, -1, len);
-}
-
-long acs_opt_ms(lua_State *L, const char *who, const char *name, long dflt)
-{
-    long v = dflt;
-    lua_getfield(L, 1, name);
-    if (!lua_isnil(L, -1)) {
-        lua_Number n;
-        if (lua_type(L, -1) != LUA_TNUMBER)
-            luaL_error(L, "%s: option '%s' must be a number (seconds)", who,
-                       name);
-        n = lua_tonumber(L, -1);
-        if (!(n > 0 && n <= 86400))
-            luaL_error(L, "%s: option '%s' must be > 0 and <= 86400", who,
-                       name);
-        v = (long)(n * 1000.0 + 0.5);
-        if (v < 1)
-            v = 1;
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
-/* retries = false | {max=, base_delay=, max_delay=} (delays in seconds) */
-void acs_opt_retries(lua_State *L, const char *who, acs_retry_policy *p)
-{
-    p->max = ACS_DEFAULT_RETRIES;
-    p->base_ms = ACS_DEFAULT_BASE_DELAY_MS;
-    p->max_ms = ACS_DEFAULT_MAX_DELAY_MS;
-    lua_getfield(L, 1, "retries");
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        return;
-    }
-    if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
-        p->max = 0;
-        lua_pop(L, 1);
-        return;
-    }
-    if (lua_type(L, -1) != LUA_TTABLE)
-        luaL_error(L, "%s: option 'retries' must be false or a table", who);
-    lua_getfield(L, -1, "max");
-    if (!lua_isnil(L, -1)) {
-        lua_Number n = lua_tonumber(L, -1);
-        if (lua_type(L, -1) != LUA_TNUMBER || !(n >= 0 && n <= 20) || n != (int)n)
-            luaL_error(L, "%s: 'retries.max' must be an integer in [0, 20]", who);
-        p->max = (int)n;
-    }
-    lua_pop(L, 1);
-    lua_pushvalue(L, 1); /* opt_ms reads index 1: swap in the retries table */
-    lua_pushvalue(L, -2);
-    lua_replace(L, 1);
-    p->base_ms = acs_opt_ms(L, who, "base_delay", p->base_ms);
-    p->max_ms = acs_opt_ms(L, who, "max_delay", p->max_ms);
-    lua_replace(L, 1); /* the options table back */
-    lua_pop(L, 1);
-}
 
 /* core.new(opts) -> client. Every mistake here is the programmer's: raise. */
 static int l_new(lua_State *L)
 {
     acs_client *c;
-    size_t eplen = 0, cslen = 0, keylen = 0, toklen = 0, ualen = 0;
-    const char *endpoint, *cs, *key, *token, *ua, *ca_file, *api, *err;
+    size_t eplen = 0, cslen = 0, keylen = 0, toklen = 0;
+    const char *endpoint, *cs, *key, *token, *api, *err;
     acs_span cs_ep = {NULL, 0}, cs_key = {NULL, 0};
-    acs_transport_opts to;
     int has_provider, has_credential, n_auth, provider_idx;
-    lua_Number max_body = ACS_DEFAULT_MAX_BODY;
+    char tag[128];
 
-    luaL_checktype(L, 1, LUA_TTABLE);
+    if (lua_type(L, 1) != LUA_TTABLE)
+        return luaL_error(L, NEW ": options table expected, got %s",
+                          luaL_typename(L, 1));
     lua_settop(L, 1);
+    acs_options_check(L, 1, acs_new_options, NEW);
     endpoint = acs_opt_string(L, NEW, "endpoint", &eplen);
     cs = acs_opt_string(L, NEW, "connection_string", &cslen);
     key = acs_opt_string(L, NEW, "access_key", &keylen);
     token = acs_opt_string(L, NEW, "token", &toklen);
-    ua = acs_opt_string(L, NEW, "user_agent", &ualen);
-    ca_file = acs_opt_string(L, NEW, "ca_file", NULL);
     api = acs_opt_string(L, NEW, "api_version", NULL);
     lua_getfield(L, 1, "token_provider"); /* stays at provider_idx */
     provider_idx = lua_gettop(L);
@@ -339,14 +323,6 @@ static int l_new(lua_State *L)
                               "with a get_token method");
         lua_pop(L, 1);
     }
-    lua_getfield(L, 1, "max_body");
-    if (!lua_isnil(L, -1)) {
-        max_body = lua_tonumber(L, -1);
-        if (lua_type(L, -1) != LUA_TNUMBER || !(max_body >= 1024 && max_body <= 1e9))
-            return luaL_error(L, "acscall.new: option 'max_body' must be a number of "
-                          "bytes in [1024, 1e9]");
-    }
-    lua_pop(L, 1);
 
     if (cs) {
         if (endpoint)
@@ -373,22 +349,18 @@ static int l_new(lua_State *L)
     if (n_auth > 1)
         return luaL_error(L, "acscall.new: give exactly one of 'token', 'access_key' "
                       "(or a connection string), 'token_provider' and 'credential'");
-    if (token && (toklen == 0 || acs_has_crlf(token, toklen)))
-        return luaL_error(L, "acscall.new: 'token' must be non-empty, without CR, LF "
-                      "or NUL");
-    if (ua && (acs_has_crlf(ua, ualen) || ualen > 256))
-        return luaL_error(L, "acscall.new: 'user_agent' must be at most 256 bytes, "
-                      "without CR, LF or NUL");
-    if (api && (api[0] == '\0' || strlen(api) > 64))
-        return luaL_error(L, "acscall.new: 'api_version' must be 1 to 64 bytes");
+    if (token && (toklen == 0 || acs_header_value_check(token, toklen)))
+        return luaL_error(L, "acscall.new: 'token' must be non-empty, without "
+                      ACS_CONTROL_CHARS);
+    if (key && acs_header_value_check(key, keylen))
+        return luaL_error(L, "acscall.new: '%s' %s",
+                          cs ? "connection_string" : "access_key",
+                          acs_header_value_check(key, keylen));
+    if (api && (api[0] == '\0' || strlen(api) > ACS_API_VERSION_MAX))
+        return luaL_error(L, NEW ": 'api_version' must be 1 to %d bytes",
+                          ACS_API_VERSION_MAX);
 
-    /* The userdata exists, zeroed and with its metatable, before anything
-     * is acquired: from here on __gc releases whatever was acquired. */
-    c = lua_newuserdata(L, sizeof *c);
-    memset(c, 0, sizeof *c);
-    c->provider_ref = LUA_NOREF;
-    luaL_getmetatable(L, ACS_CLIENT_MT);
-    lua_setmetatable(L, -2);
+    c = acs_client_push(L, ACS_CLIENT_MT);
 
     if ((err = acs_route_init(&c->route, endpoint,
                               api ? api : ACS_DEFAULT_API_VERSION)) != NULL)
@@ -400,6 +372,8 @@ static int l_new(lua_State *L)
         if (err == NULL && (c->cred.signer = acs_signer_new(kbuf, kbuflen)) == NULL)
             err = "cannot key HMAC-SHA256 (libcrypto)";
         OPENSSL_cleanse(kbuf, sizeof kbuf);
+        if (err == NULL && (c->cred.key_text = acs_secret_dup("", key, keylen)) == NULL)
+            err = "out of memory";
         if (err)
             return luaL_error(L, "acscall.new: %s", err);
         c->cred.kind = ACS_AUTH_HMAC;
@@ -419,37 +393,20 @@ static int l_new(lua_State *L)
     }
 
     /* User-Agent: acscall/<v> Lua/<x.y> libcurl/<v> [suffix] */
-    {
-        const char *lv = LUA_VERSION; /* "Lua 5.4" */
-        curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
-        snprintf(c->ua, sizeof c->ua, "acscall/%s Lua/%s libcurl/%s%s%s",
-                 ACS_VERSION, lv + 4, cv->version, ua ? " " : "", ua ? ua : "");
-    }
+    snprintf(tag, sizeof tag, "Lua/%s libcurl/%s", LUA_VERSION + 4, /* "Lua 5.4" */
+             curl_version_info(CURLVERSION_NOW)->version);
+    acs_client_setup(L, c, NEW, tag, ACS_DEFAULT_MAX_BODY);
     if ((err = acs_route_set_agent(&c->route, c->ua)) != NULL)
         return luaL_error(L, "acscall.new: %s", err);
-    to.connect_timeout_ms = acs_opt_ms(L, NEW, "connect_timeout",
-                                   ACS_DEFAULT_CONNECT_TIMEOUT_MS);
-    to.max_body = (size_t)max_body;
-    if (ca_file && (c->ca_file = strdup(ca_file)) == NULL)
-        return luaL_error(L, "acscall.new: out of memory");
-    to.ca_file = c->ca_file;
-    to.user_agent = c->ua;
-    acs_opt_retries(L, NEW, &c->retry);
-    c->retry.connect_timeout_ms = to.connect_timeout_ms;
-    c->retry.timeout_ms = acs_opt_ms(L, NEW, "timeout", ACS_DEFAULT_TIMEOUT_MS);
-    c->retry.deadline_ms = acs_opt_ms(L, NEW, "deadline", ACS_DEFAULT_DEADLINE_MS);
-    /* Nothing is connected here: the first call opens what it needs. */
-    if ((err = acs_pool_init(&c->pool, &to)) != NULL)
-        return luaL_error(L, "acscall.new: %s", err);
-    lua_getfield(L, 1, "strict");
-    c->strict = lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    c->strict = acs_opt_bool(L, NEW, "strict", 0);
     lua_getfield(L, 1, "max_depth");
     if (!lua_isnil(L, -1)) {
         lua_Number d = lua_tonumber(L, -1);
         /* range first: casting NaN or a huge double to int is undefined */
-        if (lua_type(L, -1) != LUA_TNUMBER || !(d >= 4 && d <= 1000) || d != (int)d)
-            return luaL_error(L, "acscall.new: 'max_depth' must be an integer in [4, 1000]");
+        if (lua_type(L, -1) != LUA_TNUMBER ||
+            !(d >= ACS_MAX_DEPTH_MIN && d <= ACS_MAX_DEPTH_MAX) || d != (int)d)
+            return luaL_error(L, NEW ": 'max_depth' must be an integer in [%d, %d]",
+                              ACS_MAX_DEPTH_MIN, ACS_MAX_DEPTH_MAX);
         if ((int)d != ACS_DEFAULT_MAX_DEPTH)
             c->decoder_ref = acs_decode_new_decoder(L, (int)d);
     }
@@ -457,7 +414,7 @@ static int l_new(lua_State *L)
     return 1;
 }
 
-void acs_client_open(lua_State *L)
+void acs_client_methods(lua_State *L)
 {
     static const luaL_Reg meta[] = {
         {"__gc", l_gc},
@@ -467,24 +424,14 @@ void acs_client_open(lua_State *L)
     static const luaL_Reg methods[] = {
         {"close", l_close},
         {NULL, NULL}};
+    lua_pushvalue(L, -2);
+    acs_setfuncs(L, meta);
+    lua_pop(L, 1);
+    acs_setfuncs(L, methods);
+}
+
+void acs_client_open(lua_State *L)
+{
     lua_pushcfunction(L, l_new);
     lua_setfield(L, -2, "new");
-    /* A metatable left by an earlier require in this state is complete
-     * (it is registered only once built): keep it, clients use it. */
-    luaL_getmetatable(L, ACS_CLIENT_MT);
-    if (lua_type(L, -1) == LUA_TTABLE) {
-        lua_pop(L, 1);
-        return;
-    }
-    lua_pop(L, 1);
-    lua_newtable(L);
-    acs_setfuncs(L, meta);
-    lua_newtable(L);
-    acs_setfuncs(L, methods);
-    acs_call_methods(L);
-    acs_batch_methods(L);
-    lua_setfield(L, -2, "__index");
-    lua_pushliteral(L, ACS_CLIENT_MT);
-    lua_setfield(L, -2, "__name");
-    lua_setfield(L, LUA_REGISTRYINDEX, ACS_CLIENT_MT); /* complete: register */
 }

@@ -41,6 +41,21 @@ typedef struct {
     pid_t rnd_pid; /* who drew them: a forked child draws its own */
 } acs_client;
 
+/* The lifecycle every HTTP object shares (a client; core.fetcher is one
+ * with no route and no credential, under its own metatable):
+ * acs_client_push: a zeroed acs_client userdata with metatable mt, pushed
+ * before anything is acquired (from then on __gc releases what was).
+ * acs_client_setup: from the options at index 1 (user_agent, ca_file,
+ * max_body, retries, connect_timeout, timeout, deadline: options.h's
+ * readers), the User-Agent "acscall/<version> <tag>[ <suffix>]" and the
+ * connection cache; a mistake raises "<who>: ...". The stack is left as
+ * it was.
+ * acs_client_close: close() (deferred while a call runs), idempotent. */
+acs_client *acs_client_push(lua_State *L, const char *mt);
+void acs_client_setup(lua_State *L, acs_client *c, const char *who,
+                      const char *tag, size_t max_body_dflt);
+int acs_client_close(lua_State *L, acs_client *c);
+
 /* The open client at index idx (raises "closed client" otherwise). */
 acs_client *acs_client_check_open(lua_State *L, int idx);
 /* The call id at idx: a string of 1..ACS_ID_MAX bytes, else raises. */
@@ -76,18 +91,11 @@ int acs_client_request_id(acs_client *c, char out[37]);
 const char *acs_client_bearer(lua_State *L, acs_client *c, int force,
                               const char **bearer);
 
-/* Options of the table at index 1, for core.new and core.fetcher; a
- * mistake raises "<who>: ...". acs_opt_string leaves the value on the
- * stack (NULL when absent); acs_opt_ms reads seconds, returns ms in
- * [1, 86400000] or dflt; acs_opt_retries reads retries = false |
- * {max=, base_delay=, max_delay=} into p's max, base_ms, max_ms. */
-const char *acs_opt_string(lua_State *L, const char *who, const char *name,
-                           size_t *len);
-long acs_opt_ms(lua_State *L, const char *who, const char *name, long dflt);
-void acs_opt_retries(lua_State *L, const char *who, acs_retry_policy *p);
-
-/* Registers core.new and the client metatable (methods from call.c and
- * batch.c); the metatable is stored in the registry only once complete. */
+/* Registers core.new into the module table on top. */
 void acs_client_open(lua_State *L);
+/* With a class's metatable and methods table on top (class.h): adds
+ * __gc, __close, __tostring and close. module.c assembles the client's
+ * class from this, call.c's and batch.c's methods. */
+void acs_client_methods(lua_State *L);
 
 #endif

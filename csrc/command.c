@@ -13,7 +13,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 
-#include "call.h"
+#include "frame.h"
 #include "compat.h"
 #include "failure.h"
 #include "command.h"

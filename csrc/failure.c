@@ -176,7 +176,114 @@ int acs_push_failure(lua_State *L, const char *kind, long status,
 }
 
 
-/* ---------- redaction -------------------------------------------------- */
+/* ---------- redaction --------------------------------------------------
+ * One procedure, for every path (error bodies, core.failure's text,
+ * core.redact for the Lua layers). A secret is found in any mix of these
+ * spellings of its bytes: literal; percent-encoded (%XX in either hex
+ * case, '+' for a space: application/x-www-form-urlencoded, WHATWG URL
+ * Standard section 5); JSON-escaped (RFC 8259 section 7: \/ \\ \" \n \r
+ * \t \b \f and \uXXXX); and whitespace-folded (a run of spaces or control
+ * bytes in the secret matches any run of them in the text, as a
+ * one-line message folds them). The secret's own leading and trailing
+ * whitespace is not part of what is searched. */
+
+static int space_like(unsigned char c)
+{
+    return c <= 0x20 || c == 0x7f;
+}
+
+/* One escaped unit of text at s[j] ("%2B", "+", "\/", "\u00e9"): its
+ * bytes into d (*dn of them, UTF-8 for \u); the text bytes it takes, or
+ * 0 when s[j] starts no escape. */
+static size_t unit_decode(const char *s, size_t len, size_t j,
+                          unsigned char d[4], size_t *dn)
+{
+    static const char from[] = "/\\\"nrtbf", to[] = "/\\\"\n\r\t\b\f";
+    const char *e;
+    *dn = 1;
+    if (s[j] == '+') {
+        d[0] = ' ';
+        return 1;
+    }
+    if (s[j] == '%' && j + 2 < len &&
+        acs_hexval(s[j + 1]) >= 0 && acs_hexval(s[j + 2]) >= 0) {
+        d[0] = (unsigned char)(acs_hexval(s[j + 1]) * 16 + acs_hexval(s[j + 2]));
+        return 3;
+    }
+    if (s[j] != '\\' || j + 1 >= len)
+        return 0;
+    if (s[j + 1] != 'u') {
+        if (s[j + 1] == '\0' || (e = strchr(from, s[j + 1])) == NULL)
+            return 0;
+        d[0] = (unsigned char)to[e - from];
+        return 2;
+    }
+    if (j + 5 < len && acs_u_escape(s + j) >= 0) {
+        unsigned cp = (unsigned)acs_u_escape(s + j);
+        if (cp < 0x80) {
+            d[0] = (unsigned char)cp;
+        } else if (cp < 0x800) {
+            d[0] = (unsigned char)(0xC0 | cp >> 6);
+            d[1] = (unsigned char)(0x80 | (cp & 0x3F));
+            *dn = 2;
+        } else {
+            d[0] = (unsigned char)(0xE0 | cp >> 12);
+            d[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+            d[2] = (unsigned char)(0x80 | (cp & 0x3F));
+            *dn = 3;
+        }
+        return 6;
+    }
+    return 0;
+}
+
+/* 1 and *end (the text just after it) when the secret sec[k..slen) is
+ * spelled at s[j..]. A literal '%' or '\' in the secret may also be the
+ * start of an escape in the text: both readings are tried. */
+static int spelled_at(const char *s, size_t len, size_t j, const char *sec,
+                      size_t slen, size_t k, size_t *end)
+{
+    unsigned char d[4];
+    size_t dn, u;
+    while (k < slen) {
+        unsigned char c = (unsigned char)sec[k];
+        if (space_like(c)) { /* a run in the secret: a run in the text */
+            size_t n = 0;
+            while (k < slen && space_like((unsigned char)sec[k]))
+                k++;
+            for (;; n++) {
+                if (j < len && space_like((unsigned char)s[j]))
+                    j++;
+                else if (j < len && (u = unit_decode(s, len, j, d, &dn)) > 0 &&
+                         dn == 1 && space_like(d[0]))
+                    j += u;
+                else
+                    break;
+            }
+            if (n == 0)
+                return 0;
+            continue;
+        }
+        if (j >= len)
+            return 0;
+        if ((unsigned char)s[j] == c) {
+            if (c != '%' && c != '\\') {
+                j++;
+                k++;
+                continue;
+            }
+            if (spelled_at(s, len, j + 1, sec, slen, k + 1, end))
+                return 1;
+        }
+        u = unit_decode(s, len, j, d, &dn);
+        if (u == 0 || dn > slen - k || memcmp(d, sec + k, dn) != 0)
+            return 0;
+        j += u;
+        k += dn;
+    }
+    *end = j;
+    return 1;
+}
 
 /* characters of a token68 credential (RFC 7235) and of base64 */
 static int cred_char(char c)
@@ -196,38 +303,77 @@ static size_t cred_len(const char *s, size_t j, size_t len)
     return s[j] == '\\' && j + 1 < len && s[j + 1] == '/' ? 2 : 0;
 }
 
+/* The end of a credential value starting at s[j] when it is at least
+ * ACS_REDACT_BEARER_MIN credential characters long, else 0. */
+static size_t cred_value_end(const char *s, size_t j, size_t len)
+{
+    size_t n, count = 0;
+    while (j < len && (n = cred_len(s, j, len)) > 0) {
+        j += n;
+        count++;
+    }
+    return count >= ACS_REDACT_BEARER_MIN ? j : 0;
+}
+
+/* What to hide at s[i]: *keep bytes kept (the scheme word), then the
+ * returned number of bytes replaced by "***" (0: nothing here). */
+static size_t hidden_at(const char *s, size_t len, size_t i,
+                        const acs_secret *secrets, int n, size_t *keep)
+{
+    size_t end;
+    int k;
+    *keep = 0;
+    for (k = 0; k < n; k++) {
+        unsigned char c = (unsigned char)s[i];
+        unsigned char f = (unsigned char)secrets[k].p[0];
+        if ((c == f || c == '%' || c == '\\' || c == '+') &&
+            spelled_at(s, len, i, secrets[k].p, secrets[k].len, 0, &end))
+            return end - i;
+    }
+    if ((s[i] == 'B' || s[i] == 'b') && acs_starts_ci(s + i, len - i, "bearer")) {
+        size_t j = i + 6;
+        while (j < len && (s[j] == ' ' || s[j] == '\t'))
+            j++;
+        if (j > i + 6 && (end = cred_value_end(s, j, len)) > 0) {
+            *keep = j - i; /* "Bearer " stays */
+            return end - i;
+        }
+    } else if ((s[i] == 'S' || s[i] == 's') &&
+               acs_starts_ci(s + i, len - i, "signature=")) {
+        if ((end = cred_value_end(s, i + 10, len)) > 0) {
+            *keep = 10;
+            return end - i;
+        }
+    }
+    return 0;
+}
+
+int acs_secret_usable(acs_secret *sec)
+{
+    while (sec->len > 0 && space_like((unsigned char)sec->p[0])) {
+        sec->p++;
+        sec->len--;
+    }
+    while (sec->len > 0 && space_like((unsigned char)sec->p[sec->len - 1]))
+        sec->len--;
+    return sec->len >= ACS_REDACT_MIN;
+}
+
 void acs_push_redacted(lua_State *L, const char *s, size_t len,
-                       const char *secret)
+                       const acs_secret *secrets, int n)
 {
     luaL_Buffer b;
-    size_t i = 0, start = 0, slen = secret ? strlen(secret) : 0;
-    if (slen < 8)
-        slen = 0;
+    acs_secret use[ACS_SECRETS_MAX];
+    size_t i = 0, start = 0;
+    int k, m = 0;
+    for (k = 0; k < n && m < ACS_SECRETS_MAX; k++) {
+        use[m] = secrets[k];
+        if (use[m].p && acs_secret_usable(&use[m]))
+            m++;
+    }
     luaL_buffinit(L, &b);
     while (i < len) {
-        size_t skip = 0, keep = 0;
-        if (slen && secret && s[i] == secret[0] && len - i >= slen &&
-            memcmp(s + i, secret, slen) == 0) {
-            skip = slen;
-        } else if ((s[i] == 'B' || s[i] == 'b') && acs_starts_ci(s + i, len - i, "bearer")) {
-            size_t j = i + 6;
-            while (j < len && (s[j] == ' ' || s[j] == '\t'))
-                j++;
-            if (j > i + 6 && j < len && cred_len(s, j, len)) {
-                size_t n;
-                keep = j - i; /* "Bearer " stays */
-                while (j < len && (n = cred_len(s, j, len)) > 0)
-                    j += n;
-                skip = j - i;
-            }
-        } else if ((s[i] == 'S' || s[i] == 's') &&
-                   acs_starts_ci(s + i, len - i, "signature=")) {
-            size_t j = i + 10, n;
-            keep = 10;
-            while (j < len && (n = cred_len(s, j, len)) > 0)
-                j += n;
-            skip = j > i + 10 ? j - i : 0;
-        }
+        size_t keep, skip = hidden_at(s, len, i, use, m, &keep);
         if (skip == 0) {
             i++;
             continue;
@@ -241,50 +387,115 @@ void acs_push_redacted(lua_State *L, const char *s, size_t len,
     luaL_pushresult(&b);
 }
 
+/* The strings of the list at idx (any keys; other values skipped) as
+ * secrets, at most ACS_SECRETS_MAX of the usable ones, alive while the
+ * list is (more is a mistake: raises). Returns how many. */
+static int read_secrets(lua_State *L, int idx, acs_secret *out)
+{
+    int n = 0;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            if (n == ACS_SECRETS_MAX)
+                luaL_error(L, "acscall: at most %d secrets", ACS_SECRETS_MAX);
+            out[n].p = lua_tolstring(L, -1, &out[n].len);
+            if (acs_secret_usable(&out[n]))
+                n++;
+        }
+        lua_pop(L, 1);
+    }
+    return n;
+}
+
+/* core.redact(text, secrets) -> text with every secret hidden */
+static int l_redact(lua_State *L)
+{
+    acs_secret sec[ACS_SECRETS_MAX];
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    int n = lua_isnoneornil(L, 2) ? 0 : read_secrets(L, 2, sec);
+    acs_push_redacted(L, text, len, sec, n);
+    return 1;
+}
+
+/* core.check_header_value(value) -> true | nil, reason (util.h's rule) */
+static int l_check_header_value(lua_State *L)
+{
+    size_t len;
+    const char *v = luaL_checklstring(L, 1, &len);
+    const char *why = acs_header_value_check(v, len);
+    if (why == NULL) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushnil(L);
+    lua_pushfstring(L, "header value %s", why);
+    return 2;
+}
+
 /* core.failure(kind, text[, fields]) -> nil, message, info
- * fields: status, attempts, timeout, request_id, client_request_id (any
- * may be nil). An unknown kind is a programmer mistake (raises). */
+ * fields: status, attempts, timeout, request_id, client_request_id, code
+ * (any may be nil) and secrets (a list: hidden from the text). An unknown
+ * kind is a programmer mistake (raises). */
 static int l_failure(lua_State *L)
 {
     acs_resp_meta meta;
+    acs_secret sec[ACS_SECRETS_MAX];
     const char *kind = luaL_checkstring(L, 1);
     const char *text = luaL_optstring(L, 2, NULL);
     long status = 0;
+    int nsec = 0, code = 0;
     memset(&meta, 0, sizeof meta);
     if (!acs_failure_kind_known(kind))
         return luaL_argerror(L, 1, "unknown failure kind");
-    if (!lua_isnoneornil(L, 3)) {
+    lua_settop(L, 3);
+    if (!lua_isnil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
-        lua_getfield(L, 3, "status");
-        lua_getfield(L, 3, "attempts");
-        lua_getfield(L, 3, "timeout");
-        lua_getfield(L, 3, "request_id");
-        lua_getfield(L, 3, "client_request_id");
-        if (lua_type(L, -5) == LUA_TNUMBER) {
-            lua_Number n = lua_tonumber(L, -5);
+        lua_getfield(L, 3, "status");            /* 4 */
+        lua_getfield(L, 3, "attempts");          /* 5 */
+        lua_getfield(L, 3, "timeout");           /* 6 */
+        lua_getfield(L, 3, "request_id");        /* 7 */
+        lua_getfield(L, 3, "client_request_id"); /* 8 */
+        lua_getfield(L, 3, "code");              /* 9 */
+        lua_getfield(L, 3, "secrets");           /* 10 */
+        if (lua_type(L, 4) == LUA_TNUMBER) {
+            lua_Number n = lua_tonumber(L, 4);
             status = n >= 100 && n <= 999 ? (long)n : 0;
         }
-        if (lua_type(L, -4) == LUA_TNUMBER) {
-            lua_Number n = lua_tonumber(L, -4);
+        if (lua_type(L, 5) == LUA_TNUMBER) {
+            lua_Number n = lua_tonumber(L, 5);
             meta.attempts = n >= 1 && n <= 1000 ? (int)n : 0;
         }
-        meta.timeout = lua_toboolean(L, -3);
+        meta.timeout = lua_toboolean(L, 6);
         /* strings stay alive on the stack until we return */
-        meta.request_id = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-        meta.client_request_id = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        meta.request_id = lua_type(L, 7) == LUA_TSTRING ? lua_tostring(L, 7) : NULL;
+        meta.client_request_id = lua_type(L, 8) == LUA_TSTRING ? lua_tostring(L, 8) : NULL;
+        code = lua_type(L, 9) == LUA_TSTRING ? 9 : 0;
+        if (!lua_isnil(L, 10))
+            nsec = read_secrets(L, 10, sec);
     }
     if (text) { /* a Lua transport may pass a server's words: redact */
-        acs_push_redacted(L, text, strlen(text), NULL);
+        acs_push_redacted(L, text, strlen(text), sec, nsec);
         text = lua_tostring(L, -1);
     }
-    return acs_push_failure(L, kind, status, text, &meta);
+    acs_push_failure(L, kind, status, text, &meta);
+    if (code) {
+        acs_push_redacted(L, lua_tostring(L, code), acs_rawlen(L, code), sec, nsec);
+        lua_setfield(L, -2, "code");
+    }
+    return 3;
 }
 
 void acs_failure_open(lua_State *L)
 {
+    static const luaL_Reg fns[] = {
+        {"failure", l_failure},
+        {"redact", l_redact},
+        {"check_header_value", l_check_header_value},
+        {NULL, NULL}};
     int i;
-    lua_pushcfunction(L, l_failure);
-    lua_setfield(L, -2, "failure");
+    acs_setfuncs(L, fns);
     lua_newtable(L); /* KINDS: the closed list, as a set */
     for (i = 0; kinds[i]; i++) {
         lua_pushboolean(L, 1);

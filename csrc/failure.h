@@ -26,7 +26,14 @@
 #include <stddef.h>
 #include <lua.h>
 
-#define ACS_MSG_CAP 300 /* bytes of the one-line message */
+#include "limits.h" /* ACS_MSG_CAP */
+
+/* A secret to hide (acs_push_redacted); not NUL-terminated. */
+typedef struct {
+    const char *p;
+    size_t len;
+} acs_secret;
+#define ACS_SECRETS_MAX 16
 
 /* What is known about the request and response, for info tables. Any
  * pointer may be NULL; attempts == 0 means "not reported". */
@@ -35,7 +42,8 @@ typedef struct {
     const char *client_request_id; /* the x-ms-client-request-id we sent */
     const char *content_type;      /* Content-Type header */
     const char *content_encoding;  /* Content-Encoding header */
-    const char *secret;            /* the bearer token sent, if any: redacted */
+    acs_secret secrets[ACS_SECRETS_MAX]; /* redacted from error bodies */
+    int nsecrets;
     int strict;      /* model.h: a wrong-typed known field is an error */
     int attempts;
     int timeout;     /* the last attempt timed out: info.timeout = true */
@@ -77,15 +85,24 @@ int acs_push_failure(lua_State *L, const char *kind, long status,
 /* The prefix for kind "http": "HTTP <status>". */
 void acs_mb_http(acs_msgbuf *m, long status);
 
-/* Push s with every credential a server may echo replaced by "***":
- * secret (when given, at least 8 bytes), and the value after "Bearer " or
- * "Signature=" (any case) whatever it is. Linear in len. Error bodies are
- * redacted before anything is read from them, so no message, info field or
- * detail can carry a credential back (README "Errors"). */
+/* The one redaction rule. Push s with every secret and every credential
+ * a server may echo replaced by "***": each of secrets[0..n) that is at
+ * least ACS_REDACT_MIN bytes (limits.h; surrounding whitespace aside), in
+ * any mix of its literal, percent-encoded, JSON-escaped and
+ * whitespace-folded spellings (failure.c), and the value after "Bearer "
+ * or "Signature=" (any case) when it is at least ACS_REDACT_BEARER_MIN
+ * token68 characters ("invalid bearer token" stays readable). Error
+ * bodies are redacted before anything is read from them, so no message,
+ * info field or detail can carry a credential back (README "Errors").
+ * Exported as core.redact(text, secrets). */
 void acs_push_redacted(lua_State *L, const char *s, size_t len,
-                       const char *secret);
+                       const acs_secret *secrets, int n);
+/* Trim a secret's surrounding whitespace; 1 if it is long enough to be
+ * searched for. */
+int acs_secret_usable(acs_secret *sec);
 
-/* Registers core.failure into the module table on top. */
+/* Registers core.failure, core.redact, core.check_header_value (util.h's
+ * rule) and core.KINDS into the module table on top. */
 void acs_failure_open(lua_State *L);
 
 #endif

@@ -36,8 +36,6 @@
 /* registry key of the private cjson.safe instance's decode function */
 static const char decode_key = 0;
 
-#define ACS_MSG_CAP 300     /* the one-line message */
-#define EXCERPT_CAP 200 /* text taken from a non-JSON error body */
 
 /* ------------------------------------------------------------------ */
 /* JSON types as the user reads them */
@@ -640,32 +638,6 @@ static const char *cjson_decode(lua_State *L, int bi, const acs_resp_meta *meta)
     return NULL;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* the code of a \uXXXX escape at s (6 bytes available), or -1 */
-static long u_escape(const char *s)
-{
-    long v = 0;
-    int i, h;
-    if (s[0] != '\\' || s[1] != 'u')
-        return -1;
-    for (i = 2; i < 6; i++) {
-        if ((h = hexval(s[i])) < 0)
-            return -1;
-        v = v * 16 + h;
-    }
-    return v;
-}
-
 /* A UTF-16 server that cuts a string can leave a lone surrogate escape
  * ("\ud83d" at the end); lua-cjson rejects the whole body for it. Replace
  * each lone one with \ufffd (the same length), as the SDKs' JSON.parse
@@ -684,12 +656,12 @@ static int fix_lone_surrogates(lua_State *L, int bi)
                 break;
             i = (size_t)(q - s);
         }
-        if (s[i + 1] != 'u' || i + 6 > len || (u = u_escape(s + i)) < 0xD800 ||
+        if (s[i + 1] != 'u' || i + 6 > len || (u = acs_u_escape(s + i)) < 0xD800 ||
             u > 0xDFFF) {
             i++; /* an escape that is not a surrogate: skip its letter */
             continue;
         }
-        if (u <= 0xDBFF && i + 12 <= len && (lo = u_escape(s + i + 6)) >= 0xDC00 &&
+        if (u <= 0xDBFF && i + 12 <= len && (lo = acs_u_escape(s + i + 6)) >= 0xDC00 &&
             lo <= 0xDFFF) {
             i += 11; /* a valid pair */
             continue;
@@ -831,7 +803,7 @@ static const char *reason_phrase(long status)
 static void body_excerpt(acs_msgbuf *m, const char *s, size_t len)
 {
     size_t i, j;
-    acs_mb_init(m, EXCERPT_CAP);
+    acs_mb_init(m, ACS_EXCERPT_CAP);
     for (i = 0; i + 6 < len; i++)
         if (s[i] == '<' && acs_starts_ci(s + i, len - i, "<title")) {
             for (j = i + 6; j < len && s[j] != '>'; j++)
@@ -895,7 +867,8 @@ static int decode_http_error(lua_State *L, int bi, long status,
 
     /* nothing is read from an error body before its credentials are gone */
     body = lua_tolstring(L, bi, &len);
-    acs_push_redacted(L, body, len, meta ? meta->secret : NULL);
+    acs_push_redacted(L, body, len, meta ? meta->secrets : NULL,
+                      meta ? meta->nsecrets : 0);
     lua_replace(L, bi);
     fix_lone_surrogates(L, bi);
     body = lua_tolstring(L, bi, &len);
@@ -1041,12 +1014,6 @@ int acs_decode_new_decoder(lua_State *L, int max_depth)
 /* ------------------------------------------------------------------ */
 /* Lua entry points */
 
-/* case-insensitive equality with a lower-case literal */
-static int eq_ci(const char *s, size_t len, const char *lit)
-{
-    return strlen(lit) == len && acs_starts_ci(s, len, lit);
-}
-
 static int l_decode(lua_State *L)
 {
     acs_resp_meta meta;
@@ -1061,13 +1028,13 @@ static int l_decode(lua_State *L)
                 size_t kl;
                 const char *k = lua_tolstring(L, -2, &kl);
                 const char *v = lua_tostring(L, -1); /* kept alive by arg 3 */
-                if (eq_ci(k, kl, "x-ms-request-id"))
+                if (acs_eq_ci(k, kl, "x-ms-request-id"))
                     meta.request_id = v;
-                else if (eq_ci(k, kl, "x-ms-client-request-id"))
+                else if (acs_eq_ci(k, kl, "x-ms-client-request-id"))
                     meta.client_request_id = v;
-                else if (eq_ci(k, kl, "content-type"))
+                else if (acs_eq_ci(k, kl, "content-type"))
                     meta.content_type = v;
-                else if (eq_ci(k, kl, "content-encoding"))
+                else if (acs_eq_ci(k, kl, "content-encoding"))
                     meta.content_encoding = v;
             }
             lua_pop(L, 1);

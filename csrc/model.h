@@ -11,7 +11,7 @@
 
 #include "failure.h"
 
-#define ACS_DEFAULT_MAX_DEPTH 64 /* JSON nesting accepted (the model needs 4) */
+#include "limits.h"
 
 /* Once per lua_State (at luaopen): require "cjson.safe", make a private
  * instance with decode_max_depth(max_depth) and keep it in the registry.

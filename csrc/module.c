@@ -1,31 +1,58 @@
 /* module.c - luaopen_acscall_core: one-time library init, then each file
- * registers its own functions. The files, by concern:
- *   client.c      the client object: options, lifetime, credential, new
- *   call.c        one call (get_call, request, next_attempt) and its frame
+ * registers its own functions; the client's class is assembled here from
+ * the methods of client.c, call.c and batch.c (so none of them includes
+ * another's header for it). The files, by concern:
+ *   client.c      the client object: lifetime, credential, new; the
+ *                 lifecycle the fetcher shares
+ *   options.c     options described once (OPTIONS), checked, read; LIMITS
+ *   limits.h      every limit and default
+ *   class.c       metatable registration
+ *   frame.c       the frame every Lua-facing operation runs in; Ctrl-C
+ *   call.c        one call (get_call, request, next_attempt)
  *   batch.c       get_calls over libcurl multi
- *   request.c     stage 1: route, URL, headers
- *   auth.c        connection strings, access keys, HMAC; sign/http_date/uuid
+ *   request.c     stage 1: route, URL, headers; sign/http_date/uuid
+ *   auth.c        connection strings, access keys, HMAC;
+ *                 parse_connection_string
  *   retry.c       the one "next attempt" rule
  *   transport.c   stage 2: libcurl only, the connection cache
  *   model.c       stage 3: JSON -> CallConnectionProperties; decode
  *   identifier.c  rawId both ways; raw_id, identifier_from_raw_id
  *   fetch.c       core.fetcher: HTTP for the identity side (token requests)
+ *   form.c        the form encoder; form_encode
  *   command.c     core.spawn: a local program (the Azure CLI), no shell
- *   failure.c     the nil, message, info contract; failure
- *   util.c        UUIDs, clock, sleep */
+ *   failure.c     the nil, message, info contract and redaction; failure,
+ *                 redact, check_header_value, KINDS
+ *   util.c        UUIDs, clock, sleep, the header-value rule, the
+ *                 case-insensitive compare, the header lookup */
 #include <lua.h>
 #include <lauxlib.h>
 
 #include "auth.h"
 #include "call.h"
+#include "class.h"
 #include "client.h"
 #include "compat.h"
 #include "failure.h"
 #include "fetch.h"
+#include "frame.h"
+#include "form.h"
 #include "identifier.h"
 #include "model.h"
+#include "request.h"
 #include "command.h"
+#include "options.h"
 #include "transport.h"
+
+/* The client's class: its own methods, a call's, a batch's. */
+static void open_client_class(lua_State *L)
+{
+    if (acs_class_begin(L, ACS_CLIENT_MT)) {
+        acs_client_methods(L);
+        acs_call_methods(L);
+        acs_batch_methods(L);
+        acs_class_end(L, ACS_CLIENT_MT);
+    }
+}
 
 ACS_EXPORT int luaopen_acscall_core(lua_State *L);
 ACS_EXPORT int luaopen_acscall_core(lua_State *L)
@@ -35,13 +62,17 @@ ACS_EXPORT int luaopen_acscall_core(lua_State *L)
     acs_decode_init(L, ACS_DEFAULT_MAX_DEPTH);
     acs_call_note_main_thread(L);
     lua_newtable(L);
+    open_client_class(L);
     acs_client_open(L);
     acs_fetch_open(L);
     acs_spawn_open(L);
     acs_auth_open(L);
+    acs_request_open(L);
     acs_model_open(L);
     acs_identifier_open(L);
     acs_failure_open(L);
+    acs_form_open(L);
+    acs_options_open(L);
     lua_pushliteral(L, ACS_VERSION);
     lua_setfield(L, -2, "_VERSION");
     lua_pushliteral(L, ACS_DEFAULT_API_VERSION);

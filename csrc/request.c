@@ -1,5 +1,6 @@
 /* request.c - stage 1: endpoint checking and URL pieces (libcurl's URL
- * parser does the parsing; we decide what is allowed). */
+ * parser does the parsing; we decide what is allowed), the signed headers,
+ * and their pure Lua entry points (sign, http_date, uuid). */
 #include "request.h"
 
 #include <ctype.h>
@@ -8,9 +9,11 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <lauxlib.h>
 #include <openssl/crypto.h>
 
 #include "auth.h"
+#include "compat.h"
 #include "transport.h"
 #include "util.h"
 
@@ -223,12 +226,6 @@ size_t acs_encode_segment(const char *id, size_t len, char *out)
     return o;
 }
 
-int acs_has_crlf(const char *s, size_t len)
-{
-    return memchr(s, '\r', len) || memchr(s, '\n', len) ||
-           memchr(s, '\0', len);
-}
-
 /* ---------- one request ------------------------------------------------ */
 
 /* url = origin + prefix + encoded id + query, into a growable buffer.
@@ -290,6 +287,11 @@ struct curl_slist *acs_request_headers(const acs_route *r,
             *why = "no bearer token";
             return NULL;
         }
+        if (acs_header_value_check(bearer, strlen(bearer)) != NULL) {
+            acs_free_headers(l); /* util.h: nothing is sent */
+            *why = "the token has " ACS_CONTROL_CHARS;
+            return NULL;
+        }
         n = strlen(bearer) + sizeof "Authorization: Bearer ";
         h = malloc(n);
         if (h == NULL) {
@@ -325,4 +327,121 @@ struct curl_slist *acs_request_headers(const acs_route *r,
         return NULL;
     }
     return l;
+}
+
+/* ---------- Lua entry points: signing any URL, dates, ids ------------- */
+
+/* Epoch seconds at index i for a date: years 0-9999, else a mistake
+ * (raises; NaN fails the test too). Casting a double out of time_t's range
+ * would be undefined behaviour. */
+static time_t check_epoch(lua_State *L, int i)
+{
+    lua_Number n = luaL_checknumber(L, i);
+    luaL_argcheck(L, n >= -62167219200.0 && n <= 253402300799.0, i,
+                  "epoch seconds out of range (years 0-9999)");
+    return (time_t)n;
+}
+
+/* core.sign{method=, url=, date=, body=, access_key=} -> headers table */
+static int l_sign(lua_State *L)
+{
+    size_t keylen, bodylen = 0, kbuflen;
+    const char *method, *url, *key, *body = "", *err;
+    char date[ACS_DATE_LEN + 1], hash[ACS_B64_SHA256_LEN + 1];
+    char sig[ACS_B64_SHA256_LEN + 1];
+    unsigned char kbuf[ACS_KEY_MAX];
+    char *host, *pq, hbuf[300];
+    int rc;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_getfield(L, 1, "method");
+    lua_getfield(L, 1, "url");
+    lua_getfield(L, 1, "body");
+    lua_getfield(L, 1, "access_key");
+    lua_getfield(L, 1, "date");
+    method = lua_isnil(L, 2) ? "GET" : lua_tostring(L, 2);
+    if (method == NULL || lua_type(L, 2) == LUA_TNUMBER)
+        return luaL_error(L, "acscall.sign: 'method' must be a string");
+    if (lua_type(L, 3) != LUA_TSTRING)
+        return luaL_error(L, "acscall.sign: 'url' must be a string");
+    url = lua_tostring(L, 3);
+    if (!lua_isnil(L, 4)) {
+        if (lua_type(L, 4) != LUA_TSTRING)
+            return luaL_error(L, "acscall.sign: 'body' must be a string");
+        body = lua_tolstring(L, 4, &bodylen);
+    }
+    if (lua_type(L, 5) != LUA_TSTRING)
+        return luaL_error(L, "acscall.sign: 'access_key' must be a string");
+    key = lua_tolstring(L, 5, &keylen);
+    if (lua_type(L, 6) == LUA_TSTRING) {
+        size_t dl;
+        const char *d = lua_tolstring(L, 6, &dl);
+        if (dl > ACS_DATE_LEN || acs_header_value_check(d, dl))
+            return luaL_error(L, "acscall.sign: 'date' is not an HTTP date");
+        memcpy(date, d, dl + 1);
+    } else if (lua_type(L, 6) == LUA_TNUMBER) {
+        acs_format_date(check_epoch(L, 6), date);
+    } else if (lua_isnil(L, 6)) {
+        acs_format_date(time(NULL), date);
+    } else {
+        return luaL_error(L, "acscall.sign: 'date' must be a string or epoch seconds");
+    }
+    if ((err = acs_key_decode(key, keylen, kbuf, &kbuflen)) != NULL) {
+        OPENSSL_cleanse(kbuf, sizeof kbuf);
+        return luaL_error(L, "acscall.sign: %s", err);
+    }
+    if ((err = acs_url_split(url, &host, &pq)) != NULL) {
+        OPENSSL_cleanse(kbuf, sizeof kbuf);
+        return luaL_error(L, "acscall.sign: url: %s", err);
+    }
+    acs_content_hash(body, bodylen, hash);
+    rc = acs_sign(kbuf, kbuflen, method, pq, strlen(pq), date, host, hash, sig);
+    OPENSSL_cleanse(kbuf, sizeof kbuf);
+    free(pq);
+    snprintf(hbuf, sizeof hbuf, "%s", host); /* host is < 300 bytes */
+    free(host);
+    /* nothing malloc'd is alive past here: Lua may raise (OOM) safely */
+    if (rc != 0)
+        return luaL_error(L, "acscall.sign: libcrypto failed");
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, hbuf);
+    lua_setfield(L, -2, "host");
+    lua_pushstring(L, date);
+    lua_setfield(L, -2, "x-ms-date");
+    lua_pushstring(L, hash);
+    lua_setfield(L, -2, "x-ms-content-sha256");
+    lua_pushfstring(L, "%s%s", ACS_HMAC_AUTH_PREFIX, sig);
+    lua_setfield(L, -2, "authorization");
+    return 1;
+}
+
+/* core.http_date([epoch]) -> "Wed, 13 Apr 2022 18:09:12 GMT" */
+static int l_http_date(lua_State *L)
+{
+    char date[ACS_DATE_LEN + 1];
+    time_t t = lua_isnoneornil(L, 1) ? time(NULL) : check_epoch(L, 1);
+    acs_format_date(t, date);
+    lua_pushstring(L, date);
+    return 1;
+}
+
+/* core.uuid() -> random UUID v4 (the x-ms-client-request-id format) */
+static int l_uuid(lua_State *L)
+{
+    char u[37];
+    if (acs_uuid4(u) != 0) /* util.h */
+        return luaL_error(L, "acscall.uuid: no random bytes");
+    lua_pushstring(L, u);
+    return 1;
+}
+
+void acs_request_open(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"sign", l_sign},
+        {"http_date", l_http_date},
+        {"uuid", l_uuid},
+        {NULL, NULL}};
+    acs_setfuncs(L, fns);
 }

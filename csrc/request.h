@@ -6,11 +6,12 @@
 
 #include <stddef.h>
 #include <curl/curl.h>
+#include <lua.h>
 
 #include "auth.h"
 
 #define ACS_DEFAULT_API_VERSION "2026-03-12"
-#define ACS_ID_MAX 1024 /* bytes of call id accepted (encoded: up to 3x) */
+#include "limits.h"
 
 typedef struct {
     char *origin;    /* "https://host[:port]" as curl will connect to it */
@@ -43,9 +44,6 @@ const char *acs_url_split(const char *url, char **host, char **pq);
  * encoded length. */
 size_t acs_encode_segment(const char *id, size_t len, char *out);
 
-/* 1 if s (a header value) has CR, LF or NUL in its first len bytes. */
-int acs_has_crlf(const char *s, size_t len);
-
 /* url = origin + prefix + encoded id + query, into a growable buffer.
  * 0, or -1 when out of memory. */
 int acs_request_url(const acs_route *r, const char *id, size_t idlen,
@@ -64,5 +62,9 @@ struct curl_slist *acs_request_headers(const acs_route *r,
                                        const acs_credential *cred,
                                        const char *url, const char *crid,
                                        const char *bearer, const char **why);
+
+/* Registers core.sign, core.http_date and core.uuid into the module table
+ * on top (the pure entry points of stage 1). */
+void acs_request_open(lua_State *L);
 
 #endif

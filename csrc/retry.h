@@ -22,12 +22,7 @@
 
 #include <time.h>
 
-#define ACS_DEFAULT_RETRIES 3
-#define ACS_DEFAULT_BASE_DELAY_MS 800L
-#define ACS_DEFAULT_MAX_DELAY_MS 60000L
-#define ACS_DEFAULT_DEADLINE_MS 90000L
-#define ACS_DEFAULT_CONNECT_TIMEOUT_MS 10000L
-#define ACS_DEFAULT_TIMEOUT_MS 30000L
+#include "limits.h" /* the defaults */
 
 typedef struct {
     int max;                    /* retries after the first attempt */

@@ -61,38 +61,24 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
     return len;
 }
 
-static int header_is(const char *line, size_t len, const char *name,
-                     size_t nlen)
+/* the value of a captured header, truncated to dst's size */
+static int capture(char *dst, size_t dstlen, const char *line, size_t len,
+                   const char *name)
 {
-    size_t i;
-    if (len <= nlen || line[nlen] != ':')
+    size_t vlen;
+    const char *v = acs_header_line_value(line, len, name, &vlen); /* util.h */
+    if (v == NULL)
         return 0;
-    for (i = 0; i < nlen; i++)
-        if (tolower((unsigned char)line[i]) != name[i])
-            return 0;
-    return 1;
-}
-
-static void keep(char *dst, size_t dstlen, const char *v, size_t vlen)
-{
-    while (vlen > 0 && (*v == ' ' || *v == '\t')) {
-        v++;
-        vlen--;
-    }
-    while (vlen > 0 && isspace((unsigned char)v[vlen - 1]))
-        vlen--;
     if (vlen >= dstlen)
         vlen = dstlen - 1;
     memcpy(dst, v, vlen);
     dst[vlen] = '\0';
+    return 1;
 }
 
 #define CAPTURE(field, name)                                                 \
-    if (header_is(line, len, name, sizeof(name) - 1)) {                      \
-        keep(t->field, sizeof t->field, line + sizeof(name),                  \
-             len - sizeof(name));                                            \
-        return len;                                                          \
-    }
+    if (capture(t->field, sizeof t->field, line, len, name))                 \
+        return len;
 
 static void reset_response(acs_conn *t)
 {

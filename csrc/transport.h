@@ -25,7 +25,7 @@
 
 #include "retry.h"
 
-#define ACS_DEFAULT_MAX_BODY (4u * 1024u * 1024u)
+#include "limits.h"
 
 /* acs_conn_end results besides CURLcode values (all > CURL_LAST) */
 #define ACS_TR_TOO_LARGE 1000 /* body exceeded max_body */

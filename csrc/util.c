@@ -2,11 +2,13 @@
  * (util.h). */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MADV_WIPEONFORK (glibc) */
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "util.h"
@@ -51,6 +53,39 @@ int acs_starts_ci(const char *s, size_t len, const char *lit)
             return 0;
     }
     return 1;
+}
+
+int acs_eq_ci(const char *s, size_t len, const char *lit)
+{
+    return strlen(lit) == len && acs_starts_ci(s, len, lit);
+}
+
+const char *acs_header_line_value(const char *line, size_t len,
+                                  const char *name, size_t *vlen)
+{
+    size_t n = strlen(name), b, e;
+    if (len <= n || line[n] != ':' || !acs_starts_ci(line, len, name))
+        return NULL;
+    b = n + 1;
+    e = len;
+    while (b < e && (line[b] == ' ' || line[b] == '\t'))
+        b++;
+    while (e > b && (line[e - 1] == ' ' || line[e - 1] == '\t' ||
+                     line[e - 1] == '\r' || line[e - 1] == '\n'))
+        e--;
+    *vlen = e - b;
+    return line + b;
+}
+
+const char *acs_header_value_check(const char *s, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f)
+            return "has " ACS_CONTROL_CHARS;
+    }
+    return NULL;
 }
 
 int acs_host_is_loopback(const char *h, size_t n)
@@ -175,6 +210,71 @@ unsigned int acs_random32(void)
         r = rnd_pool[--rnd_left];
     pthread_mutex_unlock(&rnd_lock);
     return r;
+}
+
+int acs_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+long acs_u_escape(const char *s)
+{
+    long v = 0;
+    int i, h;
+    if (s[0] != '\\' || s[1] != 'u')
+        return -1;
+    for (i = 2; i < 6; i++) {
+        if ((h = acs_hexval(s[i])) < 0)
+            return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+int acs_wbuf_reserve(acs_wbuf *b, size_t n)
+{
+    size_t c = b->cap ? b->cap : 256;
+    char *q;
+    if (b->len + n + 1 <= b->cap)
+        return 0;
+    while (c < b->len + n + 1)
+        c *= 2;
+    if ((q = malloc(c)) == NULL)
+        return -1;
+    if (b->p) {
+        memcpy(q, b->p, b->len);
+        OPENSSL_cleanse(b->p, b->cap);
+        free(b->p);
+    }
+    b->p = q;
+    b->cap = c;
+    return 0;
+}
+
+int acs_wbuf_add(acs_wbuf *b, const char *s, size_t len)
+{
+    if (acs_wbuf_reserve(b, len) != 0)
+        return -1;
+    memcpy(b->p + b->len, s, len);
+    b->len += len;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+void acs_wbuf_free(acs_wbuf *b)
+{
+    if (b->p) {
+        OPENSSL_cleanse(b->p, b->cap);
+        free(b->p);
+    }
+    b->p = NULL;
+    b->len = b->cap = 0;
 }
 
 long acs_monotonic_ms(void)

@@ -1,6 +1,6 @@
-# mk/bench.mk - `make bench` (issue 5: side by side against the floor and the
-# peers, one table), `make bench-soak` (issue 4: 100,000 get_calls, RSS and
-# fds) and `make bench-openresty` (issue 11: the OpenResty gateway's paths
+# mk/bench.mk - `make bench` (side by side against the floor and the
+# peers, one table), `make bench-soak` (100,000 get_calls, RSS and
+# fds) and `make bench-openresty` (the OpenResty gateway's paths
 # against nginx proxy_pass under wrk). Benchmarks report; they are never part
 # of `make test`. See bench/README.md.
 

@@ -1,6 +1,7 @@
 # mk/cli.mk - the command line's companions: lint and API docs.
 #   make lint   luacheck (Debian lua-check) over every Lua file, per .luacheckrc
-#   make docs   LDoc (Debian lua-ldoc) HTML reference into docs/, per config.ld;
+#   make docs   LDoc (Debian lua-ldoc) HTML reference into build/ldoc/, per config.ld
+#               (docs/ holds the hand-written pages it renders as topics);
 #               fails on any LDoc warning
 # Included at the end of the Makefile (DEB_PKGS, deps come from there).
 # lua-markdown: LDoc's markdown (Debian's lua-ldoc ships without its built-in
@@ -21,9 +22,9 @@ lint: deps
 	$(LUACHECK) --no-color $(LINT_DIRS) $(wildcard .luacheckrc)
 
 docs: deps
-	@rm -rf docs
+	@rm -rf build/ldoc
 	@out=$$($(LDOC) -c config.ld . 2>&1); rc=$$?; echo "$$out"; \
 	if [ $$rc -ne 0 ]; then exit $$rc; fi; \
 	if echo "$$out" | grep -Eq '^[^ ]+:[0-9]+: |[Ww]arning|not found'; then \
 	  echo "docs: LDoc reported problems (above)"; exit 1; fi; \
-	echo "docs: docs/index.html"
+	echo "docs: build/ldoc/index.html"

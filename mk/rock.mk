@@ -1,4 +1,4 @@
-# mk/rock.mk - the LuaRocks release (issue 13). The rockspecs build with
+# mk/rock.mk - the LuaRocks release. The rockspecs build with
 # LuaRocks' builtin type (not this Makefile): each build compiles csrc/*.c for
 # the Lua it was asked for, so no object of another Lua can be installed.
 #   make check-rockspec   the rockspecs' sources are exactly csrc/*.c, their modules lua/acscall/*.lua

@@ -39,13 +39,17 @@ build = {
         "csrc/auth.c",
         "csrc/batch.c",
         "csrc/call.c",
+        "csrc/class.c",
         "csrc/client.c",
         "csrc/command.c",
         "csrc/failure.c",
         "csrc/fetch.c",
+        "csrc/form.c",
+        "csrc/frame.c",
         "csrc/identifier.c",
         "csrc/model.c",
         "csrc/module.c",
+        "csrc/options.c",
         "csrc/request.c",
         "csrc/retry.c",
         "csrc/transport.c",
@@ -66,6 +70,9 @@ build = {
   install = {
     bin = { acscall = "bin/acscall" },
   },
+  -- LuaCATS annotations for lua-language-server (workspace.library):
+  -- installed as <tree>/lib/luarocks/rocks-<lua>/acscall/<version>/types/
+  copy_directories = { "types" },
 }
 test = {
   -- Debian's busted is not a rock, so type "busted" cannot find it; this runs

@@ -17,6 +17,18 @@ describe("acscall module", function()
     end
   end)
 
+  -- What the credentials (core.fetcher: token requests; core.spawn: the Azure
+  -- CLI) stand on. A core that stops building or registering either fails
+  -- here, instead of the specs that use them quietly going pending.
+  it("registers the core's fetcher and spawn", function()
+    local core = require "acscall.core"
+    assert.is_function(core.fetcher, "core.fetcher is not registered")
+    assert.is_function(core.spawn, "core.spawn is not registered")
+    local f = core.fetcher{}
+    assert.is_function(f.fetch)
+    f:close()
+  end)
+
   it("has a version and the default api-version", function()
     local acscall = require "acscall"
     assert.matches("^%d+%.%d+%.%d+$", acscall._VERSION)

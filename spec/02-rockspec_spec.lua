@@ -1,4 +1,4 @@
--- The rockspecs against the tree (issue 13). The full proof (luarocks make for
+-- The rockspecs against the tree. The full proof (luarocks make for
 -- every Lua, both orders; the source rock; luarocks test; lint) is
 -- `make test-rocks` (.ci/test-rocks); this part is cheap, so every `make test`
 -- says at once when a C file or a Lua module is missing from a rockspec.

@@ -1,4 +1,4 @@
--- The core's pieces for the identity side (issue 14), over real HTTP on
+-- The core's pieces for the identity side (Entra ID credentials), over real HTTP on
 -- loopback: the `credential` option (asked per call and per attempt, one
 -- forced refresh after a 401), core.fetcher (the token requests' HTTP, on
 -- the calls' transport and retry rule), core.spawn (the Azure CLI, no

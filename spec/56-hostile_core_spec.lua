@@ -1,4 +1,4 @@
--- Issue 12, the core's half: what a misbehaving server may not do to a
+-- The core's half of hostile servers: what a misbehaving server may not do to a
 -- caller. Written before the core does it: each spec names its behaviour.
 -- Servers that echo the credential (redaction in the failure contract),
 -- one bad leaf or a lone surrogate not losing the call (tolerant decoding,

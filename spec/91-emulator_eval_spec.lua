@@ -1,6 +1,6 @@
 -- The README's synopsis right after `eval "$(emulator/acs-emulator start)"`:
 -- the emulator prints `export` lines, so a program the shell then starts
--- sees ACS_CONNECTION_STRING (issue 13: it used to fail with "missing 'endpoint'").
+-- sees ACS_CONNECTION_STRING (it used to fail with "missing 'endpoint'").
 local helpers = require "spec.helpers"
 
 local q = helpers.shell_quote

@@ -1,4 +1,4 @@
--- Specs for the emulator's identity side (issue 14): the IMDS, App Service and OAuth2 token
+-- Specs for the emulator's identity side: the IMDS, App Service and OAuth2 token
 -- endpoints, issued tokens on Get Call, lifetimes, faults and the request log, driven with plain
 -- HTTP from the test side (luasocket; the curl CLI for TLS).
 local helpers = require "spec.helpers"

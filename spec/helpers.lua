@@ -514,7 +514,7 @@ end
 
 --- A private fixtures directory (remove it with helpers.remove_dir): a copy of
 -- every fixture, plus one call per scenario, `scenarios[id] = sidecar`, each
--- a copy of the seed call (its callConnectionId changed to id when rename).
+-- a copy of the REST page's sample call 18dea47f-... (its callConnectionId changed to id when rename).
 function helpers.fault_fixtures(scenarios, rename)
   local seed_id = "18dea47f-b081-4107-9a5c-4300819d2c6c"
   local dir = os.tmpname()
@@ -656,6 +656,56 @@ function helpers.fake_az(opts)
 end
 
 
+
+---------------------------------------------------------------------------------------------------
+-- Code blocks of a Markdown page (the docs' examples; spec/95 runs them).
+
+--- The fenced code blocks of a Markdown file, in order: a list of
+-- `{lang =, line =, source =, not_runnable = reason, spec = name}`. The markers are the
+-- line right before the fence: `<!-- not runnable: reason -->` (the block is not run),
+-- `<!-- spec: name -->` (a spec extracts the block by that name, e.g. the nginx.conf of
+-- docs/openresty.md: `helpers.doc_block("docs/openresty.md", "nginx-minimal")`). A marker not
+-- followed by a fence gives an entry `{stale = true, line =}`.
+function helpers.doc_blocks(path)
+  local text = assert(read_file(path), "cannot read " .. tostring(path))
+  local lines = {}
+  for l in (text .. "\n"):gmatch("([^\n]*)\n") do lines[#lines + 1] = l end
+  local blocks, i, marker = {}, 1, nil
+  while i <= #lines do
+    local l = lines[i]
+    local lang = l:match("^```(%S*)%s*$")
+    if lang and lang ~= "" then
+      local j, body = i + 1, {}
+      while j <= #lines and not lines[j]:match("^```%s*$") do
+        body[#body + 1] = lines[j]
+        j = j + 1
+      end
+      local b = { lang = lang, line = i, source = table.concat(body, "\n") .. "\n" }
+      if marker then b.not_runnable, b.spec = marker.not_runnable, marker.spec end
+      blocks[#blocks + 1] = b
+      marker, i = nil, j + 1
+    else
+      if marker then blocks[#blocks + 1] = { stale = true, line = marker.line } end
+      marker = nil
+      local reason = l:match("^<!%-%- not runnable:(.-)%-%->%s*$")
+      local name = l:match("^<!%-%- spec:%s*(%S+)%s*%-%->%s*$")
+      if reason then marker = { not_runnable = reason:match("^%s*(.-)%s*$"), line = i }
+      elseif name then marker = { spec = name, line = i } end
+      i = i + 1
+    end
+  end
+  if marker then blocks[#blocks + 1] = { stale = true, line = marker.line } end
+  return blocks
+end
+
+--- The source of the block marked `<!-- spec: name -->` in a Markdown file (a path from the
+-- repository root); raises when there is none.
+function helpers.doc_block(path, name)
+  for _, b in ipairs(helpers.doc_blocks(helpers.repo_root() .. "/" .. path)) do
+    if b.spec == name then return b.source end
+  end
+  error("no block marked <!-- spec: " .. name .. " --> in " .. path, 2)
+end
 
 ---------------------------------------------------------------------------------------------------
 -- The command line (bin/acscall) as a user runs it: a clean environment (none of the runner's

@@ -7,7 +7,7 @@
 -- luajit), and the script runs the whole busted suite under that same
 -- interpreter through `make test`: the C core built for this Lua into
 -- build/<version>/, the specs' emulators on loopback. Arguments after `--`
--- (`luarocks test -- --filter=decode`) go to busted.
+-- (`luarocks test acscall-scm-1.rockspec -- --filter=decode`) go to busted.
 --
 -- Why not `test = {type = "busted"}`: LuaRocks then requires busted as a rock
 -- in one of its trees (installing it from the rock server if it is not) and

@@ -1,7 +1,8 @@
 --- acscall: inspect live Azure Communication Services calls from Lua.
 -- The wire work (request building, HMAC signing, libcurl transport, JSON
 -- shaping) is in the C core `acscall.core`; this layer adds names: enums,
--- identifier helpers, iterators.
+-- identifier helpers, iterators. The reference is docs/api.md; these
+-- comments are summaries of it.
 -- @module acscall
 
 local core = require "acscall.core"
@@ -15,21 +16,25 @@ local M = {
   CALL_FIELDS = core.CALL_FIELDS,
   --- Names of the model's array fields (a set): arrays even when empty.
   ARRAY_FIELDS = core.ARRAY_FIELDS,
+  --- The closed set of `info.kind` values (docs/api.md#errors).
+  KINDS = core.KINDS,
 }
 
 --- Create a client.
+-- @function new
 -- @tparam table opts `endpoint` + one credential (`token`, `access_key`,
---  `token_provider`), or `connection_string`; optional `api_version`,
---  `ca_file`, `timeout`, `connect_timeout` (seconds), `max_body` (bytes),
---  `user_agent` (a suffix).
+--  `token_provider`, `credential`), or `connection_string`; the options
+--  are described once, in `OPTIONS` (name, type, default, bounds, doc).
 -- @treturn client
--- @raise on a programmer mistake (missing endpoint or credential, wrong type)
-function M.new(opts)
-  if type(opts) ~= "table" then
-    error("acscall.new: options table expected, got " .. type(opts), 2)
-  end
-  return core.new(opts)
-end
+-- @raise on a programmer mistake (missing endpoint or credential, an
+--  unknown option, a wrong type), at the caller's line: `core.new` is
+--  called directly, so its error position is the caller's
+M.new = core.new
+
+--- `new`'s options: a list of `{name=, type=, default=, min=, max=, doc=}`.
+M.OPTIONS = core.OPTIONS
+--- Every limit and default, one table (`id_max`, `retries_max`, ...).
+M.LIMITS = core.LIMITS
 
 --- Signing headers for a request (pure, no I/O).
 -- @function sign

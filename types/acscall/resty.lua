@@ -1,0 +1,65 @@
+---@meta acscall.resty
+-- LuaCATS annotations of acscall.resty (docs/openresty.md), checked against
+-- the code by spec/96-types_spec.lua.
+
+---@class acscall.resty
+---@field DEFAULT_POOL string the thread pool get_call uses ("acscall")
+---@field WORKER_MODULE string the module the pool threads run ("acscall.resty_worker")
+---@field DEFAULT_UPSTREAM string the upstream block capture_get_call uses ("acscall")
+---@field LOCATION string the prefix of acscall.conf's internal locations ("/_acscall/")
+---@field STEPS integer[] acscall.conf's attempt-timeout ladder, in milliseconds
+---@field DEFAULT_MAX_BODY integer response bytes accepted by default (4 MiB)
+local resty = {}
+
+---@class acscall.CaptureOptions
+---@field upstream? string the upstream block's name ("acscall")
+---@field max_body? integer
+---@field credential? acscall.Credential the client's credential: its token is fetched on the event loop
+---@field sleep? fun(seconds: number) for tests (ngx.sleep)
+---@field now? fun(): number for tests (ngx.now)
+
+--- The event-loop path: each attempt a subrequest to acscall.conf.
+---@param client acscall.Client
+---@param id string
+---@param opts? acscall.CaptureOptions
+---@return acscall.CallConnectionProperties? call
+---@return string? message
+---@return acscall.Info? info
+function resty.capture_get_call(client, id, opts) end
+
+--- A credential transport fetching tokens on the event loop.
+---@param opts? {retries?: integer|false, base_delay?: number, max_delay?: number, timeout?: number, deadline?: number}
+---@return acscall.Transport
+function resty.capture_transport(opts) end
+
+--- lua-resty-http on cosockets (also in timers).
+---@param httpc table a lua-resty-http client
+---@param client acscall.Client
+---@param id string
+---@param params? table request_uri's params; sleep, now for tests
+---@return acscall.CallConnectionProperties? call
+---@return string? message
+---@return acscall.Info? info
+function resty.http_get_call(httpc, client, id, params) end
+
+--- The thread path: libcurl get_call in an nginx thread pool.
+---@param opts acscall.NewOptions options copied to the pool thread (no functions)
+---@param id string
+---@param pool? string the thread pool ("acscall")
+---@return acscall.CallConnectionProperties? call
+---@return string? message
+---@return acscall.Info? info
+function resty.get_call(opts, id, pool) end
+
+--- A token_provider that never blocks the worker (refreshed in a timer).
+---@param fetch fun(): string?, number|string|nil
+---@param opts? {refresh_before?: number, retry?: number}
+---@return fun(): string?, string?
+function resty.token_cache(fetch, opts) end
+
+--- What a gateway answers for a failure.
+---@param info acscall.Info
+---@return integer
+function resty.error_status(info) end
+
+return resty
