@@ -51,8 +51,8 @@ describe("client:watch", function()
   end)
 
   it("follows a fleet of 200 calls: every change once and in order, ended calls leave, stop_when_ended", function()
-    local ids = fleet_ids(200, math.floor(600 * SLOW), "f200")
-    local w = client:watch(ids, {interval = 0.05, max_interval = 0.15, stop_when_ended = true})
+    local ids = fleet_ids(200, math.floor(400 * SLOW), "f200")
+    local w = client:watch(ids, {interval = 0.04, max_interval = 0.12, stop_when_ended = true})
     local ended_at = {}
     local events, states = collect(w, function(ev)
       assert.is_nil(ended_at[ev.id], "an event after the call ended: " .. ev.id)
@@ -176,7 +176,8 @@ describe("client:watch", function()
     assert.equal(n, #emu:calls{id = long[1]})
   end)
 
-  it("a 429 with Retry-After: 2 pauses the whole fleet; requests in flight then are the only ones", function()
+  -- a real Retry-After of 2 s, end to end: #slow
+  it("a 429 with Retry-After: 2 pauses the whole fleet; requests in flight then are the only ones #slow", function()
     local ids = fleet_ids(40, 600000, "throttle")
     local conc = 8
     local w = client:watch(ids, {interval = 0.05, max_interval = 0.05, concurrency = conc,
