@@ -872,8 +872,8 @@ local function common_options(cmd)
     :argname("<mode>")
 end
 
-local function concurrency_option(cmd)
-  cmd:option("--concurrency", "Requests in flight for many ids.", "8")
+local function concurrency_option(cmd, default)
+  cmd:option("--concurrency", "Requests in flight for many ids.", default)
     :argname("<n>"):convert(integer_in("--concurrency", 1, "concurrency_max"))
 end
 
@@ -912,7 +912,7 @@ local function build_parser(asked)
       :argname("<name>"):count("*"),
     get:flag("-l --long", "Details for every call, even with many ids.")
   )
-  concurrency_option(get)
+  concurrency_option(get, "8")
   get:option("--progress", "Progress line on stderr: auto (stderr a terminal and\n"
     .. "more than 3 ids), always, never.", "auto"):choices({"auto", "always", "never"}):argname("<when>")
   common_options(get)
@@ -930,11 +930,13 @@ local function build_parser(asked)
   watch:add_help(help_of(watch))
   watch:argument("id", "Call connection id(s); '-' reads ids from stdin, one per line.")
     :args("+")
-  watch:option("--interval", "Seconds between fetches of a call that changes.", "2")
+  local defaults = require("acscall.watch").DEFAULTS
+  watch:option("--interval", "Seconds between fetches of a call that changes.", tostring(defaults.interval))
     :argname("<s>"):convert(positive("--interval"))
-  watch:option("--max-interval", "Seconds between fetches of a call that stopped changing.", "10")
+  watch:option("--max-interval", "Seconds between fetches of a call that stopped changing.",
+    tostring(defaults.max_interval))
     :argname("<s>"):convert(positive("--max-interval"))
-  concurrency_option(watch)
+  concurrency_option(watch, tostring(defaults.concurrency))
   watch:flag("--json", "One JSON object per event and line (event, id, time, state,\n"
     .. "previous, call, reason, message, info, final), then a summary object.")
   common_options(watch)
