@@ -254,6 +254,25 @@ describe("client:watch", function()
     assert.equal(2, n)
   end)
 
+  it("a credential's short-lived tokens are asked per attempt: the watch goes on across their expiry", function()
+    local cred = helpers.credential("client_secret", {tenant_id = "watch-tenant", client_id = "watch-app-ttl1",
+      client_secret = emu.client_secret, authority_host = emu.authority_host})
+    local c = acscall.new{endpoint = emu.endpoint, credential = cred}
+    local id = fleet_ids(1, 600000, "cred")[1]
+    emu:clear_log()
+    local w = c:watch({id}, {interval = 0.05, max_interval = 0.05, deadline = 1.6})
+    local events = collect(w)
+    c:close()
+    assert.equal("deadline", w.stopped)
+    assert.equal(1, #events) -- seen, then nothing: no failure
+    assert.equal("seen", events[1].type)
+    local calls = emu:calls{id = id}
+    assert.is_true(#calls >= 10, #calls .. " fetches")
+    for _, e in ipairs(calls) do assert.equal("issued", e.auth) end
+    -- tokens living 1 s: several, each asked for by the credential
+    assert.is_true(#emu:token_requests{client_id = "watch-app-ttl1"} >= 2)
+  end)
+
   it("programmer mistakes raise at the caller's line", function()
     assert.has_error(function() client:watch("id") end, "client:watch: a list of call ids expected, got string")
     assert.has_error(function() client:watch({"a"}, {interval = -1}) end,
