@@ -711,6 +711,11 @@ local function credential_refused_event(ev)
   return ev.final and (credential_refused(ev.info) or (type(ev.info) == "table" and ev.info.kind == "auth"))
 end
 
+local function failure_key(info)
+  if type(info) ~= "table" then return "?" end
+  return tostring(info.kind) .. " " .. tostring(info.status) .. " " .. tostring(info.code)
+end
+
 -- an event as one JSON object: the watcher's fields, time as ISO-8601 UTC
 -- with milliseconds
 local function event_json(ev, iso)
@@ -763,9 +768,10 @@ function Run:cmd_watch(args)
       elseif code == EXIT_OK then
         code = EXIT_FAILED
       end
-    elseif ev.type == "failed" and failing[ev.id] ~= ev.msg then
-      -- a notice when a failure streak starts or its reason changes
-      failing[ev.id] = ev.msg
+    elseif ev.type == "failed" and failing[ev.id] ~= failure_key(ev.info) then
+      -- a notice when a failure streak starts or its reason (kind, status,
+      -- code: not the message, whose timings vary) changes
+      failing[ev.id] = failure_key(ev.info)
       self:warn(iso .. " " .. ev.id .. ": " .. tostring(ev.msg) .. " (still watching)")
     end
   end
