@@ -773,4 +773,14 @@ function helpers.lines(s)
   return t
 end
 
+
+--- A new temporary file holding text (e.g. a command's stdin); its path. Remove it after.
+function helpers.temp_file(text)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  return path
+end
+
 return helpers
