@@ -51,8 +51,8 @@ describe("client:watch", function()
   end)
 
   it("follows a fleet of 200 calls: every change once and in order, ended calls leave, stop_when_ended", function()
-    local ids = fleet_ids(200, math.floor(400 * SLOW), "f200")
-    local w = client:watch(ids, {interval = 0.04, max_interval = 0.12, stop_when_ended = true})
+    local ids = fleet_ids(200, math.floor(250 * SLOW), "f200")
+    local w = client:watch(ids, {interval = 0.03 * SLOW, max_interval = 0.08 * SLOW, stop_when_ended = true})
     local ended_at = {}
     local events, states = collect(w, function(ev)
       assert.is_nil(ended_at[ev.id], "an event after the call ended: " .. ev.id)
@@ -135,8 +135,8 @@ describe("client:watch", function()
 
   it("a call seen, then forgotten (404) before the next fetch, ends with reason 'gone'", function()
     -- fleet-3-100: connecting, connected, disconnecting, disconnected, then 404 from 0.4 s
-    local id = fleet_ids(3, 100, "gone")[1]
-    local w = client:watch({id}, {interval = 1, jitter = 0, stop_when_ended = true})
+    local id = fleet_ids(3, 100, "gone")[3]
+    local w = client:watch({id}, {interval = 0.5, jitter = 0, stop_when_ended = true})
     local events = collect(w)
     assert.equal(2, #events)
     assert.equal("seen", events[1].type)
@@ -146,7 +146,7 @@ describe("client:watch", function()
     assert.equal("gone", last.reason)
     assert.equal("connecting", last.state) -- the last state seen
     assert.equal(404, last.info.status)
-    assert.is_true(last.time - events[1].time >= 0.9)
+    assert.is_true(last.time - events[1].time >= 0.45)
   end)
 
   it("add and remove from inside the loop", function()
@@ -260,7 +260,7 @@ describe("client:watch", function()
     local c = acscall.new{endpoint = emu.endpoint, credential = cred}
     local id = fleet_ids(1, 600000, "cred")[1]
     emu:clear_log()
-    local w = c:watch({id}, {interval = 0.05, max_interval = 0.05, deadline = 1.6})
+    local w = c:watch({id}, {interval = 0.05, max_interval = 0.05, deadline = 0.9})
     local events = collect(w)
     c:close()
     assert.equal("deadline", w.stopped)

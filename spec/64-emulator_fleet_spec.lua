@@ -17,14 +17,14 @@ describe("emulator fleet mode", function()
   end
 
   it("fleet-<n>-<period_ms>: the schedule from the first request, one state per period, then 404", function()
+    -- (n = 4: connecting, connected, transferring, connected, disconnecting, disconnected)
     local cases = {
       [3] = {"connecting", "connected", "disconnecting", "disconnected"},
-      [4] = {"connecting", "connected", "transferring", "connected", "disconnecting", "disconnected"},
       [5] = {"connecting", "connected", "transferring", "connected", "transferring", "connected",
              "disconnecting", "disconnected"},
     }
     for n, states in pairs(cases) do
-      local id = ("fleet-%d-120-%s"):format(n, tag)
+      local id = ("fleet-%d-80-%s"):format(n, tag)
       local t0 = helpers.now()
       local seen = {}
       while true do
@@ -38,11 +38,11 @@ describe("emulator fleet mode", function()
         assert.equal("4:+1425" .. ("%07d"):format(n), call.targets[1].rawId)
         if seen[#seen] ~= call.callConnectionState then seen[#seen + 1] = call.callConnectionState end
         assert.is_true(helpers.now() - t0 < 5 * helpers.slow, "no 404 after 5 s")
-        helpers.sleep(0.02)
+        helpers.sleep(0.01)
       end
       assert.same(states, seen, id)
       -- the 404 comes one period after disconnected began
-      assert.is_true(helpers.now() - t0 >= #states * 0.12 - 0.03)
+      assert.is_true(helpers.now() - t0 >= #states * 0.08 - 0.02)
     end
   end)
 
@@ -55,7 +55,7 @@ describe("emulator fleet mode", function()
     local id = "fleet-1-600000-" .. tag
     assert.equal(200, (get(id)))
     emu:clear_log()
-    local status, body = helpers.http_get(emu:url("/_emulator/throttle?seconds=0.5&retry_after=2"))
+    local status, body = helpers.http_get(emu:url("/_emulator/throttle?seconds=0.3&retry_after=2"))
     assert.equal(200, status)
     assert.equal("2", cjson.decode(body).retry_after)
     local s, err, headers = get(id)
@@ -63,7 +63,7 @@ describe("emulator fleet mode", function()
     assert.equal("TooManyRequests", err.error.code)
     assert.equal("2", headers["retry-after"])
     assert.equal(429, (get("state-connected"))) -- fixtures too
-    helpers.sleep(0.55)
+    helpers.sleep(0.35)
     assert.equal(200, (get(id)))
     local log = emu:log()
     assert.equal("throttle", log[1].route)
