@@ -151,7 +151,7 @@ describe("client:watch", function()
 
   it("add and remove from inside the loop", function()
     local long = fleet_ids(3, 600000, "addrm") -- they stay connecting for 10 minutes
-    local short = fleet_ids(2, 100, "addrm-short")
+    local short = fleet_ids(6, 80, "addrm-short") -- [3] and [6]: 4 states of 80 ms
     local w = client:watch({long[1]}, {interval = 0.05, max_interval = 0.1, stop_when_ended = true})
     local after_remove = 0
     local removed = false
@@ -159,11 +159,13 @@ describe("client:watch", function()
       if removed and (ev.id == long[1] or ev.id == long[2]) then after_remove = after_remove + 1 end
       if ev.id == long[1] and ev.type == "seen" then
         assert.is_true(ww:add(long[2]))
-        assert.is_true(ww:add(short[1]))
-        assert.is_true(ww:add(short[2]))
+        assert.is_true(ww:add(short[3]))
+        assert.is_false(ww:add(short[3])) -- already watched
+        assert.is_true(ww:add(short[6]))
       elseif ev.id == long[2] and ev.type == "seen" then
         assert.is_true(ww:remove(long[1]))
         assert.is_true(ww:remove(long[2]))
+        assert.is_false(ww:remove(long[2])) -- no longer watched
         removed = true
       end
     end)
@@ -172,7 +174,7 @@ describe("client:watch", function()
     assert.equal("ended", w.stopped)
     -- a removed call is fetched no more
     local n = #emu:calls{id = long[1]}
-    helpers.sleep(0.2)
+    helpers.sleep(0.1)
     assert.equal(n, #emu:calls{id = long[1]})
   end)
 
@@ -379,7 +381,7 @@ describe("client:watch", function()
     end)
   end)
 
-  it("Ctrl-C ends a script's loop within a second; the code after the loop runs #signal", function()
+  it("Ctrl-C ends a script's loop within a second; the code after the loop runs ", function()
     local id = fleet_ids(1, 600000, "sigint")[1]
     local p = helpers.spawn_lua(([[
       package.path = %q .. package.path
