@@ -143,10 +143,11 @@ function M.targets(call)
   end
 end
 
---- `client:watch(ids[, opts])`: follow many calls, one event at a time
--- (`acscall.watch`, loaded at first use). A method the Lua layer adds to
--- the core's client class (its metatable is in the registry under
--- "acscall.client", made when the core loads).
+-- `client:watch(ids[, opts])`: follow many calls, one event at a time
+-- (`acscall.watch`, loaded at first use; documented there and in
+-- docs/api.md). A method the Lua layer adds to the core's client class
+-- (its metatable is in the registry under "acscall.client", made when the
+-- core loads).
 do
   local reg = debug and debug.getregistry and debug.getregistry()
   local mt = reg and reg["acscall.client"]
