@@ -1,11 +1,14 @@
 --- acscall.cli: the command line `acscall` as a library.
---   acscall get ID... [--json | --field NAME]      acscall watch ID [--interval S]
+--   acscall get ID... [--json | --field NAME]      acscall watch ID... [--json]
 -- `bin/acscall` only finds the module and calls `cli.main(arg)`; specs call
 -- `cli.main(argv, {stdout = f, stderr = f, stdin = f, getenv = fn})` in
 -- process. Plain Lua 5.1-5.4 and LuaJIT; arguments by lua-argparse.
--- Exit codes: 0 all found, 1 some call failed (HTTP/service/decode),
+-- Exit codes of get: 0 all found, 1 some call failed (HTTP/service/decode),
 -- 2 usage or configuration, 3 transport failure or credential refused
 -- (401/403, token provider; wins over 1), 70 internal error, 130 interrupted.
+-- Of watch (any number of ids): 0 every call ended, 1 some call failed for
+-- good (404 never seen, another 4xx), 2, 3 identity or credential refused
+-- (the watch ends at once), 70, 130 (docs/cli.md).
 -- @module acscall.cli
 
 local M = {}
