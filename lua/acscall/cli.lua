@@ -727,10 +727,14 @@ local function event_json(ev, iso)
 end
 
 function Run:cmd_watch(args)
-  local ids = self:read_ids(args.id)
-  for _, id in ipairs(ids) do
+  local ids, given = {}, {}
+  for _, id in ipairs(self:read_ids(args.id)) do
     local why = self:bad_id(id)
     if why then fail(EXIT_USAGE, self:id_text(id) .. ": " .. why) end
+    if not given[id] then -- an id given twice is watched once
+      given[id] = true
+      ids[#ids + 1] = id
+    end
   end
   local client = self:new_client(args)
   local out = self.stdout
