@@ -10,7 +10,7 @@
 
 #include <lua.h>
 
-#include "limits.h"
+#include "acs_limits.h"
 
 #define ACS_DATE_LEN 29        /* "Wed, 13 Apr 2022 18:09:12 GMT" */
 #define ACS_B64_SHA256_LEN 44  /* base64 of 32 bytes */

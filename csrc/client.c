@@ -222,7 +222,8 @@ static const char *check_token(lua_State *L, const char *who, const char **beare
     return NULL;
 }
 
-/* cred:get_token([{force_refresh = true}]) -> 2 values; run under
+/* cred:get_token([{force_refresh = true}]) -> token, expires_on | nil,
+ * message (the info's message when it gave one); run under
  * lua_pcall (the object's __index and the method are user code).
  * 1 the credential, 2 force */
 static int get_token_call(lua_State *L)
@@ -236,7 +237,17 @@ static int get_token_call(lua_State *L)
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, "force_refresh");
     }
-    lua_call(L, force ? 2 : 1, 2);
+    lua_call(L, force ? 2 : 1, 3);
+    /* nil, message, info (core.failure's): info.message is the text
+     * without the kind, which the call's own failure adds again */
+    if (lua_isnil(L, -3) && lua_type(L, -1) == LUA_TTABLE) {
+        lua_getfield(L, -1, "message");
+        if (lua_type(L, -1) == LUA_TSTRING)
+            lua_replace(L, -3);
+        else
+            lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
     return 2;
 }
 
@@ -261,10 +272,16 @@ const char *acs_client_bearer(lua_State *L, acs_client *c, int force,
         st = lua_pcall(L, 2, 2, 0);
         if (st == 0) {
             if (lua_isnil(L, -2)) { /* nil, message: the credential's words */
-                const char *m = lua_tostring(L, -1);
+                size_t mlen = 0;
+                const char *m = lua_type(L, -1) == LUA_TSTRING
+                                    ? lua_tolstring(L, -1, &mlen) : NULL;
+                if (m) { /* credentials redact their own; a bearer value too */
+                    acs_push_redacted(L, m, mlen, NULL, 0);
+                    lua_replace(L, -2);
+                    m = lua_tostring(L, -1);
+                }
                 lua_pushfstring(L, "credential: %s",
-                                m && lua_type(L, -1) == LUA_TSTRING ? m
-                                : "no token (and no message)");
+                                m ? m : "no token (and no message)");
                 lua_replace(L, -3);
                 lua_pop(L, 1);
                 return lua_tostring(L, -1);

@@ -22,7 +22,6 @@
 extern char **environ;
 
 #define WHO "acscall.spawn"
-#define SPAWN_ARGS_MAX 64
 
 typedef struct {
     char *b;
@@ -109,7 +108,7 @@ static int spawn_body(lua_State *L)
     spawn_ctx *k = lua_touserdata(L, 2);
     posix_spawn_file_actions_t fa;
     int po[2] = {-1, -1}, pe[2] = {-1, -1}, rc, i, n, status = 0;
-    long timeout_ms = 10000, deadline;
+    long timeout_ms = ACS_DEFAULT_SPAWN_TIMEOUT_MS, deadline;
     acs_watch w;
     char msg[160];
 
@@ -118,8 +117,8 @@ static int spawn_body(lua_State *L)
     if (lua_type(L, 2) != LUA_TTABLE)
         return luaL_error(L, WHO ": 'argv' must be a list of strings");
     n = (int)acs_rawlen(L, 2);
-    if (n < 1 || n > SPAWN_ARGS_MAX)
-        return luaL_error(L, WHO ": 'argv' must hold 1 to %d strings", SPAWN_ARGS_MAX);
+    if (n < 1 || n > ACS_SPAWN_ARGS_MAX)
+        return luaL_error(L, WHO ": 'argv' must hold 1 to %d strings", ACS_SPAWN_ARGS_MAX);
     if ((k->argv = calloc((size_t)n + 1, sizeof *k->argv)) == NULL)
         return fail(L, "out of memory", 0);
     for (i = 1; i <= n; i++) {
@@ -135,15 +134,16 @@ static int spawn_body(lua_State *L)
     lua_getfield(L, 1, "timeout");
     if (!lua_isnil(L, -1)) {
         lua_Number t = lua_tonumber(L, -1);
-        if (lua_type(L, -1) != LUA_TNUMBER || !(t > 0 && t <= 3600))
-            return luaL_error(L, WHO ": 'timeout' must be > 0 and <= 3600 seconds");
+        if (lua_type(L, -1) != LUA_TNUMBER || !(t > 0 && t <= ACS_SPAWN_TIMEOUT_MAX))
+            return luaL_error(L, WHO ": 'timeout' must be > 0 and <= %d seconds",
+                              ACS_SPAWN_TIMEOUT_MAX);
         timeout_ms = (long)(t * 1000.0 + 0.5);
     }
     lua_pop(L, 1);
     lua_getfield(L, 1, "max_output");
     if (!lua_isnil(L, -1)) {
         lua_Number m = lua_tonumber(L, -1);
-        if (lua_type(L, -1) != LUA_TNUMBER || !(m >= 1 && m <= 64e6))
+        if (lua_type(L, -1) != LUA_TNUMBER || !(m >= 1 && m <= ACS_SPAWN_OUTPUT_MAX))
             return luaL_error(L, WHO ": 'max_output' must be a number of bytes in [1, 64e6]");
         k->max_output = (size_t)m;
     }
@@ -246,7 +246,7 @@ static int l_spawn(lua_State *L)
     lua_settop(L, 1);
     memset(&k, 0, sizeof k);
     k.out.fd = k.err.fd = -1;
-    k.max_output = 1024 * 1024;
+    k.max_output = ACS_DEFAULT_SPAWN_OUTPUT;
     return acs_call_run(L, 1, spawn_body, &k, spawn_cleanup);
 }
 

@@ -26,14 +26,13 @@
 #include <stddef.h>
 #include <lua.h>
 
-#include "limits.h" /* ACS_MSG_CAP */
+#include "acs_limits.h" /* ACS_MSG_CAP */
 
 /* A secret to hide (acs_push_redacted); not NUL-terminated. */
 typedef struct {
     const char *p;
     size_t len;
 } acs_secret;
-#define ACS_SECRETS_MAX 16
 
 /* What is known about the request and response, for info tables. Any
  * pointer may be NULL; attempts == 0 means "not reported". */
@@ -87,7 +86,7 @@ void acs_mb_http(acs_msgbuf *m, long status);
 
 /* The one redaction rule. Push s with every secret and every credential
  * a server may echo replaced by "***": each of secrets[0..n) that is at
- * least ACS_REDACT_MIN bytes (limits.h; surrounding whitespace aside), in
+ * least ACS_REDACT_MIN bytes (acs_limits.h; surrounding whitespace aside), in
  * any mix of its literal, percent-encoded, JSON-escaped and
  * whitespace-folded spellings (failure.c), and the value after "Bearer "
  * or "Signature=" (any case) when it is at least ACS_REDACT_BEARER_MIN

@@ -66,7 +66,8 @@ const char *acs_form_encode(lua_State *L, int idx, acs_wbuf *out)
         }
         lua_pop(L, 1);
     }
-    qsort(pairs, i, sizeof *pairs, cmp_pairs);
+    if (i > 1)
+        qsort(pairs, i, sizeof *pairs, cmp_pairs);
     if (acs_wbuf_reserve(out, 1) != 0)
         why = "out of memory";
     else

@@ -297,8 +297,9 @@ static int l_identifier_from_raw_id(lua_State *L)
 
 void acs_identifier_open(lua_State *L)
 {
-    lua_pushcfunction(L, l_raw_id);
-    lua_setfield(L, -2, "raw_id");
-    lua_pushcfunction(L, l_identifier_from_raw_id);
-    lua_setfield(L, -2, "identifier_from_raw_id");
+    static const luaL_Reg fns[] = {
+        {"raw_id", l_raw_id},
+        {"identifier_from_raw_id", l_identifier_from_raw_id},
+        {NULL, NULL}};
+    acs_setfuncs(L, fns);
 }

@@ -11,7 +11,7 @@
 
 #include "failure.h"
 
-#include "limits.h"
+#include "acs_limits.h"
 
 /* Once per lua_State (at luaopen): require "cjson.safe", make a private
  * instance with decode_max_depth(max_depth) and keep it in the registry.

@@ -5,7 +5,7 @@
  *   client.c      the client object: lifetime, credential, new; the
  *                 lifecycle the fetcher shares
  *   options.c     options described once (OPTIONS), checked, read; LIMITS
- *   limits.h      every limit and default
+ *   acs_limits.h  every limit and default
  *   class.c       metatable registration
  *   frame.c       the frame every Lua-facing operation runs in; Ctrl-C
  *   call.c        one call (get_call, request, next_attempt)

@@ -1,5 +1,5 @@
 /* options.c - options described once, checked, read (options.h); and
- * core.LIMITS (limits.h). */
+ * core.LIMITS (acs_limits.h). */
 #include <string.h>
 
 #include <lauxlib.h>
@@ -62,8 +62,8 @@ const acs_option acs_fetcher_options[] = {
     SECONDS("max_delay", ACS_DEFAULT_MAX_DELAY_MS, "seconds: the longest backoff"),
     NUM("max_body", ACS_FETCH_DEFAULT_MAX_BODY, ACS_MAX_BODY_MIN, ACS_MAX_BODY_MAX, 0,
         "bytes of response body accepted"),
-    {"retry_on", ACS_OT_TABLE, "table", 0, NULL, 0, 0, 0, 0,
-     "retry classes as data: {statuses = {...}, schedule = {...}}"},
+    {"on_attempt", ACS_OT_FUNCTION, "function", 0, NULL, 0, 0, 0, 0,
+     "called once per attempt with a table describing it (operation \"token\"; never a secret)"},
     {NULL, 0, NULL, 0, NULL, 0, 0, 0, 0, NULL}};
 
 const acs_option acs_get_calls_options[] = {
@@ -322,7 +322,7 @@ static void push_list(lua_State *L, const acs_option *list)
     }
 }
 
-/* LIMITS: limits.h, times in seconds */
+/* LIMITS: acs_limits.h, times in seconds */
 static const struct {
     const char *name;
     double value;
@@ -353,6 +353,13 @@ static const struct {
     {"api_version_max", ACS_API_VERSION_MAX},
     {"concurrency_max", ACS_CONCURRENCY_MAX},
     {"concurrency_default", ACS_DEFAULT_CONCURRENCY},
+    {"secrets_max", ACS_SECRETS_MAX},
+    {"pool_idle_max", ACS_POOL_IDLE_MAX},
+    {"spawn_args_max", ACS_SPAWN_ARGS_MAX},
+    {"spawn_timeout_default", ACS_DEFAULT_SPAWN_TIMEOUT_MS / 1000.0},
+    {"spawn_timeout_max", ACS_SPAWN_TIMEOUT_MAX},
+    {"spawn_output_default", ACS_DEFAULT_SPAWN_OUTPUT},
+    {"spawn_output_max", ACS_SPAWN_OUTPUT_MAX},
 };
 
 void acs_options_open(lua_State *L)

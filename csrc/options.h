@@ -1,7 +1,7 @@
 /* options.h - options described once: each object's option list (name,
  * type, default, bounds, doc), checked against it before anything is read,
  * and the readers every object uses. Exported as core.OPTIONS (new's),
- * core.FETCHER_OPTIONS, core.GET_CALLS_OPTIONS and core.LIMITS (limits.h),
+ * core.FETCHER_OPTIONS, core.GET_CALLS_OPTIONS and core.LIMITS (acs_limits.h),
  * which the CLI, the docs and the specs read.
  *
  * A mistake is the programmer's and raises, naming the option (never its
@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <lua.h>
 
-#include "limits.h"
+#include "acs_limits.h"
 #include "retry.h"
 
 /* Lua types an option takes (several may be or'ed) */

@@ -11,7 +11,7 @@
 #include "auth.h"
 
 #define ACS_DEFAULT_API_VERSION "2026-03-12"
-#include "limits.h"
+#include "acs_limits.h"
 
 typedef struct {
     char *origin;    /* "https://host[:port]" as curl will connect to it */

@@ -22,7 +22,7 @@
 
 #include <time.h>
 
-#include "limits.h" /* the defaults */
+#include "acs_limits.h" /* the defaults */
 
 typedef struct {
     int max;                    /* retries after the first attempt */

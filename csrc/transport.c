@@ -18,7 +18,6 @@
 
 #include "util.h"
 
-#define POOL_IDLE_MAX 256 /* idle easy handles kept (a batch's concurrency) */
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static int global_rc = -1; /* written once, under pthread_once */
@@ -424,12 +423,12 @@ void acs_pool_put(acs_pool *p, acs_conn *c)
     c->interrupted = NULL;
     c->interrupted_ud = NULL;
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, NULL);
-    if (c->cap > 1024 * 1024) { /* do not keep one huge answer's memory */
+    if (c->cap > ACS_KEEP_BODY_MAX) { /* do not keep one huge answer's memory */
         free(c->body);
         c->body = NULL;
         c->cap = 0;
     }
-    if (p->share && p->nidle == p->idle_cap && p->idle_cap < POOL_IDLE_MAX) {
+    if (p->share && p->nidle == p->idle_cap && p->idle_cap < ACS_POOL_IDLE_MAX) {
         int cap = p->idle_cap ? p->idle_cap * 2 : 4;
         acs_conn **n = realloc(p->idle, (size_t)cap * sizeof(acs_conn *));
         if (n) {

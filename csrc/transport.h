@@ -25,7 +25,7 @@
 
 #include "retry.h"
 
-#include "limits.h"
+#include "acs_limits.h"
 
 /* acs_conn_end results besides CURLcode values (all > CURL_LAST) */
 #define ACS_TR_TOO_LARGE 1000 /* body exceeded max_body */

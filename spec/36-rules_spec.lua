@@ -103,6 +103,26 @@ describe("the header-value rule", function()
   end)
 end)
 
+describe("a credential's failure", function()
+  it("reaches the user once shaped: no second kind, its bearer values redacted", function()
+    local jwt = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0"
+    local cred = {get_token = function()
+      return core.failure("auth", "client_secret: the authority said Bearer " .. jwt, {status = 401})
+    end}
+    local c = acscall.new{endpoint = "http://127.0.0.1:9/", credential = cred}
+    local call, msg, info = c:get_call(SEED)
+    assert.is_nil(call)
+    assert.equal("auth", info.kind)
+    assert.equal("auth: credential: client_secret: the authority said Bearer ***", msg)
+    -- a credential that returns a plain message (no info) is shown as it said it, redacted
+    cred.get_token = function() return nil, "no token: Bearer " .. jwt end
+    call, msg = c:get_call(SEED)
+    assert.is_nil(call)
+    assert.equal("auth: credential: no token: Bearer ***", msg)
+    c:close()
+  end)
+end)
+
 describe("core.redact", function()
   it("hides a percent-encoded secret (upper or lower hex)", function()
     local s = "S3cret+Value/With=Pad"

@@ -1,6 +1,6 @@
 -- spec/96-types_spec.lua: the LuaCATS annotations in types/ (what editors read through
 -- lua-language-server, which Debian does not package) match the code: every exported
--- function and constant, every option of `new` (core.OPTIONS), every field of the result
+-- function and constant, every option of `new` (core.OPTIONS), every limit (core.LIMITS), every field of the result
 -- (CALL_FIELDS, and every nested field the model produces), every kind (core.KINDS) and
 -- enum value is annotated, and nothing annotated is missing from the code.
 local helpers = require "spec.helpers"
@@ -89,18 +89,11 @@ local function public(t)
   return s
 end
 
--- new's options as the code knows them: core.OPTIONS (a list of {name =, ...}); a core
--- without it: the options table of docs/api.md, the other place they are written
+-- new's options as the code knows them: core.OPTIONS, a list of {name =, ...}
 local function new_options()
   local s = {}
-  if type(core.OPTIONS) == "table" then
-    for _, o in ipairs(core.OPTIONS) do s[o.name] = true end
-    return s, "core.OPTIONS"
-  end
-  local api = assert(helpers.read_file(root .. "/docs/api.md"))
-  local tbl = api:match("| option | meaning | default |\n(.-)\n\n")
-  for name in tbl:gmatch("\n| `([%w_]+)` |") do s[name] = true end
-  return s, "docs/api.md's options of new"
+  for _, o in ipairs(core.OPTIONS) do s[o.name] = true end
+  return s, "core.OPTIONS"
 end
 
 describe("types/ (LuaCATS)", function()
@@ -131,12 +124,18 @@ describe("types/ (LuaCATS)", function()
     same_names(documented, members("acscall.NewOptions"), "docs/api.md's options of new against types/")
   end)
 
-  it("annotates get_calls' options (core.GET_CALLS_OPTIONS)", function()
-    local names = { concurrency = true }
-    if type(core.GET_CALLS_OPTIONS) == "table" then
-      names = {}
-      for _, o in ipairs(core.GET_CALLS_OPTIONS) do names[o.name] = true end
+  it("annotates every limit of acscall.LIMITS and every key of an OPTIONS entry, and only those", function()
+    same_names(set_of_keys(core.LIMITS), members("acscall.Limits"), "acscall.Limits")
+    local keys = {}
+    for _, o in ipairs(core.OPTIONS) do
+      for k in pairs(o) do keys[k] = true end
     end
+    same_names(keys, members("acscall.OptionSpec"), "acscall.OptionSpec")
+  end)
+
+  it("annotates get_calls' options (core.GET_CALLS_OPTIONS)", function()
+    local names = {}
+    for _, o in ipairs(core.GET_CALLS_OPTIONS) do names[o.name] = true end
     same_names(names, members("acscall.GetCallsOptions"), "acscall.GetCallsOptions")
   end)
 

@@ -12,6 +12,8 @@
 ---@field CALL_FIELDS string[] the top-level fields of CallConnectionProperties, in schema order
 ---@field ARRAY_FIELDS table<string, true> the model's array fields (a set)
 ---@field KINDS table<acscall.ErrorKind, true> the closed set of `info.kind` values (a set)
+---@field OPTIONS acscall.OptionSpec[] new's options, described once
+---@field LIMITS acscall.Limits every limit and default, one table
 ---@field CallConnectionState table<acscall.CallConnectionState, acscall.CallConnectionState>
 ---@field MediaStreamingContentType table<acscall.MediaStreamingContentType, acscall.MediaStreamingContentType>
 ---@field MediaStreamingSubscriptionState table<acscall.MediaStreamingSubscriptionState, acscall.MediaStreamingSubscriptionState>
@@ -161,6 +163,45 @@ local acscall = {}
 
 -- ------------------------------------------------------------------ options
 
+--- One entry of `acscall.OPTIONS`.
+---@class acscall.OptionSpec
+---@field name string
+---@field type string e.g. "string", "number", "false|table"
+---@field doc string
+---@field default? any
+---@field min? number
+---@field max? number
+---@field min_exclusive? boolean min itself is refused
+
+--- `acscall.LIMITS`: the knobs of csrc/acs_limits.h (seconds, bytes, counts).
+---@class acscall.Limits
+---@field api_version_max integer
+---@field base_delay_default number
+---@field concurrency_default integer
+---@field concurrency_max integer
+---@field connect_timeout_default number
+---@field deadline_default number
+---@field excerpt_cap integer bytes of a server's body quoted in a message
+---@field fetch_max_body_default integer
+---@field header_name_max integer
+---@field id_max integer the longest call id, in bytes
+---@field key_max integer
+---@field max_body_default integer
+---@field max_body_max integer
+---@field max_body_min integer
+---@field max_delay_default number
+---@field max_depth_default integer
+---@field max_depth_max integer
+---@field max_depth_min integer
+---@field msg_cap integer bytes of a message
+---@field redact_bearer_min integer
+---@field redact_min integer the shortest secret redacted, in bytes
+---@field retries_default integer
+---@field retries_max integer
+---@field seconds_max number the longest timeout, deadline or delay
+---@field timeout_default number
+---@field user_agent_max integer
+
 --- Retry classes as data, one shape everywhere: `new{retries =}`,
 --- `core.fetcher{retries =}`, a fetch's `retries`, `next_attempt`'s `opts.retries`.
 --- Fields override the client's (or fetcher's) one by one. Seconds.
@@ -175,14 +216,15 @@ local acscall = {}
 
 --- One attempt, as the `on_attempt` hook sees it (never a secret).
 ---@class acscall.Attempt
----@field operation string e.g. "get_call", "get_calls"
+---@field operation "get_call"|"get_calls"|"token"
 ---@field id? string the call id
 ---@field attempt integer 1 for the first
 ---@field status? integer the HTTP status, when one came
----@field kind? acscall.ErrorKind|string how it failed, when no status came
+---@field kind? acscall.ErrorKind how it failed, when no status came
+---@field outcome? string with kind: "timeout", "connect", "dns", ...
 ---@field duration number seconds
----@field wait? number seconds until the next attempt, if any
----@field reason? string why it is retried or not
+---@field wait? number seconds until the next attempt, when one follows
+---@field reason? string why: "status 503", "timeout", "retry-after", "refresh", ...
 ---@field request_id? string
 ---@field client_request_id? string
 ---@field host? string

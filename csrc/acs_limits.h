@@ -1,4 +1,4 @@
-/* limits.h - every limit and default of acscall, as named knobs in one
+/* acs_limits.h - every limit and default of acscall, as named knobs in one
  * place (lua-cjson's decode_max_depth / encode_number_precision pattern).
  * Exported to Lua as core.LIMITS (options.c), which the CLI, the docs and
  * the specs read; no other file writes one of these numbers again.
@@ -20,6 +20,8 @@
  * service's "invalid bearer token" stays readable */
 #define ACS_REDACT_MIN 8
 #define ACS_REDACT_BEARER_MIN 16
+/* secrets one redaction looks for (core.redact, core.failure's secrets) */
+#define ACS_SECRETS_MAX 16
 /* a header name the fetcher sends */
 #define ACS_HEADER_NAME_MAX 100
 
@@ -53,5 +55,17 @@
 /* get_calls: requests in flight at once */
 #define ACS_CONCURRENCY_MAX 256
 #define ACS_DEFAULT_CONCURRENCY 16
+/* idle easy handles a client keeps (a batch's concurrency), and the body
+ * buffer an idle handle may keep (a larger one is freed) */
+#define ACS_POOL_IDLE_MAX 256
+#define ACS_KEEP_BODY_MAX (1024u * 1024u)
+
+/* core.spawn: arguments, the timeout (default, most seconds), and the
+ * output kept per stream (default, most bytes) */
+#define ACS_SPAWN_ARGS_MAX 64
+#define ACS_DEFAULT_SPAWN_TIMEOUT_MS 10000L
+#define ACS_SPAWN_TIMEOUT_MAX 3600
+#define ACS_DEFAULT_SPAWN_OUTPUT (1024u * 1024u)
+#define ACS_SPAWN_OUTPUT_MAX 64e6
 
 #endif
