@@ -534,9 +534,9 @@ describe("acscall CLI", function()
         .. "acscall: 1 calls: 0 ended, 1 failed, 0 still watched; 1 requests in [%d.]+ s\n$", err)
     end)
 
-    it("a transport failure does not end it: one notice when it starts (stopped by timeout(1) here)", function()
+    it("a transport failure does not end it: one notice when it starts (stopped by timeout(1) after 0.5 s)", function()
       local out, err, rc = cli({ACS_ENDPOINT = "http://127.0.0.1:1/", ACS_TOKEN = "t0ken-secret"},
-        "watch state-connected --interval 0.1 --retries 0", {prefix = "timeout 1 "})
+        "watch state-connected --interval 0.1 --retries 0", {prefix = "timeout 0.5 "})
       assert.equal(124, rc)
       assert.equal("", out)
       local l = lines(err)

@@ -24,7 +24,7 @@ describe("emulator fleet mode", function()
              "disconnecting", "disconnected"},
     }
     for n, states in pairs(cases) do
-      local id = ("fleet-%d-80-%s"):format(n, tag)
+      local id = ("fleet-%d-50-%s"):format(n, tag)
       local t0 = helpers.now()
       local seen = {}
       while true do
@@ -38,11 +38,11 @@ describe("emulator fleet mode", function()
         assert.equal("4:+1425" .. ("%07d"):format(n), call.targets[1].rawId)
         if seen[#seen] ~= call.callConnectionState then seen[#seen + 1] = call.callConnectionState end
         assert.is_true(helpers.now() - t0 < 5 * helpers.slow, "no 404 after 5 s")
-        helpers.sleep(0.01)
+        helpers.sleep(0.005)
       end
       assert.same(states, seen, id)
       -- the 404 comes one period after disconnected began
-      assert.is_true(helpers.now() - t0 >= #states * 0.08 - 0.02)
+      assert.is_true(helpers.now() - t0 >= #states * 0.05 - 0.01)
     end
   end)
 
