@@ -35,6 +35,7 @@ build = {
     ["acscall.core"] = {
       -- The C core: every csrc/*.c, nothing else (`make check-rockspec` compares).
       sources = {
+        "csrc/attempt.c",
         "csrc/auth.c",
         "csrc/batch.c",
         "csrc/call.c",

@@ -10,10 +10,12 @@
  *   frame.c       the frame every Lua-facing operation runs in; Ctrl-C
  *   call.c        one call (get_call, request, next_attempt)
  *   batch.c       get_calls over libcurl multi
+ *   attempt.c     the attempt loop (get_call, a fetch) and on_attempt
  *   request.c     stage 1: route, URL, headers; sign/http_date/uuid
  *   auth.c        connection strings, access keys, HMAC;
  *                 parse_connection_string
- *   retry.c       the one "next attempt" rule
+ *   retry.c       the one attempt verdict (retry, wait, refresh) and its
+ *                 retry classes as data
  *   transport.c   stage 2: libcurl only, the connection cache
  *   model.c       stage 3: JSON -> CallConnectionProperties; decode
  *   identifier.c  rawId both ways; raw_id, identifier_from_raw_id
