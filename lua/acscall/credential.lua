@@ -135,14 +135,12 @@ local function fields_of(info)
     request_id = info.request_id, client_request_id = info.client_request_id }
 end
 
-local function pct(s)
-  return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
-end
-
+-- a query string in the order given (name, value, name, value, ...; nil values left out), each
+-- pair percent-encoded by the core's one encoder
 local function query(params)
   local out = {}
   for i = 1, #params, 2 do
-    if params[i + 1] ~= nil then out[#out + 1] = params[i] .. "=" .. pct(params[i + 1]) end
+    if params[i + 1] ~= nil then out[#out + 1] = core.form_encode{ [params[i]] = tostring(params[i + 1]) } end
   end
   return table.concat(out, "&")
 end
