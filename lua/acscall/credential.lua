@@ -1061,7 +1061,8 @@ function AzureCli:fetch_token()
     local info = type(err) == "table" and err or {}
     local low = tostring(out):lower()
     if low:find("not found", 1, true) or low:find("no such file", 1, true) then return self:not_found() end
-    return self:fail(info.kind or "local", tostring(out), fields_of(info))
+    -- info.message: core.spawn's reason without its kind (the failure here adds it once)
+    return self:fail(info.kind or "local", info.message or tostring(out), fields_of(info))
   end
   if code ~= 0 then
     err = tostring(err or "")
