@@ -1,7 +1,7 @@
 -- spec/66-cli_rules_spec.lua: the CLI (bin/acscall, run as a user runs it) on the core's
 -- rules, not copies of them: the connection string is read by core.parse_connection_string,
--- the bounds of --retries and --concurrency are core.LIMITS', and what an az child printed
--- when it failed reaches stderr through the core's redaction.
+-- the bounds of --retries and --concurrency are core.LIMITS', and what reaches stderr (the
+-- service's message, what a failing az printed) goes through the core's redaction.
 local helpers = require "spec.helpers"
 local core = require "acscall.core"
 
@@ -62,6 +62,15 @@ describe("the CLI on the core's rules", function()
       assert.are.equal("", out)
       assert.truthy(err:find(tostring(o[2]), 1, true), err)
     end
+  end)
+
+  it("redacts by the core's rule: the service's \"invalid bearer token\" stays readable", function()
+    local wrong = "wr0ng-t0ken-s3cret-0123456789"
+    local out, err, rc = acscall({ ACS_ENDPOINT = emu.endpoint, ACS_TOKEN = wrong }, "get " .. CALL)
+    assert.are.equal(3, rc, err)
+    assert.are.equal("", out)
+    assert.truthy(err:find("invalid bearer token", 1, true), err)
+    assert.falsy(err:find(wrong, 1, true), err)
   end)
 
   it("an az that printed an access token on stderr and exited 1: exit 3, the token not shown", function()
