@@ -30,8 +30,10 @@
 -- (libcurl: TLS verification, timeouts, the core's retry rule), created at the
 -- first `get_token` (nothing is fetched or connected when a credential is
 -- built). `transport = t` replaces it with any object with
--- `t:fetch{url=, method=, headers=, form=, timeout=, retries=} -> status, body, headers | nil, message, info`
--- (OpenResty: `acscall.resty.capture_transport()`); `retries` carries the
+-- `t:fetch{url=, method=, headers=, form=, timeout=, retries=}`
+-- `-> status, body, headers | nil, message, info[, "not_here"]`
+-- (OpenResty: `acscall.resty.capture_transport()`; "not_here": it cannot fetch in this
+-- context, so a still-valid token is kept without a pause); `retries` carries the
 -- endpoint's retry classes as data (`M.RETRY`), in `core.fetcher`'s shape.
 --
 -- Failures are `core.failure`'s `nil, message, info`. Secrets (client
@@ -344,11 +346,11 @@ function Credential:http(req)
   local t, msg, info = self:transport()
   if not t then return nil, msg, info end
   if req.retries == nil then req.retries = self.retry end
-  local st, body, headers = t:fetch(req)
+  local st, body, headers, mark = t:fetch(req)
   if not st then
     info = type(headers) == "table" and headers or {}
     return self:fail(info.kind or "transport", "no answer from " .. self.target .. " (" .. tostring(body) .. ")",
-      fields_of(info), info.not_here and "not_here" or MARK[info])
+      fields_of(info), mark == "not_here" and "not_here" or MARK[info])
   end
   return st, body or "", headers or {}
 end
