@@ -236,36 +236,6 @@ static int l_request(lua_State *L)
 
 /* ---------- the retry rule, for Lua transports --------------------------- */
 
-/* A response header's value from a table (names in any case; a list of
- * values: the first), or NULL. The string stays alive in the table. */
-static const char *header(lua_State *L, int t, const char *name)
-{
-    const char *v = NULL;
-    if (lua_type(L, t) != LUA_TTABLE)
-        return NULL;
-    lua_pushnil(L);
-    while (lua_next(L, t)) {
-        if (lua_type(L, -2) == LUA_TSTRING) {
-            const char *k = lua_tostring(L, -2);
-            size_t i;
-            for (i = 0; k[i] && name[i]; i++)
-                if ((k[i] >= 'A' && k[i] <= 'Z' ? k[i] + 32 : k[i]) != name[i])
-                    break;
-            if (k[i] == '\0' && name[i] == '\0') {
-                if (lua_type(L, -1) == LUA_TTABLE)
-                    lua_rawgeti(L, -1, 1);
-                else
-                    lua_pushvalue(L, -1);
-                v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-                lua_pop(L, 3); /* v stays alive: the table (or its list) holds it */
-                return v;
-            }
-        }
-        lua_pop(L, 1);
-    }
-    return NULL;
-}
-
 /* client:next_attempt(attempts, elapsed[, outcome[, headers[, opts]]])
  *   -> wait, timeout, connect_timeout | "refresh", timeout, connect_timeout
  *      | nil
@@ -321,9 +291,9 @@ static int l_next_attempt(lua_State *L)
         }
         if (!lua_isnoneornil(L, 5)) {
             luaL_checktype(L, 5, LUA_TTABLE);
-            o.retry_after = header(L, 5, "retry-after");
-            o.retry_after_ms = header(L, 5, "retry-after-ms");
-            o.x_retry_after_ms = header(L, 5, "x-ms-retry-after-ms");
+            o.retry_after = acs_table_header(L, 5, "retry-after");
+            o.retry_after_ms = acs_table_header(L, 5, "retry-after-ms");
+            o.x_retry_after_ms = acs_table_header(L, 5, "x-ms-retry-after-ms");
         }
         acs_retry_verdict(&pol, attempts, elapsed, &o, refreshable, time(NULL),
                           acs_random32(), &v);

@@ -517,10 +517,11 @@ function M.capture_transport(opts)
     end
     local yieldable = coroutine.isyieldable -- luacheck: ignore 143
     if not CAPTURE_PHASES[ngx.get_phase()] or (yieldable and not yieldable()) then
+      -- "not_here" rides beside the core's info, never in it: the credential keeps its
+      -- still-valid token without a pause (acscall.credential reads it)
       local none, msg, info = failure("local",
         "no token fetch here (ngx.location.capture needs a request context that can yield)")
-      info.not_here = true -- the credential keeps its still-valid token (acscall.credential reads it)
-      return none, msg, info
+      return none, msg, info, "not_here"
     end
     local url = req.url
     local scheme, host = url:match("^(https?)://([^/?#]+)")
