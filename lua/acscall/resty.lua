@@ -111,6 +111,13 @@ local function check_client(fname, client, id)
   end
 end
 
+local function check_hook(fname, hook)
+  if hook ~= nil and type(hook) ~= "function" then
+    error("acscall.resty." .. fname .. ": on_attempt must be a function, got " .. type(hook), 3)
+  end
+  return hook
+end
+
 local function check_credential(fname, cred)
   if cred ~= nil and (type(cred) ~= "table" and type(cred) ~= "userdata" or type(cred.get_token) ~= "function") then
     error("acscall.resty." .. fname .. ": credential must have a get_token method", 3)
@@ -118,6 +125,38 @@ local function check_credential(fname, cred)
 end
 
 -- ------------------------------------------------------ the attempt driver
+
+-- on_attempt (an option of the three Lua paths): the record of one attempt,
+-- in the shape of the core's (lua/acscall/core.luadoc, "Attempt"); `wait`
+-- and `reason` are added once the next verdict is known. o.facts() ->
+-- client request id, URL, the secrets sent (for core.redact).
+local redact = core.redact
+local function attempt_record(o, last, n, duration)
+  local crid, url, secrets = o.facts()
+  local host = url and url:match("^%a+://([^/?#]+)")
+  local r = { operation = o.operation, id = o.id, attempt = n, duration = duration, client_request_id = crid,
+    host = host and (host:gsub("^.*@", "")) }
+  if last.status then
+    r.status = last.status
+    local rid = header(last.headers, "x-ms-request-id")
+    if type(rid) == "string" then r.request_id = redact(rid, secrets) end -- the server's words
+  else
+    r.kind, r.outcome = last.kind or "transport", last.outcome
+  end
+  return r
+end
+
+-- An error inside on_attempt never breaks the call: the first one per
+-- function is logged (WARN), later ones are ignored.
+local warned = setmetatable({}, { __mode = "k" })
+local function emit(hook, r)
+  local ok, err = pcall(hook, r)
+  if ok or warned[hook] then return end
+  warned[hook] = true
+  local line = "acscall: on_attempt raised an error (reported once, then ignored): " .. tostring(err):sub(1, 200)
+  local ngx = rawget(_G, "ngx")
+  if ngx and ngx.log then ngx.log(ngx.WARN, line) else io.stderr:write(line, "\n") end
+end
 
 --- The one attempt loop of the OpenResty paths (capture_get_call,
 -- http_get_call, capture_transport): asks `rule:next_attempt` (the core's
@@ -129,24 +168,29 @@ end
 --  loop), `now`, `sleep`; `before(attempts)` (optional: before each attempt,
 --  `true` or `nil, message, info` to stop with that failure); `refresh()`
 --  (optional: the credential's forced refresh, true when a new token came);
---  `retries` (optional: retry classes for this exchange, as the verdict takes them)
+--  `retries` (optional: retry classes for this exchange, as the verdict takes them);
+--  `on_attempt` (optional, with `operation`, `id` and `facts`: see attempt_record)
 -- @return last, attempts; or nil, message, info (from `before`)
 local function drive(rule, o)
-  local now, sleep = o.now, o.sleep
+  local now, sleep, hook = o.now, o.sleep, o.on_attempt
   local start = now()
-  local attempts, last = 0, nil
+  local attempts, last, rec = 0, nil, nil
   local vopts = (o.refresh or o.retries ~= nil) and { refreshable = o.refresh and true or false,
     refreshed = false, retries = o.retries } or nil
   while true do
-    -- the core's verdict: wait, timeout, connect_timeout; "refresh", timeout,
-    -- connect_timeout (a 401 on a refreshable credential not yet refreshed:
-    -- refresh, then retry at once if the token changed); or nil (report the last)
-    local wait, timeout, connect_timeout = rule:next_attempt(attempts, now() - start,
+    -- the core's verdict: wait, timeout, connect_timeout, reason; "refresh", ...
+    -- (a 401 on a refreshable credential not yet refreshed: refresh, then
+    -- retry at once if the token changed); or nil (report the last)
+    local wait, timeout, connect_timeout, reason = rule:next_attempt(attempts, now() - start,
       last and (last.status or last.outcome), last and last.headers, vopts)
     if wait == "refresh" then
       vopts.refreshed = true
-      if not o.refresh() then break end
-      wait = 0
+      wait = o.refresh() and 0 or nil
+    end
+    if rec then -- the last attempt's record, now that its verdict is known
+      if wait then rec.wait, rec.reason = wait, reason end
+      emit(hook, rec)
+      rec = nil
     end
     if not wait then break end
     if wait > 0 then sleep(wait) end
@@ -155,9 +199,15 @@ local function drive(rule, o)
       if not ok then return nil, msg, info end
     end
     attempts = attempts + 1
+    local t0 = hook and now()
     last = o.send(timeout, connect_timeout or timeout)
+    -- (nothing was sent when the token provider or the header rule refused)
+    if hook and not (last.failed or last.outcome == "local") then
+      rec = attempt_record(o, last, attempts, now() - t0)
+    end
     if last.final then break end
   end
+  if rec then emit(hook, rec) end
   return last, attempts
 end
 M._drive = drive
@@ -435,17 +485,21 @@ function M.capture_get_call(client, id, opts)
   local max_body = opts.max_body or M.DEFAULT_MAX_BODY
   local cred = opts.credential
   check_credential("capture_get_call", cred)
-  local crid
+  local hook = check_hook("capture_get_call", opts.on_attempt)
+  local crid, sent_url, sent_auth
   local hooks = credential_hooks(cred)
   local last, attempts, info = drive(client, {
     now = opts.now or ngx.now, sleep = opts.sleep or ngx.sleep,
     before = hooks.before, refresh = hooks.refresh,
+    on_attempt = hook, operation = "get_call", id = id,
+    facts = hook and function() return crid, sent_url, { sent_auth } end,
     send = function(timeout)
       local url, headers, info = client:request(id, crid)
       if not url then -- the token provider failed: nothing was sent
         return { final = true, failed = { headers, info } }
       end
       crid = crid or headers["x-ms-client-request-id"]
+      sent_url, sent_auth = url, headers.authorization
       if not checked[client] then -- once per client: the names it signs (programmer mistake)
         set_headers(vars, headers, "capture_get_call", "none")
         checked[client] = true
@@ -504,6 +558,7 @@ function M.capture_transport(opts)
   if type(opts) ~= "table" then error("acscall.resty.capture_transport: options table expected", 2) end
   local retries = opts.retries
   if retries == nil then retries = 3 end
+  local hook = check_hook("capture_transport", opts.on_attempt)
   -- the core's retry rule, from a client that never sends anything
   local rule = acscall.new{ endpoint = "http://127.0.0.1/", token = "unused",
     retries = retries > 0 and { max = retries, base_delay = opts.base_delay or 0.8, max_delay = opts.max_delay or 60 }
@@ -544,6 +599,13 @@ function M.capture_transport(opts)
     local max = type(req.retries) == "number" and req.retries or nil -- a probe says 0: one try
     local n = 0
     local last, attempts = drive(rule, { now = ngx.now, sleep = ngx.sleep, retries = req.retries,
+      on_attempt = hook, operation = "token", facts = hook and function()
+        -- the secrets in play: every header and form value sent
+        local secrets = {}
+        for _, x in pairs(headers) do secrets[#secrets + 1] = x end
+        for _, x in pairs(req.form or EMPTY) do secrets[#secrets + 1] = tostring(x) end
+        return header(headers, "x-ms-client-request-id"), url, secrets
+      end,
       send = function(timeout)
       n = n + 1
       local step = step_for(timeout)
@@ -651,17 +713,19 @@ function M.http_get_call(httpc, client, id, params)
   local sleep = p.sleep or (ngx and ngx.sleep)
   local now = p.now or (ngx and ngx.now) or os.time
   local max_body, cred, log = p.max_body or M.DEFAULT_MAX_BODY, p.credential, p.log
-  p.sleep, p.now, p.max_body, p.credential, p.log = nil, nil, nil, nil, nil
+  local hook = check_hook("http_get_call", p.on_attempt)
+  p.sleep, p.now, p.max_body, p.credential, p.log, p.on_attempt = nil, nil, nil, nil, nil, nil
   check_credential("http_get_call", cred)
   -- connect{...} with a table (scheme, ssl_verify, ...) came in lua-resty-http 0.16
   local major, minor = tostring(httpc._VERSION or ""):match("^(%d+)%.(%d+)")
   local streaming = type(httpc.connect) == "function" and type(httpc.request) == "function"
     and type(httpc.parse_uri) == "function" and major ~= nil
     and (tonumber(major) > 0 or tonumber(minor) >= 16)
-  local crid
+  local crid, sent_url, sent_auth
   local hooks = credential_hooks(cred)
   local last, attempts, info = drive(client, {
-    now = now,
+    now = now, on_attempt = hook, operation = "get_call", id = id,
+    facts = hook and function() return crid, sent_url, { sent_auth } end,
     sleep = function(s)
       if not sleep then error("acscall.resty.http_get_call: no sleep function (not in nginx)", 4) end
       sleep(s)
@@ -671,6 +735,7 @@ function M.http_get_call(httpc, client, id, params)
       local url, headers, finfo = client:request(id, crid)
       if not url then return { final = true, failed = { headers, finfo } } end
       crid = crid or headers["x-ms-client-request-id"]
+      sent_url, sent_auth = url, headers.authorization
       for name, value in pairs(headers) do
         if not check_header_value(value) then
           return { final = true, outcome = "local", kind = "auth",
