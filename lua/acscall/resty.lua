@@ -129,12 +129,12 @@ end
 -- on_attempt (an option of the three Lua paths): the record of one attempt,
 -- in the shape of the core's (lua/acscall/core.luadoc, "Attempt"); `wait`
 -- and `reason` are added once the next verdict is known. o.facts() ->
--- client request id, URL, the secrets sent (for core.redact).
+-- operation, call id, client request id, URL, the secrets sent (for core.redact).
 local redact = core.redact
 local function attempt_record(o, last, n, duration)
-  local crid, url, secrets = o.facts()
+  local operation, id, crid, url, secrets = o.facts()
   local host = url and url:match("^%a+://([^/?#]+)")
-  local r = { operation = o.operation, id = o.id, attempt = n, duration = duration, client_request_id = crid,
+  local r = { operation = operation, id = id, attempt = n, duration = duration, client_request_id = crid,
     host = host and (host:gsub("^.*@", "")) }
   if last.status then
     r.status = last.status
@@ -169,7 +169,7 @@ end
 --  `true` or `nil, message, info` to stop with that failure); `refresh()`
 --  (optional: the credential's forced refresh, true when a new token came);
 --  `retries` (optional: retry classes for this exchange, as the verdict takes them);
---  `on_attempt` (optional, with `operation`, `id` and `facts`: see attempt_record)
+--  `on_attempt` (optional, with `facts`: see attempt_record)
 -- @return last, attempts; or nil, message, info (from `before`)
 local function drive(rule, o)
   local now, sleep, hook = o.now, o.sleep, o.on_attempt
@@ -377,7 +377,10 @@ end
 --  `log` (the level of the one error.log line per failed call, default
 --  `ngx.ERR`; `false`: none), `json` (true: return the call as JSON text,
 --  written by `core.call_json` in one pass over the service's body, no Lua
---  table in between), `sleep`, `now` (for tests; default `ngx.sleep`, `ngx.now`)
+--  table in between), `on_attempt` (a function called once per attempt with
+--  the record `acscall.new`'s on_attempt gets, operation "get_call"; an error
+--  inside is logged once at WARN, then ignored), `sleep`, `now` (for tests;
+--  default `ngx.sleep`, `ngx.now`)
 -- @return call table (a JSON string with `json`), or `nil, message, info`
 -- @raise on a programmer mistake (no client, acscall.conf not included, not
 --  in a request context)
@@ -491,8 +494,7 @@ function M.capture_get_call(client, id, opts)
   local last, attempts, info = drive(client, {
     now = opts.now or ngx.now, sleep = opts.sleep or ngx.sleep,
     before = hooks.before, refresh = hooks.refresh,
-    on_attempt = hook, operation = "get_call", id = id,
-    facts = hook and function() return crid, sent_url, { sent_auth } end,
+    on_attempt = hook, facts = hook and function() return "get_call", id, crid, sent_url, { sent_auth } end,
     send = function(timeout)
       local url, headers, info = client:request(id, crid)
       if not url then -- the token provider failed: nothing was sent
@@ -551,7 +553,8 @@ local TOKEN_MAX_BODY = 1024 * 1024 -- a token answer is a few KB
 -- needs nginx's `resolver`.
 -- @usage local cred = acscall.credential.managed_identity{ transport = resty.capture_transport() }
 -- @tparam[opt] table opts `retries` (default 3), `base_delay` (s, 0.8), `max_delay` (s, 60),
---  `timeout` (s per attempt, default 30), `deadline` (s, default 90)
+--  `timeout` (s per attempt, default 30), `deadline` (s, default 90), `on_attempt`
+--  (as capture_get_call's; operation "token", no id)
 -- @return a transport: `t:fetch{url=, method=, headers=, form=} -> status, body, headers`
 function M.capture_transport(opts)
   opts = opts or {}
@@ -599,12 +602,12 @@ function M.capture_transport(opts)
     local max = type(req.retries) == "number" and req.retries or nil -- a probe says 0: one try
     local n = 0
     local last, attempts = drive(rule, { now = ngx.now, sleep = ngx.sleep, retries = req.retries,
-      on_attempt = hook, operation = "token", facts = hook and function()
+      on_attempt = hook, facts = hook and function()
         -- the secrets in play: every header and form value sent
         local secrets = {}
         for _, x in pairs(headers) do secrets[#secrets + 1] = x end
         for _, x in pairs(req.form or EMPTY) do secrets[#secrets + 1] = tostring(x) end
-        return header(headers, "x-ms-client-request-id"), url, secrets
+        return "token", nil, header(headers, "x-ms-client-request-id"), url, secrets
       end,
       send = function(timeout)
       n = n + 1
@@ -700,7 +703,7 @@ end
 -- @tparam[opt] table params extra `request_uri` params (e.g. `keepalive_timeout`,
 --  `keepalive_pool`); `method`, `headers`, `ssl_verify` are ours; `sleep`,
 --  `now` (default `ngx.sleep`, `ngx.now`), `max_body` (bytes, default 4 MiB),
---  `credential` (as capture_get_call's) and `log` are not passed on
+--  `credential`, `log` and `on_attempt` (as capture_get_call's) are not passed on
 -- @return call table, or `nil, message, info`
 function M.http_get_call(httpc, client, id, params)
   if type(httpc) ~= "table" or type(httpc.request_uri) ~= "function" then
@@ -724,8 +727,8 @@ function M.http_get_call(httpc, client, id, params)
   local crid, sent_url, sent_auth
   local hooks = credential_hooks(cred)
   local last, attempts, info = drive(client, {
-    now = now, on_attempt = hook, operation = "get_call", id = id,
-    facts = hook and function() return crid, sent_url, { sent_auth } end,
+    now = now,
+    on_attempt = hook, facts = hook and function() return "get_call", id, crid, sent_url, { sent_auth } end,
     sleep = function(s)
       if not sleep then error("acscall.resty.http_get_call: no sleep function (not in nginx)", 4) end
       sleep(s)
