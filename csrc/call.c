@@ -309,6 +309,7 @@ static int l_next_attempt(lua_State *L)
     }
     v.what = ACS_VERDICT_RETRY;
     v.wait_ms = 0;
+    v.reason[0] = '\0';
     if (attempts > 0) {
         memset(&o, 0, sizeof o);
         if (lua_type(L, 4) == LUA_TNUMBER) {

@@ -243,3 +243,66 @@ describe("docs/openresty.md: the attempt counters (nginx-attempts)", function()
     assert.are.equal(5, #emu:log(), m.body)
   end)
 end)
+
+describe("the Lua attempt driver's records (offline: acscall.resty._drive)", function()
+  local acscall = require "acscall"
+  local resty = require "acscall.resty"
+
+  it("client:next_attempt says why it retries (the record's reason), nothing before the first", function()
+    local c = acscall.new{ endpoint = "http://127.0.0.1:1/", token = "t" }
+    assert.are.equal(3, select("#", c:next_attempt(0, 0)))
+    assert.are.equal("status 503", select(4, c:next_attempt(1, 0, 503)))
+    assert.are.equal("retry-after", select(4, c:next_attempt(1, 0, 503, { ["Retry-After"] = "1" })))
+    assert.are.equal("timeout", select(4, c:next_attempt(1, 0, "timeout")))
+    assert.are.equal("refresh", select(4, c:next_attempt(1, 0, 401, nil, { refreshable = true })))
+    assert.is_nil(c:next_attempt(1, 0, 404))
+    c:close()
+  end)
+
+  -- a clock and a sleep of our own: no real wait
+  local function run(hook, answers, secret)
+    local c = acscall.new{ endpoint = "http://127.0.0.1:1/", token = "t", retries = { base_delay = 0.1 } }
+    local t, n, facts = 0, 0, 0
+    local last, attempts = resty._drive(c, {
+      now = function() return t end, sleep = function(s) t = t + s end,
+      on_attempt = hook, facts = hook and function()
+        facts = facts + 1
+        return "get_call", "x", "crid-1", "http://user@127.0.0.1:9/calling", { secret }
+      end,
+      send = function()
+        n = n + 1
+        t = t + 0.25
+        local a = answers[n]
+        if type(a) == "number" then
+          return { status = a, headers = { ["X-MS-Request-Id"] = "rid-" .. n .. "-" .. secret }, final = a < 400 }
+        end
+        return { outcome = a, text = a }
+      end,
+    })
+    c:close()
+    return last, attempts, facts
+  end
+
+  it("builds records only when on_attempt is set", function()
+    local _, attempts, facts = run(nil, { 503, "timeout", 200 }, "s3cr3t-token-0123456789abcdef")
+    assert.are.equal(3, attempts)
+    assert.are.equal(0, facts)
+  end)
+
+  it("gives the record of a transport failure its kind and outcome, redacts the request id", function()
+    local secret = "s3cr3t-token-0123456789abcdef"
+    local got = {}
+    run(function(r) got[#got + 1] = r end, { 503, "timeout", 200 }, secret)
+    assert.are.equal(3, #got)
+    assert.are.same({ operation = "get_call", id = "x", attempt = 1, status = 503, duration = 0.25,
+      wait = got[1].wait, reason = "status 503", request_id = "rid-1-***", client_request_id = "crid-1",
+      host = "127.0.0.1:9" }, got[1])
+    assert.are.equal("transport", got[2].kind)
+    assert.are.equal("timeout", got[2].outcome)
+    assert.are.equal("timeout", got[2].reason)
+    assert.is_nil(got[2].status)
+    assert.is_nil(got[2].request_id)
+    assert.are.equal("rid-3-***", got[3].request_id)
+    assert.is_nil(got[3].wait)
+  end)
+end)
