@@ -283,6 +283,13 @@ describe("the Lua attempt driver's records (offline: acscall.resty._drive)", fun
     return last, attempts, facts
   end
 
+  it("counts an Authorization value's token or signature alone among the secrets sent", function()
+    assert.are.same({ "Bearer abc.def-123", "abc.def-123" }, resty._auth_secrets("Bearer abc.def-123"))
+    assert.are.same({ "HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=c2ln+/=",
+      "c2ln+/=" }, resty._auth_secrets("HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=c2ln+/="))
+    assert.are.same({}, resty._auth_secrets(nil))
+  end)
+
   it("builds records only when on_attempt is set", function()
     local _, attempts, facts = run(nil, { 503, "timeout", 200 }, "s3cr3t-token-0123456789abcdef")
     assert.are.equal(3, attempts)

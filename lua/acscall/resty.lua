@@ -146,6 +146,14 @@ local function attempt_record(o, last, n, duration)
   return r
 end
 
+-- The secrets of an Authorization value sent: the whole value, and the
+-- token or signature alone (a server may echo either by itself).
+local function auth_secrets(auth)
+  if not auth then return {} end
+  return { auth, auth:match("^[Bb]earer%s+(%S+)") or auth:match("Signature=([^&,%s]+)") }
+end
+M._auth_secrets = auth_secrets
+
 -- An error inside on_attempt never breaks the call: the first one per
 -- function is logged (WARN), later ones are ignored.
 local warned = setmetatable({}, { __mode = "k" })
@@ -494,7 +502,7 @@ function M.capture_get_call(client, id, opts)
   local last, attempts, info = drive(client, {
     now = opts.now or ngx.now, sleep = opts.sleep or ngx.sleep,
     before = hooks.before, refresh = hooks.refresh,
-    on_attempt = hook, facts = hook and function() return "get_call", id, crid, sent_url, { sent_auth } end,
+    on_attempt = hook, facts = hook and function() return "get_call", id, crid, sent_url, auth_secrets(sent_auth) end,
     send = function(timeout)
       local url, headers, info = client:request(id, crid)
       if not url then -- the token provider failed: nothing was sent
@@ -728,7 +736,7 @@ function M.http_get_call(httpc, client, id, params)
   local hooks = credential_hooks(cred)
   local last, attempts, info = drive(client, {
     now = now,
-    on_attempt = hook, facts = hook and function() return "get_call", id, crid, sent_url, { sent_auth } end,
+    on_attempt = hook, facts = hook and function() return "get_call", id, crid, sent_url, auth_secrets(sent_auth) end,
     sleep = function(s)
       if not sleep then error("acscall.resty.http_get_call: no sleep function (not in nginx)", 4) end
       sleep(s)
