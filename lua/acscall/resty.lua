@@ -256,7 +256,7 @@ end
 -- The body filter of acscall.conf's internal locations: counts the bytes of
 -- the answer and ends the attempt once max_body or the attempt's end is
 -- passed. The subrequest's ngx.ctx is the capture's `ctx` table:
--- {max = bytes, ends = ngx.now() time, n = bytes so far, why = "large" | "late"}.
+-- {max = bytes, ends = ngx.now() time, n = bytes so far (0 at first), why = "large" | "late"}.
 -- nginx 1.22 has no way for a body filter to end a subrequest alone (an
 -- error from a filter terminates the main request too), so it shuts the
 -- upstream socket down: nginx then sees the connection end early and
@@ -292,16 +292,36 @@ local function upstream_fd(ngx)
   return fd
 end
 
+-- The chunk's size and the last-buffer flag straight from lua-nginx-module's
+-- FFI (what resty.core's ngx.arg[1] / ngx.arg[2] call, lua-resty-core 0.1.25
+-- lib/resty/core/param.lua), without copying the chunk into a Lua string:
+-- the filter runs once or twice per attempt and only needs the count.
+local function arg_size() return #ngx.arg[1] end -- luacheck: ignore 113
+local function arg_eof() return ngx.arg[2] end -- luacheck: ignore 113
+if ffi_ok and base_ok and pcall(ffi.cdef, [[
+    int ngx_http_lua_ffi_get_body_filter_param_eof(ngx_http_request_t *r);
+    int ngx_http_lua_ffi_get_body_filter_param_body(ngx_http_request_t *r, unsigned char **data_p, size_t *len_p);
+  ]]) and pcall(function() return ffi.C.ngx_http_lua_ffi_get_body_filter_param_body end) then
+  local C, get_request = ffi.C, base.get_request
+  local data_p, len_p = ffi.new("unsigned char *[1]"), ffi.new("size_t[1]")
+  arg_size = function()
+    len_p[0] = 0
+    -- NGX_AGAIN (several buffers): len is their sum all the same
+    C.ngx_http_lua_ffi_get_body_filter_param_body(get_request(), data_p, len_p)
+    return tonumber(len_p[0])
+  end
+  arg_eof = function() return C.ngx_http_lua_ffi_get_body_filter_param_eof(get_request()) == 1 end
+end
+
 function M.body_filter()
   local ngx = ngx -- luacheck: ignore 113
   local c = ngx.ctx
   if c.why then ngx.arg[1] = "" return end
-  local chunk = ngx.arg[1]
-  local n = (c.n or 0) + #chunk
+  local n = c.n + arg_size()
   c.n = n
-  if c.max and n > c.max then
+  if n > c.max then
     c.why = "large"
-  elseif c.ends and not ngx.arg[2] and ngx.now() > c.ends then
+  elseif ngx.now() > c.ends and not arg_eof() then
     c.why = "late"
   else
     return
@@ -467,7 +487,7 @@ function M.capture_get_call(client, id, opts)
       vars.acscall_content_sha256 = headers["x-ms-content-sha256"] or ""
       vars.acscall_authorization = auth or ""
       local scheme = o.scheme
-      local ctx = { max = max_body, ends = ngx.now() + timeout }
+      local ctx = { max = max_body, ends = ngx.now() + timeout, n = 0 }
       capture_opts.ctx = ctx
       local r = capture_attempt(ngx, step_uri[last_step], capture_opts, ctx, M.STEPS[last_step], scheme,
         "the service")
@@ -547,7 +567,7 @@ function M.capture_transport(opts)
       send = function(timeout)
       n = n + 1
       local step = step_for(timeout)
-      local ctx = { max = TOKEN_MAX_BODY, ends = ngx.now() + timeout }
+      local ctx = { max = TOKEN_MAX_BODY, ends = ngx.now() + timeout, n = 0 }
       copts.ctx = ctx
       local r = capture_attempt(ngx, step_uri[step], copts, ctx, M.STEPS[step], scheme, "the token endpoint")
       if r.status then
