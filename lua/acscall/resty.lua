@@ -124,10 +124,13 @@ end
 -- verdict: retry, wait, refresh after a 401, the deadline) after every
 -- attempt, and runs the next one with `send`.
 -- @param rule a client whose `next_attempt` is the verdict
--- @tparam table o `send(timeout, connect_timeout, left) -> last` (one attempt:
+-- @tparam table o the exchange, whose methods drive calls (methods, not
+--  closures, so that a call's path creates no function: LuaJIT 2.1 cannot
+--  compile a closure's creation, FNEW, and leaves the whole path to the
+--  interpreter): `o:send(timeout, connect_timeout) -> last` (one attempt:
 --  `{status=, body=, headers=}` or `{outcome=, text=}`; `last.final` ends the
---  loop), `now`, `sleep`; `before(attempts)` (optional: before each attempt,
---  `true` or `nil, message, info` to stop with that failure); `refresh()`
+--  loop), `now`, `sleep`; `o:before(attempts)` (optional: before each attempt,
+--  `true` or `nil, message, info` to stop with that failure); `o:refresh()`
 --  (optional: the credential's forced refresh, true when a new token came);
 --  `retries` (optional: retry classes for this exchange, as the verdict takes them)
 -- @return last, attempts; or nil, message, info (from `before`)
@@ -145,17 +148,17 @@ local function drive(rule, o)
       last and (last.status or last.outcome), last and last.headers, vopts)
     if wait == "refresh" then
       vopts.refreshed = true
-      if not o.refresh() then break end
+      if not o:refresh() then break end
       wait = 0
     end
     if not wait then break end
     if wait > 0 then sleep(wait) end
     if o.before then
-      local ok, msg, info = o.before(attempts)
+      local ok, msg, info = o:before(attempts)
       if not ok then return nil, msg, info end
     end
     attempts = attempts + 1
-    last = o.send(timeout, connect_timeout or timeout)
+    last = o:send(timeout, connect_timeout or timeout)
     if last.final then break end
   end
   return last, attempts
@@ -212,28 +215,28 @@ end
 -- transport may yield, so client:request then finds it cached; `refresh`
 -- forces a new one after a 401 (the core's refresh verdict), true when it
 -- differs from the refused one.
-local NO_HOOKS = {}
-local function credential_hooks(cred)
-  if not cred then return NO_HOOKS end
-  local token
-  return {
-    before = function(n)
-      local msg, info
-      token, msg, info = cred:get_token()
-      if token then return true end
-      -- the credential's own words: a core-shaped message is "<kind>: <info.message>";
-      -- the kind is ours to say (auth), so its text alone
-      local words = tostring(msg)
-      local text = type(info) == "table" and info.message
-      if type(text) == "string" and text ~= "" and words:sub(-#text) == text then words = text end
-      return failure("auth", "credential: " .. words, {
-        attempts = n > 0 and n or nil, status = type(info) == "table" and info.status or nil })
-    end,
-    refresh = function()
-      local fresh = cred:get_token{ force_refresh = true }
-      return fresh and fresh ~= token
-    end,
-  }
+local function cred_before(o, n)
+  local token, msg, info = o.cred:get_token()
+  o.token = token
+  if token then return true end
+  -- the credential's own words: a core-shaped message is "<kind>: <info.message>";
+  -- the kind is ours to say (auth), so its text alone
+  local words = tostring(msg)
+  local text = type(info) == "table" and info.message
+  if type(text) == "string" and text ~= "" and words:sub(-#text) == text then words = text end
+  return failure("auth", "credential: " .. words, {
+    attempts = n > 0 and n or nil, status = type(info) == "table" and info.status or nil })
+end
+
+local function cred_refresh(o)
+  local fresh = o.cred:get_token{ force_refresh = true }
+  return fresh and fresh ~= o.token
+end
+
+-- an exchange `o` of drive with the credential's hooks (none without one)
+local function with_credential(o, cred)
+  if cred then o.cred, o.before, o.refresh = cred, cred_before, cred_refresh end
+  return o
 end
 
 -- The result of a call's attempts (drive's returns): the call, or the failure.
@@ -443,6 +446,44 @@ end
 local capture_opts = { vars = vars }
 local last_timeout, last_step = -1, 1
 
+-- One attempt of capture_get_call (drive's `send`): `o` is the call.
+local function capture_send(o, timeout)
+  local client, ngx = o.client, o.ngx
+  local url, headers, info = client:request(o.id, o.crid)
+  if not url then -- the token provider failed: nothing was sent
+    return { final = true, failed = { headers, info } }
+  end
+  o.crid = o.crid or headers["x-ms-client-request-id"]
+  if not checked[client] then -- once per client: the names it signs (programmer mistake)
+    set_headers(vars, headers, "capture_get_call", "none")
+    checked[client] = true
+  end
+  local auth = headers.authorization
+  if auth and not check_header_value(auth) then
+    return { final = true, outcome = "local", kind = "auth",
+      text = "the authorization header's value holds a control character: not sent" }
+  end
+  local og = origin_of(url, headers.host, o.upstream)
+  if timeout ~= last_timeout then last_timeout, last_step = timeout, step_for(timeout) end
+  vars.acscall_url = og.prefix .. url:sub(og.cut)
+  vars.acscall_host = og.host
+  vars.acscall_sni = og.sni
+  vars.acscall_accept = headers.accept or ""
+  vars.acscall_user_agent = headers["user-agent"] or ""
+  vars.acscall_client_request_id = headers["x-ms-client-request-id"] or ""
+  vars.acscall_date = headers["x-ms-date"] or ""
+  vars.acscall_content_sha256 = headers["x-ms-content-sha256"] or ""
+  vars.acscall_authorization = auth or ""
+  local scheme = og.scheme
+  local ctx = { max = o.max_body, ends = ngx.now() + timeout, n = 0 }
+  capture_opts.ctx = ctx
+  local r = capture_attempt(ngx, step_uri[last_step], capture_opts, ctx, M.STEPS[last_step], scheme,
+    "the service")
+  vars.acscall_authorization = nil -- keep no credential past the attempt
+  capture_opts.ctx = nil
+  return r
+end
+
 function M.capture_get_call(client, id, opts)
   check_client("capture_get_call", client, id)
   opts = opts or EMPTY
@@ -455,49 +496,12 @@ function M.capture_get_call(client, id, opts)
   local max_body = opts.max_body or M.DEFAULT_MAX_BODY
   local cred = opts.credential
   check_credential("capture_get_call", cred)
-  local crid
-  local hooks = credential_hooks(cred)
-  local last, attempts, info = drive(client, {
-    now = opts.now or ngx.now, sleep = opts.sleep or ngx.sleep,
-    before = hooks.before, refresh = hooks.refresh,
-    send = function(timeout)
-      local url, headers, info = client:request(id, crid)
-      if not url then -- the token provider failed: nothing was sent
-        return { final = true, failed = { headers, info } }
-      end
-      crid = crid or headers["x-ms-client-request-id"]
-      if not checked[client] then -- once per client: the names it signs (programmer mistake)
-        set_headers(vars, headers, "capture_get_call", "none")
-        checked[client] = true
-      end
-      local auth = headers.authorization
-      if auth and not check_header_value(auth) then
-        return { final = true, outcome = "local", kind = "auth",
-          text = "the authorization header's value holds a control character: not sent" }
-      end
-      local o = origin_of(url, headers.host, upstream)
-      if timeout ~= last_timeout then last_timeout, last_step = timeout, step_for(timeout) end
-      vars.acscall_url = o.prefix .. url:sub(o.cut)
-      vars.acscall_host = o.host
-      vars.acscall_sni = o.sni
-      vars.acscall_accept = headers.accept or ""
-      vars.acscall_user_agent = headers["user-agent"] or ""
-      vars.acscall_client_request_id = headers["x-ms-client-request-id"] or ""
-      vars.acscall_date = headers["x-ms-date"] or ""
-      vars.acscall_content_sha256 = headers["x-ms-content-sha256"] or ""
-      vars.acscall_authorization = auth or ""
-      local scheme = o.scheme
-      local ctx = { max = max_body, ends = ngx.now() + timeout, n = 0 }
-      capture_opts.ctx = ctx
-      local r = capture_attempt(ngx, step_uri[last_step], capture_opts, ctx, M.STEPS[last_step], scheme,
-        "the service")
-      vars.acscall_authorization = nil -- keep no credential past the attempt
-      capture_opts.ctx = nil
-      return r
-    end,
-  })
-  return finish(ngx, opts, id, crid, last, attempts, info)
+  local o = with_credential({ now = opts.now or ngx.now, sleep = opts.sleep or ngx.sleep, send = capture_send,
+    client = client, id = id, upstream = upstream, max_body = max_body, ngx = ngx }, cred)
+  local last, attempts, info = drive(client, o)
+  return finish(ngx, opts, id, o.crid, last, attempts, info)
 end
+
 
 -- ------------------------------------------------------ token transport
 
@@ -564,7 +568,7 @@ function M.capture_transport(opts)
     local max = type(req.retries) == "number" and req.retries or nil -- a probe says 0: one try
     local n = 0
     local last, attempts = drive(rule, { now = ngx.now, sleep = ngx.sleep, retries = req.retries,
-      send = function(timeout)
+      send = function(_, timeout)
       n = n + 1
       local step = step_for(timeout)
       local ctx = { max = TOKEN_MAX_BODY, ends = ngx.now() + timeout, n = 0 }
@@ -679,15 +683,13 @@ function M.http_get_call(httpc, client, id, params)
     and type(httpc.parse_uri) == "function" and major ~= nil
     and (tonumber(major) > 0 or tonumber(minor) >= 16)
   local crid
-  local hooks = credential_hooks(cred)
-  local last, attempts, info = drive(client, {
+  local last, attempts, info = drive(client, with_credential({
     now = now,
     sleep = function(s)
       if not sleep then error("acscall.resty.http_get_call: no sleep function (not in nginx)", 4) end
       sleep(s)
     end,
-    before = hooks.before, refresh = hooks.refresh,
-    send = function(timeout, connect_timeout)
+    send = function(_, timeout, connect_timeout)
       local url, headers, finfo = client:request(id, crid)
       if not url then return { final = true, failed = { headers, finfo } } end
       crid = crid or headers["x-ms-client-request-id"]
@@ -722,7 +724,7 @@ function M.http_get_call(httpc, client, id, params)
       return { outcome = outcome, text = err, kind = outcome == "too_large" and "decode" or nil,
         final = outcome == "too_large" }
     end,
-  })
+  }, cred))
   return finish(ngx, { log = log }, id, crid, last, attempts, info)
 end
 
