@@ -312,4 +312,57 @@ describe("the Lua attempt driver's records (offline: acscall.resty._drive)", fun
     assert.are.equal("rid-3-***", got[3].request_id)
     assert.is_nil(got[3].wait)
   end)
+  it("http_get_call reports its attempts the same way; a raising on_attempt leaves the call intact", function()
+    local key = "cmF0dGVtcHQtYWNjZXNzLWtleS0zMi1ieXRlcyEhISE="
+    local c = acscall.new{ endpoint = "http://127.0.0.1:9/", access_key = key, retries = { base_delay = 0.1 } }
+    local body = assert(helpers.read_file(helpers.fixtures_dir() .. "/" .. CALL .. ".json"))
+    local n, t, sent = 0, 0, {}
+    local httpc = { request_uri = function(_, _, params)
+      n = n + 1
+      t = t + 0.25
+      sent[#sent + 1] = params.headers.authorization
+      if n == 1 then return nil, "timeout" end
+      if n == 2 then return { status = 503, headers = { ["Retry-After"] = "1" }, body = "" } end
+      return { status = 200, headers = { ["x-ms-request-id"] = "rid-3" }, body = body }
+    end }
+    local clock = { sleep = function(s) t = t + s end, now = function() return t end }
+    local got = {}
+    clock.on_attempt = function(r) got[#got + 1] = r end
+    local call = assert(resty.http_get_call(httpc, c, CALL, clock))
+    assert.are.equal(CALL, call.callConnectionId)
+    assert.are.equal(3, #got)
+    assert.are.same({ "transport", "timeout", "timeout" }, { got[1].kind, got[1].outcome, got[1].reason })
+    assert.are.same({ 503, 1, "retry-after" }, { got[2].status, got[2].wait, got[2].reason })
+    assert.are.same({ 200, "rid-3", "127.0.0.1:9" }, { got[3].status, got[3].request_id, got[3].host })
+    for i = 1, 3 do
+      assert.are.equal(i, got[i].attempt)
+      assert.are.equal("get_call", got[i].operation)
+      assert.are.equal(CALL, got[i].id)
+      assert.is_true(math.abs(got[i].duration - 0.25) < 1e-9, tostring(got[i].duration))
+      assert.is_string(got[i].client_request_id)
+    end
+    local secrets = { key }
+    for _, a in ipairs(sent) do secrets[#secrets + 1] = a; secrets[#secrets + 1] = a:match("Signature=(.+)$") end
+    assert_no_secret(got, secrets)
+    -- raising: the call still answers; outside nginx the one line goes to
+    -- io.stderr (swapped for a recorder here, put back after)
+    -- luacheck: push ignore 122
+    local lines, stderr = {}, io.stderr
+    io.stderr = { write = function(_, ...) lines[#lines + 1] = table.concat{ ... } end }
+    clock.on_attempt = function() error("boom") end
+    for _ = 1, 2 do
+      n = 2
+      local ok, r = pcall(resty.http_get_call, httpc, c, CALL, clock)
+      if not (ok and r) then io.stderr = stderr end
+      assert.is_true(ok, r)
+      assert.are.equal(CALL, r.callConnectionId)
+    end
+    io.stderr = stderr
+    -- luacheck: pop
+    assert.are.equal(1, #lines, table.concat(lines))
+    assert.matches("^acscall: on_attempt raised an error %(reported once, then ignored%): .-boom\n$", lines[1])
+    assert.has_error(function() resty.http_get_call(httpc, c, CALL, { on_attempt = 1 }) end,
+      "acscall.resty.http_get_call: on_attempt must be a function, got number")
+    c:close()
+  end)
 end)
