@@ -237,8 +237,8 @@ static int l_request(lua_State *L)
 /* ---------- the retry rule, for Lua transports --------------------------- */
 
 /* client:next_attempt(attempts, elapsed[, outcome[, headers[, opts]]])
- *   -> wait, timeout, connect_timeout | "refresh", timeout, connect_timeout
- *      | nil
+ *   -> wait, timeout, connect_timeout[, reason]
+ *      | "refresh", timeout, connect_timeout, "refresh" | nil
  * The verdict get_call follows (retry.h), for a transport written in Lua.
  * attempts: made so far (0 before the first); elapsed: seconds since the
  * call began; outcome: the last attempt's HTTP status, or how it failed
@@ -249,8 +249,10 @@ static int l_request(lua_State *L)
  * call), retries = a retries table over the client's (other classes, e.g.
  * a token endpoint's). Returns the seconds to wait before the next
  * attempt, or "refresh" (refresh the token, then attempt again at once),
- * that attempt's timeout and connect timeout (seconds), or nil: report the
- * last outcome. */
+ * that attempt's timeout and connect timeout (seconds), and why it is
+ * retried (on_attempt's reason: "status 503", "retry-after", "timeout",
+ * "refresh", ...; none before the first attempt), or nil: report the last
+ * outcome. */
 static int l_next_attempt(lua_State *L)
 {
     acs_client *c = acs_client_check_open(L, 1);
@@ -277,6 +279,7 @@ static int l_next_attempt(lua_State *L)
     }
     v.what = ACS_VERDICT_RETRY;
     v.wait_ms = 0;
+    v.reason[0] = '\0';
     if (attempts > 0) {
         memset(&o, 0, sizeof o);
         if (lua_type(L, 4) == LUA_TNUMBER) {
@@ -309,7 +312,10 @@ static int l_next_attempt(lua_State *L)
         lua_pushnumber(L, (lua_Number)v.wait_ms / 1000.0);
     lua_pushnumber(L, (lua_Number)(timeout ? timeout : 1) / 1000.0);
     lua_pushnumber(L, (lua_Number)pol.connect_timeout_ms / 1000.0);
-    return 3;
+    if (v.reason[0] == '\0')
+        return 3;
+    lua_pushstring(L, v.reason); /* why (on_attempt's reason) */
+    return 4;
 }
 
 void acs_call_methods(lua_State *L)

@@ -311,6 +311,7 @@ function Client:request(id, client_request_id) end
 ---@return number|"refresh"|nil wait
 ---@return number? timeout
 ---@return number? connect_timeout
+---@return string? reason why the last outcome is retried (on_attempt's reason: "status 503", "retry-after", ...)
 function Client:next_attempt(attempts, elapsed, outcome, headers, opts) end
 
 --- Follow many calls (acscall.watch): `for ev in w:events() do ... end`.
