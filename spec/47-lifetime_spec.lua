@@ -12,7 +12,7 @@ local LUA54 = _VERSION == "Lua 5.4"
 describe("lifetime of a call", function()
   local emu, dir
 
-  setup(function()
+  lazy_setup(function()
     local cjson = require "cjson"
     dir = os.tmpname()
     os.remove(dir)
@@ -32,7 +32,7 @@ describe("lifetime of a call", function()
     end
     emu = helpers.start_emulator{fixtures = dir}
   end)
-  teardown(function()
+  lazy_teardown(function()
     if emu then emu:stop() end
     if dir then os.execute("rm -rf '" .. dir .. "'") end
   end)

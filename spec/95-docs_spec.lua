@@ -113,7 +113,7 @@ describe("docs", function()
 
   describe("Lua examples", function()
     local e, prefix, az
-    setup(function()
+    lazy_setup(function()
       e = helpers.start_emulator()
       local az_path
       az_path, az = helpers.fake_az()
@@ -135,7 +135,7 @@ describe("docs", function()
       for k, v in pairs(env) do parts[#parts + 1] = k .. "=" .. helpers.shell_quote(v) end
       prefix = table.concat(parts, " ")
     end)
-    teardown(function()
+    lazy_teardown(function()
       if e then e:stop() end
       if az then az.remove() end
     end)
