@@ -52,6 +52,13 @@
 #define ACS_USER_AGENT_MAX 256
 #define ACS_API_VERSION_MAX 64
 
+/* retry classes as data (retry.h): HTTP statuses listed in one policy */
+#define ACS_RETRY_STATUSES_MAX 16
+/* a credential's token: an expires_on further ahead than this is absurd
+ * (Entra ID access tokens live 60-90 minutes, at most a day; a year is
+ * far beyond any) and the token is refused */
+#define ACS_TOKEN_LIFETIME_MAX_S (366L * 86400L)
+
 /* get_calls: requests in flight at once */
 #define ACS_CONCURRENCY_MAX 256
 #define ACS_DEFAULT_CONCURRENCY 16

@@ -39,6 +39,7 @@ typedef struct {
     size_t url_cap;
     int item;    /* index of the item it holds, or -1 */
     int running; /* its easy handle is in the multi */
+    long t0;     /* when its attempt began (on_attempt's duration) */
     const char *bearer; /* the token its attempt sent (BATCH_TOKENS), or NULL */
 } slot;
 
@@ -164,6 +165,11 @@ static int start(lua_State *L, batch_ctx *b, slot *s, int i, long now)
             s->item = -1;
             return 0;
         }
+        if ((why = acs_pool_after_fork(&c->pool)) != NULL) { /* Lua ran */
+            s->item = -1;
+            fail(L, b, i, "local", why);
+            return -1;
+        }
     }
     if (b->why != NULL) {
         s->item = -1;
@@ -189,6 +195,7 @@ static int start(lua_State *L, batch_ctx *b, slot *s, int i, long now)
         fail(L, b, i, strcmp(why, ACS_WHY_NOMEM) == 0 ? "local" : "auth", why);
         return -1;
     }
+    s->t0 = acs_monotonic_ms();
     acs_conn_begin(s->conn, s->url, hdrs, timeout, acs_watch_interrupted, &b->w);
     if (curl_multi_add_handle(b->multi, s->conn->easy) != CURLM_OK) {
         s->item = -1;
@@ -229,18 +236,37 @@ static const char *take(batch_ctx *b)
     return NULL;
 }
 
-/* A credential's token got a 401: 1 if the item should be sent again at
- * once with a fresh token. One forced refresh per token that failed, not
- * per item: items that sent an older token just take the current one. */
-static int refreshed_401(lua_State *L, batch_ctx *b, slot *s, item *it, int rc)
+/* The verdict said "refresh" (retry.h): 1 if the item should be sent again
+ * at once with a fresh token. One forced refresh per token that failed,
+ * not per item: items that sent an older token just take the current one. */
+static int refresh(lua_State *L, batch_ctx *b, const slot *s)
 {
-    if (!b->per_attempt || it->refreshed || rc != 0 || s->conn->status != 401 ||
-        s->bearer == NULL)
-        return 0;
-    it->refreshed = 1;
     if (b->bearer != NULL && strcmp(b->bearer, s->bearer) == 0)
         ask_bearer(L, b, 1); /* runs Lua */
     return b->bearer != NULL && strcmp(b->bearer, s->bearer) != 0;
+}
+
+/* Tell on_attempt about the attempt that just ended on s (runs Lua). */
+static void tell(lua_State *L, batch_ctx *b, const slot *s, int rc,
+                 const acs_verdict *v)
+{
+    acs_attempt_rec r;
+    item *it = &b->items[s->item];
+    lua_rawgeti(L, BATCH_IDS, s->item + 1);
+    r.operation = "get_calls";
+    r.id = lua_tolstring(L, -1, &r.idlen);
+    r.url = s->url;
+    r.crid = it->crid;
+    r.attempt = it->attempt;
+    r.conn = s->conn;
+    r.rc = rc;
+    r.duration_ms = acs_monotonic_ms() - s->t0;
+    r.verdict = v;
+    meta_of(b, s->item, s->bearer); /* the secrets in play */
+    r.secrets = b->meta.secrets;
+    r.nsecrets = b->meta.nsecrets;
+    acs_hook_emit(L, &b->c->on_attempt, &r);
+    lua_pop(L, 1);
 }
 
 /* The transfers that finished: retry or store each. Returns how many items
@@ -254,8 +280,9 @@ static int collect(lua_State *L, batch_ctx *b)
         slot *s;
         item *it;
         acs_outcome o;
-        long wait = 0, now;
-        int rc, again;
+        acs_verdict v;
+        long now;
+        int rc, ran_lua = 0;
         if (m->msg != CURLMSG_DONE)
             continue;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&conn);
@@ -266,16 +293,26 @@ static int collect(lua_State *L, batch_ctx *b)
         it = &b->items[s->item];
         now = acs_monotonic_ms();
         acs_conn_outcome(conn, rc, &o);
-        again = !acs_watch_interrupted(&b->w) &&
-                acs_retry_next(&b->c->retry, it->attempt, now - it->start_ms, &o,
-                               time(NULL), acs_random32(), &wait);
-        if (!again && !acs_watch_interrupted(&b->w) && refreshed_401(L, b, s, it, rc)) {
-            again = 1;
-            wait = 0;
+        acs_retry_verdict(&b->c->retry, it->attempt, now - it->start_ms, &o,
+                          b->per_attempt && !it->refreshed && s->bearer != NULL,
+                          time(NULL), acs_random32(), &v);
+        if (acs_watch_interrupted(&b->w))
+            v.what = ACS_VERDICT_REPORT;
+        if (v.what == ACS_VERDICT_REFRESH) {
+            it->refreshed = 1;
+            ran_lua = 1;
+            if (!refresh(L, b, s))
+                v.what = ACS_VERDICT_REPORT;
         }
-        if (again) {
+        if (b->c->on_attempt.ref != LUA_NOREF) {
+            tell(L, b, s, rc, &v);
+            ran_lua = 1;
+        }
+        if (ran_lua && acs_pool_after_fork(&b->c->pool) != NULL)
+            v.what = ACS_VERDICT_REPORT; /* this answer is its result */
+        if (v.what != ACS_VERDICT_REPORT) {
             it->last_rc = rc; /* keeps its slot */
-            it->not_before_ms = now + wait;
+            it->not_before_ms = now + v.wait_ms;
         } else {
             done(L, b, s, rc);
             ndone++;
@@ -294,15 +331,23 @@ static int get_calls_body(lua_State *L)
 
     lua_createtable(L, n, 0); /* BATCH_RESULTS */
     b->entered = 1;
-    if ((err = acs_client_enter(c)) != NULL)
-        return luaL_error(L, "acscall: %s", err);
-    /* the provider is user code: it runs before the batch takes anything
-     * (a credential is asked again before every attempt, from its cache) */
-    why = acs_client_bearer(L, c, 0, &bearer); /* BATCH_BEARER */
-    b->bearer = bearer;
-    b->per_attempt = c->cred.kind == ACS_AUTH_CREDENTIAL;
-    if (c->closed)
-        return luaL_error(L, "acscall: closed client");
+    /* Failures of this process (the fork reset, out of memory) are results,
+     * per id, like any other (kind "local"): get_calls raises only for
+     * programmer mistakes. */
+    if ((err = acs_client_enter(c)) == NULL) {
+        /* the provider is user code: it runs before the batch takes
+         * anything (a credential is asked again before every attempt, from
+         * its cache) */
+        why = acs_client_bearer(L, c, 0, &bearer); /* BATCH_BEARER */
+        b->bearer = bearer;
+        b->per_attempt = c->cred.kind == ACS_AUTH_CREDENTIAL;
+        if (c->closed)
+            return luaL_error(L, "acscall: closed client");
+        err = acs_pool_after_fork(&c->pool); /* the provider may have forked */
+    } else {
+        lua_pushnil(L); /* BATCH_BEARER */
+        why = NULL;
+    }
     /* Ctrl-C from here on is seen: no more user code runs before the
      * transfers (the ids are copied, the handles taken) */
     acs_watch_begin(&b->w, L);
@@ -314,9 +359,16 @@ static int get_calls_body(lua_State *L)
         lua_rawseti(L, BATCH_IDS, i);
     }
     lua_createtable(L, b->conc, 0); /* BATCH_TOKENS */
-    if ((err = take(b)) != NULL)
-        return luaL_error(L, "acscall: %s", err);
-    if (why != NULL) {
+    if (err == NULL)
+        err = take(b);
+    if (err != NULL) {
+        for (i = 0; i < n && !c->closed; i++) {
+            memset(&b->meta, 0, sizeof b->meta);
+            acs_client_meta(c, NULL, &b->meta);
+            store(L, acs_push_failure(L, "local", 0, err, &b->meta), i);
+        }
+        ndone = n;
+    } else if (why != NULL) {
         b->why = why; /* (alive at BATCH_BEARER) */
         for (i = 0; i < n && !c->closed; i++)
             fail(L, b, i, "auth", why);

@@ -18,15 +18,11 @@ int acs_call_push_result(lua_State *L, acs_conn *conn, int rc,
     meta->request_id = conn->request_id[0] ? conn->request_id : NULL;
     meta->content_type = conn->content_type[0] ? conn->content_type : NULL;
     meta->content_encoding = conn->content_encoding[0] ? conn->content_encoding : NULL;
-    if (rc == ACS_TR_TOO_LARGE)
-        return acs_push_failure(L, "decode", conn->status,
-                                acs_conn_error(conn, rc), meta);
-    if (rc == ACS_TR_NOMEM)
-        return acs_push_failure(L, "local", 0, acs_conn_error(conn, rc), meta);
     if (rc != 0) {
         meta->timeout = rc == CURLE_OPERATION_TIMEDOUT;
-        return acs_push_failure(L, "transport", 0, acs_conn_error(conn, rc),
-                                meta);
+        return acs_push_failure(L, acs_attempt_rc_kind(rc),
+                                rc == ACS_TR_TOO_LARGE ? conn->status : 0,
+                                acs_conn_error(conn, rc), meta);
     }
     return acs_decode_push(L, conn->status, conn->body ? conn->body : "",
                            conn->len, meta);
@@ -71,20 +67,51 @@ static const char *why_kind(const char *why)
 static int begin(lua_State *L, call_ctx *k, const char *id, size_t idlen)
 {
     acs_client *c = k->c;
-    const char *why;
+    const char *why, *why2;
+    int drawn = k->crid[0] == '\0';
+    pid_t pid;
     k->entered = 1;
     if ((why = acs_client_enter(c)) != NULL)
         return acs_push_failure(L, "local", 0, why, &k->meta);
-    if (k->crid[0] == '\0' && acs_client_request_id(c, k->crid) != 0)
+    if (drawn && acs_client_request_id(c, k->crid) != 0)
         return acs_push_failure(L, "local", 0, "no random bytes", &k->meta);
     k->meta.client_request_id = k->crid;
+    pid = c->pool.pid;
     why = acs_client_bearer(L, c, 0, &k->bearer); /* runs Lua: pushes 1 */
     if (c->closed)
         return luaL_error(L, "acscall: closed client");
+    if ((why2 = acs_pool_after_fork(&c->pool)) != NULL) /* it forked */
+        return acs_push_failure(L, "local", 0, why2, &k->meta);
+    /* a child the provider forked sends a request id of its own */
+    if (drawn && c->pool.pid != pid && acs_client_request_id(c, k->crid) != 0)
+        return acs_push_failure(L, "local", 0, "no random bytes", &k->meta);
     if (why != NULL)
         return acs_push_failure(L, "auth", 0, why, &k->meta);
     if (acs_request_url(&c->route, id, idlen, &k->url, &k->url_cap) != 0)
         return acs_push_failure(L, "local", 0, ACS_WHY_NOMEM, &k->meta);
+    return 0;
+}
+
+static int call_headers(acs_attempts *a, struct curl_slist **out, const char **why)
+{
+    call_ctx *k = a->ud;
+    *out = acs_request_headers(&k->c->route, &k->c->cred, k->url, k->crid,
+                               k->bearer, why);
+    return *out ? 0 : -1;
+}
+
+/* The verdict said "refresh": one forced token; a retry only when it is
+ * another token (runs Lua: pushes 1). */
+static int call_refresh(acs_attempts *a)
+{
+    call_ctx *k = a->ud;
+    const char *fresh;
+    if (acs_client_bearer(a->L, k->c, 1, &fresh) == NULL &&
+        strcmp(fresh, k->bearer) != 0) {
+        k->bearer = fresh;
+        acs_client_meta(k->c, k->bearer, &k->meta); /* the secrets in play */
+        return 1;
+    }
     return 0;
 }
 
@@ -94,12 +121,10 @@ static int get_call_body(lua_State *L)
     call_ctx *k = lua_touserdata(L, 3);
     acs_client *c = k->c;
     size_t idlen;
-    const char *id = lua_tolstring(L, 2, &idlen), *why;
+    const char *id = lua_tolstring(L, 2, &idlen);
     acs_watch w;
-    acs_outcome o;
-    long start, wait;
-    int rc = CURLE_OPERATION_TIMEDOUT, n, attempt, refreshed = 0;
-    /* (the first attempt always runs) */
+    acs_attempts a;
+    int n;
 
     if ((n = begin(L, k, id, idlen)) != 0)
         return n;
@@ -108,44 +133,32 @@ static int get_call_body(lua_State *L)
                                 &k->meta);
     acs_conn_set_tail(k->conn, c->route.fixed);
     acs_watch_begin(&w, L); /* after the provider: its hooks are its own */
-    start = acs_monotonic_ms();
-    for (attempt = 1;; attempt++) {
-        long timeout = acs_retry_attempt_timeout(&c->retry, attempt,
-                                                 acs_monotonic_ms() - start);
-        struct curl_slist *h;
-        if (timeout == 0) { /* the wait ran into the deadline: the last answer */
-            attempt--;
-            break;
-        }
-        h = acs_request_headers(&c->route, &c->cred, k->url, k->crid, k->bearer,
-                                &why);
-        if (h == NULL)
-            return acs_push_failure(L, why_kind(why), 0, why, &k->meta);
-        rc = acs_conn_get(k->conn, k->url, h, timeout, acs_watch_interrupted, &w);
-        acs_conn_outcome(k->conn, rc, &o);
-        if (!acs_retry_next(&c->retry, attempt, acs_monotonic_ms() - start, &o,
-                            time(NULL), acs_random32(), &wait)) {
-            if (!refreshed && rc == 0 && k->conn->status == 401 &&
-                c->cred.kind == ACS_AUTH_CREDENTIAL) {
-                /* the token was refused (expired, revoked): one fresh token,
-                 * one more attempt; the refresh runs Lua (pushes 1) */
-                const char *fresh;
-                refreshed = 1;
-                if (acs_client_bearer(L, c, 1, &fresh) == NULL &&
-                    strcmp(fresh, k->bearer) != 0) {
-                    k->bearer = fresh;
-                    acs_watch_begin(&w, L); /* its hooks are its own */
-                    continue;
-                }
-            }
-            break;
-        }
-        if (acs_watch_sleep(&w, wait))
-            break; /* Ctrl-C: report the last answer now */
+    memset(&a, 0, sizeof a);
+    a.L = L;
+    a.policy = &c->retry;
+    a.pool = &c->pool;
+    a.conn = k->conn;
+    a.url = k->url;
+    a.w = &w;
+    a.refreshable = c->cred.kind == ACS_AUTH_CREDENTIAL;
+    a.headers = call_headers;
+    a.refresh = call_refresh;
+    a.ud = k;
+    a.hook = &c->on_attempt;
+    acs_client_meta(c, k->bearer, &k->meta); /* the secrets in play */
+    a.meta = &k->meta;
+    a.operation = "get_call";
+    a.id = id;
+    a.idlen = idlen;
+    a.crid = k->crid;
+    if (acs_attempts_run(&a) != 0) {
+        k->meta.attempts = a.attempts;
+        return acs_push_failure(L, a.why_local ? "local" : why_kind(a.why), 0, a.why,
+                                &k->meta);
     }
-    k->meta.attempts = attempt;
+    k->meta.attempts = a.attempts;
     acs_client_meta(c, k->bearer, &k->meta);
-    return acs_call_push_result(L, k->conn, rc, &k->meta);
+    return acs_call_push_result(L, k->conn, a.rc, &k->meta);
 }
 
 /* client:get_call(id) -> call | nil, message, info */
@@ -253,28 +266,47 @@ static const char *header(lua_State *L, int t, const char *name)
     return NULL;
 }
 
-/* client:next_attempt(attempts, elapsed[, outcome, headers])
- *   -> wait, timeout, connect_timeout | nil
- * The rule get_call follows (retry.h), for a transport written in Lua.
+/* client:next_attempt(attempts, elapsed[, outcome[, headers[, opts]]])
+ *   -> wait, timeout, connect_timeout | "refresh", timeout, connect_timeout
+ *      | nil
+ * The verdict get_call follows (retry.h), for a transport written in Lua.
  * attempts: made so far (0 before the first); elapsed: seconds since the
  * call began; outcome: the last attempt's HTTP status, or how it failed
  * ("dns", "connect", "timeout", "send", "recv", "closed", "truncated",
  * "tls", "protocol", "too_large", "interrupted", "local", "other");
- * headers: the last response's headers. Returns the seconds to wait before
- * the next attempt, that attempt's timeout and connect timeout (seconds),
- * or nil: report the last outcome. */
+ * headers: the last response's headers; opts: refreshable = true (a
+ * credential that can refresh its token), refreshed = true (it did in this
+ * call), retries = a retries table over the client's (other classes, e.g.
+ * a token endpoint's). Returns the seconds to wait before the next
+ * attempt, or "refresh" (refresh the token, then attempt again at once),
+ * that attempt's timeout and connect timeout (seconds), or nil: report the
+ * last outcome. */
 static int l_next_attempt(lua_State *L)
 {
     acs_client *c = acs_client_check_open(L, 1);
     lua_Number na = luaL_checknumber(L, 2), ne = luaL_checknumber(L, 3);
-    long elapsed, wait = 0, timeout;
-    int attempts;
+    long elapsed, timeout;
+    int attempts, refreshable = 0;
     acs_outcome o;
+    acs_verdict v;
+    acs_retry_policy pol = c->retry;
     luaL_argcheck(L, na >= 0 && na <= 1000 && na == (int)na, 2,
                   "attempts must be an integer in [0, 1000]");
     luaL_argcheck(L, ne >= 0 && ne <= 1e7, 3, "elapsed must be seconds >= 0");
     attempts = (int)na;
     elapsed = (long)(ne * 1000.0);
+    if (!lua_isnoneornil(L, 6)) {
+        luaL_checktype(L, 6, LUA_TTABLE);
+        lua_getfield(L, 6, "refreshable");
+        lua_getfield(L, 6, "refreshed");
+        refreshable = lua_toboolean(L, -2) && !lua_toboolean(L, -1);
+        lua_pop(L, 2);
+        lua_getfield(L, 6, "retries");
+        acs_retry_read(L, -1, "acscall.next_attempt", &pol);
+        lua_pop(L, 1);
+    }
+    v.what = ACS_VERDICT_RETRY;
+    v.wait_ms = 0;
     if (attempts > 0) {
         memset(&o, 0, sizeof o);
         if (lua_type(L, 4) == LUA_TNUMBER) {
@@ -293,16 +325,20 @@ static int l_next_attempt(lua_State *L)
             o.retry_after_ms = header(L, 5, "retry-after-ms");
             o.x_retry_after_ms = header(L, 5, "x-ms-retry-after-ms");
         }
-        if (!acs_retry_next(&c->retry, attempts, elapsed, &o, time(NULL),
-                            acs_random32(), &wait)) {
+        acs_retry_verdict(&pol, attempts, elapsed, &o, refreshable, time(NULL),
+                          acs_random32(), &v);
+        if (v.what == ACS_VERDICT_REPORT) {
             lua_pushnil(L);
             return 1;
         }
     }
-    timeout = acs_retry_attempt_timeout(&c->retry, attempts + 1, elapsed + wait);
-    lua_pushnumber(L, (lua_Number)wait / 1000.0);
+    timeout = acs_retry_attempt_timeout(&pol, attempts + 1, elapsed + v.wait_ms);
+    if (v.what == ACS_VERDICT_REFRESH)
+        lua_pushliteral(L, "refresh");
+    else
+        lua_pushnumber(L, (lua_Number)v.wait_ms / 1000.0);
     lua_pushnumber(L, (lua_Number)(timeout ? timeout : 1) / 1000.0);
-    lua_pushnumber(L, (lua_Number)c->retry.connect_timeout_ms / 1000.0);
+    lua_pushnumber(L, (lua_Number)pol.connect_timeout_ms / 1000.0);
     return 3;
 }
 

@@ -12,6 +12,7 @@
 
 #include "client.h"
 #include "failure.h"
+#include "attempt.h"
 #include "frame.h"
 
 /* After the last attempt on conn: push the call, or nil, message, info. */

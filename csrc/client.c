@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lua.h>
@@ -38,6 +39,10 @@ static void release(lua_State *L, acs_client *c)
     if (c->provider_ref != LUA_NOREF && c->provider_ref != LUA_REFNIL) {
         luaL_unref(L, LUA_REGISTRYINDEX, c->provider_ref);
         c->provider_ref = LUA_NOREF;
+    }
+    if (c->on_attempt.ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, c->on_attempt.ref);
+        c->on_attempt.ref = LUA_NOREF;
     }
 }
 
@@ -81,6 +86,7 @@ acs_client *acs_client_push(lua_State *L, const char *mt)
     acs_client *c = lua_newuserdata(L, sizeof *c);
     memset(c, 0, sizeof *c);
     c->provider_ref = LUA_NOREF;
+    c->on_attempt.ref = LUA_NOREF;
     luaL_getmetatable(L, mt);
     lua_setmetatable(L, -2);
     return c;
@@ -115,6 +121,9 @@ void acs_client_setup(lua_State *L, acs_client *c, const char *who,
     /* Nothing is connected here: the first call opens what it needs. */
     if ((err = acs_pool_init(&c->pool, &to)) != NULL)
         luaL_error(L, "%s: %s", who, err);
+    lua_getfield(L, 1, "on_attempt"); /* (its type: acs_options_check) */
+    if (lua_type(L, -1) == LUA_TFUNCTION)
+        c->on_attempt.ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, top);
 }
 
@@ -191,7 +200,7 @@ void acs_client_meta(const acs_client *c, const char *bearer, acs_resp_meta *m)
 }
 
 /* lua.c and luajit raise "interrupted!" from their SIGINT hook. */
-static int is_interruption(lua_State *L, int idx)
+int acs_is_interruption(lua_State *L, int idx)
 {
     size_t len;
     const char *s;
@@ -219,6 +228,30 @@ static const char *check_token(lua_State *L, const char *who, const char **beare
         return lua_tostring(L, -1);
     }
     *bearer = tok;
+    return NULL;
+}
+
+/* A credential's expires_on at idx (nil: not given, accepted): NULL, or
+ * why the token is refused: an expiry in the past hands out a token the
+ * service refuses (acs_client_bearer asks once more with force_refresh
+ * first), and inf, NaN or one absurdly far ahead (ACS_TOKEN_LIFETIME_MAX_S)
+ * says the credential's answer is broken. */
+static const char expired[] = "the token it returned has already expired";
+
+static const char *check_expiry(lua_State *L, int idx)
+{
+    lua_Number e, now = (lua_Number)time(NULL);
+    if (lua_isnil(L, idx))
+        return NULL;
+    if (!lua_isnumber(L, idx)) /* (a numeric string is taken as a number) */
+        return "its expires_on is not a number";
+    e = lua_tonumber(L, idx);
+    if (e != e || e - e != 0) /* NaN, inf */
+        return "its expires_on is not a finite number";
+    if (e < now) /* (whole seconds: a token of this second may still live) */
+        return expired;
+    if (e > now + (lua_Number)ACS_TOKEN_LIFETIME_MAX_S)
+        return "its expires_on is absurdly far ahead";
     return NULL;
 }
 
@@ -255,6 +288,7 @@ const char *acs_client_bearer(lua_State *L, acs_client *c, int force,
                               const char **bearer)
 {
     int st;
+    const char *why;
     const char *who = c->cred.kind == ACS_AUTH_PROVIDER ? "token_provider"
                                                         : "credential";
     *bearer = NULL;
@@ -286,11 +320,18 @@ const char *acs_client_bearer(lua_State *L, acs_client *c, int force,
                 lua_pop(L, 1);
                 return lua_tostring(L, -1);
             }
-            lua_pop(L, 1); /* expires_on: the credential's business */
+            if ((why = check_expiry(L, -1)) != NULL) { /* token, expires_on */
+                lua_pop(L, 2);
+                if (!force && why == expired) /* a stale cache: ask anew, once */
+                    return acs_client_bearer(L, c, 1, bearer);
+                lua_pushfstring(L, "credential: %s", why);
+                return lua_tostring(L, -1);
+            }
+            lua_pop(L, 1);
         }
     }
     if (st != 0) {
-        if (is_interruption(L, -1))
+        if (acs_is_interruption(L, -1))
             lua_error(L); /* Ctrl-C: not the provider's failure */
         /* its own error text may say anything: do not echo it */
         lua_pop(L, 1);

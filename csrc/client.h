@@ -24,6 +24,13 @@
 #define ACS_VERSION "0.1.0"
 #define ACS_CLIENT_MT "acscall.client"
 
+/* on_attempt: a Lua function told about every attempt (LUA_NOREF: none;
+ * call.h acs_hook_emit calls it). */
+typedef struct {
+    int ref;
+    int warned; /* its first error was reported; later ones are not */
+} acs_hook;
+
 typedef struct {
     int closed;
     int calls; /* calls running on this client */
@@ -33,6 +40,7 @@ typedef struct {
     int strict;       /* strict = true: wrong-typed known fields are errors */
     acs_route route;
     acs_retry_policy retry;
+    acs_hook on_attempt; /* the on_attempt option */
     char ua[512]; /* the User-Agent sent */
     char *ca_file;
     acs_pool pool; /* the connection cache (must not move: it does not) */
@@ -83,6 +91,9 @@ int acs_client_request_id(acs_client *c, char out[37]);
  *   token_provider: provider() -> token
  *   credential:     cred:get_token() -> token[, expires_on] | nil, message;
  *                   force: cred:get_token{force_refresh = true} (after a 401)
+ * expires_on (Unix seconds) must be finite, ahead of now and at most
+ * ACS_TOKEN_LIFETIME_MAX_S ahead, else the token is refused (kind "auth");
+ * a token already expired is first asked for again with force_refresh.
  * The Lua code runs under lua_pcall. A credential's nil, message is passed
  * on ("credential: <message>": credentials keep secrets out of it); a raised
  * error's text is never echoed (it may hold anything), except an
@@ -90,6 +101,9 @@ int acs_client_request_id(acs_client *c, char out[37]);
  * The caller checks c->closed afterwards. */
 const char *acs_client_bearer(lua_State *L, acs_client *c, int force,
                               const char **bearer);
+
+/* 1 if the value at idx is lua.c's / luajit's Ctrl-C error ("...interrupted!"). */
+int acs_is_interruption(lua_State *L, int idx);
 
 /* Registers core.new into the module table on top. */
 void acs_client_open(lua_State *L);

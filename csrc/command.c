@@ -1,4 +1,6 @@
 /* command.c - core.spawn (command.h): a local command, no shell. */
+#define _GNU_SOURCE /* pipe2; posix_spawn_file_actions_addclosefrom_np (glibc 2.34) */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -44,6 +46,55 @@ static void reap(spawn_ctx *k, int *status)
     k->pid = 0;
     if (status)
         *status = st;
+}
+
+/* Wait for the child until deadline (acs_monotonic_ms) or an interruption:
+ * 1 and *status when it ended (reaped), 0 when it is still running. Its
+ * pipes may be closed long before it ends (a daemonising helper, an `az`
+ * that closes stdout and sleeps): the deadline bounds this wait too. */
+static int reap_by(spawn_ctx *k, long deadline, const acs_watch *w, int *status)
+{
+    long nap = 1;
+    for (;;) {
+        int st = 0;
+        pid_t r = waitpid(k->pid, &st, WNOHANG);
+        long left = deadline - acs_monotonic_ms();
+        if (r == k->pid || (r < 0 && errno != EINTR)) {
+            k->pid = 0;
+            *status = st;
+            return 1;
+        }
+        if (left <= 0 || acs_watch_interrupted(w))
+            return 0;
+        acs_sleep_ms(nap < left ? nap : left);
+        if (nap < 20)
+            nap *= 2; /* a quick exit is seen at once, a slow one costs little */
+    }
+}
+
+/* The child keeps 0, 1 and 2 only: every other descriptor of this process
+ * (libcurl's sockets and socket pairs, the host's files) is closed in it.
+ * 0 or an errno. */
+static int close_the_rest(posix_spawn_file_actions_t *fa)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    return posix_spawn_file_actions_addclosefrom_np(fa, 3);
+#else
+    /* every open descriptor above 2, as listed now (glibc before 2.34,
+     * other libcs: no closefrom action) */
+    DIR *d = opendir("/dev/fd");
+    struct dirent *e;
+    int rc = 0;
+    if (d == NULL)
+        return errno;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        int fd = atoi(e->d_name);
+        if (fd > 2 && fd != dirfd(d))
+            rc = posix_spawn_file_actions_addclose(fa, fd);
+    }
+    closedir(d);
+    return rc;
+#endif
 }
 
 static void spawn_cleanup(lua_State *L, void *p)
@@ -149,19 +200,15 @@ static int spawn_body(lua_State *L)
     }
     lua_pop(L, 1);
 
-    if (pipe(po) != 0 || pipe(pe) != 0) {
+    if (pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0) {
         if (po[0] >= 0) {
             close(po[0]);
             close(po[1]);
         }
         return fail(L, "cannot create a pipe", 0);
     }
-    k->out.fd = po[0];
+    k->out.fd = po[0]; /* (close-on-exec: the child keeps its dup2'd copies) */
     k->err.fd = pe[0];
-    for (i = 0; i < 2; i++) { /* the child keeps only its dup2'd copies */
-        fcntl(po[i], F_SETFD, FD_CLOEXEC);
-        fcntl(pe[i], F_SETFD, FD_CLOEXEC);
-    }
     if (posix_spawn_file_actions_init(&fa) != 0) {
         close(po[1]);
         close(pe[1]);
@@ -170,7 +217,9 @@ static int spawn_body(lua_State *L)
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, po[1], 1);
     posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
-    rc = posix_spawnp(&k->pid, k->argv[0], &fa, NULL, (char *const *)k->argv, environ);
+    rc = close_the_rest(&fa);
+    if (rc == 0)
+        rc = posix_spawnp(&k->pid, k->argv[0], &fa, NULL, (char *const *)k->argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     close(po[1]);
     close(pe[1]);
@@ -214,7 +263,8 @@ static int spawn_body(lua_State *L)
             r = 1;
         }
     }
-    if (k->out.fd >= 0 || k->err.fd >= 0) { /* timed out or interrupted */
+    if (k->out.fd >= 0 || k->err.fd >= 0 || !reap_by(k, deadline, &w, &status)) {
+        /* timed out or interrupted */
         int interrupted = acs_watch_interrupted(&w);
         kill(k->pid, SIGKILL);
         reap(k, NULL);
@@ -222,7 +272,6 @@ static int spawn_body(lua_State *L)
                  interrupted ? "interrupted" : "timed out");
         return fail(L, msg, !interrupted);
     }
-    reap(k, &status);
     if (WIFSIGNALED(status)) {
         snprintf(msg, sizeof msg, "%.80s was killed by signal %d", k->argv[0],
                  WTERMSIG(status));

@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 #include <openssl/crypto.h>
 
+#include "attempt.h"
 #include "class.h"
 #include "client.h"
 #include "compat.h"
@@ -69,6 +70,7 @@ typedef struct {
     struct curl_slist *hdrs; /* the request's: copied for each attempt */
     acs_wbuf form;           /* the urlencoded body (form.h; secrets) */
     acs_wbuf line;           /* a header line being built (secret) */
+    int post;
 } fetch_ctx;
 
 static void fetch_cleanup(lua_State *L, void *p)
@@ -128,19 +130,32 @@ static int add_headers(lua_State *L, fetch_ctx *k, int idx, int *has_ctype)
     return 0;
 }
 
-static struct curl_slist *copy_list(const struct curl_slist *l, int *nomem)
+/* a copy of the request's header lines for one attempt */
+static int fetch_headers(acs_attempts *a, struct curl_slist **out, const char **why)
 {
-    struct curl_slist *out = NULL, *n;
-    *nomem = 0;
-    for (; l; l = l->next) {
-        if ((n = curl_slist_append(out, l->data)) == NULL) {
-            acs_free_headers(out);
-            *nomem = 1;
-            return NULL;
+    fetch_ctx *k = a->ud;
+    struct curl_slist *n;
+    const struct curl_slist *l;
+    *out = NULL;
+    for (l = k->hdrs; l; l = l->next) {
+        if ((n = curl_slist_append(*out, l->data)) == NULL) {
+            acs_free_headers(*out);
+            *out = NULL;
+            *why = "out of memory";
+            return -1;
         }
-        out = n;
+        *out = n;
     }
-    return out;
+    return 0;
+}
+
+static void fetch_prepare(acs_attempts *a)
+{
+    fetch_ctx *k = a->ud;
+    if (k->post)
+        acs_conn_post(a->conn, k->form.p, k->form.len);
+    else /* (the handle may have POSTed before) */
+        curl_easy_setopt(a->conn->easy, CURLOPT_HTTPGET, 1L);
 }
 
 static void push_headers(lua_State *L, const acs_conn *c)
@@ -173,10 +188,9 @@ static int fetch_body(lua_State *L)
     acs_resp_meta meta;
     const char *url, *method = "GET";
     size_t urllen;
-    int post = 0, has_ctype = 0, rc = CURLE_OPERATION_TIMEDOUT, attempt, nomem;
+    int post = 0, has_ctype = 0, rc, attempt;
     acs_watch w;
-    acs_outcome o;
-    long start, wait;
+    acs_attempts a;
 
     memset(&meta, 0, sizeof meta);
     lua_settop(L, 2);
@@ -202,6 +216,9 @@ static int fetch_body(lua_State *L)
                               ACS_SECONDS_MAX);
         pol.timeout_ms = (long)(t * 1000.0 + 0.5);
     }
+    lua_getfield(L, 2, "retries"); /* (popped) per fetch, over the fetcher's */
+    acs_retry_read(L, -1, WHO, &pol);
+    lua_pop(L, 1);
     lua_getfield(L, 2, "headers"); /* 6 */
     if (!lua_isnil(L, 6)) {
         if (lua_type(L, 6) != LUA_TTABLE)
@@ -242,31 +259,25 @@ static int fetch_body(lua_State *L)
     if ((k->conn = acs_pool_get(&f->pool)) == NULL)
         return acs_push_failure(L, "local", 0, "libcurl: cannot create a handle", &meta);
     acs_watch_begin(&w, L);
-    start = acs_monotonic_ms();
-    for (attempt = 1;; attempt++) {
-        long timeout = acs_retry_attempt_timeout(&pol, attempt,
-                                                 acs_monotonic_ms() - start);
-        struct curl_slist *h;
-        if (timeout == 0) {
-            attempt--;
-            break;
-        }
-        h = copy_list(k->hdrs, &nomem);
-        if (nomem)
-            return acs_push_failure(L, "local", 0, "out of memory", &meta);
-        acs_conn_begin(k->conn, url, h, timeout, acs_watch_interrupted, &w);
-        if (post)
-            acs_conn_post(k->conn, k->form.p, k->form.len);
-        else /* (the handle may have POSTed before) */
-            curl_easy_setopt(k->conn->easy, CURLOPT_HTTPGET, 1L);
-        rc = acs_conn_end(k->conn, curl_easy_perform(k->conn->easy));
-        acs_conn_outcome(k->conn, rc, &o);
-        if (!acs_retry_next(&pol, attempt, acs_monotonic_ms() - start, &o,
-                            time(NULL), acs_random32(), &wait))
-            break;
-        if (acs_watch_sleep(&w, wait))
-            break;
+    memset(&a, 0, sizeof a);
+    a.L = L;
+    a.policy = &pol;
+    a.pool = &f->pool;
+    a.conn = k->conn;
+    a.url = url;
+    a.w = &w;
+    a.headers = fetch_headers;
+    a.prepare = fetch_prepare;
+    a.ud = k;
+    a.hook = &f->on_attempt;
+    a.operation = "token";
+    k->post = post;
+    if (acs_attempts_run(&a) != 0) {
+        meta.attempts = a.attempts;
+        return acs_push_failure(L, "local", 0, a.why, &meta);
     }
+    rc = a.rc;
+    attempt = a.attempts;
     meta.attempts = attempt;
     if (rc != 0) {
         meta.timeout = rc == CURLE_OPERATION_TIMEDOUT;

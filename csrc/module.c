@@ -10,12 +10,15 @@
  *   frame.c       the frame every Lua-facing operation runs in; Ctrl-C
  *   call.c        one call (get_call, request, next_attempt)
  *   batch.c       get_calls over libcurl multi
+ *   attempt.c     the attempt loop (get_call, a fetch) and on_attempt
  *   request.c     stage 1: route, URL, headers; sign/http_date/uuid
  *   auth.c        connection strings, access keys, HMAC;
  *                 parse_connection_string
- *   retry.c       the one "next attempt" rule
+ *   retry.c       the one attempt verdict (retry, wait, refresh) and its
+ *                 retry classes as data
  *   transport.c   stage 2: libcurl only, the connection cache
  *   model.c       stage 3: JSON -> CallConnectionProperties; decode
+ *   tojson.c      a 2xx body -> the call's JSON in one pass (call_json)
  *   identifier.c  rawId both ways; raw_id, identifier_from_raw_id
  *   fetch.c       core.fetcher: HTTP for the identity side (token requests)
  *   form.c        the form encoder; form_encode
@@ -41,6 +44,7 @@
 #include "request.h"
 #include "command.h"
 #include "options.h"
+#include "tojson.h"
 #include "transport.h"
 
 /* The client's class: its own methods, a call's, a batch's. */
@@ -69,6 +73,7 @@ ACS_EXPORT int luaopen_acscall_core(lua_State *L)
     acs_auth_open(L);
     acs_request_open(L);
     acs_model_open(L);
+    acs_tojson_open(L);
     acs_identifier_open(L);
     acs_failure_open(L);
     acs_form_open(L);

@@ -12,7 +12,8 @@
 #define S_TIMEOUT "seconds for one attempt, connecting included"
 #define S_CONNECT "seconds to connect"
 #define S_DEADLINE "seconds for the whole operation, waits between attempts included"
-#define S_RETRIES "false (no retry) or {max=, base_delay=, max_delay=} (seconds)"
+#define S_RETRIES "false (no retry) or {max=, base_delay=, max_delay=, statuses=, outcomes=, " \
+                  "min_total=, min_total_statuses=} (seconds; see Retries)"
 #define S_UA "a suffix for the User-Agent header"
 #define S_CA "a CA bundle file (PEM) instead of the system's"
 
@@ -226,50 +227,14 @@ size_t acs_opt_max_body(lua_State *L, const char *who, size_t dflt)
     return (size_t)n;
 }
 
-/* retries = false | n | {max=, base_delay=, max_delay=} (delays in
- * seconds; a number only where the option list allows it: the fetcher) */
+/* retries: the ACS defaults, then the option over them (retry.h
+ * acs_retry_read; a number only where the option list allows it: the
+ * fetcher) */
 void acs_opt_retries(lua_State *L, const char *who, acs_retry_policy *p)
 {
-    p->max = ACS_DEFAULT_RETRIES;
-    p->base_ms = ACS_DEFAULT_BASE_DELAY_MS;
-    p->max_ms = ACS_DEFAULT_MAX_DELAY_MS;
+    acs_retry_defaults(p);
     lua_getfield(L, 1, "retries");
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        return;
-    }
-    if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
-        p->max = 0;
-        lua_pop(L, 1);
-        return;
-    }
-    if (lua_type(L, -1) == LUA_TNUMBER) { /* the fetcher's retries = n */
-        lua_Number n = lua_tonumber(L, -1);
-        if (!(n >= 0 && n <= ACS_RETRIES_MAX) || n != (int)n)
-            luaL_error(L, "%s: 'retries' must be an integer in [0, %d]", who,
-                       ACS_RETRIES_MAX);
-        p->max = (int)n;
-        lua_pop(L, 1);
-        return;
-    }
-    if (lua_type(L, -1) != LUA_TTABLE)
-        luaL_error(L, "%s: option 'retries' must be false or a table", who);
-    lua_getfield(L, -1, "max");
-    if (!lua_isnil(L, -1)) {
-        lua_Number n = lua_tonumber(L, -1);
-        if (lua_type(L, -1) != LUA_TNUMBER || !(n >= 0 && n <= ACS_RETRIES_MAX) ||
-            n != (int)n)
-            luaL_error(L, "%s: 'retries.max' must be an integer in [0, %d]", who,
-                       ACS_RETRIES_MAX);
-        p->max = (int)n;
-    }
-    lua_pop(L, 1);
-    lua_pushvalue(L, 1); /* opt_ms reads index 1: swap in the retries table */
-    lua_pushvalue(L, -2);
-    lua_replace(L, 1);
-    p->base_ms = acs_opt_ms(L, who, "base_delay", p->base_ms);
-    p->max_ms = acs_opt_ms(L, who, "max_delay", p->max_ms);
-    lua_replace(L, 1); /* the options table back */
+    acs_retry_read(L, -1, who, p);
     lua_pop(L, 1);
 }
 
@@ -336,6 +301,8 @@ static const struct {
     {"header_name_max", ACS_HEADER_NAME_MAX},
     {"retries_max", ACS_RETRIES_MAX},
     {"retries_default", ACS_DEFAULT_RETRIES},
+    {"retry_statuses_max", ACS_RETRY_STATUSES_MAX},
+    {"token_lifetime_max", ACS_TOKEN_LIFETIME_MAX_S},
     {"base_delay_default", ACS_DEFAULT_BASE_DELAY_MS / 1000.0},
     {"max_delay_default", ACS_DEFAULT_MAX_DELAY_MS / 1000.0},
     {"seconds_max", ACS_SECONDS_MAX},

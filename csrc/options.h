@@ -55,8 +55,9 @@ void acs_options_check(lua_State *L, int idx, const acs_option *list,
  * __index may still supply values, so each checks what it reads).
  * acs_opt_string leaves the value on the stack (NULL when absent);
  * acs_opt_bool: 0/1 or dflt; acs_opt_ms reads seconds, returns ms in
- * [1, ACS_SECONDS_MAX * 1000] or dflt; acs_opt_retries reads retries =
- * false | {max=, base_delay=, max_delay=} into p's max, base_ms, max_ms. */
+ * [1, ACS_SECONDS_MAX * 1000] or dflt; acs_opt_retries sets p to the ACS
+ * defaults (retry.h acs_retry_defaults) and reads retries over them
+ * (acs_retry_read). */
 const char *acs_opt_string(lua_State *L, const char *who, const char *name,
                            size_t *len);
 int acs_opt_bool(lua_State *L, const char *who, const char *name, int dflt);

@@ -1,8 +1,11 @@
-/* retry.c - the "next attempt" rule (retry.h). */
+/* retry.c - the verdict after an attempt, and its data (retry.h). */
+#include <stdio.h>
 #include <string.h>
 
 #include <curl/curl.h>
+#include <lauxlib.h>
 
+#include "compat.h"
 #include "retry.h"
 
 static const char *const names[] = {
@@ -24,24 +27,157 @@ int acs_outcome_from_name(const char *name)
     return -1;
 }
 
-static int retryable(const acs_outcome *o)
+#define BIT(c) (1u << (c))
+
+void acs_retry_defaults(acs_retry_policy *p)
 {
-    long s = o->status;
-    switch (o->cls) {
-    case ACS_OUT_RESPONSE:
-        return s == 408 || s == 429 || s == 500 || s == 502 || s == 503 ||
-               s == 504;
-    case ACS_OUT_DNS:
-    case ACS_OUT_CONNECT:
-    case ACS_OUT_TIMEOUT:
-    case ACS_OUT_SEND:
-    case ACS_OUT_RECV:
-    case ACS_OUT_CLOSED:
-    case ACS_OUT_TRUNCATED:
-        return 1;
-    default:
-        return 0;
+    static const short acs_statuses[] = {408, 429, 500, 502, 503, 504};
+    memset(p, 0, sizeof *p);
+    p->max = ACS_DEFAULT_RETRIES;
+    p->base_ms = ACS_DEFAULT_BASE_DELAY_MS;
+    p->max_ms = ACS_DEFAULT_MAX_DELAY_MS;
+    p->timeout_ms = ACS_DEFAULT_TIMEOUT_MS;
+    p->connect_timeout_ms = ACS_DEFAULT_CONNECT_TIMEOUT_MS;
+    p->deadline_ms = ACS_DEFAULT_DEADLINE_MS;
+    p->nstatuses = (int)(sizeof acs_statuses / sizeof acs_statuses[0]);
+    memcpy(p->statuses, acs_statuses, sizeof acs_statuses);
+    p->outcomes = BIT(ACS_OUT_DNS) | BIT(ACS_OUT_CONNECT) | BIT(ACS_OUT_TIMEOUT) |
+                  BIT(ACS_OUT_SEND) | BIT(ACS_OUT_RECV) | BIT(ACS_OUT_CLOSED) |
+                  BIT(ACS_OUT_TRUNCATED);
+}
+
+/* ---------- reading the policy from Lua ------------------------------- */
+
+/* t.name in seconds (> 0, <= 86400; zero too when zero_ok) as ms, or dflt */
+static long seconds(lua_State *L, int t, const char *who, const char *name,
+                    long dflt, int zero_ok)
+{
+    long v = dflt;
+    lua_getfield(L, t, name);
+    if (!lua_isnil(L, -1)) {
+        lua_Number n = lua_tonumber(L, -1);
+        if (lua_type(L, -1) != LUA_TNUMBER || !((zero_ok ? n >= 0 : n > 0) && n <= 86400))
+            luaL_error(L, "%s: 'retries' field '%s' must be a number of seconds in %s0, 86400]",
+                       who, name, zero_ok ? "[" : "(");
+        v = (long)(n * 1000.0 + 0.5);
+        if (v < 1 && !zero_ok)
+            v = 1;
     }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* t.name: a list of HTTP statuses into out (count *n); absent: unchanged */
+static void status_list(lua_State *L, int t, const char *who, const char *name,
+                        short *out, int *n)
+{
+    int i, len;
+    lua_getfield(L, t, name);
+    if (!lua_isnil(L, -1)) {
+        len = lua_type(L, -1) == LUA_TTABLE ? (int)acs_rawlen(L, -1) : -1;
+        if (len < 0 || len > ACS_RETRY_STATUSES_MAX)
+            luaL_error(L, "%s: 'retries.%s' must be a list of at most %d HTTP statuses",
+                       who, name, ACS_RETRY_STATUSES_MAX);
+        for (i = 1; i <= len; i++) {
+            lua_Number s;
+            lua_rawgeti(L, -1, i);
+            s = lua_tonumber(L, -1);
+            if (lua_type(L, -1) != LUA_TNUMBER || !(s >= 100 && s <= 599) || s != (int)s)
+                luaL_error(L, "%s: 'retries.%s' must be a list of HTTP statuses (100-599)",
+                           who, name);
+            out[i - 1] = (short)s;
+            lua_pop(L, 1);
+        }
+        *n = len;
+    }
+    lua_pop(L, 1);
+}
+
+void acs_retry_read(lua_State *L, int idx, const char *who, acs_retry_policy *p)
+{
+    int t = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+    if (lua_isnoneornil(L, t))
+        return;
+    if (lua_type(L, t) == LUA_TBOOLEAN && !lua_toboolean(L, t)) {
+        p->max = 0;
+        p->min_total_ms = 0;
+        return;
+    }
+    if (lua_type(L, t) == LUA_TNUMBER) {
+        lua_Number n = lua_tonumber(L, t);
+        if (!(n >= 0 && n <= ACS_RETRIES_MAX) || n != (int)n)
+            luaL_error(L, "%s: 'retries' must be an integer in [0, %d]", who,
+                       ACS_RETRIES_MAX);
+        p->max = (int)n;
+        return;
+    }
+    if (lua_type(L, t) != LUA_TTABLE)
+        luaL_error(L, "%s: option 'retries' must be false, a number or a table", who);
+    lua_getfield(L, t, "max");
+    if (!lua_isnil(L, -1)) {
+        lua_Number n = lua_tonumber(L, -1);
+        if (lua_type(L, -1) != LUA_TNUMBER || !(n >= 0 && n <= ACS_RETRIES_MAX) ||
+            n != (int)n)
+            luaL_error(L, "%s: 'retries.max' must be an integer in [0, %d]", who,
+                       ACS_RETRIES_MAX);
+        p->max = (int)n;
+    }
+    lua_pop(L, 1);
+    p->base_ms = seconds(L, t, who, "base_delay", p->base_ms, 0);
+    p->max_ms = seconds(L, t, who, "max_delay", p->max_ms, 0);
+    p->min_total_ms = seconds(L, t, who, "min_total", p->min_total_ms, 1);
+    status_list(L, t, who, "statuses", p->statuses, &p->nstatuses);
+    status_list(L, t, who, "min_total_statuses", p->min_statuses, &p->nmin_statuses);
+    lua_getfield(L, t, "outcomes");
+    if (!lua_isnil(L, -1)) {
+        int i, len;
+        unsigned bits = 0;
+        if (lua_type(L, -1) != LUA_TTABLE)
+            luaL_error(L, "%s: 'retries.outcomes' must be a list of failure names", who);
+        len = (int)acs_rawlen(L, -1);
+        for (i = 1; i <= len; i++) {
+            int c;
+            lua_rawgeti(L, -1, i);
+            c = lua_type(L, -1) == LUA_TSTRING ? acs_outcome_from_name(lua_tostring(L, -1)) : -1;
+            if (c > 0)
+                bits |= BIT(c);
+            else
+                luaL_error(L, "%s: 'retries.outcomes' must list failure names "
+                           "(\"dns\", \"connect\", \"timeout\", ...)", who);
+            lua_pop(L, 1);
+        }
+        p->outcomes = bits;
+    }
+    lua_pop(L, 1);
+}
+
+/* ---------- the verdict ------------------------------------------------ */
+
+static int listed(const short *l, int n, long status)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        if (l[i] == status)
+            return 1;
+    return 0;
+}
+
+static int retryable(const acs_retry_policy *p, const acs_outcome *o)
+{
+    if (o->cls == ACS_OUT_RESPONSE)
+        return listed(p->statuses, p->nstatuses, o->status);
+    return (unsigned)o->cls <= ACS_OUT_OTHER && (p->outcomes & BIT(o->cls)) != 0;
+}
+
+/* retries past max until min_total into the call: for this outcome? */
+static int within_min_total(const acs_retry_policy *p, const acs_outcome *o,
+                            long elapsed_ms)
+{
+    if (p->min_total_ms <= 0 || elapsed_ms >= p->min_total_ms)
+        return 0;
+    if (p->nmin_statuses == 0)
+        return 1;
+    return o->cls == ACS_OUT_RESPONSE && listed(p->min_statuses, p->nmin_statuses, o->status);
 }
 
 #define DELAY_CAP_S 100000L /* ~28 h: any longer is "never" */
@@ -91,24 +227,42 @@ long acs_retry_attempt_timeout(const acs_retry_policy *p, int attempt,
     return left < p->timeout_ms ? left : p->timeout_ms;
 }
 
-int acs_retry_next(const acs_retry_policy *p, int attempts, long elapsed_ms,
-                   const acs_outcome *o, time_t now, unsigned int rnd,
-                   long *wait_ms)
+void acs_retry_verdict(const acs_retry_policy *p, int attempts, long elapsed_ms,
+                       const acs_outcome *o, int refreshable, time_t now,
+                       unsigned int rnd, acs_verdict *v)
 {
-    long d;
+    long d = -1;
     int i;
-    if (attempts > p->max || !retryable(o))
-        return 0;
-    if (o->cls != ACS_OUT_RESPONSE || (d = server_delay_ms(o, now)) < 0) {
+    v->what = ACS_VERDICT_REPORT;
+    v->wait_ms = 0;
+    v->reason[0] = '\0';
+    if (o->cls == ACS_OUT_RESPONSE && o->status == 401 && refreshable) {
+        if (elapsed_ms < p->deadline_ms) {
+            v->what = ACS_VERDICT_REFRESH;
+            strcpy(v->reason, "refresh");
+        }
+        return;
+    }
+    if (!retryable(p, o) || (attempts > p->max && !within_min_total(p, o, elapsed_ms)))
+        return;
+    if (o->cls == ACS_OUT_RESPONSE && (d = server_delay_ms(o, now)) >= 0) {
+        strcpy(v->reason, "retry-after");
+    } else {
         d = p->base_ms;
         for (i = 1; i < attempts && d < p->max_ms; i++)
             d *= 2;
         if (d > p->max_ms)
             d = p->max_ms;
         d = d / 2 + (long)(rnd % (unsigned long)(d / 2 + 1));
+        if (o->cls == ACS_OUT_RESPONSE)
+            snprintf(v->reason, sizeof v->reason, "status %ld", o->status);
+        else
+            snprintf(v->reason, sizeof v->reason, "%s", acs_outcome_name(o->cls));
     }
-    if (d >= p->deadline_ms - elapsed_ms)
-        return 0; /* the wait would outlast the deadline: report now */
-    *wait_ms = d;
-    return 1;
+    if (d >= p->deadline_ms - elapsed_ms) { /* would outlast the deadline */
+        v->reason[0] = '\0';
+        return;
+    }
+    v->what = ACS_VERDICT_RETRY;
+    v->wait_ms = d;
 }

@@ -1,11 +1,15 @@
-/* retry.h - the one "next attempt" rule of a Get Call, asked by every loop:
- * get_call (libcurl easy), get_calls (libcurl multi) and transports written
- * in Lua (client:next_attempt, used by the OpenResty path). Pure: no I/O;
- * the clocks are passed in.
+/* retry.h - the one verdict after an attempt ("report", "wait and retry",
+ * "refresh the token, then retry once"), asked by every loop: get_call and
+ * the fetcher (one driver, call.c acs_attempts_run), get_calls (libcurl
+ * multi, batch.c) and transports written in Lua (client:next_attempt, used
+ * by the OpenResty paths). Pure: no I/O; the clocks are passed in.
  *
- * The rule (azure-sdk-for-js sdk/core/core-rest-pipeline
- * src/retryStrategies/{exponentialRetryStrategy,throttlingRetryStrategy}.ts
- * and Python azure-core's RetryPolicy, for an idempotent GET):
+ * The retry classes and the schedule are data (acs_retry_policy), so the
+ * ACS service and each token endpoint are retried by the same rule with
+ * their own classes. The ACS defaults (azure-sdk-for-js sdk/core/
+ * core-rest-pipeline src/retryStrategies/{exponentialRetryStrategy,
+ * throttlingRetryStrategy}.ts and Python azure-core's RetryPolicy, for an
+ * idempotent GET):
  *   - at most `max` retries after the first attempt;
  *   - retried: HTTP 408, 429, 500, 502, 503, 504, and the transport classes
  *     dns, connect, timeout, send, recv, closed, truncated; nothing else
@@ -14,15 +18,25 @@
  *     Retry-After (seconds or an HTTP date), exactly; otherwise exponential
  *     backoff base * 2^(retry-1), capped at max_delay, with jitter: a wait
  *     uniform in [d/2, d];
+ *   - min_total (0 by default): for the statuses in min_statuses (none
+ *     listed: every retried outcome), retries go on past `max` until
+ *     min_total has passed since the call began (azure-identity's IMDS
+ *     rule: a 410 is retried for at least 70 s; ManagedIdentityCredential,
+ *     azure-identity 1.15 for Python, imds.py);
  *   - the deadline bounds the whole call: a wait that would end at or after
  *     it is not taken (the last answer is reported), and every attempt's
- *     timeout is min(timeout, what is left of the deadline). */
+ *     timeout is min(timeout, what is left of the deadline);
+ *   - a 401 on a credential that can refresh its token, not refreshed yet
+ *     in this call: refresh, then retry once at once (the SDKs'
+ *     BearerTokenAuthenticationPolicy: a challenge gets one new token). */
 #ifndef ACS_RETRY_H
 #define ACS_RETRY_H
 
 #include <time.h>
 
-#include "acs_limits.h" /* the defaults */
+#include <lua.h>
+
+#include "acs_limits.h" /* the defaults, ACS_RETRY_STATUSES_MAX */
 
 typedef struct {
     int max;                    /* retries after the first attempt */
@@ -30,6 +44,16 @@ typedef struct {
     long timeout_ms;            /* one attempt, connect included */
     long connect_timeout_ms;
     long deadline_ms;           /* the whole call, waits included */
+    /* the retry classes: HTTP statuses, and failure classes as bits
+     * (1u << acs_outcome_class) */
+    int nstatuses;
+    short statuses[ACS_RETRY_STATUSES_MAX];
+    unsigned outcomes;
+    /* retries past max until this long into the call, for min_statuses
+     * (none: every retried outcome); 0: off */
+    long min_total_ms;
+    int nmin_statuses;
+    short min_statuses[ACS_RETRY_STATUSES_MAX];
 } acs_retry_policy;
 
 /* How an attempt ended. */
@@ -61,18 +85,43 @@ typedef struct {
 const char *acs_outcome_name(acs_outcome_class c);
 int acs_outcome_from_name(const char *name);
 
+/* The ACS service's classes and schedule (above), timeouts included. */
+void acs_retry_defaults(acs_retry_policy *p);
+
+/* Read retries = n | false | {max=, base_delay=, max_delay=, statuses=,
+ * outcomes=, min_total=, min_total_statuses=} at stack index idx (nil:
+ * nothing changes) over what p holds: a field not given keeps p's value.
+ * statuses: HTTP statuses retried (a list of 100..599); outcomes: failure
+ * classes retried (names of acs_outcome_name, not "response"); delays and
+ * min_total in seconds. A mistake raises "<who>: ...". */
+void acs_retry_read(lua_State *L, int idx, const char *who, acs_retry_policy *p);
+
 /* Before attempt number `attempt` (1-based) at `elapsed_ms` into the call:
  * the attempt's timeout, or 0 when the deadline has passed (then no
  * attempt is made; the first attempt always gets at least 1 ms). */
 long acs_retry_attempt_timeout(const acs_retry_policy *p, int attempt,
                                long elapsed_ms);
 
-/* After `attempts` attempts (>= 1), the last ending as o, at elapsed_ms:
- * 1 and *wait_ms when another attempt should be made after waiting, else
- * 0 (report o). now is the wall clock (for Retry-After dates); rnd is a
- * random number for the jitter. */
-int acs_retry_next(const acs_retry_policy *p, int attempts, long elapsed_ms,
-                   const acs_outcome *o, time_t now, unsigned int rnd,
-                   long *wait_ms);
+typedef enum {
+    ACS_VERDICT_REPORT,  /* report the last outcome */
+    ACS_VERDICT_RETRY,   /* wait wait_ms, then attempt again */
+    ACS_VERDICT_REFRESH  /* refresh the token, then attempt again at once */
+} acs_verdict_what;
+
+typedef struct {
+    acs_verdict_what what;
+    long wait_ms;
+    /* why another attempt: "status 503", "timeout", ..., "retry-after"
+     * (the server set the wait), "refresh"; "" when reporting */
+    char reason[24];
+} acs_verdict;
+
+/* THE verdict. After `attempts` attempts (>= 1), the last ending as o, at
+ * elapsed_ms into the call. refreshable: the credential can refresh its
+ * token and has not yet in this call. now: the wall clock (Retry-After
+ * dates); rnd: a random number for the jitter. */
+void acs_retry_verdict(const acs_retry_policy *p, int attempts, long elapsed_ms,
+                       const acs_outcome *o, int refreshable, time_t now,
+                       unsigned int rnd, acs_verdict *v);
 
 #endif

@@ -184,6 +184,7 @@ static curl_socket_t on_open_socket(void *ud, curlsocktype purpose,
     p->socks[p->nsocks].fd = fd;
     p->socks[p->nsocks].dev = st.st_dev;
     p->socks[p->nsocks].ino = st.st_ino;
+    p->socks[p->nsocks].state = ACS_SOCK_OURS;
     p->nsocks++;
     return fd;
 }
@@ -194,7 +195,10 @@ static int on_close_socket(void *ud, curl_socket_t fd)
     int i;
     for (i = 0; i < p->nsocks; i++)
         if (p->socks[i].fd == fd) {
+            int foreign = p->socks[i].state == ACS_SOCK_FOREIGN;
             p->socks[i] = p->socks[--p->nsocks];
+            if (foreign)
+                return 0; /* the child's own file now: not ours to close */
             break;
         }
     return close(fd);
@@ -283,8 +287,11 @@ static const char *share_init(acs_pool *p)
     /* One thread uses a client at a time: no lock callbacks needed. */
     if (curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
         curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK ||
-        curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK)
+        curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
+        curl_share_cleanup(p->share);
+        p->share = NULL; /* (tried again by the next call) */
         return "libcurl: cannot share connections";
+    }
     return NULL;
 }
 
@@ -314,40 +321,75 @@ static void pool_drop(acs_pool *p)
     p->share = NULL;
 }
 
-/* In a process other than the one that opened the pool's sockets (fork):
- * free every handle without touching the parent's connections. Each
- * descriptor number we opened is pointed at /dev/null first, so that what
- * libcurl does when it closes a connection (a TLS close_notify, a read of
- * pending bytes) reaches nothing of the parent's. A number that no longer
- * holds our socket (checked by device and inode: the child closed it and
- * reused the number) is set aside and put back afterwards, so libcurl's
- * close cannot take the child's own file either. -1, freeing nothing,
- * when that cannot be done safely (no /dev/null, no memory): a leak in the
- * child beats bytes on the parent's connections. */
+/* In a forked child: point each inherited socket's number at /dev/null,
+ * so that nothing the child's libcurl does (a request on a cached
+ * connection, a TLS close_notify, a read of pending bytes) reaches the
+ * parent's connection; libcurl finds such a connection dead (readable,
+ * nothing to read) and opens its own. A number that no longer holds our
+ * socket (checked by device and inode: the child closed it and reused the
+ * number) is marked foreign and left alone: never closed by us; a number
+ * already pointed at /dev/null is checked the same way (by the /dev/null's
+ * device and inode), so called again it only catches up. -1 when there is
+ * no /dev/null to point at. */
+static int pool_null_sockets(acs_pool *p)
+{
+    int i, null_fd = -1;
+    struct stat null_st;
+    for (i = 0; i < p->nsocks; i++) {
+        acs_sock *k = &p->socks[i];
+        struct stat st;
+        if (k->state == ACS_SOCK_FOREIGN)
+            continue;
+        if (fstat(k->fd, &st) != 0 || st.st_dev != k->dev || st.st_ino != k->ino) {
+            k->state = ACS_SOCK_FOREIGN; /* (a nulled one too: reused since) */
+            continue;
+        }
+        if (k->state == ACS_SOCK_NULLED)
+            continue;
+        if (null_fd < 0 && ((null_fd = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0 ||
+                            fstat(null_fd, &null_st) != 0))
+            break;
+        if (dup2(null_fd, k->fd) < 0)
+            break;
+        k->state = ACS_SOCK_NULLED;
+        k->dev = null_st.st_dev; /* what the number holds now */
+        k->ino = null_st.st_ino;
+    }
+    if (null_fd >= 0)
+        close(null_fd);
+    return i < p->nsocks ? -1 : 0;
+}
+
+/* In a forked child, with no handle out: free every handle without
+ * touching the parent's connections (pool_null_sockets first). A foreign
+ * number (the child's own file) is set aside while libcurl closes, and put
+ * back afterwards, so libcurl's close cannot write to or take the child's
+ * file. -1, freeing nothing, when that cannot be done safely (no
+ * /dev/null, no memory): a leak in the child beats bytes on the parent's
+ * connections. */
 static int pool_let_go(acs_pool *p)
 {
     struct aside {
         int fd, saved, flags;
     } *a = NULL;
-    int i, n = p->nsocks, null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null_fd < 0)
+    int i, n = p->nsocks, null_fd;
+    if (pool_null_sockets(p) != 0 ||
+        (null_fd = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
         return -1;
     if (n > 0 && (a = calloc((size_t)n, sizeof *a)) == NULL) {
         close(null_fd);
         return -1;
     }
     for (i = 0; i < n; i++) {
-        struct stat st;
         a[i].fd = p->socks[i].fd;
         a[i].saved = -1;
-        if (fstat(a[i].fd, &st) == 0 &&
-            !(st.st_dev == p->socks[i].dev && st.st_ino == p->socks[i].ino)) {
+        if (p->socks[i].state == ACS_SOCK_FOREIGN) {
             a[i].flags = fcntl(a[i].fd, F_GETFD);
             a[i].saved = fcntl(a[i].fd, F_DUPFD_CLOEXEC, 0);
             if (a[i].saved < 0)
                 break; /* cannot keep the child's file safe: give up */
+            dup2(null_fd, a[i].fd);
         }
-        dup2(null_fd, a[i].fd);
     }
     if (i < n) { /* undo, free nothing */
         while (i-- > 0)
@@ -360,7 +402,7 @@ static int pool_let_go(acs_pool *p)
         close(null_fd);
         return -1;
     }
-    pool_drop(p);
+    pool_drop(p); /* (our close callback leaves foreign numbers open) */
     for (i = 0; i < n; i++)
         if (a[i].saved >= 0) {
             dup2(a[i].saved, a[i].fd);
@@ -375,8 +417,9 @@ static int pool_let_go(acs_pool *p)
 
 void acs_pool_free(acs_pool *p)
 {
-    /* a forked child that closes (or collects) a client it never used */
-    if (p->pid != 0 && acs_getpid() != p->pid) {
+    /* a forked child that closes (or collects) a client it never used,
+     * or one that saw the fork in the middle of a call */
+    if (p->stale || (p->pid != 0 && acs_getpid() != p->pid)) {
         if (pool_let_go(p) != 0)
             p->nidle = 0; /* leaked, not written to the parent's connections */
     } else {
@@ -393,16 +436,29 @@ void acs_pool_free(acs_pool *p)
 const char *acs_pool_after_fork(acs_pool *p)
 {
     pid_t pid = acs_getpid();
-    if (pid == p->pid || p->out > 0)
-        return NULL; /* (a fork in the middle of a call: after it ends) */
-    if (pool_let_go(p) != 0) { /* abandon them: a leak, never the parent's bytes */
-        p->nidle = 0;
-        p->multi = NULL;
-        p->share = NULL;
-        p->nsocks = 0;
+    if (pid != p->pid) {
+        /* at once, even with handles out: none of the parent's sockets is
+         * reachable from here any more */
+        if (pool_null_sockets(p) != 0)
+            return "cannot let go of the connections of the parent process "
+                   "after a fork (no /dev/null)";
+        p->pid = pid;
+        p->stale = 1;
     }
-    p->pid = pid;
-    return share_init(p);
+    if (p->out > 0)
+        return NULL; /* (handles out: dropped when the last comes back) */
+    if (p->stale) {
+        if (pool_let_go(p) != 0) { /* abandon them: a leak, never the parent's bytes */
+            p->nidle = 0;
+            p->multi = NULL;
+            p->share = NULL;
+            p->nsocks = 0;
+        }
+        p->stale = 0;
+    }
+    /* a share that could not be made (out of memory) is tried again by
+     * every call until it can */
+    return p->share ? NULL : share_init(p);
 }
 
 acs_conn *acs_pool_get(acs_pool *p)
@@ -502,6 +558,7 @@ void acs_multi_loop_begin(acs_multi_loop *l, CURLM *m)
     l->m = m;
     l->epfd = -1;
     l->timer_at = -1;
+    l->pid = acs_getpid();
 #ifdef __linux__
     if ((l->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
         return;
@@ -515,10 +572,25 @@ void acs_multi_loop_begin(acs_multi_loop *l, CURLM *m)
 #endif
 }
 
+#ifdef __linux__
+/* Back to perform/poll: no socket or timer callbacks, epfd closed. */
+static void multi_loop_unwatch(acs_multi_loop *l)
+{
+    curl_multi_setopt(l->m, CURLMOPT_SOCKETFUNCTION, NULL);
+    curl_multi_setopt(l->m, CURLMOPT_SOCKETDATA, NULL);
+    curl_multi_setopt(l->m, CURLMOPT_TIMERFUNCTION, NULL);
+    curl_multi_setopt(l->m, CURLMOPT_TIMERDATA, NULL);
+    close(l->epfd); /* (a forked child's copy only) */
+    l->epfd = -1;
+}
+#endif
+
 void acs_multi_loop_run(acs_multi_loop *l, long wait_ms)
 {
     int running = 0;
 #ifdef __linux__
+    if (l->epfd >= 0 && acs_getpid() != l->pid)
+        multi_loop_unwatch(l);
     if (l->epfd >= 0) {
         struct epoll_event ev[64];
         long now = acs_monotonic_ms();
@@ -549,14 +621,8 @@ void acs_multi_loop_end(acs_multi_loop *l)
     if (l->m == NULL)
         return; /* never begun (zeroed), or ended */
 #ifdef __linux__
-    if (l->epfd >= 0) {
-        curl_multi_setopt(l->m, CURLMOPT_SOCKETFUNCTION, NULL);
-        curl_multi_setopt(l->m, CURLMOPT_SOCKETDATA, NULL);
-        curl_multi_setopt(l->m, CURLMOPT_TIMERFUNCTION, NULL);
-        curl_multi_setopt(l->m, CURLMOPT_TIMERDATA, NULL);
-    }
     if (l->epfd >= 0)
-        close(l->epfd);
+        multi_loop_unwatch(l);
 #endif
     l->epfd = -1;
     l->m = NULL;

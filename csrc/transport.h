@@ -82,7 +82,15 @@ typedef struct {
     int fd;
     dev_t dev;
     ino_t ino;
+    /* ACS_SOCK_OURS: our socket; _NULLED: in a forked child, the number
+     * now holds our /dev/null (the parent's socket is out of reach);
+     * _FOREIGN: the child reused the number: never closed by us */
+    int state;
 } acs_sock;
+
+#define ACS_SOCK_OURS 0
+#define ACS_SOCK_NULLED 1
+#define ACS_SOCK_FOREIGN 2
 
 typedef struct acs_pool {
     acs_transport_opts opts;
@@ -93,6 +101,8 @@ typedef struct acs_pool {
     CURLM *multi; /* idle, or NULL */
     int out;      /* handles taken and not given back */
     pid_t pid;    /* the process whose sockets these are */
+    int stale;    /* a fork was seen while handles were out: the share is
+                     dropped when the last comes back */
     acs_sock *socks; /* sockets our handles opened and have not closed */
     int nsocks, socks_cap;
 } acs_pool;
@@ -108,9 +118,13 @@ void acs_pool_free(acs_pool *p);
 /* In a process other than the one that opened the pool's sockets (fork):
  * let go of every inherited connection without a byte on the parent's (see
  * pool_let_go in transport.c; acs_pool_free does the same in a child that
- * never made a call), start afresh. Cheap otherwise (acs_getpid: no
- * syscall where the kernel marks forks). Returns
- * NULL or a static error. */
+ * never made a call), start afresh. Called before a call and after every
+ * Lua callback inside one: when handles are out (a call holds them), each
+ * inherited socket is pointed at /dev/null at once, so those handles find
+ * their connections dead and open the child's own; the share is dropped
+ * when the last handle comes back. Cheap otherwise (acs_getpid: no
+ * syscall where the kernel marks forks). Returns NULL or a static error
+ * (then nothing of the parent's may be used: the call fails). */
 const char *acs_pool_after_fork(acs_pool *p);
 
 /* Take an easy handle (an idle one, else a new one): NULL when out of
@@ -136,6 +150,7 @@ typedef struct {
     CURLM *m;
     int epfd;      /* -1: curl_multi_perform / curl_multi_poll */
     long timer_at; /* acs_monotonic_ms when libcurl wants its timeout call; -1: none */
+    pid_t pid;     /* the process that made epfd: a forked child drops it */
 } acs_multi_loop;
 
 /* Before the first handle is added (l zeroed or not). Cannot fail: without
@@ -143,7 +158,9 @@ typedef struct {
 void acs_multi_loop_begin(acs_multi_loop *l, CURLM *m);
 /* Let libcurl act on what is due, first waiting up to wait_ms (0: not at
  * all) for a socket to become ready or its timer to fall due. A signal
- * ends the wait early. */
+ * ends the wait early. In a process forked since begin (a callback forked
+ * mid-batch), the epoll instance is the parent's too: the child leaves it
+ * and goes on with perform/poll. */
 void acs_multi_loop_run(acs_multi_loop *l, long wait_ms);
 /* After every handle was removed: callbacks unset, the epoll instance
  * closed (one per batch: never shared with a forked child). Idempotent. */

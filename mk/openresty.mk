@@ -7,6 +7,8 @@
 # the LuaJIT build (for the OpenResty spec) and the example's server;
 # ca-certificates: the example's default proxy_ssl_trusted_certificate
 DEB_PKGS += luajit2 libluajit2-5.1-dev nginx libnginx-mod-http-lua ca-certificates
+# lua-dkjson: spec 77 checks core.call_json's text with a second, strict JSON reader
+DEB_PKGS += lua-dkjson
 
 .PHONY: openresty-core openresty-example openresty-example-stop
 

@@ -36,6 +36,7 @@ build = {
     ["acscall.core"] = {
       -- The C core: every csrc/*.c, nothing else (`make check-rockspec` compares).
       sources = {
+        "csrc/attempt.c",
         "csrc/auth.c",
         "csrc/batch.c",
         "csrc/call.c",
@@ -52,6 +53,7 @@ build = {
         "csrc/options.c",
         "csrc/request.c",
         "csrc/retry.c",
+        "csrc/tojson.c",
         "csrc/transport.c",
         "csrc/util.c",
       },
@@ -68,6 +70,10 @@ build = {
   },
   install = {
     bin = { acscall = "bin/acscall" },
+    -- the nginx side of acscall.resty's event-loop path: installed as the
+    -- rock's configuration file, `luarocks show --rock-dir acscall`/conf/acscall.conf
+    -- (docs/openresty.md "A first nginx.conf")
+    conf = { ["acscall.conf"] = "lua/acscall/nginx/acscall.conf" },
   },
   -- LuaCATS annotations for lua-language-server (workspace.library):
   -- installed as <tree>/lib/luarocks/rocks-<lua>/acscall/<version>/types/

@@ -139,7 +139,75 @@ describe("acscall.resty", function()
       local _, msg, info = resty.http_get_call(fake_httpc({ status = 200, body = "[]", headers = {} }), client, CALL)
       assert.are.equal("decode", info.kind)
       assert.is_string(msg)
-      assert.are.equal(500, resty.error_status(info))
+      assert.are.equal(502, resty.error_status(info))
+    end)
+
+    -- a stand-in for lua-resty-http's streaming API: the body comes in chunks
+    -- of `chunk` bytes, `n` of them, the clock advancing `step` s per chunk
+    local function streaming_httpc(chunk, n, clock, step)
+      local f = fake_httpc(function() error("request_uri is not the streaming path") end)
+      f.closed, f.read, f._VERSION = 0, 0, "0.17.1"
+      function f.parse_uri(_, url)
+        local scheme, host, port, path = url:match("^(https?)://([^:/]+):(%d+)(/[^?]*)")
+        return { scheme, host, tonumber(port), path, url:match("%?(.*)$") or "" }
+      end
+      function f.connect() return true end
+      function f.close(self) self.closed = self.closed + 1 return true end
+      function f.set_keepalive() return true end
+      function f.request(self)
+        local left = n
+        return { status = 200, headers = {}, body_reader = function()
+          if left == 0 then return nil end
+          left = left - 1
+          self.read = self.read + #chunk
+          clock.t = clock.t + step
+          return chunk
+        end }
+      end
+      return f
+    end
+
+    it("streams the body and stops past max_body: kind decode, the connection closed", function()
+      local clock = { t = 0 }
+      local httpc = streaming_httpc(string.rep("x", 65536), math.huge, clock, 0)
+      local _, msg, info = resty.http_get_call(httpc, client, CALL,
+        { max_body = 1024 * 1024, now = function() return clock.t end, sleep = function() end })
+      assert.are.equal("decode", info.kind)
+      assert.are.equal("decode: response body exceeds the max_body limit (1048576 bytes)", msg)
+      assert.are.equal(1, info.attempts)
+      assert.are.equal(1, httpc.closed)
+      assert.is_true(httpc.read <= 1024 * 1024 + 65536)
+    end)
+
+    it("ends an attempt whose body trickles past its timeout (the deadline as a whole)", function()
+      local clock = { t = 0 }
+      local c = acscall.new{ connection_string = emu.connection_string, timeout = 1, deadline = 2, retries = false }
+      local httpc = streaming_httpc("x", 200, clock, 0.1)
+      local _, msg, info = resty.http_get_call(httpc, c, CALL, { now = function() return clock.t end })
+      assert.are.equal("transport", info.kind)
+      assert.is_true(info.timeout)
+      assert.matches("still arriving", msg)
+      assert.is_true(clock.t <= 1.2, tostring(clock.t))
+      c:close()
+    end)
+
+    it("takes credential = as capture_get_call does: the token fetched before each attempt", function()
+      local got = 0
+      local cred = { get_token = function() got = got + 1 return emu.token, os.time() + 3600 end }
+      local c = acscall.new{ endpoint = emu.endpoint, credential = cred }
+      local httpc = fake_httpc(function(url, params)
+        local status, body, headers = helpers.http_get(url, params.headers)
+        return { status = status, body = body, headers = headers }
+      end)
+      local call, err = resty.http_get_call(httpc, c, CALL, { credential = cred })
+      assert.is_table(call, err)
+      assert.is_true(got >= 1)
+      assert.is_nil(httpc.calls[1].params.credential) -- ours, not passed on
+      local bad = { get_token = function() return nil, "no token today" end }
+      local _, msg, info = resty.http_get_call(fake_httpc(), c, CALL, { credential = bad })
+      assert.are.equal("auth", info.kind)
+      assert.are.equal("auth: credential: no token today", msg)
+      c:close()
     end)
 
     it("refuses something that is not an http client", function()
@@ -313,7 +381,7 @@ describe("acscall.resty", function()
       function c.get_token(_, o)
         if o and o.force_refresh then c.forced = c.forced + 1 c.n = c.n + 1 end
         if c.n == 0 then c.n = 1 end
-        return "tok-" .. c.n, 2000
+        return "tok-" .. c.n, os.time() + 3600
       end
       return c
     end
@@ -344,6 +412,18 @@ describe("acscall.resty", function()
       c:close()
     end)
 
+    it("a token with a control byte never reaches acscall.conf's Authorization (kind auth)", function()
+      for _, bad in ipairs{ "tok\1en", "tok\27en", "tok\127en", "tok\r\nX-Injected: yes" } do
+        local c = acscall.new{ endpoint = emu.endpoint, token_provider = function() return bad end }
+        local n, call, msg, info = with_capture({}, function() return resty.capture_get_call(c, CALL) end)
+        assert.is_nil(call)
+        assert.are.equal("auth", info.kind, msg)
+        assert.are.equal(0, #n.sent)
+        assert.not_matches("Injected", msg)
+        c:close()
+      end
+    end)
+
     it("a credential that fails: nothing sent, kind auth, credential: <message>", function()
       local cred = { get_token = function() return nil, "managed_identity: no answer from http://127.0.0.1:9/x" end }
       local c = acscall.new{ endpoint = emu.endpoint, token = "t" }
@@ -352,20 +432,19 @@ describe("acscall.resty", function()
       end)
       assert.is_nil(call)
       assert.are.equal("auth", info.kind)
-      assert.are.equal("credential: managed_identity: no answer from http://127.0.0.1:9/x", msg)
+      assert.are.equal("auth: credential: managed_identity: no answer from http://127.0.0.1:9/x", msg)
       assert.are.equal(0, #n.sent)
       c:close()
     end)
 
-    it("acscall.conf's token location sends the headers capture_transport may set", function()
+    it("acscall.conf's ladder sends the headers capture_transport may set, each declared", function()
       local conf = assert(helpers.read_file(helpers.repo_root() .. "/lua/acscall/nginx/acscall.conf"))
-      local block = assert(conf:match("location = /_acscall/token {(.-)\n  }"))
-      for _, h in ipairs{ "Metadata %$acscall_token_metadata", "X%-IDENTITY%-HEADER %$acscall_token_identity_header",
-        "Accept %$acscall_token_accept", "Content%-Type %$acscall_token_content_type", "Host %$acscall_token_host" } do
-        assert.matches("proxy_set_header " .. h .. ";", block)
+      for _, h in ipairs{ "Metadata %$acscall_metadata", "X%-IDENTITY%-HEADER %$acscall_identity_header",
+        "Accept %$acscall_accept", "Content%-Type %$acscall_content_type", "Host %$acscall_host" } do
+        assert.matches("\n%s*proxy_set_header " .. h .. ";", conf)
       end
-      assert.matches("proxy_pass %$acscall_token_url;", block)
-      for var in block:gmatch("%$(acscall_token_[%w_]+)") do
+      for name, var in pairs(resty._SENT) do
+        assert.matches("proxy_set_header [%w%-]+ %$" .. var .. ";", conf, name)
         assert.matches("set %$" .. var .. " \"\";", conf)
       end
     end)

@@ -14,14 +14,11 @@ describe("OpenResty with managed identity (event loop)", function()
     assert.are.equal(os.getenv("ACSCALL_EXPECT_LUA") or "Lua 5.4", _VERSION)
   end)
   if ngxh.pending_without_core() then return end
-  if type(require("acscall.core").fetcher) ~= "function" then
-    it("needs core.fetcher", function() pending("this core has no fetcher yet (issue 14)") end)
-    return
-  end
 
   local emu
-  local started = {}
-  local function example(client_id, extra)
+  local started, EX = {}, {}
+  -- one example per configuration, all started at once in setup
+  local function config(client_id, extra, args)
     local env = {
       ACSCALL_AUTH = "managed-identity",
       AZURE_POD_IDENTITY_AUTHORITY_HOST = emu.endpoint:gsub("/$", ""),
@@ -29,20 +26,34 @@ describe("OpenResty with managed identity (event loop)", function()
       ACSCALL_LOOPBACK_ONLY = "1",
     }
     for k, v in pairs(extra or {}) do env[k] = v end
-    local ex = ngxh.start_example{ endpoint = emu.endpoint, env = env, args = { "--base-delay", "0.05" } }
-    started[#started + 1] = ex
-    return ex
+    return { endpoint = emu.endpoint, env = env, args = args or { "--base-delay", "0.05" } }
   end
   setup(function()
-    emu = helpers.start_emulator{ latency = 800 }
+    -- every answer takes 300 ms: long enough to see the worker answer meanwhile
+    emu = helpers.start_emulator{ latency = 300 }
+    local names, list = {}, {}
+    for name, c in pairs{
+      one = config("resty-mi-1"),
+      ttl1 = config("resty-mi-ttl1"),
+      f503 = config("resty-mi-fault-503x1"),
+      thread = config("resty-mi-thread"),
+      down = config("resty-mi-down", { AZURE_POD_IDENTITY_AUTHORITY_HOST = "http://127.0.0.1:" .. ngxh.closed_port() }),
+      slow = config("resty-mi-slow5000ms", nil, { "--timeout", "1", "--deadline", "3", "--retries", "0" }),
+      crlf = config("resty-app-crlf", { AZURE_POD_IDENTITY_AUTHORITY_HOST = "",
+        IDENTITY_ENDPOINT = emu.identity_endpoint, IDENTITY_HEADER = emu.identity_header .. "\r\nX-Injected: yes" }),
+    } do
+      names[#names + 1], list[#list + 1] = name, c
+    end
+    started = ngxh.start_examples(list)
+    for i, name in ipairs(names) do EX[name] = started[i] end
   end)
   teardown(function()
-    for _, ex in ipairs(started) do ex:stop() end
+    ngxh.stop_examples(started)
     if emu then emu:stop() end
   end)
 
   it("fetches one token for 20 concurrent requests, on the event loop, the worker answering meanwhile", function()
-    local ex = example("resty-mi-1")
+    local ex = EX.one
     emu:clear_log()
     local paths = {}
     for i = 1, 20 do paths[i] = "/calls/" .. CALL .. "?n=" .. i end
@@ -54,8 +65,8 @@ describe("OpenResty with managed identity (event loop)", function()
     end
     for i = 21, 23 do
       assert.are.equal(200, res[i].status)
-      -- the token (0.8 s) and the calls (0.8 s) are in flight; the worker is not blocked
-      assert.is_true(res[i].t < 0.6, string.format("/health took %.2f s", res[i].t))
+      -- the token (0.3 s) and the calls (0.3 s) are in flight; the worker is not blocked
+      assert.is_true(res[i].t < 0.25 * helpers.slow, string.format("/health took %.2f s", res[i].t))
     end
     local tokens = emu:token_requests{ endpoint = "imds", client_id = "resty-mi-1" }
     assert.are.equal(1, #tokens, "one token request for the worker")
@@ -65,21 +76,21 @@ describe("OpenResty with managed identity (event loop)", function()
     assert.not_matches("stack traceback", ex:error_log())
   end)
 
-  it("refreshes a token living 2 s after its refresh point, and not before", function()
-    local ex = example("resty-mi-ttl2")
+  it("refreshes a token living 1 s after its refresh point (half its life), and not before", function()
+    local ex = EX.ttl1
     local function get()
       local r = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)[1]
       assert.are.equal(200, r.status, tostring(r.raw) .. ex:error_log())
     end
-    get() -- token + call: 1.6 s at 800 ms latency
-    assert.are.equal(1, #emu:token_requests{ client_id = "resty-mi-ttl2" })
-    helpers.sleep(1.5) -- the first token has expired (2 s)
+    get() -- token + call: 0.6 s at 300 ms latency
+    assert.are.equal(1, #emu:token_requests{ client_id = "resty-mi-ttl1" })
+    helpers.sleep(0.6) -- the first token (issued at 0.3 s, living 1 s) is past its refresh point (0.8 s)
     get()
-    assert.are.equal(2, #emu:token_requests{ client_id = "resty-mi-ttl2" })
+    assert.are.equal(2, #emu:token_requests{ client_id = "resty-mi-ttl1" })
   end)
 
   it("retries a token endpoint answering 503, then serves the call", function()
-    local ex = example("resty-mi-fault-503x1")
+    local ex = EX.f503
     local r = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)[1]
     assert.are.equal(200, r.status, tostring(r.raw) .. ex:error_log())
     local st = {}
@@ -88,7 +99,7 @@ describe("OpenResty with managed identity (event loop)", function()
   end)
 
   it("the thread path builds its own credential per pool VM and serves the call", function()
-    local ex = example("resty-mi-thread")
+    local ex = EX.thread
     local r = ngxh.parallel_get(ex.port, { "/thread/calls/" .. CALL }, 30)[1]
     assert.are.equal(200, r.status, tostring(r.raw) .. ex:error_log())
     local tokens = emu:token_requests{ client_id = "resty-mi-thread" }
@@ -96,11 +107,35 @@ describe("OpenResty with managed identity (event loop)", function()
   end)
 
   it("no token endpoint answering: 500 JSON of kind auth naming the endpoint", function()
-    local ex = example("resty-mi-1", { AZURE_POD_IDENTITY_AUTHORITY_HOST = "http://127.0.0.1:" .. ngxh.closed_port() })
+    local ex = EX.down
     local r = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)[1]
     assert.are.equal(500, r.status, tostring(r.raw))
     local err = assert(cjson.decode(r.body)).error
     assert.are.equal("auth", err.kind)
-    assert.matches("^credential: managed_identity: no answer from", err.message)
+    assert.matches("^auth: credential: managed_identity: no answer from", err.message)
+  end)
+
+  it("a token endpoint slower than the attempt timeout: the fetch ends at the timeout (capture_transport's)", function()
+    local ex = EX.slow
+    local t0 = helpers.now()
+    local r = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)[1]
+    local took = helpers.now() - t0
+    assert.are.equal(500, r.status, tostring(r.raw))
+    local err = assert(cjson.decode(r.body)).error
+    assert.are.equal("auth", err.kind)
+    -- each attempt ends at the ladder step for 1 s, not a fixed 30 s; the credential's
+    -- own retry classes may add attempts, the deadline (3 s) ends them all
+    assert.is_true(took >= 0.9 and took < 3 * helpers.slow + 0.5, string.format("took %.2f s", took))
+  end)
+
+  it("an IDENTITY_HEADER holding CR LF never becomes a second header at the token endpoint", function()
+    local ex = EX.crlf
+    emu:clear_log()
+    local r = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)[1]
+    assert.are.equal(500, r.status, tostring(r.raw))
+    assert.are.equal("auth", assert(cjson.decode(r.body)).error.kind)
+    for _, e in ipairs(emu:log()) do
+      assert.is_nil(e.headers and e.headers["x-injected"], "an injected header reached the emulator")
+    end
   end)
 end)

@@ -25,8 +25,8 @@ end
 describe("acs-emulator identity side", function()
   local e
 
-  setup(function() e = helpers.start_emulator() end)
-  teardown(function() if e then e:stop() end end)
+  lazy_setup(function() e = helpers.start_emulator() end)
+  lazy_teardown(function() if e then e:stop() end end)
 
   local function imds(q, headers)
     local t = { ["api-version"] = "2018-02-01", resource = RESOURCE }
@@ -245,10 +245,11 @@ describe("acs-emulator identity side", function()
   end)
 
   describe("token lifetime", function()
-    it("a client_id ending in -ttl<N> gets N-second tokens, accepted until then, then 401 expired", function()
+    it("a client_id ending in -ttl<N> gets N-second tokens, accepted until then, then 401 expired #slow", function()
       local tokens = {}
       local t0 = helpers.now()
-      -- each used at once: valid (this fails only if the machine stalls for 2 s in between)
+      -- each used at once: valid (this fails only if the machine stalls for 2 s in between); then
+      -- a real wait (#slow): the emulator expires tokens by its own clock
       local function valid(name, status, v)
         assert.equal(200, status, name)
         assert.equal(200, (call(v.access_token)), name)
@@ -381,6 +382,57 @@ describe("acs-emulator identity side", function()
     end)
   end)
 
+  describe("as a stand-in for @azure/identity", function()
+    it("IMDS's token path with a trailing slash (msal-node's pod-identity URL) issues a token", function()
+      local q = query{ ["api-version"] = "2018-02-01", resource = RESOURCE .. "/" }
+      local status, body = e:get("/metadata/identity/oauth2/token/" .. q, { Metadata = "true" })
+      assert.equal(200, status, body)
+      local v = decode(body)
+      assert.matches("^emu1%.", v.access_token)
+      assert.equal(200, (call(v.access_token)))
+    end)
+
+    it("serves /{tenant}/v2.0/.well-known/openid-configuration with endpoints on itself", function()
+      local status, body, h = e:get("/tenant-1/v2.0/.well-known/openid-configuration")
+      assert.equal(200, status, body)
+      assert.equal("application/json", h["content-type"])
+      local v = decode(body)
+      local base = e.endpoint:gsub("/$", "") .. "/tenant-1"
+      assert.equal(base .. "/oauth2/v2.0/token", v.token_endpoint)
+      assert.equal(base .. "/oauth2/v2.0/authorize", v.authorization_endpoint)
+      assert.equal(base .. "/v2.0", v.issuer)
+      assert.equal(base .. "/discovery/v2.0/keys", v.jwks_uri)
+      -- the token endpoint it names works
+      local st, tok = oauth2("tenant-1")
+      assert.equal(200, st)
+      assert.matches("^emu1%.", tok.access_token)
+    end)
+
+    it("App Service takes object_id (what msal-node sends) and logs it; not with client_id", function()
+      e:clear_log()
+      local status, v = app_service{ object_id = "obj-1" }
+      assert.equal(200, status)
+      assert.matches("^emu1%.", v.access_token)
+      assert.equal("obj-1", e:token_requests()[1].identity.object_id)
+      assert.equal(400, (app_service{ object_id = "obj-1", client_id = "c" }))
+      status = imds{ object_id = "obj-2" }
+      assert.equal(200, status)
+    end)
+
+    it("fault-410x<K> and fault-404x<K>: K answers without Retry-After, then tokens", function()
+      for _, code in ipairs{ 410, 404 } do
+        local id = unique("mi-fault-" .. code .. "x2")
+        local a, _, h = imds{ client_id = id }
+        assert.equal(code, a)
+        assert.is_nil(h["retry-after"])
+        assert.equal(code, (imds{ client_id = id }))
+        assert.equal(200, (imds{ client_id = id }))
+        local sa = app_service{ client_id = unique("as-fault-" .. code .. "x1") }
+        assert.equal(code, sa)
+      end
+    end)
+  end)
+
   describe("request log", function()
     it("counts token requests per endpoint, client_id and tenant, and shows Get Call's 401s", function()
       e:clear_log()
@@ -439,11 +491,11 @@ describe("acs-emulator identity side with the core's fetcher and a credential ob
   local core = require "acscall.core"
   local e, f
 
-  setup(function()
+  lazy_setup(function()
     e = helpers.start_emulator()
     f = core.fetcher{ retries = { max = 3, base_delay = 0.01, max_delay = 0.02 } }
   end)
-  teardown(function()
+  lazy_teardown(function()
     if f then f:close() end
     if e then e:stop() end
   end)

@@ -217,7 +217,7 @@ function helpers.parse_env(out)
 end
 
 --- Start an emulator. opts: tls, latency (ms), port, fixtures (dir), access_key, token, dir,
--- token_ttl (s), client_secret, identity_header;
+-- token_ttl (s), client_secret, identity_header, client_certificate (a PEM file);
 -- scenarios (and rename): serve a private copy of the fixtures with these
 -- fault calls added (helpers.fault_fixtures), removed again by :stop().
 function helpers.start_emulator(opts)
@@ -246,6 +246,7 @@ function helpers.start_emulator(opts)
   if opts.token_ttl then args[#args + 1] = "--token-ttl " .. shell_quote(opts.token_ttl) end
   if opts.client_secret then args[#args + 1] = "--client-secret " .. shell_quote(opts.client_secret) end
   if opts.identity_header then args[#args + 1] = "--identity-header " .. shell_quote(opts.identity_header) end
+  if opts.client_certificate then args[#args + 1] = "--client-certificate " .. shell_quote(opts.client_certificate) end
   local errfile = os.tmpname()
   local out, ok, rc = run(table.concat(args, " ") .. " 2>" .. shell_quote(errfile))
   local err = read_file(errfile) or ""

@@ -64,12 +64,20 @@ end
 local Example = {}
 Example.__index = Example
 
---- Start examples/openresty/run against an endpoint. opts: connection_string
---- (or endpoint + token), ca_file, args (a list of run options, e.g.
---- {"--timeout", "0.5"}), env (more environment variables, e.g. ACSCALL_AUTH).
-function M.start_example(opts)
+-- The examples' proxy_ssl_trusted_certificate when a spec gives none: one
+-- CA, not the system bundle. nginx 1.22 loads that file once per location
+-- that may proxy to https (acscall.conf's ladder: 30 of them), ~0.6 s of a
+-- start with Debian's bundle; a spec over plain HTTP needs none of it, and a
+-- spec refusing a certificate needs only a CA that did not sign it.
+M.SMALL_CA = "/etc/ssl/certs/ISRG_Root_X1.pem"
+do
+  local f = io.open(M.SMALL_CA, "r")
+  if f then f:close() else M.SMALL_CA = "" end
+end
+
+-- the shell command starting one example (stdout, stderr and exit status to files)
+local function start_command(opts, base)
   local q = helpers.shell_quote
-  local errfile = os.tmpname()
   local args = {}
   for i, a in ipairs(opts.args or {}) do args[i] = q(a) end
   local extra = {}
@@ -79,21 +87,51 @@ function M.start_example(opts)
   local clean = "env -u ACSCALL_AUTH -u ACSCALL_AZURE_CLI -u AZURE_TENANT_ID -u AZURE_CLIENT_ID"
     .. " -u AZURE_CLIENT_SECRET -u AZURE_AUTHORITY_HOST -u AZURE_FEDERATED_TOKEN_FILE"
     .. " -u AZURE_POD_IDENTITY_AUTHORITY_HOST -u IDENTITY_ENDPOINT -u IDENTITY_HEADER "
-  local out, ok, rc = helpers.run(clean .. table.concat(extra) .. "ACS_CONNECTION_STRING=" .. q(opts.connection_string or "")
+  return "(" .. clean .. table.concat(extra) .. "ACS_CONNECTION_STRING=" .. q(opts.connection_string or "")
     .. " ACS_ENDPOINT=" .. q(opts.endpoint or "") .. " ACS_TOKEN=" .. q(opts.token or "")
-    .. " ACS_CA_FILE=" .. q(opts.ca_file or "") .. " " .. q(M.example_cmd) .. " start "
-    .. table.concat(args, " ") .. " 2>" .. q(errfile))
-  local err = helpers.read_file(errfile) or ""
-  os.remove(errfile)
-  local env = helpers.parse_env(out)
-  if not ok or not env.ACSCALL_EXAMPLE_URL then
-    error("examples/openresty/run start failed (exit " .. tostring(rc) .. "): " .. err .. out, 2)
+    .. " ACS_CA_FILE=" .. q(opts.ca_file or M.SMALL_CA) .. " " .. q(M.example_cmd) .. " start "
+    .. table.concat(args, " ") .. " >" .. q(base .. ".out") .. " 2>" .. q(base .. ".err")
+    .. "; echo $? >" .. q(base .. ".rc") .. ")"
+end
+
+--- Start several examples at once (each as start_example's opts); returns
+--- them in order. If one fails, the others are stopped and it raises.
+function M.start_examples(list)
+  local bases, cmds = {}, {}
+  for i, opts in ipairs(list) do
+    bases[i] = os.tmpname()
+    cmds[i] = start_command(opts, bases[i]) .. " &"
   end
-  return setmetatable({
-    env = env, dir = env.ACSCALL_EXAMPLE_DIR, port = tonumber(env.ACSCALL_EXAMPLE_PORT),
-    url = env.ACSCALL_EXAMPLE_URL, thread_url = env.ACSCALL_EXAMPLE_THREAD_URL,
-    blocking_url = env.ACSCALL_EXAMPLE_BLOCKING_URL,
-  }, Example)
+  helpers.run(table.concat(cmds, "\n") .. "\nwait")
+  local started, failed = {}, nil
+  for i, base in ipairs(bases) do
+    local out = helpers.read_file(base .. ".out") or ""
+    local err = helpers.read_file(base .. ".err") or ""
+    local rc = (helpers.read_file(base .. ".rc") or ""):match("%d+")
+    for _, ext in ipairs{ "", ".out", ".err", ".rc" } do os.remove(base .. ext) end
+    local env = helpers.parse_env(out)
+    if rc ~= "0" or not env.ACSCALL_EXAMPLE_URL then
+      failed = failed or ("examples/openresty/run start failed (exit " .. tostring(rc) .. "): " .. err .. out)
+    else
+      started[i] = setmetatable({
+        env = env, dir = env.ACSCALL_EXAMPLE_DIR, port = tonumber(env.ACSCALL_EXAMPLE_PORT),
+        url = env.ACSCALL_EXAMPLE_URL, thread_url = env.ACSCALL_EXAMPLE_THREAD_URL,
+        blocking_url = env.ACSCALL_EXAMPLE_BLOCKING_URL,
+      }, Example)
+    end
+  end
+  if failed then
+    for _, ex in pairs(started) do ex:stop() end
+    error(failed, 2)
+  end
+  return started
+end
+
+--- Start examples/openresty/run against an endpoint. opts: connection_string
+--- (or endpoint + token), ca_file, args (a list of run options, e.g.
+--- {"--timeout", "0.5"}), env (more environment variables, e.g. ACSCALL_AUTH).
+function M.start_example(opts)
+  return M.start_examples{ opts }[1]
 end
 
 function Example:stop()
@@ -104,8 +142,34 @@ function Example:stop()
   return ok
 end
 
+--- Stop several examples at once (a list or map of them).
+function M.stop_examples(list)
+  local cmds = {}
+  for _, ex in pairs(list) do
+    if not ex.stopped then
+      ex.stopped = true
+      cmds[#cmds + 1] = helpers.shell_quote(M.example_cmd) .. " stop --dir " .. helpers.shell_quote(ex.dir)
+        .. " >/dev/null 2>&1 &"
+    end
+  end
+  if #cmds > 0 then helpers.run(table.concat(cmds, "\n") .. "\nwait") end
+end
+
 function Example:error_log()
   return helpers.read_file(self.dir .. "/error.log") or ""
+end
+
+--- A chunked body (RFC 9112 7.1) as its data (nil when malformed).
+function M.dechunk(s)
+  local out, pos = {}, 1
+  while true do
+    local size, after = s:match("^(%x+)[^\r\n]*\r\n()", pos)
+    if not size then return nil end
+    size = tonumber(size, 16)
+    if size == 0 then return table.concat(out) end
+    out[#out + 1] = s:sub(after, after + size - 1)
+    pos = after + size + 2
+  end
 end
 
 --- GET every path at once on 127.0.0.1:port, one connection each (luasocket,
@@ -140,7 +204,11 @@ function M.parallel_get(port, paths, timeout)
         local raw = table.concat(st.chunks)
         local r = results[st.i]
         r.status = tonumber(raw:match("^HTTP/1%.%d (%d%d%d)"))
-        r.body = raw:match("\r\n\r\n(.*)$")
+        local head, body = raw:match("^(.-\r\n)\r\n(.*)$")
+        if head and head:lower():find("\ntransfer%-encoding: chunked\r\n") then
+          body = M.dechunk(body)
+        end
+        r.body = body
         r.raw = raw
         r.t = socket.gettime() - start
         c:close()
@@ -154,6 +222,109 @@ function M.parallel_get(port, paths, timeout)
     c:close()
   end
   return results, socket.gettime() - start
+end
+
+local Nginx = {}
+Nginx.__index = Nginx
+
+--- Start Debian's nginx with a configuration of our own in a fresh prefix
+--- directory (removed by :stop()). conf: the text of nginx.conf, where
+--- @PREFIX@ is that directory and @PORT@ a free loopback port (tried again
+--- on another port when it was taken). globals: main-context directives
+--- given with `-g` (e.g. "pid @PREFIX@/nginx.pid;"); env: variables set in
+--- nginx's environment. Returns {dir=, port=, conf=}.
+function M.start_nginx(conf, globals, env)
+  local q = helpers.shell_quote
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(helpers.run("mkdir -p " .. q(dir .. "/tmp") .. " " .. q(dir .. "/logs")))
+  local last = ""
+  for _ = 1, 10 do
+    local port = M.closed_port()
+    local text = conf:gsub("@PREFIX@", dir):gsub("@PORT@", tostring(port))
+    local f = assert(io.open(dir .. "/nginx.conf", "w"))
+    f:write(text)
+    f:close()
+    local g = globals and (" -g " .. q((globals:gsub("@PREFIX@", dir)))) or ""
+    local vars = {}
+    for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
+    local out, ok = helpers.run("env " .. table.concat(vars, " ") .. " /usr/sbin/nginx -p " .. q(dir) .. " -c " .. q(dir .. "/nginx.conf")
+      .. " -e " .. q(dir .. "/error.log") .. g .. " 2>&1")
+    if ok then
+      local self = setmetatable({ dir = dir, port = port, conf = text }, Nginx)
+      local socket = require "socket"
+      for _ = 1, 300 do
+        local c = socket.tcp()
+        c:settimeout(0.1)
+        local up = c:connect("127.0.0.1", port)
+        c:close()
+        if up then return self end
+        socket.sleep(0.01)
+      end
+      self:stop()
+      error("nginx did not listen on " .. port .. ": " .. (helpers.read_file(dir .. "/error.log") or ""), 2)
+    end
+    last = out
+    if not out:find("Address already in use", 1, true) then break end
+  end
+  helpers.run("rm -rf " .. q(dir))
+  error("nginx did not start: " .. last, 2)
+end
+
+function Nginx:error_log()
+  return helpers.read_file(self.dir .. "/error.log") or ""
+end
+
+function Nginx:stop()
+  if self.stopped then return end
+  self.stopped = true
+  local q = helpers.shell_quote
+  local pid = (helpers.read_file(self.dir .. "/nginx.pid") or ""):match("%d+")
+  if pid then
+    helpers.run("kill -TERM " .. pid .. " 2>/dev/null; for i in $(seq 1 100); do kill -0 " .. pid
+      .. " 2>/dev/null || break; sleep 0.02; done")
+  end
+  helpers.run("rm -rf " .. q(self.dir))
+end
+
+--- "user root root;" when the specs run as root (nginx's workers then read
+--- the checkout as we do), else "".
+function M.root_user()
+  return (helpers.run("id -u")):match("^0%s") and "user root root;" or ""
+end
+
+--- The text of the fenced ```nginx block of a Markdown file that follows the
+--- line `<!-- spec: NAME -->` (docs/openresty.md's convention).
+function M.doc_block(path, name)
+  local text = assert(helpers.read_file(path), path)
+  local block = text:match("<!%-%- spec: " .. name:gsub("%-", "%%-") .. " %-%->%s*\n```nginx\n(.-)\n```")
+  return assert(block, "no ```nginx block after <!-- spec: " .. name .. " --> in " .. path)
+end
+
+--- A service that answers what a hostile or broken one can (spec/support/hostile_upstream.lua):
+--- its endpoint is `http://127.0.0.1:<port>/`; the call id picks the answer.
+function M.start_hostile()
+  local root = helpers.repo_root()
+  return M.start_nginx(M.root_user() .. [[
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+daemon on;
+worker_processes 1;
+pid @PREFIX@/nginx.pid;
+error_log @PREFIX@/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path @PREFIX@/tmp;
+  proxy_temp_path @PREFIX@/tmp;
+  lua_package_path "]] .. root .. [[/spec/support/?.lua;/usr/share/lua/5.1/?.lua;;";
+  lua_socket_log_errors off;
+  server {
+    listen 127.0.0.1:@PORT@;
+    location / { content_by_lua_block { require("hostile_upstream").serve() } }
+  }
+}
+]])
 end
 
 return M

@@ -198,8 +198,10 @@ local acscall = {}
 ---@field redact_min integer the shortest secret redacted, in bytes
 ---@field retries_default integer
 ---@field retries_max integer
+---@field retry_statuses_max integer HTTP statuses one retries table may list
 ---@field seconds_max number the longest timeout, deadline or delay
 ---@field timeout_default number
+---@field token_lifetime_max integer seconds: a credential's expires_on further ahead is refused
 ---@field user_agent_max integer
 ---@field pool_idle_max integer idle connections a client keeps
 ---@field secrets_max integer secrets one redaction takes

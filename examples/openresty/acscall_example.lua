@@ -13,7 +13,9 @@
 -- ACS_CONNECTION_STRING, or ACS_ENDPOINT + ACS_TOKEN; ACS_CA_FILE (optional);
 -- ACSCALL_TIMEOUT, ACSCALL_CONNECT_TIMEOUT, ACSCALL_DEADLINE (seconds),
 -- ACSCALL_RETRIES (retries after the first attempt), ACSCALL_BASE_DELAY (s),
--- ACSCALL_UPSTREAM (the upstream block's name, default "acscall").
+-- ACSCALL_UPSTREAM (the upstream block's name, default "acscall"),
+-- ACSCALL_LOG ("off": no error.log line for a failed call; default one line
+-- per failed call, at error level).
 -- ACSCALL_AUTH = default | managed-identity | cli | client-secret |
 -- workload-identity (with ACS_ENDPOINT): an Entra ID credential instead of a
 -- key or token, configured by the Azure SDKs' variables (IDENTITY_ENDPOINT,
@@ -35,6 +37,7 @@ local inline_client -- the blocking path's client
 local upstream
 local auth          -- ACSCALL_AUTH: a credential name, or nil
 local cred          -- this worker's credential (event-loop path)
+local log           -- capture_get_call's `log` option (false: no line)
 
 local function env(name)
   local v = os.getenv(name)
@@ -70,6 +73,8 @@ function M.init()
       or false,
   }
   upstream = env("ACSCALL_UPSTREAM") or resty.DEFAULT_UPSTREAM
+  log = nil
+  if env("ACSCALL_LOG") == "off" then log = false end
   -- check the configuration once (nothing is fetched: credentials fetch at first use)
   M.new_client():close()
 end
@@ -89,8 +94,9 @@ end
 -- on the event-loop path: only request signing and the retry rule run) and
 -- credential (fetching with subrequests, on this worker's event loop).
 function M.init_worker()
+  -- token requests get the calls' attempt timeout and deadline
   local transport = auth and resty.capture_transport{ retries = opts.retries and opts.retries.max or 0,
-    base_delay = opts.retries and opts.retries.base_delay or nil }
+    base_delay = opts.retries and opts.retries.base_delay or nil, timeout = opts.timeout, deadline = opts.deadline }
   client, cred = M.new_client(transport)
 end
 
@@ -110,7 +116,8 @@ end
 
 local function fetch(mode, id)
   if mode == "event" then
-    return resty.capture_get_call(client, id, { upstream = upstream, credential = cred })
+    -- the call as JSON text straight from the service's body (core.call_json)
+    return resty.capture_get_call(client, id, { upstream = upstream, credential = cred, log = log, json = true })
   elseif mode == "blocking" then
     inline_client = inline_client or M.new_client()
     return inline_client:get_call(id)
@@ -133,6 +140,10 @@ function M.serve(mode, prefix)
   local id = ngx.unescape_uri(raw)
 
   local call, msg, info = fetch(mode, id)
+  if type(call) == "string" then -- JSON already: one write with its length
+    ngx.header["Content-Length"] = #call + 1
+    return ngx.print(call, "\n")
+  end
   if call then return reply(200, call) end
   info = info or {}
   -- overload of the thread path: tell the client when to come back

@@ -33,6 +33,14 @@ local core = require "acscall.core"
 
 local failure = core.failure
 
+-- a call as JSON when core.call_json leaves it to us (a NaN in the body): a
+-- private cjson instance (our settings never reach the host's cjson)
+local function cjson_encode(call)
+  local cj = require("cjson.safe").new()
+  cj.encode_invalid_numbers(true)
+  return cj.encode(call)
+end
+
 local M = {
   DEFAULT_POOL = "acscall",
   WORKER_MODULE = "acscall.resty_worker",
@@ -47,6 +55,23 @@ local M = {
 }
 
 -- ---------------------------------------------------------------- helpers
+
+-- LuaJIT's FFI (nginx's Lua): the body filter's socket shutdown and the
+-- failure log line (see body_filter and log_failure)
+local ffi_ok, ffi = pcall(require, "ffi")
+local base_ok, base = pcall(require, "resty.core.base")
+if ffi_ok then
+  pcall(ffi.cdef, [[
+    int shutdown(int sockfd, int how);
+    int getpeername(int sockfd, void *addr, unsigned int *addrlen);
+  ]])
+end
+if ffi_ok then
+  pcall(ffi.cdef, "int ngx_http_lua_ffi_raw_log(void *r, int level, const unsigned char *s, size_t s_len);")
+end
+
+-- the core's header-value rule: any C0 control byte or DEL refused
+local check_header_value = core.check_header_value
 
 local function header(h, name)
   if type(h) ~= "table" then return nil end
@@ -77,31 +102,6 @@ local function step_for(timeout)
 end
 M._step_for = step_for -- for the specs
 
--- The call's result after the last attempt. last: { status=, body=, headers= }
--- (a response) or { outcome=, text= } (no usable response).
-local function report(last, attempts, crid, max_body)
-  if last.status then
-    local h, st = last.headers, last.status
-    if #last.body > max_body then
-      return failure("decode", "response body exceeds the max_body limit", { -- as get_call says
-        status = st, attempts = attempts, request_id = header(h, "x-ms-request-id") or crid,
-        client_request_id = crid })
-    end
-    if st >= 200 and st < 300 then -- the common case: no failure to report ids in
-      local call = acscall.decode(st, last.body, h)
-      if call then return call end
-    end
-    -- a failure: decode reports the client request id from the headers
-    if not header(h, "x-ms-client-request-id") then h["x-ms-client-request-id"] = crid end
-    local call, msg, info = acscall.decode(st, last.body, h)
-    if call then return call end
-    if type(info) == "table" then info.attempts = attempts end
-    return nil, msg, info
-  end
-  return failure("transport", last.text, { attempts = attempts, timeout = last.outcome == "timeout",
-    request_id = crid, client_request_id = crid })
-end
-
 local function check_client(fname, client, id)
   if type(client) ~= "userdata" and type(client) ~= "table" then
     error("acscall.resty." .. fname .. ": acscall client expected, got " .. type(client), 3)
@@ -111,7 +111,205 @@ local function check_client(fname, client, id)
   end
 end
 
+local function check_credential(fname, cred)
+  if cred ~= nil and (type(cred) ~= "table" and type(cred) ~= "userdata" or type(cred.get_token) ~= "function") then
+    error("acscall.resty." .. fname .. ": credential must have a get_token method", 3)
+  end
+end
+
+-- ------------------------------------------------------ the attempt driver
+
+--- The one attempt loop of the OpenResty paths (capture_get_call,
+-- http_get_call, capture_transport): asks `rule:next_attempt` (the core's
+-- verdict: retry, wait, refresh after a 401, the deadline) after every
+-- attempt, and runs the next one with `send`.
+-- @param rule a client whose `next_attempt` is the verdict
+-- @tparam table o `send(timeout, connect_timeout, left) -> last` (one attempt:
+--  `{status=, body=, headers=}` or `{outcome=, text=}`; `last.final` ends the
+--  loop), `now`, `sleep`; `before(attempts)` (optional: before each attempt,
+--  `true` or `nil, message, info` to stop with that failure); `refresh()`
+--  (optional: the credential's forced refresh, true when a new token came);
+--  `retries` (optional: retry classes for this exchange, as the verdict takes them)
+-- @return last, attempts; or nil, message, info (from `before`)
+local function drive(rule, o)
+  local now, sleep = o.now, o.sleep
+  local start = now()
+  local attempts, last = 0, nil
+  local vopts = (o.refresh or o.retries ~= nil) and { refreshable = o.refresh and true or false,
+    refreshed = false, retries = o.retries } or nil
+  while true do
+    -- the core's verdict: wait, timeout, connect_timeout; "refresh", timeout,
+    -- connect_timeout (a 401 on a refreshable credential not yet refreshed:
+    -- refresh, then retry at once if the token changed); or nil (report the last)
+    local wait, timeout, connect_timeout = rule:next_attempt(attempts, now() - start,
+      last and (last.status or last.outcome), last and last.headers, vopts)
+    if wait == "refresh" then
+      vopts.refreshed = true
+      if not o.refresh() then break end
+      wait = 0
+    end
+    if not wait then break end
+    if wait > 0 then sleep(wait) end
+    if o.before then
+      local ok, msg, info = o.before(attempts)
+      if not ok then return nil, msg, info end
+    end
+    attempts = attempts + 1
+    last = o.send(timeout, connect_timeout or timeout)
+    if last.final then break end
+  end
+  return last, attempts
+end
+M._drive = drive
+
+-- The call's result after the last attempt (one HTTP answer, or a transport
+-- failure), every failure shaped by the core.
+local call_json = core.call_json
+local function report(last, attempts, crid, json)
+  if last.status then
+    local h, st = last.headers, last.status
+    if st >= 200 and st < 300 then -- the common case: no failure to report ids in
+      if json and not (h["Content-Encoding"] or h["content-encoding"]) then
+        local text = call_json(last.body)
+        if text then return text end
+      end
+      local call = acscall.decode(st, last.body, h)
+      if call then return json and cjson_encode(call) or call end
+    end
+    -- a failure: decode reports the client request id from the headers
+    if not header(h, "x-ms-client-request-id") then h["x-ms-client-request-id"] = crid end
+    local call, msg, info = acscall.decode(st, last.body, h)
+    if call then return call end
+    -- the core shaped it (kind, status, code, ids); the attempts are ours to count
+    if type(info) == "table" then info.attempts = attempts end
+    return nil, msg, info
+  end
+  return failure(last.kind or "transport", last.text, { attempts = attempts, timeout = last.outcome == "timeout",
+    request_id = crid, client_request_id = crid })
+end
+
+-- One failed call, one line in error.log (opts.log: a level such as
+-- ngx.WARN, default ngx.ERR; false for none). It is written to the worker's
+-- main error_log (lua-nginx-module's raw log with no request: ngx_cycle->log,
+-- as resty.core's errlog.raw_log does outside a request), so a handler's
+-- location may set its own error_log to `crit`, which silences the line
+-- nginx's proxy module writes for each failed attempt, and keep this one.
+local function log_failure(ngx, level, id, msg, info)
+  if level == false or not ngx.log then return end
+  level = level or ngx.ERR
+  local line = "acscall: call " .. id .. ": " .. tostring(msg) .. " (kind " .. tostring(info and info.kind)
+    .. ", attempts " .. tostring(info and info.attempts) .. ", client request id "
+    .. tostring(info and info.client_request_id) .. ")"
+  if ffi_ok and pcall(function() return ffi.C.ngx_http_lua_ffi_raw_log end) then
+    ffi.C.ngx_http_lua_ffi_raw_log(nil, level, line, #line)
+  else
+    ngx.log(level, line)
+  end
+end
+
+-- The credential's part of an attempt (capture_get_call, http_get_call):
+-- `before` fetches (or refreshes) the token where a cosocket or capture
+-- transport may yield, so client:request then finds it cached; `refresh`
+-- forces a new one after a 401 (the core's refresh verdict), true when it
+-- differs from the refused one.
+local NO_HOOKS = {}
+local function credential_hooks(cred)
+  if not cred then return NO_HOOKS end
+  local token
+  return {
+    before = function(n)
+      local msg, info
+      token, msg, info = cred:get_token()
+      if token then return true end
+      -- the credential's own words: a core-shaped message is "<kind>: <info.message>";
+      -- the kind is ours to say (auth), so its text alone
+      local words = tostring(msg)
+      local text = type(info) == "table" and info.message
+      if type(text) == "string" and text ~= "" and words:sub(-#text) == text then words = text end
+      return failure("auth", "credential: " .. words, {
+        attempts = n > 0 and n or nil, status = type(info) == "table" and info.status or nil })
+    end,
+    refresh = function()
+      local fresh = cred:get_token{ force_refresh = true }
+      return fresh and fresh ~= token
+    end,
+  }
+end
+
+-- The result of a call's attempts (drive's returns): the call, or the failure.
+local function finish(ngx, opts, id, crid, last, attempts, info)
+  if not last then return nil, attempts, info end -- the credential failed: nothing sent
+  if last.failed then -- the token provider failed in client:request: nothing sent
+    local msg, finfo = last.failed[1], last.failed[2]
+    if attempts > 1 and type(finfo) == "table" then
+      return failure(finfo.kind or "auth", finfo.message or msg, { attempts = attempts - 1, status = finfo.status })
+    end
+    return nil, msg, finfo
+  end
+  local call, msg, finfo = report(last, attempts, crid, opts.json)
+  if not call and ngx then log_failure(ngx, opts.log, id, msg, finfo) end
+  return call, msg, finfo
+end
+
 -- ------------------------------------------------------ event-loop path
+
+-- The body filter of acscall.conf's internal locations: counts the bytes of
+-- the answer and ends the attempt once max_body or the attempt's end is
+-- passed. The subrequest's ngx.ctx is the capture's `ctx` table:
+-- {max = bytes, ends = ngx.now() time, n = bytes so far, why = "large" | "late"}.
+-- nginx 1.22 has no way for a body filter to end a subrequest alone (an
+-- error from a filter terminates the main request too), so it shuts the
+-- upstream socket down: nginx then sees the connection end early and
+-- finalizes the subrequest ("upstream prematurely closed connection"), and
+-- the capture returns truncated. The socket is found through the request
+-- (ngx_http_request_t.upstream -> peer.connection -> fd) and used only when
+-- its peer is $upstream_addr; otherwise the body is dropped from here on
+-- (memory stays bounded, the time is the service's).
+
+-- nginx's request layout on 64-bit builds with the HTTP cache (Debian's):
+-- signature (uint32) at 0, upstream at 72; ngx_http_upstream_t.peer.connection
+-- at 16; ngx_connection_t.fd at 24 (nginx 1.22 src/http/ngx_http_request.h,
+-- ngx_http_upstream.h, src/core/ngx_connection.h).
+local NGX_HTTP_MODULE_SIGNATURE = 0x50545448 -- "HTTP"
+local function upstream_fd(ngx)
+  if not (ffi_ok and base_ok and ffi.abi("64bit")) then return nil end
+  local r = base.get_request()
+  if r == nil then return nil end
+  local p = ffi.cast("char *", r)
+  if ffi.cast("uint32_t *", p)[0] ~= NGX_HTTP_MODULE_SIGNATURE then return nil end
+  local u = ffi.cast("char **", p + 72)[0]
+  if u == nil then return nil end
+  local c = ffi.cast("char **", u + 16)[0]
+  if c == nil then return nil end
+  local fd = ffi.cast("int *", c + 24)[0]
+  local want = tonumber(((ngx.var.upstream_addr or ""):match("([^ ,]+)$") or ""):match(":(%d+)$"))
+  if fd < 3 or not want then return nil end
+  local addr = ffi.new("uint8_t[128]")
+  local len = ffi.new("unsigned int[1]", 128)
+  if ffi.C.getpeername(fd, addr, len) ~= 0 then return nil end
+  local port = addr[2] * 256 + addr[3] -- sin_port / sin6_port, network order
+  if port ~= want then return nil end
+  return fd
+end
+
+function M.body_filter()
+  local ngx = ngx -- luacheck: ignore 113
+  local c = ngx.ctx
+  if c.why then ngx.arg[1] = "" return end
+  local chunk = ngx.arg[1]
+  local n = (c.n or 0) + #chunk
+  c.n = n
+  if c.max and n > c.max then
+    c.why = "large"
+  elseif c.ends and not ngx.arg[2] and ngx.now() > c.ends then
+    c.why = "late"
+  else
+    return
+  end
+  ngx.arg[1] = ""
+  local fd = upstream_fd(ngx)
+  if fd then ffi.C.shutdown(fd, 2) end
+end
 
 --- Fetch a call on nginx's event loop: each attempt is a subrequest to
 -- `acscall/nginx/acscall.conf`'s internal locations, proxied to an
@@ -126,17 +324,102 @@ end
 --  `credential` (the `acscall.credential` the client was built with: its
 --  token is fetched here, on the event loop, before the core asks for it,
 --  and after a 401 it is refreshed once and the call retried once),
---  `sleep`, `now` (for tests; default `ngx.sleep`, `ngx.now`)
--- @return call table, or `nil, message, info`
+--  `log` (the level of the one error.log line per failed call, default
+--  `ngx.ERR`; `false`: none), `json` (true: return the call as JSON text,
+--  written by `core.call_json` in one pass over the service's body, no Lua
+--  table in between), `sleep`, `now` (for tests; default `ngx.sleep`, `ngx.now`)
+-- @return call table (a JSON string with `json`), or `nil, message, info`
 -- @raise on a programmer mistake (no client, acscall.conf not included, not
 --  in a request context)
 local EMPTY = {}
 -- the request headers acscall.conf sends (one $acscall_* variable each)
-local SENT = { host = true, accept = true, ["user-agent"] = true, ["x-ms-client-request-id"] = true,
-  ["x-ms-date"] = true, ["x-ms-content-sha256"] = true, authorization = true }
+local SENT = { host = "acscall_host", accept = "acscall_accept", ["user-agent"] = "acscall_user_agent",
+  ["x-ms-client-request-id"] = "acscall_client_request_id", ["x-ms-date"] = "acscall_date",
+  ["x-ms-content-sha256"] = "acscall_content_sha256", authorization = "acscall_authorization",
+  metadata = "acscall_metadata", ["x-identity-header"] = "acscall_identity_header",
+  ["content-type"] = "acscall_content_type" }
+M._SENT = SENT
+
+-- Fill the variables of one subrequest: every header acscall.conf sends (an
+-- empty one is a header nginx does not send). Returns true, or nil and the
+-- name of a header whose value breaks the header-value rule.
+-- check = "all": every value passes the header-value rule (a token
+-- request's headers come from the credential's configuration,
+-- IDENTITY_HEADER included); a call checks only its Authorization, the core
+-- builds the others from values it checked.
+local function set_headers(vars, headers, fname, check)
+  for _, var in pairs(SENT) do vars[var] = "" end
+  for name, value in pairs(headers) do
+    local lname = name:lower()
+    local var = SENT[lname]
+    if not var then -- a header the caller would send but acscall.conf would drop
+      error("acscall.resty." .. fname .. ": acscall.conf does not send the header '" .. name
+        .. "' (acscall.conf and acscall.resty out of step)", 3)
+    end
+    if check == "all" and not check_header_value(value) then return nil, name end
+    vars[var] = value
+  end
+  return true
+end
+
+-- One attempt through the ladder: the capture's answer as `last`.
+-- what: "the service" or "the token endpoint" (for messages).
+local function capture_attempt(ngx, uri, copts, ctx, step_ms, scheme, what)
+  local res = ngx.location.capture(uri, copts)
+  local st, body, rh = res.status, res.body or "", res.header or EMPTY
+  if ctx.why == "large" then
+    return { outcome = "too_large", kind = "decode", final = true,
+      text = "response body exceeds the max_body limit (" .. ctx.max .. " bytes)" }
+  elseif ctx.why == "late" then
+    return { outcome = "timeout", text = what .. "'s answer was still arriving at the attempt's end ("
+      .. (step_ms / 1000) .. " s)" }
+  end
+  if res.truncated and body == "" and not (rh["Content-Length"] or rh["Transfer-Encoding"]) then
+    -- nginx's own failure: the subrequest ended with that status before any
+    -- response header (see acscall.conf)
+    if st == 504 then
+      return { outcome = "timeout",
+        text = "timed out: no answer from " .. what .. " within " .. (step_ms / 1000) .. " s" }
+    end
+    if scheme == "https" then
+      return { outcome = "connect", text = "no connection to " .. what
+        .. " (connection refused, or the TLS handshake or certificate check failed)" }
+    end
+    return { outcome = "connect", text = "no connection to " .. what .. " (connection refused or closed)" }
+  elseif res.truncated then
+    return { outcome = "truncated", text = "the answer of " .. what .. " ended early" }
+  elseif st < 200 then
+    return { outcome = "protocol", final = true,
+      text = "the service sent an interim 1xx answer, which this nginx cannot relay" }
+  end
+  return { status = st, body = body, headers = rh, final = st >= 200 and st < 300 }
+end
+
 -- Reused for every attempt of every call of this worker: capture() copies the
 -- variables into the subrequest before it yields, so no two calls share them.
-local vars = {}
+-- (A call sets the ones a token request sets too, empty: they never leak.)
+local vars = { acscall_metadata = "", acscall_identity_header = "", acscall_content_type = "" }
+-- clients whose header names were checked against acscall.conf
+local checked = setmetatable({}, { __mode = "k" })
+
+-- The parts of a call URL's origin, per origin and Host (a client's are
+-- fixed): {scheme=, host=, sni=, prefix = "scheme://<upstream>", cut = where
+-- the path starts}. At most 64 kept (then forgotten at once).
+local origins, norigins = {}, 0
+local function origin_of(url, host_header, upstream)
+  local cut = url:find("/", 9, true) or (#url + 1) -- after "https://h" / "http://h"
+  local key = url:sub(1, cut - 1)
+  local o = origins[key]
+  if o and o.host_header == host_header and o.upstream == upstream then return o end
+  local scheme, host = key:match("^(https?)://(.+)$")
+  if not scheme then error("acscall.resty.capture_get_call: http(s) URL expected from client:request", 4) end
+  host = host_header or host
+  o = { scheme = scheme, host = host, host_header = host_header, upstream = upstream, cut = cut,
+    sni = host:match("^%[?([^%]]-)%]?:%d+$") or host, prefix = scheme .. "://" .. upstream }
+  if norigins >= 64 then origins, norigins = {}, 0 end
+  origins[key], norigins = o, norigins + 1
+  return o
+end
 local capture_opts = { vars = vars }
 local last_timeout, last_step = -1, 1
 
@@ -147,131 +430,74 @@ function M.capture_get_call(client, id, opts)
   if not (ngx and ngx.location and ngx.location.capture) then
     error("acscall.resty.capture_get_call: needs nginx + lua-nginx-module", 2)
   end
-  local capture = ngx.location.capture
   capture_opts.method = ngx.HTTP_GET
   local upstream = opts.upstream or M.DEFAULT_UPSTREAM
   local max_body = opts.max_body or M.DEFAULT_MAX_BODY
-  local sleep, now = opts.sleep or ngx.sleep, opts.now or ngx.now
   local cred = opts.credential
-  if cred ~= nil and (type(cred) ~= "table" and type(cred) ~= "userdata" or type(cred.get_token) ~= "function") then
-    error("acscall.resty.capture_get_call: credential must have a get_token method", 2)
-  end
-  local start = now()
-  local attempts, crid, last = 0, nil, nil
-  local token, refreshed = nil, false
-  while true do
-    local wait, timeout
-    if last and last.status == 401 and cred and not refreshed then
-      -- the service refused the token: one forced refresh, one more attempt
-      -- when it gives another token (the core's rule for get_call)
-      refreshed = true
-      local fresh = cred:get_token{ force_refresh = true }
-      if fresh and fresh ~= token then
-        wait, timeout = client:next_attempt(0, now() - start)
+  check_credential("capture_get_call", cred)
+  local crid
+  local hooks = credential_hooks(cred)
+  local last, attempts, info = drive(client, {
+    now = opts.now or ngx.now, sleep = opts.sleep or ngx.sleep,
+    before = hooks.before, refresh = hooks.refresh,
+    send = function(timeout)
+      local url, headers, info = client:request(id, crid)
+      if not url then -- the token provider failed: nothing was sent
+        return { final = true, failed = { headers, info } }
       end
-    else
-      wait, timeout = client:next_attempt(attempts, now() - start,
-        last and (last.status or last.outcome), last and last.headers)
-    end
-    if not wait then break end
-    if wait > 0 then sleep(wait) end
-    if cred then
-      -- fetch (or refresh) the token here, where the capture transport may
-      -- yield; client:request then finds it cached
-      local msg, info
-      token, msg, info = cred:get_token()
-      if not token then
-        if type(info) ~= "table" then info = {} end
-        info.kind = "auth"
-        if attempts > 0 then info.attempts = attempts end
-        return nil, "credential: " .. tostring(msg), info
+      crid = crid or headers["x-ms-client-request-id"]
+      if not checked[client] then -- once per client: the names it signs (programmer mistake)
+        set_headers(vars, headers, "capture_get_call", "none")
+        checked[client] = true
       end
-    end
-    local url, headers, info = client:request(id, crid)
-    if not url then -- the token provider failed: nothing was sent
-      if type(info) == "table" and attempts > 0 then info.attempts = attempts end
-      return nil, headers, info
-    end
-    crid = crid or headers["x-ms-client-request-id"]
-    for name in pairs(headers) do -- a header the core signs but acscall.conf would drop
-      if not SENT[name] then
-        error("acscall.resty.capture_get_call: acscall.conf does not send the header '" .. name
-          .. "' that client:request returned (acscall.conf and acscall.resty out of step)", 2)
+      local auth = headers.authorization
+      if auth and not check_header_value(auth) then
+        return { final = true, outcome = "local", kind = "auth",
+          text = "the authorization header's value holds a control character: not sent" }
       end
-    end
-    local scheme, host, path = url:match("^(https?)://([^/]+)(/.*)$")
-    host = headers.host or host
-    if timeout ~= last_timeout then last_timeout, last_step = timeout, step_for(timeout) end
-    local step = last_step
-    -- every variable acscall.conf declares, on every attempt (an empty one
-    -- is a header nginx does not send)
-    vars.acscall_url = scheme .. "://" .. upstream .. path
-    vars.acscall_host = host
-    vars.acscall_sni = host:match("^%[?([^%]]-)%]?:%d+$") or host
-    vars.acscall_accept = headers.accept or ""
-    vars.acscall_user_agent = headers["user-agent"] or ""
-    vars.acscall_client_request_id = headers["x-ms-client-request-id"] or ""
-    vars.acscall_date = headers["x-ms-date"] or ""
-    vars.acscall_content_sha256 = headers["x-ms-content-sha256"] or ""
-    vars.acscall_authorization = headers.authorization or ""
-    attempts = attempts + 1
-    local res = capture(step_uri[step], capture_opts)
-    vars.acscall_authorization = nil -- keep no credential past the attempt
-    local st, body = res.status, res.body or ""
-    -- nginx's own failure: the subrequest ended with that status before any
-    -- response header (see acscall.conf): no body, no Content-Length; an
-    -- answer of the service always has one or the other
-    local rh = res.header or EMPTY
-    if res.truncated and body == "" and not (rh["Content-Length"] or rh["Transfer-Encoding"]) then
-      if st == 504 then
-        last = { outcome = "timeout", text = "no answer within " .. (M.STEPS[step] / 1000) .. " s" }
-      else
-        last = { outcome = "connect", text = "nginx got no answer from the upstream"
-          .. " (connect, TLS or protocol failure: see nginx's error.log)" }
-      end
-    elseif res.truncated then
-      last = { outcome = "truncated", text = "the response ended early" }
-    else
-      last = { status = st, body = body, headers = res.header or {} }
-      -- a 2xx ends the call (decoded or not, nothing is retried): skip the
-      -- rule's header scan on the common path
-      if st >= 200 and st < 300 then break end
-    end
-  end
-  return report(last, attempts, crid, max_body)
+      local o = origin_of(url, headers.host, upstream)
+      if timeout ~= last_timeout then last_timeout, last_step = timeout, step_for(timeout) end
+      vars.acscall_url = o.prefix .. url:sub(o.cut)
+      vars.acscall_host = o.host
+      vars.acscall_sni = o.sni
+      vars.acscall_accept = headers.accept or ""
+      vars.acscall_user_agent = headers["user-agent"] or ""
+      vars.acscall_client_request_id = headers["x-ms-client-request-id"] or ""
+      vars.acscall_date = headers["x-ms-date"] or ""
+      vars.acscall_content_sha256 = headers["x-ms-content-sha256"] or ""
+      vars.acscall_authorization = auth or ""
+      local scheme = o.scheme
+      local ctx = { max = max_body, ends = ngx.now() + timeout }
+      capture_opts.ctx = ctx
+      local r = capture_attempt(ngx, step_uri[last_step], capture_opts, ctx, M.STEPS[last_step], scheme,
+        "the service")
+      vars.acscall_authorization = nil -- keep no credential past the attempt
+      capture_opts.ctx = nil
+      return r
+    end,
+  })
+  return finish(ngx, opts, id, crid, last, attempts, info)
 end
 
 -- ------------------------------------------------------ token transport
 
--- a form table as application/x-www-form-urlencoded (keys sorted)
-local function form_encode(form)
-  local keys = {}
-  for k in pairs(form) do keys[#keys + 1] = k end
-  table.sort(keys)
-  local out = {}
-  for i, k in ipairs(keys) do
-    out[i] = ngx.escape_uri(k) .. "=" .. ngx.escape_uri(tostring(form[k]))
-  end
-  return table.concat(out, "&")
-end
-
-local TOKEN_HEADERS = { metadata = "acscall_token_metadata", ["x-identity-header"] = "acscall_token_identity_header",
-  accept = "acscall_token_accept" }
 local CAPTURE_PHASES = { rewrite = true, access = true, content = true }
+local TOKEN_MAX_BODY = 1024 * 1024 -- a token answer is a few KB
 
 --- A transport for `acscall.credential` that fetches tokens on nginx's
--- event loop: each attempt is a subrequest to acscall.conf's internal
--- location `/_acscall/token` (proxy_pass to the token URL; TLS verified
--- against `proxy_ssl_trusted_certificate`), retried by the core's rule
--- (408/429/5xx and transport failures, Retry-After, backoff, deadline).
--- Needs a request context (rewrite, access, content) where the caller can
--- yield: elsewhere (a timer, `init_worker`, inside the C core) `fetch`
--- answers `nil, message, {kind = "local"}` and the credential keeps its
--- still-valid token. A token URL with a host name needs nginx's `resolver`.
+-- event loop: each attempt is a subrequest to acscall.conf's ladder
+-- (proxy_pass to the token URL; TLS verified against
+-- `proxy_ssl_trusted_certificate`), retried by the core's rule (408/429/5xx
+-- and transport failures, Retry-After, backoff, deadline) through the same
+-- driver as the calls. Each attempt is bounded by `timeout` (and what is
+-- left of `deadline`) as a whole. Needs a request context (rewrite, access,
+-- content) where the caller can yield: elsewhere (a timer, `init_worker`,
+-- inside the C core) `fetch` answers `nil, message, {kind = "local"}` and
+-- the credential keeps its still-valid token. A token URL with a host name
+-- needs nginx's `resolver`.
 -- @usage local cred = acscall.credential.managed_identity{ transport = resty.capture_transport() }
 -- @tparam[opt] table opts `retries` (default 3), `base_delay` (s, 0.8), `max_delay` (s, 60),
---  `timeout` (s per attempt, default 30: acscall.conf's location caps it at 30 s),
---  `deadline` (s, default 90)
+--  `timeout` (s per attempt, default 30), `deadline` (s, default 90)
 -- @return a transport: `t:fetch{url=, method=, headers=, form=} -> status, body, headers`
 function M.capture_transport(opts)
   opts = opts or {}
@@ -291,59 +517,53 @@ function M.capture_transport(opts)
     end
     local yieldable = coroutine.isyieldable -- luacheck: ignore 143
     if not CAPTURE_PHASES[ngx.get_phase()] or (yieldable and not yieldable()) then
-      return nil, "no token fetch here (ngx.location.capture needs a request context that can yield)",
-        { kind = "local", not_here = true }
+      local none, msg, info = failure("local",
+        "no token fetch here (ngx.location.capture needs a request context that can yield)")
+      info.not_here = true -- the credential keeps its still-valid token (acscall.credential reads it)
+      return none, msg, info
     end
     local url = req.url
-    local host = url:match("^https?://([^/?#]+)")
+    local scheme, host = url:match("^(https?)://([^/?#]+)")
     if not host then error("acscall.resty.capture_transport: http(s) URL expected", 2) end
-    local v = { acscall_token_url = url, acscall_token_host = host,
-      acscall_token_sni = host:match("^%[?([^%]]-)%]?:%d+$") or host,
-      acscall_token_metadata = "", acscall_token_identity_header = "", acscall_token_accept = "",
-      acscall_token_content_type = "" }
-    for name, value in pairs(req.headers or EMPTY) do
-      local var = TOKEN_HEADERS[name:lower()]
-      if not var then
-        error("acscall.resty.capture_transport: acscall.conf does not send the header '" .. name .. "'", 2)
-      end
-      v[var] = value
-    end
+    local v = {}
+    local headers = {}
+    for name, value in pairs(req.headers or EMPTY) do headers[name] = value end
     local copts = { vars = v, method = ngx.HTTP_GET }
     if req.form then
-      copts.method, copts.body = ngx.HTTP_POST, form_encode(req.form)
-      v.acscall_token_content_type = "application/x-www-form-urlencoded"
+      copts.method, copts.body = ngx.HTTP_POST, core.form_encode(req.form)
+      headers["Content-Type"] = "application/x-www-form-urlencoded"
     elseif (req.method or "GET") ~= "GET" then
       error("acscall.resty.capture_transport: only GET, or POST with a form", 2)
     end
-    local start = ngx.now()
-    local attempts, last = 0, nil
-    local max = req.retries -- a probe says 0: one try
-    while true do
-      local wait = rule:next_attempt(attempts, ngx.now() - start, last and (last.status or last.outcome),
-        last and last.headers)
-      if not wait or (max and attempts > max) then break end
-      if wait > 0 then ngx.sleep(wait) end
-      attempts = attempts + 1
-      local res = ngx.location.capture(M.LOCATION .. "token", copts)
-      local rh = res.header or EMPTY
-      if res.truncated and (res.body or "") == "" and not (rh["Content-Length"] or rh["Transfer-Encoding"]) then
-        last = { outcome = res.status == 504 and "timeout" or "connect",
-          text = res.status == 504 and "no answer in time" or "nginx got no answer (see nginx's error.log)" }
-      elseif res.truncated then
-        last = { outcome = "truncated", text = "the response ended early" }
-      else
-        local h = {}
-        for k, x in pairs(rh) do h[k:lower()] = type(x) == "table" and x[1] or x end
-        last = { status = res.status, body = res.body or "", headers = h }
-        if res.status < 400 then break end
-      end
+    local ok, bad = set_headers(v, headers, "capture_transport", "all")
+    if not ok then
+      return failure("auth", "the " .. bad .. " header's value holds a control character: not sent")
     end
-    v.acscall_token_identity_header = nil
+    v.acscall_url, v.acscall_host = url, host
+    v.acscall_sni = host:match("^%[?([^%]]-)%]?:%d+$") or host
+    local max = type(req.retries) == "number" and req.retries or nil -- a probe says 0: one try
+    local n = 0
+    local last, attempts = drive(rule, { now = ngx.now, sleep = ngx.sleep, retries = req.retries,
+      send = function(timeout)
+      n = n + 1
+      local step = step_for(timeout)
+      local ctx = { max = TOKEN_MAX_BODY, ends = ngx.now() + timeout }
+      copts.ctx = ctx
+      local r = capture_attempt(ngx, step_uri[step], copts, ctx, M.STEPS[step], scheme, "the token endpoint")
+      if r.status then
+        local h = {}
+        for k, x in pairs(r.headers) do h[k:lower()] = type(x) == "table" and x[1] or x end
+        r.headers, r.final = h, r.status < 400
+      end
+      if max and n > max then r.final = true end
+      return r
+    end })
+    v.acscall_identity_header = nil
     copts.body = nil -- keep no secret past the fetch
     if last.status then return last.status, last.body, last.headers end
-    return nil, last.text, { kind = "transport", attempts = attempts, timeout = last.outcome == "timeout" }
+    return failure(last.kind or "transport", last.text, { attempts = attempts, timeout = last.outcome == "timeout" })
   end
-  function t.close() end
+  function t.close() rule:close() end
   return t
 end
 
@@ -367,18 +587,58 @@ local function cosocket_outcome(err)
 end
 M._cosocket_outcome = cosocket_outcome
 
+-- One exchange with lua-resty-http's streaming API (connect, request,
+-- body_reader), reading at most max_body bytes and stopping at `ends`:
+-- res | nil, err, outcome.
+local function stream_request(httpc, url, p, max_body, ends, now)
+  local u, perr = httpc:parse_uri(url)
+  if not u then return nil, tostring(perr), "other" end
+  local scheme, host, port, path, query = u[1], u[2], u[3], u[4], u[5]
+  local ok, err = httpc:connect{ scheme = scheme, host = host, port = port, ssl_verify = true,
+    ssl_server_name = host, pool = p.keepalive_pool and (host .. ":" .. port .. ":" .. p.keepalive_pool) or nil }
+  if not ok then return nil, tostring(err) end
+  local res
+  res, err = httpc:request{ method = "GET", path = path .. ((query and query ~= "") and ("?" .. query) or ""),
+    headers = p.headers }
+  if not res then httpc:close() return nil, tostring(err) end
+  local chunks, n = {}, 0
+  local reader = res.body_reader
+  while reader do
+    local chunk
+    chunk, err = reader(65536)
+    if err then httpc:close() return nil, tostring(err) end
+    if not chunk then break end
+    n = n + #chunk
+    if n > max_body then
+      httpc:close()
+      return nil, "response body exceeds the max_body limit (" .. max_body .. " bytes)", "too_large"
+    end
+    if now() > ends then
+      httpc:close()
+      return nil, "the service's answer was still arriving at the attempt's end", "timeout"
+    end
+    chunks[#chunks + 1] = chunk
+  end
+  if httpc.set_keepalive then httpc:set_keepalive(p.keepalive_timeout, p.keepalive_pool) end
+  return { status = res.status, headers = res.headers, body = table.concat(chunks) }
+end
+
 --- Fetch a call with a lua-resty-http client (cosockets, never blocks; also
 -- in `ngx.timer` callbacks). TLS verification stays on (`ssl_verify = true`;
 -- trust comes from nginx's `lua_ssl_trusted_certificate`, names from
--- `resolver`). Retries, waits and the deadline follow `client:next_attempt`;
--- each attempt's timeouts are set with `httpc:set_timeouts` when it has it.
+-- `resolver`). Retries, waits and the deadline follow `client:next_attempt`
+-- (the same driver as capture_get_call); each attempt's timeouts are set
+-- with `httpc:set_timeouts`, and with lua-resty-http's streaming API
+-- (`connect`, `request`, `body_reader`) the body is read chunk by chunk:
+-- past `max_body` or the attempt's end the connection is closed.
 -- @param httpc a lua-resty-http client (`require("resty.http").new()`), or
 --  anything with `request_uri(self, url, params) -> res | nil, err`
 -- @param client an `acscall.new` client (stage 1 and the retry rule)
 -- @tparam string id a callConnectionId
 -- @tparam[opt] table params extra `request_uri` params (e.g. `keepalive_timeout`,
---  `keepalive_pool`); `method`, `headers`, `ssl_verify` are ours; `sleep`
---  and `now` (default `ngx.sleep`, `ngx.now`) are not passed on
+--  `keepalive_pool`); `method`, `headers`, `ssl_verify` are ours; `sleep`,
+--  `now` (default `ngx.sleep`, `ngx.now`), `max_body` (bytes, default 4 MiB),
+--  `credential` (as capture_get_call's) and `log` are not passed on
 -- @return call table, or `nil, message, info`
 function M.http_get_call(httpc, client, id, params)
   if type(httpc) ~= "table" or type(httpc.request_uri) ~= "function" then
@@ -390,40 +650,60 @@ function M.http_get_call(httpc, client, id, params)
   for k, v in pairs(params or {}) do p[k] = v end
   local sleep = p.sleep or (ngx and ngx.sleep)
   local now = p.now or (ngx and ngx.now) or os.time
-  p.sleep, p.now = nil, nil
-  local start = now()
-  local attempts, crid, last = 0, nil, nil
-  while true do
-    local wait, timeout, connect_timeout = client:next_attempt(attempts, now() - start,
-      last and (last.status or last.outcome), last and last.headers)
-    if not wait then break end
-    if wait > 0 then
-      if not sleep then error("acscall.resty.http_get_call: no sleep function (not in nginx)", 2) end
-      sleep(wait)
-    end
-    local url, headers, info = client:request(id, crid)
-    if not url then
-      if type(info) == "table" and attempts > 0 then info.attempts = attempts end
-      return nil, headers, info
-    end
-    crid = crid or headers["x-ms-client-request-id"]
-    p.method, p.headers, p.ssl_verify = "GET", headers, true
-    if type(httpc.set_timeouts) == "function" then
+  local max_body, cred, log = p.max_body or M.DEFAULT_MAX_BODY, p.credential, p.log
+  p.sleep, p.now, p.max_body, p.credential, p.log = nil, nil, nil, nil, nil
+  check_credential("http_get_call", cred)
+  -- connect{...} with a table (scheme, ssl_verify, ...) came in lua-resty-http 0.16
+  local major, minor = tostring(httpc._VERSION or ""):match("^(%d+)%.(%d+)")
+  local streaming = type(httpc.connect) == "function" and type(httpc.request) == "function"
+    and type(httpc.parse_uri) == "function" and major ~= nil
+    and (tonumber(major) > 0 or tonumber(minor) >= 16)
+  local crid
+  local hooks = credential_hooks(cred)
+  local last, attempts, info = drive(client, {
+    now = now,
+    sleep = function(s)
+      if not sleep then error("acscall.resty.http_get_call: no sleep function (not in nginx)", 4) end
+      sleep(s)
+    end,
+    before = hooks.before, refresh = hooks.refresh,
+    send = function(timeout, connect_timeout)
+      local url, headers, finfo = client:request(id, crid)
+      if not url then return { final = true, failed = { headers, finfo } } end
+      crid = crid or headers["x-ms-client-request-id"]
+      for name, value in pairs(headers) do
+        if not check_header_value(value) then
+          return { final = true, outcome = "local", kind = "auth",
+            text = "the " .. name .. " header's value holds a control character: not sent" }
+        end
+      end
+      p.method, p.headers, p.ssl_verify = "GET", headers, true
       local ms = math.ceil(timeout * 1000)
-      httpc:set_timeouts(math.min(math.ceil(connect_timeout * 1000), ms), ms, ms)
-    end
-    attempts = attempts + 1
-    local res, err = httpc:request_uri(url, p)
-    if res then
-      local rh = {}
-      for k, v in pairs(res.headers or {}) do rh[k] = v end
-      last = { status = res.status, body = res.body or "", headers = rh }
-    else
+      if type(httpc.set_timeouts) == "function" then
+        httpc:set_timeouts(math.min(math.ceil(connect_timeout * 1000), ms), ms, ms)
+      end
+      local res, err, outcome
+      if streaming then
+        res, err, outcome = stream_request(httpc, url, p, max_body, now() + timeout, now)
+      else
+        res, err = httpc:request_uri(url, p)
+        if res and #(res.body or "") > max_body then
+          res, err, outcome = nil, "response body exceeds the max_body limit (" .. max_body .. " bytes)", "too_large"
+        end
+      end
+      if res then
+        local rh = {}
+        for k, v in pairs(res.headers or {}) do rh[k] = v end
+        return { status = res.status, body = res.body or "", headers = rh,
+          final = res.status >= 200 and res.status < 300 }
+      end
       err = tostring(err)
-      last = { outcome = cosocket_outcome(err), text = err }
-    end
-  end
-  return report(last, attempts, crid, p.max_body or M.DEFAULT_MAX_BODY)
+      outcome = outcome or cosocket_outcome(err)
+      return { outcome = outcome, text = err, kind = outcome == "too_large" and "decode" or nil,
+        final = outcome == "too_large" }
+    end,
+  })
+  return finish(ngx, { log = log }, id, crid, last, attempts, info)
 end
 
 -- ------------------------------------------------------ thread path
@@ -538,8 +818,9 @@ end
 -- 3xx (redirects are not followed: passing one on would send the client a
 -- redirect without its Location), 401 and 403 (the gateway's own credential
 -- was refused: not the client's to fix); 504 for timeouts, 502 for other
--- transport failures, 503 when the thread pool is full, 500 otherwise
--- (`decode`, `auth`).
+-- transport failures and for an answer that cannot be used (`decode`: too
+-- large, not a call), 503 when the thread pool is full, 500 otherwise
+-- (`auth`, `local`).
 -- @tparam table info the third result of a failed fetch
 -- @treturn integer
 function M.error_status(info)
@@ -553,6 +834,7 @@ function M.error_status(info)
     if info.timeout then return 504 end
     return 502
   end
+  if kind == "decode" then return 502 end
   if kind == "thread" then return 503 end
   return 500
 end

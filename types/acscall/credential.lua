@@ -12,6 +12,9 @@
 ---@field AUTHORITY_HOST string "https://login.microsoftonline.com"
 ---@field JWT_BEARER string the client_assertion_type of workload identity
 ---@field REFRESH_BEFORE number seconds before expiry a token is refreshed (300)
+---@field HALF_LIFE_OVER number a token living longer (s) is refreshed at half its life (7200, MSAL)
+---@field MAX_LIFETIME number the longest lifetime (s) a token may claim (core.LIMITS.token_lifetime_max); longer is refused
+---@field RETRY {imds: acscall.Retries, app_service: acscall.Retries} each token endpoint's retry classes (the authority: the core's)
 ---@field NAMES string[] the names `by_name` takes
 local credential = {}
 
@@ -34,7 +37,7 @@ local credential = {}
 ---@class acscall.Transport
 local Transport = {}
 
----@param req {url: string, method?: "GET"|"POST", headers?: table<string, string>, form?: table<string, string>, timeout?: number}
+---@param req {url: string, method?: "GET"|"POST", headers?: table<string, string>, form?: table<string, string>, timeout?: number, retries?: integer|false|acscall.Retries}
 ---@return integer|nil status
 ---@return string body_or_message
 ---@return table headers_or_info
@@ -42,7 +45,7 @@ function Transport:fetch(req) end
 
 --- A credential: an acscall.TokenCredential with a cache of its own.
 ---@class acscall.Credential: acscall.TokenCredential
----@field kind string "managed_identity", "client_secret", "workload_identity", "azure_cli", "default"
+---@field kind string "managed_identity", "client_secret", "client_certificate", "workload_identity", "azure_cli", "default"
 local Credential = {}
 
 --- A token: the cached one until its refresh point, else a new one.
@@ -66,7 +69,18 @@ function Credential:close() end
 ---@class acscall.ManagedIdentityOptions: acscall.CredentialOptions
 ---@field client_id? string a user-assigned identity
 ---@field resource_id? string a user-assigned identity, by its resource id
+---@field object_id? string a user-assigned identity, by its object (principal) id
 ---@field endpoint? string the IMDS host (wins over the environment)
+---@field imds_retry? acscall.Retries fields replacing RETRY.imds's (tests: tiny delays)
+
+---@class acscall.ClientCertificateOptions: acscall.CredentialOptions
+---@field tenant_id? string AZURE_TENANT_ID
+---@field client_id? string AZURE_CLIENT_ID
+---@field certificate_path? string AZURE_CLIENT_CERTIFICATE_PATH: a PEM file with the certificate and its RSA key
+---@field certificate? string the PEM text instead of a file
+---@field password? string AZURE_CLIENT_CERTIFICATE_PASSWORD (an encrypted key)
+---@field send_certificate_chain? boolean AZURE_CLIENT_SEND_CERTIFICATE_CHAIN: the chain as x5c
+---@field authority_host? string AZURE_AUTHORITY_HOST
 
 ---@class acscall.ClientSecretOptions: acscall.CredentialOptions
 ---@field tenant_id? string AZURE_TENANT_ID
@@ -102,6 +116,11 @@ function credential.managed_identity(opts) end
 ---@return acscall.Credential
 function credential.client_secret(opts) end
 
+--- A service principal's certificate: a PS256 client assertion, as @azure/identity builds it.
+---@param opts? acscall.ClientCertificateOptions
+---@return acscall.Credential
+function credential.client_certificate(opts) end
+
 ---@param opts? acscall.WorkloadIdentityOptions
 ---@return acscall.Credential
 function credential.workload_identity(opts) end
@@ -115,7 +134,8 @@ function credential.azure_cli(opts) end
 ---@return acscall.Credential
 function credential.default(opts) end
 
---- By the CLI's names: "default", "managed-identity", "cli", "client-secret", "workload-identity".
+--- By the CLI's names: "default", "managed-identity", "cli", "client-secret", "workload-identity",
+--- "client-certificate".
 ---@param name string
 ---@param opts? acscall.CredentialOptions|table
 ---@return acscall.Credential

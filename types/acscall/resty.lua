@@ -15,6 +15,8 @@ local resty = {}
 ---@field upstream? string the upstream block's name ("acscall")
 ---@field max_body? integer
 ---@field credential? acscall.Credential the client's credential: its token is fetched on the event loop
+---@field log? integer|false the level of the one error.log line per failed call (ngx.ERR); false: none
+---@field json? boolean return the call as JSON text (core.call_json), not a table
 ---@field sleep? fun(seconds: number) for tests (ngx.sleep)
 ---@field now? fun(): number for tests (ngx.now)
 
@@ -22,10 +24,14 @@ local resty = {}
 ---@param client acscall.Client
 ---@param id string
 ---@param opts? acscall.CaptureOptions
----@return acscall.CallConnectionProperties? call
+---@return acscall.CallConnectionProperties|string? call a JSON string with opts.json
 ---@return string? message
 ---@return acscall.Info? info
 function resty.capture_get_call(client, id, opts) end
+
+--- acscall.conf's body filter (body_filter_by_lua in its internal locations):
+--- ends an attempt past max_body or past its end.
+function resty.body_filter() end
 
 --- A credential transport fetching tokens on the event loop.
 ---@param opts? {retries?: integer|false, base_delay?: number, max_delay?: number, timeout?: number, deadline?: number}

@@ -161,4 +161,97 @@ function M.self_test()
   return true
 end
 
+---------------------------------------------------------------------------------------------------
+-- Client assertions signed with a certificate (what @azure/identity's ClientCertificateCredential
+-- sends through @azure/msal-node 3.8: a JWT, header alg PS256 (or RS256) with x5t#S256 (or x5t),
+-- claims aud, iss, sub, nbf, exp, jti), verified against the certificate the emulator is given.
+
+local bxor = rawget(_G, "bit") and rawget(_G, "bit").bxor
+  or (load and load("return function(a, b) return a ~ b end"))()
+
+local function b64url_decode(s)
+  if type(s) ~= "string" or s:find("[^%w%-_]") then return nil end
+  s = s:gsub("%-", "+"):gsub("_", "/")
+  s = s .. ("="):rep((4 - #s % 4) % 4)
+  return M.b64decode(s)
+end
+
+local function b64url(s)
+  return (M.b64encode(s):gsub("+", "-"):gsub("/", "_"):gsub("=+$", ""))
+end
+
+local function sha256(s) return digest.new("sha256"):final(s) end
+
+-- EMSA-PSS-VERIFY (RFC 8017 section 9.1.2) for SHA-256 and MGF1-SHA-256, any salt length:
+-- em is the public-key operation's output, mod_bits the modulus' size
+local function pss_verify(em, mod_bits, data)
+  local em_bits = mod_bits - 1
+  local em_len = math.ceil(em_bits / 8)
+  em = em:sub(-em_len)
+  if #em ~= em_len or em:byte(-1) ~= 0xbc then return false end
+  local masked, h = em:sub(1, em_len - 33), em:sub(em_len - 32, em_len - 1)
+  local zero_bits = 8 * em_len - em_bits
+  if masked:byte(1) >= 2 ^ (8 - zero_bits) then return false end
+  local stream, counter = "", 0
+  while #stream < #masked do
+    stream = stream .. sha256(h .. string.char(0, 0, math.floor(counter / 256), counter % 256))
+    counter = counter + 1
+  end
+  local db = {}
+  for i = 1, #masked do db[i] = bxor(masked:byte(i), stream:byte(i)) end
+  db[1] = db[1] % 2 ^ (8 - zero_bits)
+  local i = 1
+  while db[i] == 0 do i = i + 1 end
+  if db[i] ~= 1 then return false end
+  local salt = {}
+  for j = i + 1, #db do salt[#salt + 1] = string.char(db[j]) end
+  return sha256(("\0"):rep(8) .. sha256(data) .. table.concat(salt)) == h
+end
+
+--- Verify a client assertion signed with a certificate. cert_pem: the certificate (PEM);
+-- expect = {aud = the token endpoint's URL, client_id = the form's, now = Unix s}.
+-- Returns true, or nil and why (never the assertion).
+function M.verify_client_assertion(assertion, cert_pem, expect)
+  local x509 = require "openssl.x509"
+  local pkey = require "openssl.pkey"
+  local cjson = require("cjson.safe")
+  local hb, pb, sb = assertion:match("^([%w%-_]+)%.([%w%-_]+)%.([%w%-_]+)$")
+  if not hb then return nil, "not a signed JWT" end
+  local header, claims, sig = cjson.decode(b64url_decode(hb) or ""), cjson.decode(b64url_decode(pb) or ""),
+    b64url_decode(sb)
+  if type(header) ~= "table" or type(claims) ~= "table" or not sig then return nil, "malformed JWT" end
+  local ok, crt = pcall(x509.new, cert_pem)
+  if not ok then return nil, "the emulator's certificate is not readable" end
+  if header["x5t#S256"] then
+    if header["x5t#S256"] ~= b64url(crt:digest("sha256", "s")) then return nil, "x5t#S256 is not the certificate's" end
+  elseif header.x5t then
+    if header.x5t ~= b64url(crt:digest("sha1", "s")) then return nil, "x5t is not the certificate's" end
+  else
+    return nil, "no x5t#S256 or x5t header"
+  end
+  local key = crt:getPublicKey()
+  local input = hb .. "." .. pb
+  if header.alg == "RS256" then
+    local d = digest.new("sha256")
+    d:update(input)
+    if not key:verify(sig, d) then return nil, "bad signature" end
+  elseif header.alg == "PS256" then
+    local n = key:getParameters().n:toBinary()
+    local mod_bits, top = 8 * #n, n:byte(1)
+    while top < 128 do mod_bits, top = mod_bits - 1, top * 2 end
+    if #sig ~= #n then return nil, "bad signature" end
+    local pok, em = pcall(key.encrypt, key, sig, { rsaPadding = pkey.RSA_NO_PADDING })
+    if not pok or not pss_verify(em, mod_bits, input) then return nil, "bad signature" end
+  else
+    return nil, "alg must be PS256 or RS256"
+  end
+  if claims.aud ~= expect.aud then return nil, "aud is not this token endpoint" end
+  if claims.iss ~= expect.client_id or claims.sub ~= expect.client_id then
+    return nil, "iss/sub is not the client id"
+  end
+  if type(claims.exp) ~= "number" or claims.exp <= expect.now then return nil, "expired" end
+  if type(claims.nbf) == "number" and claims.nbf > expect.now + M.MAX_SKEW then return nil, "not yet valid" end
+  return true
+end
+
 return M

@@ -18,13 +18,17 @@ M.ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 M.ASSERTION_PREFIX = "emulator-assertion"
 M.KEEP_EXPIRED = 600 -- seconds an expired token stays known (Get Call: 401 "expired", not "invalid")
 
---- The token route of a request path (as received), or nil: "imds", "app_service" or
--- "oauth2" (and the percent-decoded tenant).
+--- The identity route of a request path (as received), or nil: "imds", "app_service",
+-- "oauth2" or "openid" (the last two with the percent-decoded tenant). IMDS's path is taken
+-- with a trailing "/" too: @azure/msal-node (3.8) canonicalizes the pod-identity URL
+-- (AZURE_POD_IDENTITY_AUTHORITY_HOST + the path + "/").
 function M.route(path)
-  if path == M.IMDS_PATH then return "imds" end
+  if path == M.IMDS_PATH or path == M.IMDS_PATH .. "/" then return "imds" end
   if path == M.APP_SERVICE_PATH then return "app_service" end
   local tenant = path:match("^/([^/]+)/oauth2/v2%.0/token$")
   if tenant then return "oauth2", ngx.unescape_uri(tenant) end
+  tenant = path:match("^/([^/]+)/v2%.0/%.well%-known/openid%-configuration$")
+  if tenant then return "openid", ngx.unescape_uri(tenant) end
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -62,11 +66,11 @@ local function ttl_for(client_id, default)
   return tonumber(client_id and client_id:match("%-ttl(%d+)$")) or default
 end
 
--- A selector (client_id or tenant) containing fault-503x<K> (or fault-429x<K>) gets that status
--- for its first K token requests, counted per selector in the shared dict (10 minutes); 503's
--- count runs first, so "fault-503x1-fault-429x1" answers 503, 429, then tokens.
+-- A selector (client_id or tenant) containing fault-503x<K> (or 429, 410, 404) gets that status
+-- for its first K token requests, counted per selector in the shared dict (10 minutes); the
+-- counts run in that order, so "fault-503x1-fault-429x1" answers 503, 429, then tokens.
 local function fault_for(selectors)
-  for _, code in ipairs{"503", "429"} do
+  for _, code in ipairs{"503", "429", "410", "404"} do
     for _, s in ipairs(selectors) do
       local k = tonumber(s:match("fault%-" .. code .. "x(%d+)"))
       if k then
@@ -80,7 +84,11 @@ end
 local FAULT_DESCRIPTION = {
   [503] = "The service is temporarily unavailable (emulated).",
   [429] = "Too many requests (emulated).",
+  [410] = "The identity endpoint is being upgraded (emulated: IMDS answers 410 during host updates).",
+  [404] = "The identity is not available yet (emulated).",
 }
+-- IMDS sends no Retry-After with 404/410 (the SDKs' imdsRetryPolicy waits on its own schedule)
+local FAULT_HEADERS = { [503] = { ["Retry-After"] = "0" }, [429] = { ["Retry-After"] = "0" } }
 
 -- The fault answer due to these selectors (shaped by fail_with(status, description, headers)), or
 -- nil. First, a selector containing slow<MS>ms delays the answer MS milliseconds (ngx.sleep: other
@@ -96,7 +104,7 @@ local function fault_answer(selectors, fail_with)
   local code = fault_for(selectors)
   if not code then return nil end
   ngx.ctx.fault = tostring(code)
-  return fail_with(code, FAULT_DESCRIPTION[code], { ["Retry-After"] = "0" })
+  return fail_with(code, FAULT_DESCRIPTION[code], FAULT_HEADERS[code])
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -213,11 +221,13 @@ function M.app_service(cfg)
     return app_service_error(401, "The X-IDENTITY-HEADER header is not valid (emulated)")
   end
   ngx.ctx.auth = "identity_header"
-  local q, err = query({ "api-version", "resource" }, { "client_id", "mi_res_id", "principal_id" },
-    { client_id = true, mi_res_id = true, principal_id = true })
+  -- a user-assigned identity: client_id, mi_res_id, or object_id (what @azure/msal-node 3.8 sends;
+  -- the App Service documentation of 2019-08-01 calls it principal_id: both are taken)
+  local q, err = query({ "api-version", "resource" }, { "client_id", "mi_res_id", "object_id", "principal_id" },
+    { client_id = true, mi_res_id = true, object_id = true, principal_id = true })
   if not q then return app_service_error(400, err) end
   id.resource, id.client_id = q.resource, q.client_id
-  id.resource_id, id.object_id = q.mi_res_id, q.principal_id
+  id.resource_id, id.object_id = q.mi_res_id, q.object_id or q.principal_id
 
   local status, body, headers = fault_answer({ q.client_id or "" }, app_service_error)
   if status then return status, body, headers end
@@ -229,6 +239,43 @@ function M.app_service(cfg)
     resource = q.resource,
     token_type = "Bearer",
     client_id = q.client_id or "00000000-0000-4000-8000-000000000e1d",
+  }
+end
+
+---------------------------------------------------------------------------------------------------
+-- OpenID configuration: GET /<tenant>/v2.0/.well-known/openid-configuration, the document MSAL
+-- reads before its first token request (@azure/msal-common 15: `isOpenIdConfigResponse` needs
+-- authorization_endpoint, token_endpoint, issuer, jwks_uri), its endpoints on this server
+
+function M.openid(_, tenant)
+  note("openid", { tenant = tenant })
+  if ngx.req.get_method() ~= "GET" then
+    return 405, { error = "invalid_request", error_description = "GET only (emulated)" }, { Allow = "GET" }
+  end
+  ngx.ctx.auth = "none"
+  local host = header("host")
+  if not host or not host:match("^[%w%.%-%[%]:]+$") then
+    return 400, { error = "invalid_request", error_description = "A Host header is required (emulated)" }
+  end
+  local base = ngx.var.scheme .. "://" .. host .. "/" .. ngx.escape_uri(tenant)
+  return 200, {
+    token_endpoint = base .. "/oauth2/v2.0/token",
+    token_endpoint_auth_methods_supported = { "client_secret_post", "private_key_jwt", "client_secret_basic" },
+    jwks_uri = base .. "/discovery/v2.0/keys",
+    response_modes_supported = { "query", "fragment", "form_post" },
+    subject_types_supported = { "pairwise" },
+    id_token_signing_alg_values_supported = { "RS256" },
+    response_types_supported = { "code", "id_token", "code id_token", "id_token token" },
+    scopes_supported = { "openid", "profile", "email", "offline_access" },
+    issuer = base .. "/v2.0",
+    request_uri_parameter_supported = false,
+    authorization_endpoint = base .. "/oauth2/v2.0/authorize",
+    device_authorization_endpoint = base .. "/oauth2/v2.0/devicecode",
+    end_session_endpoint = base .. "/oauth2/v2.0/logout",
+    tenant_region_scope = "WW",
+    cloud_instance_name = "microsoftonline.com",
+    cloud_graph_host_name = "graph.windows.net",
+    msgraph_host = "graph.microsoft.com",
   }
 end
 
@@ -302,10 +349,21 @@ function M.oauth2(cfg, tenant)
         .. "secret being sent in the request is the client secret value, not the client secret ID (emulated).")
     end
   elseif v.client_assertion:sub(1, #M.ASSERTION_PREFIX) ~= M.ASSERTION_PREFIX then
-    fail("invalid client assertion")
-    return oauth_error(401, "invalid_client",
-      "AADSTS700027: Client assertion failed signature validation (emulated: it must start with "
-      .. M.ASSERTION_PREFIX .. ").")
+    -- a certificate's assertion: checked against --client-certificate (when given)
+    local why = "it must start with " .. M.ASSERTION_PREFIX
+    if cfg.client_certificate_pem then
+      local host = header("host") or ""
+      local ok, err = auth.verify_client_assertion(v.client_assertion, cfg.client_certificate_pem, {
+        aud = ngx.var.scheme .. "://" .. host .. "/" .. ngx.escape_uri(tenant) .. "/oauth2/v2.0/token",
+        client_id = v.client_id, now = ngx.now() })
+      if ok then why = nil else why = err .. ", or start with " .. M.ASSERTION_PREFIX end
+    end
+    if why then
+      fail("invalid client assertion")
+      return oauth_error(401, "invalid_client",
+        "AADSTS700027: Client assertion failed signature validation (emulated: " .. why .. ").")
+    end
+    id.certificate = true
   end
   ngx.ctx.auth = id.grant
   local ttl = ttl_for(v.client_id, cfg.token_ttl)

@@ -1,0 +1,513 @@
+/* tojson.c - core.call_json(body): the JSON text of the call a 2xx body of
+ * Get Call decodes to (tojson.h). For the OpenResty event path's answer:
+ * acscall.decode + cjson.encode cost a Lua table of the whole call; here
+ * one pass checks the body (RFC 8259 grammar, a strict subset of what
+ * lua-cjson 2.1.0 accepts) and, when the call equals the body but for its
+ * identifiers, answers the body itself with only the identifiers that
+ * decode would change (no rawId, no kind) replaced. Those identifiers are
+ * shaped by model.c (acs_decode_push on a body holding just them), so the
+ * model's rules stay in one place. Anything else - a null (decode strips
+ * it), an "error" member, an escaped member name at the levels that
+ * matter, a lone surrogate, deeper than 32 levels - goes the whole way:
+ * acs_decode_push, then the table written as JSON here, known array fields
+ * (core.ARRAY_FIELDS) as [] when empty. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "compat.h"
+#include "model.h"
+#include "tojson.h"
+
+#define SCAN_DEPTH 32   /* deeper bodies take the whole way */
+#define SCAN_IDENTS 256 /* identifiers to shape, at most (more: the whole way) */
+#define ENC_DEPTH 64    /* ACS_DEFAULT_MAX_DEPTH: decode refuses deeper */
+
+/* ---------------------------------------------------------------- scan */
+
+enum { R_ANY, R_TOP, R_IDENT, R_TARGETS };
+
+typedef struct {
+    const char *s;
+    size_t len, i;
+    int bad;
+    size_t nids;
+    size_t from[SCAN_IDENTS], to[SCAN_IDENTS]; /* identifiers to shape */
+} scan;
+
+static void ws(scan *sc)
+{
+    while (sc->i < sc->len) {
+        char c = sc->s[sc->i];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+            return;
+        sc->i++;
+    }
+}
+
+static int hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+    int k;
+    for (k = 0; k < 4; k++) {
+        char c = p[k];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* A string at sc->i ('"'): its raw content is s[*from, *to). *escaped: it
+ * holds a backslash. 0 when malformed (or a lone surrogate: decode mends
+ * those, the whole way does it). */
+static int string(scan *sc, size_t *from, size_t *to, int *escaped)
+{
+    const char *s = sc->s;
+    size_t i = sc->i + 1;
+    *escaped = 0;
+    *from = i;
+    while (i < sc->len) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"') {
+            *to = i;
+            sc->i = i + 1;
+            return 1;
+        }
+        if (c < 0x20)
+            return 0;
+        if (c != '\\') {
+            i++;
+            continue;
+        }
+        *escaped = 1;
+        if (i + 1 >= sc->len)
+            return 0;
+        c = (unsigned char)s[i + 1];
+        if (c == 'u') {
+            unsigned u, lo;
+            if (i + 6 > sc->len || !hex4(s + i + 2, &u))
+                return 0;
+            i += 6;
+            if (u >= 0xDC00 && u <= 0xDFFF)
+                return 0; /* a low surrogate alone */
+            if (u >= 0xD800 && u <= 0xDBFF) { /* must pair with a low one */
+                if (i + 6 > sc->len || s[i] != '\\' || s[i + 1] != 'u' ||
+                    !hex4(s + i + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+                    return 0;
+                i += 6;
+            }
+        } else if (strchr("\"\\/bfnrt", (int)c) && c != '\0') {
+            i += 2;
+        } else {
+            return 0;
+        }
+    }
+    return 0;
+}
+
+static int digits(scan *sc)
+{
+    size_t start = sc->i;
+    while (sc->i < sc->len && sc->s[sc->i] >= '0' && sc->s[sc->i] <= '9')
+        sc->i++;
+    return sc->i > start;
+}
+
+static int number(scan *sc)
+{
+    if (sc->s[sc->i] == '-')
+        sc->i++;
+    if (sc->i >= sc->len)
+        return 0;
+    if (sc->s[sc->i] == '0')
+        sc->i++;
+    else if (!digits(sc))
+        return 0;
+    if (sc->i < sc->len && sc->s[sc->i] == '.') {
+        sc->i++;
+        if (!digits(sc))
+            return 0;
+    }
+    if (sc->i < sc->len && (sc->s[sc->i] == 'e' || sc->s[sc->i] == 'E')) {
+        sc->i++;
+        if (sc->i < sc->len && (sc->s[sc->i] == '+' || sc->s[sc->i] == '-'))
+            sc->i++;
+        if (!digits(sc))
+            return 0;
+    }
+    return 1;
+}
+
+static int literal(scan *sc, const char *w)
+{
+    size_t n = strlen(w);
+    if (sc->len - sc->i < n || memcmp(sc->s + sc->i, w, n) != 0)
+        return 0;
+    sc->i += n;
+    return 1;
+}
+
+static int value(scan *sc, int role, int depth);
+
+#define KEY_IS(lit) (klen == sizeof(lit) - 1 && memcmp(sc->s + kf, lit, klen) == 0)
+
+/* An object at sc->i ('{'). R_TOP notes source and targets; R_IDENT
+ * records the identifier when decode would change it. */
+static int object(scan *sc, int role, int depth)
+{
+    size_t start = sc->i, kf, kt, klen;
+    int esc, seen_source = 0, seen_targets = 0, nkind = 0, nraw = 0;
+    int kind_ok = 0, raw_ok = 0;
+    sc->i++;
+    ws(sc);
+    if (sc->i < sc->len && sc->s[sc->i] == '}') {
+        sc->i++;
+        goto done;
+    }
+    for (;;) {
+        int sub = R_ANY;
+        size_t vstart;
+        ws(sc);
+        if (sc->i >= sc->len || sc->s[sc->i] != '"' || !string(sc, &kf, &kt, &esc))
+            return 0;
+        klen = kt - kf;
+        if (esc && (role == R_TOP || role == R_IDENT))
+            return 0; /* "sou\u0072ce" is source to cjson: the whole way */
+        ws(sc);
+        if (sc->i >= sc->len || sc->s[sc->i] != ':')
+            return 0;
+        sc->i++;
+        ws(sc);
+        if (sc->i >= sc->len)
+            return 0;
+        vstart = sc->i;
+        if (role == R_TOP) {
+            if (KEY_IS("error"))
+                return 0;
+            if (KEY_IS("source")) {
+                if (seen_source++)
+                    return 0;
+                if (sc->s[sc->i] == '{')
+                    sub = R_IDENT;
+            } else if (KEY_IS("targets")) {
+                if (seen_targets++)
+                    return 0;
+                if (sc->s[sc->i] == '[')
+                    sub = R_TARGETS;
+            }
+        }
+        if (!value(sc, sub, depth + 1))
+            return 0;
+        if (role == R_IDENT) {
+            if (KEY_IS("kind")) {
+                nkind++;
+                kind_ok = sc->s[vstart] == '"';
+            } else if (KEY_IS("rawId")) {
+                nraw++;
+                /* a non-empty string, or another type (kept as sent) */
+                raw_ok = sc->s[vstart] != '"' || sc->i - vstart > 2;
+            }
+        }
+        ws(sc);
+        if (sc->i < sc->len && sc->s[sc->i] == ',') {
+            sc->i++;
+            continue;
+        }
+        if (sc->i < sc->len && sc->s[sc->i] == '}') {
+            sc->i++;
+            break;
+        }
+        return 0;
+    }
+done:
+    if (role == R_IDENT) {
+        if (nkind > 1 || nraw > 1)
+            return 0;
+        if (!(kind_ok && raw_ok)) {
+            if (sc->nids == SCAN_IDENTS)
+                return 0;
+            sc->from[sc->nids] = start;
+            sc->to[sc->nids] = sc->i;
+            sc->nids++;
+        }
+    }
+    return 1;
+}
+
+static int array(scan *sc, int role, int depth)
+{
+    sc->i++;
+    ws(sc);
+    if (sc->i < sc->len && sc->s[sc->i] == ']') {
+        sc->i++;
+        return 1;
+    }
+    for (;;) {
+        ws(sc);
+        if (sc->i >= sc->len)
+            return 0;
+        if (!value(sc, role == R_TARGETS && sc->s[sc->i] == '{' ? R_IDENT : R_ANY, depth + 1))
+            return 0;
+        ws(sc);
+        if (sc->i < sc->len && sc->s[sc->i] == ',') {
+            sc->i++;
+            continue;
+        }
+        if (sc->i < sc->len && sc->s[sc->i] == ']') {
+            sc->i++;
+            return 1;
+        }
+        return 0;
+    }
+}
+
+static int value(scan *sc, int role, int depth)
+{
+    size_t f, t;
+    int esc;
+    if (depth > SCAN_DEPTH || sc->i >= sc->len)
+        return 0;
+    switch (sc->s[sc->i]) {
+    case '{': return object(sc, role, depth);
+    case '[': return array(sc, role, depth);
+    case '"': return string(sc, &f, &t, &esc);
+    case 't': return literal(sc, "true");
+    case 'f': return literal(sc, "false");
+    default: return (sc->s[sc->i] == '-' || (sc->s[sc->i] >= '0' && sc->s[sc->i] <= '9')) && number(sc);
+    }
+}
+
+/* ---------------------------------------------------------------- write */
+
+/* A growing byte buffer in a userdata at stack slot `slot` (the collector
+ * owns it: no leak if a Lua call fails midway). */
+typedef struct {
+    lua_State *L;
+    int slot;
+    char *p;
+    size_t n, cap;
+} out;
+
+static void out_init(out *o, lua_State *L, size_t cap)
+{
+    o->L = L;
+    o->p = (char *)lua_newuserdata(L, cap);
+    o->slot = lua_gettop(L);
+    o->n = 0;
+    o->cap = cap;
+}
+
+static void out_add(out *o, const char *s, size_t n)
+{
+    if (o->cap - o->n < n) {
+        size_t cap = o->cap * 2 + n;
+        char *p = (char *)lua_newuserdata(o->L, cap);
+        memcpy(p, o->p, o->n);
+        lua_replace(o->L, o->slot);
+        o->p = p;
+        o->cap = cap;
+    }
+    memcpy(o->p + o->n, s, n);
+    o->n += n;
+}
+
+#define out_lit(o, lit) out_add((o), lit, sizeof(lit) - 1)
+
+static void out_string(out *o, const char *s, size_t n)
+{
+    size_t i, run = 0;
+    out_lit(o, "\"");
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[8];
+        if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f) {
+            run++;
+            continue;
+        }
+        out_add(o, s + i - run, run);
+        run = 0;
+        snprintf(esc, sizeof esc, "\\u%04x", (unsigned)c);
+        out_add(o, esc, 6);
+    }
+    out_add(o, s + n - run, run);
+    out_lit(o, "\"");
+}
+
+/* Write the value at idx; arrays: the set of array field names (index).
+ * key: the member name the value is under (NULL in an array). 0: a number
+ * JSON cannot carry (NaN), or deeper than decode allows. */
+static int write_value(out *o, int idx, int arrays, const char *key, int depth)
+{
+    lua_State *L = o->L;
+    char num[40];
+    size_t n, i;
+    int first = 1, is_array;
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+        const char *s = lua_tolstring(L, idx, &n);
+        out_string(o, s, n);
+        return 1;
+    }
+    case LUA_TBOOLEAN:
+        if (lua_toboolean(L, idx))
+            out_lit(o, "true");
+        else
+            out_lit(o, "false");
+        return 1;
+    case LUA_TNUMBER: {
+        lua_Number x = lua_tonumber(L, idx);
+        if (x != x)
+            return 0;
+        if (isinf(x))
+            snprintf(num, sizeof num, "%s", x > 0 ? "1e9999" : "-1e9999");
+        else /* lua-cjson decodes every number as a double; %.17g reads back equal */
+            snprintf(num, sizeof num, "%.17g", (double)x);
+        out_add(o, num, strlen(num));
+        return 1;
+    }
+    case LUA_TTABLE:
+        break;
+    default: /* cjson.null (a light userdata) */
+        out_lit(o, "null");
+        return 1;
+    }
+    if (depth > ENC_DEPTH)
+        return 0;
+    luaL_checkstack(L, 6, "acscall: JSON too deep");
+    if (idx < 0)
+        idx = lua_gettop(L) + idx + 1;
+    n = acs_rawlen(L, idx);
+    is_array = n > 0;
+    if (!is_array) {
+        lua_pushnil(L);
+        if (!lua_next(L, idx)) { /* empty: [] for an array field, or a table cjson marked as one */
+            int marked = lua_getmetatable(L, idx);
+            if (marked)
+                lua_pop(L, 1);
+            if (!marked && key) {
+                lua_getfield(L, arrays, key);
+                marked = lua_toboolean(L, -1);
+                lua_pop(L, 1);
+            }
+            if (marked)
+                out_lit(o, "[]");
+            else
+                out_lit(o, "{}");
+            return 1;
+        }
+        lua_pop(L, 2);
+    }
+    if (is_array) {
+        out_lit(o, "[");
+        for (i = 1; i <= n; i++) {
+            if (i > 1)
+                out_lit(o, ",");
+            lua_rawgeti(L, idx, (int)i);
+            if (!write_value(o, lua_gettop(L), arrays, NULL, depth + 1))
+                return 0;
+            lua_pop(L, 1);
+        }
+        out_lit(o, "]");
+        return 1;
+    }
+    out_lit(o, "{");
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        size_t kl;
+        const char *k;
+        if (lua_type(L, -2) != LUA_TSTRING) { /* not from a JSON object */
+            lua_pop(L, 1);
+            continue;
+        }
+        k = lua_tolstring(L, -2, &kl);
+        if (!first)
+            out_lit(o, ",");
+        first = 0;
+        out_string(o, k, kl);
+        out_lit(o, ":");
+        if (!write_value(o, lua_gettop(L), arrays, k, depth + 1))
+            return 0;
+        lua_pop(L, 1);
+    }
+    out_lit(o, "}");
+    return 1;
+}
+
+/* ---------------------------------------------------------------- call_json */
+
+static int call_json(lua_State *L)
+{
+    size_t len, k, at = 0;
+    const char *body = luaL_checklstring(L, 1, &len);
+    int arrays = lua_upvalueindex(1), ok;
+    scan sc;
+    out o;
+    memset(&sc, 0, sizeof sc); /* 4 KB: tens of ns */
+    lua_settop(L, 1);
+    sc.s = body;
+    sc.len = len;
+    ws(&sc);
+    ok = sc.i < len && body[sc.i] == '{' && object(&sc, R_TOP, 1);
+    if (ok) {
+        ws(&sc);
+        ok = sc.i == len;
+    }
+    if (ok && sc.nids == 0)
+        return 1; /* the call is the body */
+    if (ok) { /* the identifiers decode changes, shaped by model.c */
+        out_init(&o, L, 64);
+        out_lit(&o, "{\"targets\":[");
+        for (k = 0; k < sc.nids; k++) {
+            if (k)
+                out_lit(&o, ",");
+            out_add(&o, body + sc.from[k], sc.to[k] - sc.from[k]);
+        }
+        out_lit(&o, "]}");
+        if (acs_decode_push(L, 200, o.p, o.n, NULL) != 1)
+            ok = 0; /* not expected: the whole way says why */
+    }
+    if (ok) {
+        int t = lua_gettop(L), ids;
+        lua_getfield(L, t, "targets");
+        ids = lua_gettop(L);
+        out_init(&o, L, len + 64 * sc.nids);
+        for (k = 0; k < sc.nids && ok; k++) {
+            out_add(&o, body + at, sc.from[k] - at);
+            lua_rawgeti(L, ids, (int)k + 1);
+            ok = lua_type(L, -1) == LUA_TTABLE && write_value(&o, lua_gettop(L), arrays, NULL, 3);
+            lua_pop(L, 1);
+            at = sc.to[k];
+        }
+        if (ok) {
+            out_add(&o, body + at, len - at);
+            lua_pushlstring(L, o.p, o.n);
+            return 1;
+        }
+        lua_settop(L, 1);
+    }
+    /* the whole way */
+    lua_settop(L, 1);
+    if (acs_decode_push(L, 200, body, len, NULL) != 1)
+        return 3;
+    out_init(&o, L, len + 256);
+    if (!write_value(&o, 2, arrays, NULL, 1)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushlstring(L, o.p, o.n);
+    return 1;
+}
+
+void acs_tojson_open(lua_State *L)
+{
+    lua_getfield(L, -1, "ARRAY_FIELDS");
+    lua_pushcclosure(L, call_json, 1);
+    lua_setfield(L, -2, "call_json");
+}

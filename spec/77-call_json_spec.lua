@@ -1,0 +1,115 @@
+-- core.call_json (csrc/tojson.c): a 2xx body -> the call's JSON in one pass,
+-- the OpenResty event path's answer. For every emulator fixture and every
+-- fuzz seed (fuzz/seeds/fuzz_decode*, their first byte is the harness's
+-- selector) the text is valid JSON (dkjson, strict about the grammar) whose
+-- decoding deep-equals acscall.decode(200, body); a body that is not a call
+-- fails as decode fails; empty arrays stay arrays.
+local helpers = require "spec.helpers"
+local acscall = require "acscall"
+local core = require "acscall.core"
+local cjson = require "cjson.safe"
+local dkjson = require "dkjson"
+
+local function deep_equal(a, b)
+  if a ~= a and b ~= b then return true end -- NaN
+  if type(a) ~= type(b) then return false end
+  if type(a) ~= "table" then return a == b end
+  for k, v in pairs(a) do
+    if not deep_equal(v, b[k]) then return false end
+  end
+  for k in pairs(b) do
+    if a[k] == nil then return false end
+  end
+  return true
+end
+
+local function jsontype(t)
+  local mt = getmetatable(t)
+  return mt and mt.__jsontype
+end
+
+local function bodies()
+  local out = {}
+  local root = helpers.repo_root()
+  local list = helpers.run("ls " .. helpers.shell_quote(root .. "/emulator/fixtures") .. " | grep '\\.json$' | grep -v '\\.meta\\.json$'")
+  for name in list:gmatch("[^\n]+") do
+    out[#out + 1] = { "fixture " .. name, helpers.read_file(root .. "/emulator/fixtures/" .. name) }
+  end
+  for _, h in ipairs{ "fuzz_decode", "fuzz_decode_diff" } do
+    local dir = root .. "/fuzz/seeds/" .. h
+    for name in helpers.run("ls " .. helpers.shell_quote(dir)):gmatch("[^\n]+") do
+      local data = helpers.read_file(dir .. "/" .. name) or ""
+      out[#out + 1] = { h .. "/" .. name, data:sub(2) }
+    end
+  end
+  return out
+end
+
+describe("core.call_json", function()
+  local all = bodies()
+
+  it("reads the whole corpus (fixtures and fuzz seeds)", function()
+    assert.is_true(#all > 100, #all .. " bodies")
+  end)
+
+  it("answers JSON equal to acscall.decode for each body, or decode's failure", function()
+    local calls, failures = 0, 0
+    for _, case in ipairs(all) do
+      local label, body = case[1], case[2]
+      local call, msg, info = acscall.decode(200, body)
+      local j, jmsg, jinfo = core.call_json(body)
+      if call then
+        calls = calls + 1
+        assert.is_string(j, label)
+        local strict = dkjson.decode(j)
+        assert.is_not_nil(strict, label .. ": not valid JSON: " .. j:sub(1, 200))
+        local back = assert(cjson.decode(j), label)
+        assert.is_true(deep_equal(call, back), label .. ": " .. j:sub(1, 300))
+      else
+        failures = failures + 1
+        assert.is_nil(j, label)
+        assert.are.equal(msg, jmsg, label)
+        assert.are.equal(info.kind, jinfo.kind, label)
+      end
+    end
+    assert.is_true(calls > 30 and failures > 5, calls .. " calls, " .. failures .. " failures")
+  end)
+
+  it("answers a body that needs no shaping with the body itself (the fast way)", function()
+    local body = '{"callConnectionId":"x","targets":[],"source":{"kind":"phoneNumber","rawId":"4:+1",'
+      .. '"phoneNumber":{"value":"+1"}},"extra":[1,2,{"a":[]}]}'
+    assert.are.equal(body, core.call_json(body))
+  end)
+
+  it("keeps empty arrays arrays, also when the call is written from its table", function()
+    -- the fixture's targets need rawIds (shaped one by one); the second body has a null
+    -- (decode strips it: the call is written whole)
+    for _, body in ipairs{
+      '{"callConnectionId":"x","targets":[],"source":{"communicationUser":{"id":"8:acs:1"}}}',
+      '{"callConnectionId":"x","targets":[],"answeredBy":null,'
+        .. '"mediaStreamingSubscription":{"id":"m","subscribedContentTypes":[]},'
+        .. '"transcriptionSubscription":{"id":"t","subscribedResultTypes":[]}}',
+    } do
+      local j = assert(core.call_json(body))
+      local d = assert(dkjson.decode(j), j)
+      assert.are.equal("array", jsontype(d.targets), j)
+      if d.mediaStreamingSubscription then
+        assert.are.equal("array", jsontype(d.mediaStreamingSubscription.subscribedContentTypes), j)
+        assert.are.equal("array", jsontype(d.transcriptionSubscription.subscribedResultTypes), j)
+      end
+      assert.is_true(deep_equal(acscall.decode(200, body), cjson.decode(j)), j)
+    end
+  end)
+
+  it("adds the rawId and kind an identifier lacks, as decode does", function()
+    local body = '{"callConnectionId":"x","targets":[{"phoneNumber":{"value":"+14250123456"}}]}'
+    local j = assert(core.call_json(body))
+    local d = assert(cjson.decode(j))
+    assert.are.equal("4:+14250123456", d.targets[1].rawId)
+    assert.are.equal("phoneNumber", d.targets[1].kind)
+  end)
+
+  it("refuses what is not a string (a programmer mistake)", function()
+    assert.has_error(function() core.call_json(nil) end)
+  end)
+end)
