@@ -281,7 +281,7 @@ Credential.__index = Credential
 local function endpoint_retry(fname, base, opts, extra, level)
   local given, scale = opts.retries, opts.retry_scale
   if given == false then return false end
-  if scale ~= nil and (type(scale) ~= "number" or not (scale > 0)) then
+  if scale ~= nil and (type(scale) ~= "number" or scale ~= scale or scale <= 0) then
     error("acscall.credential." .. fname .. ": retry_scale must be a number > 0", level)
   end
   local function copy(t, drop_max)
