@@ -22,7 +22,7 @@
  *     listed: every retried outcome), retries go on past `max` until
  *     min_total has passed since the call began (azure-identity's IMDS
  *     rule: a 410 is retried for at least 70 s; ManagedIdentityCredential,
- *     azure-identity 1.15 for Python, imds.py);
+ *     @azure/identity 4.13.0 imdsRetryPolicy.js, "at least 70 seconds total");
  *   - by_status: a status's own schedule (max, base, max_delay, min_total,
  *     and "retried only when the server sets the wait"), so one endpoint
  *     retries, e.g., 404 from 0.8 s, 410 from 3 s and 429 only with

@@ -96,9 +96,11 @@ M.RETRY = {
       [429] = { retry_after_only = true } } },
 }
 M.RETRY.app_service = M.RETRY.imds
---- Seconds before expiry a token is refreshed (azure-core's DEFAULT_REFRESH_OFFSET is 300).
+--- Seconds before expiry a token is refreshed (azure-identity for Python, `_constants.py`:
+-- DEFAULT_REFRESH_OFFSET = 300).
 M.REFRESH_BEFORE = 300
---- A token living longer than this (s) is refreshed at half its life (MSAL's rule, 2 h).
+--- A token living longer than this (s) is refreshed at half its life (@azure/msal-node 3.8.10
+-- `ManagedIdentitySources/BaseManagedIdentitySource.ts`: refresh_in = expires_in / 2 over 2 h).
 M.HALF_LIFE_OVER = 2 * 3600
 
 -- ------------------------------------------------------------------ helpers
