@@ -6,9 +6,10 @@
  *
  * The retry classes and the schedule are data (acs_retry_policy), so the
  * ACS service and each token endpoint are retried by the same rule with
- * their own classes. The ACS defaults (azure-sdk-for-js sdk/core/
- * core-rest-pipeline src/retryStrategies/{exponentialRetryStrategy,
- * throttlingRetryStrategy}.ts, @azure/core-rest-pipeline 1.24.0 (npm), and
+ * their own classes. The ACS defaults (@azure/core-rest-pipeline 1.24.0,
+ * npm, whose retry strategies are its dependency @typespec/ts-http-runtime
+ * 0.3.6's src/retryStrategies/{exponentialRetryStrategy,
+ * throttlingRetryStrategy}.ts, and
  * Python azure-core's RetryPolicy, sdk/core/azure-core/azure/core/pipeline/
  * policies/_retry.py at azure-sdk-for-python commit b12d98b6; for an
  * idempotent GET):
