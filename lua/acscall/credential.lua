@@ -56,7 +56,7 @@ local M = {}
 
 --- The scope every credential asks for: the Communication Services resource
 -- (the double slash is what the ACS SDKs send: resource "https://communication.azure.com/"
--- + "/.default").
+-- + "/.default"; @azure/communication-common 2.4.2's communicationAuthPolicy.js).
 M.SCOPE = "https://communication.azure.com//.default"
 --- The resource IMDS and App Service take: the scope without "/.default"
 -- (azure-identity 1.24.0: `_scopes_to_resource`).
