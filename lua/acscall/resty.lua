@@ -111,6 +111,13 @@ local function check_client(fname, client, id)
   end
 end
 
+local function check_hook(fname, hook)
+  if hook ~= nil and type(hook) ~= "function" then
+    error("acscall.resty." .. fname .. ": on_attempt must be a function, got " .. type(hook), 3)
+  end
+  return hook
+end
+
 local function check_credential(fname, cred)
   if cred ~= nil and (type(cred) ~= "table" and type(cred) ~= "userdata" or type(cred.get_token) ~= "function") then
     error("acscall.resty." .. fname .. ": credential must have a get_token method", 3)
@@ -118,6 +125,46 @@ local function check_credential(fname, cred)
 end
 
 -- ------------------------------------------------------ the attempt driver
+
+-- on_attempt (an option of the three Lua paths): the record of one attempt,
+-- in the shape of the core's (lua/acscall/core.luadoc, "Attempt"); `wait`
+-- and `reason` are added once the next verdict is known. o:facts() ->
+-- operation, call id, client request id, URL, the secrets sent (for core.redact).
+local redact = core.redact
+local function attempt_record(o, last, n, duration)
+  local operation, id, crid, url, secrets = o:facts()
+  local host = url and url:match("^%a+://([^/?#]+)")
+  local r = { operation = operation, id = id, attempt = n, duration = duration, client_request_id = crid,
+    host = host and (host:gsub("^.*@", "")) }
+  if last.status then
+    r.status = last.status
+    local rid = header(last.headers, "x-ms-request-id")
+    if type(rid) == "string" then r.request_id = redact(rid, secrets) end -- the server's words
+  else
+    r.kind, r.outcome = last.kind or "transport", last.outcome
+  end
+  return r
+end
+
+-- The secrets of an Authorization value sent: the whole value, and the
+-- token or signature alone (a server may echo either by itself).
+local function auth_secrets(auth)
+  if not auth then return {} end
+  return { auth, auth:match("^[Bb]earer%s+(%S+)") or auth:match("Signature=([^&,%s]+)") }
+end
+M._auth_secrets = auth_secrets
+
+-- An error inside on_attempt never breaks the call: the first one per
+-- function is logged (WARN), later ones are ignored.
+local warned = setmetatable({}, { __mode = "k" })
+local function emit(hook, r)
+  local ok, err = pcall(hook, r)
+  if ok or warned[hook] then return end
+  warned[hook] = true
+  local line = "acscall: on_attempt raised an error (reported once, then ignored): " .. tostring(err):sub(1, 200)
+  local ngx = rawget(_G, "ngx")
+  if ngx and ngx.log then ngx.log(ngx.WARN, line) else io.stderr:write(line, "\n") end
+end
 
 --- The one attempt loop of the OpenResty paths (capture_get_call,
 -- http_get_call, capture_transport): asks `rule:next_attempt` (the core's
@@ -132,24 +179,29 @@ end
 --  loop), `now`, `sleep`; `o:before(attempts)` (optional: before each attempt,
 --  `true` or `nil, message, info` to stop with that failure); `o:refresh()`
 --  (optional: the credential's forced refresh, true when a new token came);
---  `retries` (optional: retry classes for this exchange, as the verdict takes them)
+--  `retries` (optional: retry classes for this exchange, as the verdict takes them);
+--  `on_attempt` (optional, with `facts`: see attempt_record)
 -- @return last, attempts; or nil, message, info (from `before`)
 local function drive(rule, o)
-  local now, sleep = o.now, o.sleep
+  local now, sleep, hook = o.now, o.sleep, o.on_attempt
   local start = now()
-  local attempts, last = 0, nil
+  local attempts, last, rec = 0, nil, nil
   local vopts = (o.refresh or o.retries ~= nil) and { refreshable = o.refresh and true or false,
     refreshed = false, retries = o.retries } or nil
   while true do
-    -- the core's verdict: wait, timeout, connect_timeout; "refresh", timeout,
-    -- connect_timeout (a 401 on a refreshable credential not yet refreshed:
-    -- refresh, then retry at once if the token changed); or nil (report the last)
-    local wait, timeout, connect_timeout = rule:next_attempt(attempts, now() - start,
+    -- the core's verdict: wait, timeout, connect_timeout, reason; "refresh", ...
+    -- (a 401 on a refreshable credential not yet refreshed: refresh, then
+    -- retry at once if the token changed); or nil (report the last)
+    local wait, timeout, connect_timeout, reason = rule:next_attempt(attempts, now() - start,
       last and (last.status or last.outcome), last and last.headers, vopts)
     if wait == "refresh" then
       vopts.refreshed = true
-      if not o:refresh() then break end
-      wait = 0
+      wait = o:refresh() and 0 or nil
+    end
+    if rec then -- the last attempt's record, now that its verdict is known
+      if wait then rec.wait, rec.reason = wait, reason end
+      emit(hook, rec)
+      rec = nil
     end
     if not wait then break end
     if wait > 0 then sleep(wait) end
@@ -158,9 +210,15 @@ local function drive(rule, o)
       if not ok then return nil, msg, info end
     end
     attempts = attempts + 1
+    local t0 = hook and now()
     last = o:send(timeout, connect_timeout or timeout)
+    -- (nothing was sent when the token provider or the header rule refused)
+    if hook and not (last.failed or last.outcome == "local") then
+      rec = attempt_record(o, last, attempts, now() - t0)
+    end
     if last.final then break end
   end
+  if rec then emit(hook, rec) end
   return last, attempts
 end
 M._drive = drive
@@ -350,7 +408,10 @@ end
 --  `log` (the level of the one error.log line per failed call, default
 --  `ngx.ERR`; `false`: none), `json` (true: return the call as JSON text,
 --  written by `core.call_json` in one pass over the service's body, no Lua
---  table in between), `sleep`, `now` (for tests; default `ngx.sleep`, `ngx.now`)
+--  table in between), `on_attempt` (a function called once per attempt with
+--  the record `acscall.new`'s on_attempt gets, operation "get_call"; an error
+--  inside is logged once at WARN, then ignored), `sleep`, `now` (for tests;
+--  default `ngx.sleep`, `ngx.now`)
 -- @return call table (a JSON string with `json`), or `nil, message, info`
 -- @raise on a programmer mistake (no client, acscall.conf not included, not
 --  in a request context)
@@ -446,6 +507,11 @@ end
 local capture_opts = { vars = vars }
 local last_timeout, last_step = -1, 1
 
+-- on_attempt's facts of capture_get_call (drive's `facts`): `o` is the call.
+local function capture_facts(o)
+  return "get_call", o.id, o.crid, o.url, auth_secrets(o.auth)
+end
+
 -- One attempt of capture_get_call (drive's `send`): `o` is the call.
 local function capture_send(o, timeout)
   local client, ngx = o.client, o.ngx
@@ -454,6 +520,7 @@ local function capture_send(o, timeout)
     return { final = true, failed = { headers, info } }
   end
   o.crid = o.crid or headers["x-ms-client-request-id"]
+  if o.on_attempt then o.url, o.auth = url, headers.authorization end -- (capture_facts)
   if not checked[client] then -- once per client: the names it signs (programmer mistake)
     set_headers(vars, headers, "capture_get_call", "none")
     checked[client] = true
@@ -498,6 +565,8 @@ function M.capture_get_call(client, id, opts)
   check_credential("capture_get_call", cred)
   local o = with_credential({ now = opts.now or ngx.now, sleep = opts.sleep or ngx.sleep, send = capture_send,
     client = client, id = id, upstream = upstream, max_body = max_body, ngx = ngx }, cred)
+  local hook = check_hook("capture_get_call", opts.on_attempt)
+  if hook then o.on_attempt, o.facts = hook, capture_facts end
   local last, attempts, info = drive(client, o)
   return finish(ngx, opts, id, o.crid, last, attempts, info)
 end
@@ -521,13 +590,15 @@ local TOKEN_MAX_BODY = 1024 * 1024 -- a token answer is a few KB
 -- needs nginx's `resolver`.
 -- @usage local cred = acscall.credential.managed_identity{ transport = resty.capture_transport() }
 -- @tparam[opt] table opts `retries` (default 3), `base_delay` (s, 0.8), `max_delay` (s, 60),
---  `timeout` (s per attempt, default 30), `deadline` (s, default 90)
+--  `timeout` (s per attempt, default 30), `deadline` (s, default 90), `on_attempt`
+--  (as capture_get_call's; operation "token", no id)
 -- @return a transport: `t:fetch{url=, method=, headers=, form=} -> status, body, headers`
 function M.capture_transport(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("acscall.resty.capture_transport: options table expected", 2) end
   local retries = opts.retries
   if retries == nil then retries = 3 end
+  local hook = check_hook("capture_transport", opts.on_attempt)
   -- the core's retry rule, from a client that never sends anything
   local rule = acscall.new{ endpoint = "http://127.0.0.1/", token = "unused",
     retries = retries > 0 and { max = retries, base_delay = opts.base_delay or 0.8, max_delay = opts.max_delay or 60 }
@@ -541,10 +612,11 @@ function M.capture_transport(opts)
     end
     local yieldable = coroutine.isyieldable -- luacheck: ignore 143
     if not CAPTURE_PHASES[ngx.get_phase()] or (yieldable and not yieldable()) then
+      -- "not_here" rides beside the core's info, never in it: the credential keeps its
+      -- still-valid token without a pause (acscall.credential reads it)
       local none, msg, info = failure("local",
         "no token fetch here (ngx.location.capture needs a request context that can yield)")
-      info.not_here = true -- the credential keeps its still-valid token (acscall.credential reads it)
-      return none, msg, info
+      return none, msg, info, "not_here"
     end
     local url = req.url
     local scheme, host = url:match("^(https?)://([^/?#]+)")
@@ -568,6 +640,13 @@ function M.capture_transport(opts)
     local max = type(req.retries) == "number" and req.retries or nil -- a probe says 0: one try
     local n = 0
     local last, attempts = drive(rule, { now = ngx.now, sleep = ngx.sleep, retries = req.retries,
+      on_attempt = hook, facts = hook and function()
+        -- the secrets in play: every header and form value sent
+        local secrets = {}
+        for _, x in pairs(headers) do secrets[#secrets + 1] = x end
+        for _, x in pairs(req.form or EMPTY) do secrets[#secrets + 1] = tostring(x) end
+        return "token", nil, header(headers, "x-ms-client-request-id"), url, secrets
+      end,
       send = function(_, timeout)
       n = n + 1
       local step = step_for(timeout)
@@ -662,7 +741,7 @@ end
 -- @tparam[opt] table params extra `request_uri` params (e.g. `keepalive_timeout`,
 --  `keepalive_pool`); `method`, `headers`, `ssl_verify` are ours; `sleep`,
 --  `now` (default `ngx.sleep`, `ngx.now`), `max_body` (bytes, default 4 MiB),
---  `credential` (as capture_get_call's) and `log` are not passed on
+--  `credential`, `log` and `on_attempt` (as capture_get_call's) are not passed on
 -- @return call table, or `nil, message, info`
 function M.http_get_call(httpc, client, id, params)
   if type(httpc) ~= "table" or type(httpc.request_uri) ~= "function" then
@@ -675,16 +754,18 @@ function M.http_get_call(httpc, client, id, params)
   local sleep = p.sleep or (ngx and ngx.sleep)
   local now = p.now or (ngx and ngx.now) or os.time
   local max_body, cred, log = p.max_body or M.DEFAULT_MAX_BODY, p.credential, p.log
-  p.sleep, p.now, p.max_body, p.credential, p.log = nil, nil, nil, nil, nil
+  local hook = check_hook("http_get_call", p.on_attempt)
+  p.sleep, p.now, p.max_body, p.credential, p.log, p.on_attempt = nil, nil, nil, nil, nil, nil
   check_credential("http_get_call", cred)
   -- connect{...} with a table (scheme, ssl_verify, ...) came in lua-resty-http 0.16
   local major, minor = tostring(httpc._VERSION or ""):match("^(%d+)%.(%d+)")
   local streaming = type(httpc.connect) == "function" and type(httpc.request) == "function"
     and type(httpc.parse_uri) == "function" and major ~= nil
     and (tonumber(major) > 0 or tonumber(minor) >= 16)
-  local crid
+  local crid, sent_url, sent_auth
   local last, attempts, info = drive(client, with_credential({
     now = now,
+    on_attempt = hook, facts = hook and function() return "get_call", id, crid, sent_url, auth_secrets(sent_auth) end,
     sleep = function(s)
       if not sleep then error("acscall.resty.http_get_call: no sleep function (not in nginx)", 4) end
       sleep(s)
@@ -693,6 +774,7 @@ function M.http_get_call(httpc, client, id, params)
       local url, headers, finfo = client:request(id, crid)
       if not url then return { final = true, failed = { headers, finfo } } end
       crid = crid or headers["x-ms-client-request-id"]
+      sent_url, sent_auth = url, headers.authorization
       for name, value in pairs(headers) do
         if not check_header_value(value) then
           return { final = true, outcome = "local", kind = "auth",
