@@ -4,8 +4,10 @@
  * one pass checks the body (RFC 8259 grammar, a strict subset of what
  * lua-cjson 2.1.0 accepts) and, when the call equals the body but for its
  * identifiers, answers the body itself with only the identifiers that
- * decode would change (no rawId, no kind) replaced. Those identifiers are
- * shaped by model.c (acs_decode_push on a body holding just them), so the
+ * decode would change (no rawId, no kind) replaced - or, for one with a
+ * kind and no rawId member (decode only adds rawId to it), its rawId
+ * inserted after its '{'. Those identifiers are shaped by model.c
+ * (acs_decode_push on a body holding just them), so the
  * model's rules stay in one place. Anything else - a null (decode strips
  * it), an "error" member, an escaped member name at the levels that
  * matter, a lone surrogate, deeper than 32 levels - goes the whole way:
@@ -36,6 +38,9 @@ typedef struct {
     int bad;
     size_t nids;
     size_t from[SCAN_IDENTS], to[SCAN_IDENTS]; /* identifiers to shape */
+    /* 1: the identifier has a string kind and no rawId member, so decode
+     * changes it at most by adding rawId (model.c shape_ident) */
+    unsigned char add_only[SCAN_IDENTS];
 } scan;
 
 static void ws(scan *sc)
@@ -235,6 +240,7 @@ done:
                 return 0;
             sc->from[sc->nids] = start;
             sc->to[sc->nids] = sc->i;
+            sc->add_only[sc->nids] = kind_ok && nraw == 0;
             sc->nids++;
         }
     }
@@ -449,7 +455,9 @@ static int call_json(lua_State *L)
     int arrays = lua_upvalueindex(1), ok;
     scan sc;
     out o;
-    memset(&sc, 0, sizeof sc); /* 4 KB: tens of ns */
+    sc.i = 0;
+    sc.bad = 0;
+    sc.nids = 0;
     lua_settop(L, 1);
     sc.s = body;
     sc.len = len;
@@ -479,9 +487,25 @@ static int call_json(lua_State *L)
         ids = lua_gettop(L);
         out_init(&o, L, len + 64 * sc.nids);
         for (k = 0; k < sc.nids && ok; k++) {
-            out_add(&o, body + at, sc.from[k] - at);
             lua_rawgeti(L, ids, (int)k + 1);
-            ok = lua_type(L, -1) == LUA_TTABLE && write_value(&o, lua_gettop(L), arrays, NULL, 3);
+            ok = lua_type(L, -1) == LUA_TTABLE;
+            if (ok && sc.add_only[k]) { /* the body's text, with rawId inserted after '{' */
+                out_add(&o, body + at, sc.from[k] + 1 - at);
+                at = sc.from[k] + 1;
+                lua_pushliteral(L, "rawId");
+                lua_rawget(L, -2);
+                if (lua_type(L, -1) == LUA_TSTRING) {
+                    size_t rl;
+                    const char *raw = lua_tolstring(L, -1, &rl);
+                    out_lit(&o, "\"rawId\":");
+                    out_string(&o, raw, rl);
+                    out_lit(&o, ",");
+                }
+                lua_pop(L, 2);
+                continue;
+            }
+            out_add(&o, body + at, sc.from[k] - at);
+            ok = ok && write_value(&o, lua_gettop(L), arrays, NULL, 3);
             lua_pop(L, 1);
             at = sc.to[k];
         }

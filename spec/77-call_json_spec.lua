@@ -109,6 +109,32 @@ describe("core.call_json", function()
     assert.are.equal("phoneNumber", d.targets[1].kind)
   end)
 
+  it("inserts the rawId of an identifier with a kind and no rawId, keeping the body's text", function()
+    local ident = '{ "kind" : "communicationUser", "communicationUser": {"id": "8:acs:1"} }'
+    local body = '{"callConnectionId":"x","source":' .. ident .. ',"targets":[]}'
+    assert.are.equal('{"callConnectionId":"x","source":{"rawId":"8:acs:1", "kind" : "communicationUser",'
+      .. ' "communicationUser": {"id": "8:acs:1"} },"targets":[]}', core.call_json(body))
+    -- decode's other cases of such an identifier: an escaped kind, an unknown kind (no rawId
+    -- to add), a sub-object of the wrong type, an empty rawId (replaced: written from the table)
+    for _, t in ipairs{
+      '{"kind":"phone\\u004eumber","phoneNumber":{"value":"+1"}}',
+      '{"kind":"someFutureKind","someFutureKind":{"id":"a"}}',
+      '{"kind":"phoneNumber","phoneNumber":{"value":5}}',
+      '{"kind":"phoneNumber","phoneNumber":"+1"}',
+      '{"kind":"phoneNumber","rawId":"","phoneNumber":{"value":"+1"}}',
+      '{"kind":"microsoftTeamsUser","microsoftTeamsUser":{"userId":"u","isAnonymous":true,"cloud":"gcch"}}',
+    } do
+      local b = '{"callConnectionId":"x","targets":[' .. t .. ',' .. t .. '],"source":' .. t .. '}'
+      local call = acscall.decode(200, b)
+      local j = core.call_json(b)
+      if call then
+        assert.is_true(deep_equal(call, assert(dkjson.decode(j), j)), j)
+      else
+        assert.is_nil(j, b)
+      end
+    end
+  end)
+
   it("refuses what is not a string (a programmer mistake)", function()
     assert.has_error(function() core.call_json(nil) end)
   end)

@@ -449,12 +449,18 @@ end
 -- One attempt through the ladder: the capture's answer as `last`.
 -- what: "the service" or "the token endpoint" (for messages).
 local function capture_attempt(ngx, uri, copts, ctx, step_ms, scheme, what)
+  local t0 = ngx.now()
   local res = ngx.location.capture(uri, copts)
   local st, body, rh = res.status, res.body or "", res.header or EMPTY
   if ctx.why == "large" then
     return { outcome = "too_large", kind = "decode", final = true,
       text = "response body exceeds the max_body limit (" .. ctx.max .. " bytes)" }
-  elseif ctx.why == "late" then
+  end
+  -- a body cut once the step's time had passed: the body filter's end of the
+  -- attempt, or the read timeout (the step) firing between two slow chunks
+  -- before a chunk arrived past the end (a loaded machine): the same failure.
+  -- In whole milliseconds, ngx.now()'s resolution (0.3 s can read 0.29999995).
+  if ctx.why == "late" or (res.truncated and ctx.n > 0 and (ngx.now() - t0) * 1000 + 0.5 >= step_ms) then
     return { outcome = "timeout", text = what .. "'s answer was still arriving at the attempt's end ("
       .. (step_ms / 1000) .. " s)" }
   end
