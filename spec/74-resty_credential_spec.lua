@@ -37,8 +37,11 @@ describe("OpenResty with managed identity (event loop)", function()
       ttl1 = config("resty-mi-ttl1"),
       f503 = config("resty-mi-fault-503x1"),
       thread = config("resty-mi-thread"),
-      down = config("resty-mi-down", { AZURE_POD_IDENTITY_AUTHORITY_HOST = "http://127.0.0.1:" .. ngxh.closed_port() }),
-      slow = config("resty-mi-slow5000ms", nil, { "--timeout", "1", "--deadline", "3", "--retries", "0" }),
+      -- the IMDS retry classes (exponential from 0.8 s) would retry a refused port for ~10 s:
+      -- a 1 s deadline ends them after the first waits
+      down = config("resty-mi-down", { AZURE_POD_IDENTITY_AUTHORITY_HOST = "http://127.0.0.1:" .. ngxh.closed_port() },
+        { "--base-delay", "0.05", "--deadline", "1" }),
+      slow = config("resty-mi-slow5000ms", nil, { "--timeout", "0.5", "--deadline", "1.5", "--retries", "0" }),
       crlf = config("resty-app-crlf", { AZURE_POD_IDENTITY_AUTHORITY_HOST = "",
         IDENTITY_ENDPOINT = emu.identity_endpoint, IDENTITY_HEADER = emu.identity_header .. "\r\nX-Injected: yes" }),
     } do
@@ -123,9 +126,9 @@ describe("OpenResty with managed identity (event loop)", function()
     assert.are.equal(500, r.status, tostring(r.raw))
     local err = assert(cjson.decode(r.body)).error
     assert.are.equal("auth", err.kind)
-    -- each attempt ends at the ladder step for 1 s, not a fixed 30 s; the credential's
-    -- own retry classes may add attempts, the deadline (3 s) ends them all
-    assert.is_true(took >= 0.9 and took < 3 * helpers.slow + 0.5, string.format("took %.2f s", took))
+    -- each attempt ends at the ladder step for 0.5 s, not a fixed 30 s; the credential's
+    -- own retry classes may add attempts, the deadline (1.5 s) ends them all
+    assert.is_true(took >= 0.45 and took < 1.5 * helpers.slow + 0.5, string.format("took %.2f s", took))
   end)
 
   it("an IDENTITY_HEADER holding CR LF never becomes a second header at the token endpoint", function()
