@@ -25,7 +25,8 @@ describe("thread path under overload (one worker)", function()
   local emu
   local started = {}
   setup(function()
-    emu = helpers.start_emulator{ latency = 400 }
+    -- each call holds its VM (and thread) 200 ms: the burst of 24 arrives well within it
+    emu = helpers.start_emulator{ latency = 200 }
   end)
   teardown(function()
     for _, ex in ipairs(started) do ex:stop() end
