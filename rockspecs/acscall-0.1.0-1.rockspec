@@ -67,6 +67,7 @@ build = {
     ["acscall.resty"] = "lua/acscall/resty.lua",
     ["acscall.resty_worker"] = "lua/acscall/resty_worker.lua",
     ["acscall.credential"] = "lua/acscall/credential.lua",
+    ["acscall.watch"] = "lua/acscall/watch.lua",
   },
   install = {
     bin = { acscall = "bin/acscall" },

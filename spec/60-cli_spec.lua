@@ -4,45 +4,21 @@ local helpers = require "spec.helpers"
 local cjson = require "cjson.safe"
 
 local q = helpers.shell_quote
-local ROOT = helpers.repo_root()
-local CLI = ROOT .. "/bin/acscall"
+local CLI = helpers.CLI
 local SEED = "18dea47f-b081-4107-9a5c-4300819d2c6c"
-local CLEAN_ENV = "env -u ACS_CONNECTION_STRING -u ACS_ENDPOINT -u ACS_TOKEN"
-  .. " -u ACS_ACCESS_KEY -u ACS_CA_FILE -u ACSCALL_AUTH -u ACSCALL_AZURE_CLI -u AZURE_TENANT_ID"
-  .. " -u AZURE_CLIENT_ID -u AZURE_CLIENT_SECRET -u AZURE_AUTHORITY_HOST -u AZURE_FEDERATED_TOKEN_FILE"
-  .. " -u AZURE_POD_IDENTITY_AUTHORITY_HOST -u IDENTITY_ENDPOINT -u IDENTITY_HEADER -u IDENTITY_SERVER_THUMBPRINT"
-  .. " -u IMDS_ENDPOINT"
+local CLEAN_ENV = helpers.CLEAN_ENV
 
 local everything_printed = {} -- every stdout and stderr of the current spec, for the secrets check
 
--- Run the CLI: env is a table of variables to set, args a shell-quoted string.
--- Returns stdout, stderr, exit code.
+-- Run the CLI (helpers.cli), keeping what it printed for the secrets check.
 local function cli(env, args, opts)
-  opts = opts or {}
-  local out, err = os.tmpname(), os.tmpname()
-  local vars = {}
-  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
-  -- as under make test, when run alone too: nothing leaves this machine
-  if not (env or {}).ACSCALL_LOOPBACK_ONLY then vars[#vars + 1] = "ACSCALL_LOOPBACK_ONLY=1" end
-  table.sort(vars)
-  local cmd = (opts.cd and ("cd " .. q(opts.cd) .. " && ") or "") .. (opts.prefix or "") .. CLEAN_ENV
-    .. (opts.env_extra or "") .. " " .. table.concat(vars, " ") .. " " .. q(CLI) .. " " .. args
-    .. (opts.stdin and (" <" .. q(opts.stdin)) or " </dev/null")
-    .. " >" .. q(out) .. " 2>" .. q(err)
-  local _, _, rc = helpers.run(cmd)
-  local o, e = helpers.read_file(out) or "", helpers.read_file(err) or ""
-  os.remove(out)
-  os.remove(err)
+  local o, e, rc = helpers.cli(env, args, opts)
   everything_printed[#everything_printed + 1] = o
   everything_printed[#everything_printed + 1] = e
   return o, e, rc
 end
 
-local function lines(s)
-  local t = {}
-  for l in s:gmatch("([^\n]*)\n") do t[#t + 1] = l end
-  return t
-end
+local lines = helpers.lines
 
 -- Check that every JSON object in text has its keys in sorted order (a tiny
 -- parser over the raw text, since decoding loses the order).
@@ -150,8 +126,8 @@ describe("acscall CLI", function()
       assert.equal("", err)
       assert.matches("Usage: acscall", out)
       assert.matches("get%s+Fetch calls", out)
-      assert.matches("watch%s+Poll a call", out)
-      assert.matches("Exit codes:", out)
+      assert.matches("watch%s+Follow calls", out)
+      assert.matches("Exit codes %(get%):", out)
       assert.matches("3%s+transport or auth failure", out)
     end)
 
@@ -160,14 +136,18 @@ describe("acscall CLI", function()
       assert.equal(0, rc)
       assert.matches("Usage: acscall get", out)
       for _, opt in ipairs{"--json", "--field", "--connection-string", "--endpoint", "--token",
-                           "--api-version", "--timeout", "--ca-file", "--concurrency", "Exit codes:"} do
+                           "--api-version", "--timeout", "--ca-file", "--concurrency", "--verbose",
+                           "Exit codes (get):"} do
         assert.truthy(out:find(opt, 1, true), opt)
       end
       out, _, rc = cli(env, "watch --help")
       assert.equal(0, rc)
       assert.matches("Usage: acscall watch", out)
-      assert.truthy(out:find("--interval", 1, true))
-      assert.truthy(out:find("ACS_CONNECTION_STRING", 1, true))
+      for _, opt in ipairs{"--interval", "--max-interval", "--concurrency", "--json", "--verbose",
+                           "ACS_CONNECTION_STRING", "Exit codes (watch, for any number of ids):",
+                           "0    every call ended", "130  interrupted"} do
+        assert.truthy(out:find(opt, 1, true), opt)
+      end
     end)
 
     it("--version prints the module's version", function()
@@ -269,10 +249,7 @@ describe("acscall CLI", function()
     end)
 
     it("reads ids from stdin with '-'", function()
-      local path = os.tmpname()
-      local f = assert(io.open(path, "w"))
-      f:write("state-connected\n\n  full  \nstate-disconnected\n")
-      f:close()
+      local path = helpers.temp_file("state-connected\n\n  full  \nstate-disconnected\n")
       local out, _, rc = cli(env, "get --field callConnectionId -", {stdin = path})
       os.remove(path)
       assert.equal(0, rc)
@@ -307,10 +284,7 @@ describe("acscall CLI", function()
     end)
 
     it("escapes control characters of ids (from stdin) in its messages", function()
-      local path = os.tmpname()
-      local f = assert(io.open(path, "w"))
-      f:write("no\27]0;owned\7such\194\155x\nstate-connected\n")
-      f:close()
+      local path = helpers.temp_file("no\27]0;owned\7such\194\155x\nstate-connected\n")
       local out, err, rc = cli(env, "get --field callConnectionId -", {stdin = path})
       os.remove(path)
       assert.equal(1, rc)
@@ -440,7 +414,8 @@ describe("acscall CLI", function()
       assert.equal(2, rc)
       assert.equal("", out)
       assert.equal("acscall: no ACS resource configured: set ACS_CONNECTION_STRING, or ACS_ENDPOINT and "
-        .. "ACS_TOKEN (or use --connection-string, or --endpoint and --token)\n", err)
+        .. "ACS_TOKEN or ACS_ACCESS_KEY, or ACS_ENDPOINT and --auth "
+        .. "(or use --connection-string, or --endpoint and --token)\n", err)
       out, err, rc = cli({ACS_ENDPOINT = emu.endpoint}, "get state-connected")
       assert.equal(2, rc)
       assert.equal("", out)
@@ -529,36 +504,44 @@ describe("acscall CLI", function()
     it("ends at once on a disconnected call, with an ISO-8601 UTC timestamp", function()
       local out, err, rc = cli(env, "watch state-disconnected --interval 0.1")
       assert.equal(0, rc)
-      assert.equal("", err)
+      assert.matches("^acscall: 1 calls: 1 ended, 0 failed, 0 still watched; 1 requests in %d+%.%d s\n$", err)
       assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ  state%-disconnected  disconnected\n$", out)
     end)
 
-    it("--json prints the call with the time", function()
+    it("--json prints one object per event (the call, the time), then a summary", function()
       local out, _, rc = cli(env, "watch --json state-disconnected")
       assert.equal(0, rc)
-      local v = assert(cjson.decode(out))
-      assert.equal("disconnected", v.call.callConnectionState)
-      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$", v.time)
-      assert.is_true(keys_sorted(out))
+      local l = lines(out)
+      assert.equal(3, #l, out)
+      local seen, ended, summary = cjson.decode(l[1]), cjson.decode(l[2]), cjson.decode(l[3])
+      assert.equal("seen", seen.event)
+      assert.equal("state-disconnected", seen.id)
+      assert.equal("disconnected", seen.state)
+      assert.equal("disconnected", seen.call.callConnectionState)
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", seen.time)
+      assert.equal("ended", ended.event)
+      assert.equal("disconnected", ended.reason)
+      assert.same({event = "summary", calls = 1, ended = 1, failed = 0, watching = 0, requests = 1,
+        stopped = "ended", seconds = summary.seconds}, summary)
+      for _, line in ipairs(l) do assert.is_true(keys_sorted(line)) end
     end)
 
     it("404 ends it with exit 1", function()
       local out, err, rc = cli(env, "watch no-such-call --interval 0.1")
       assert.equal(1, rc)
       assert.equal("", out)
-      assert.equal("acscall: no-such-call: HTTP 404: Call not found. (code 8522)\n", err)
+      assert.matches("^acscall: no%-such%-call: HTTP 404: Call not found. %(code 8522%)\n"
+        .. "acscall: 1 calls: 0 ended, 1 failed, 0 still watched; 1 requests in [%d.]+ s\n$", err)
     end)
 
-    it("a transport failure does not end it: a notice per poll (stopped by timeout(1) here)", function()
+    it("a transport failure does not end it: one notice when it starts (stopped by timeout(1) after 0.5 s)", function()
       local out, err, rc = cli({ACS_ENDPOINT = "http://127.0.0.1:1/", ACS_TOKEN = "t0ken-secret"},
-        "watch state-connected --interval 0.1 --retries 0", {prefix = "timeout 1 "})
+        "watch state-connected --interval 0.1 --retries 0", {prefix = "timeout 0.5 "})
       assert.equal(124, rc)
       assert.equal("", out)
       local l = lines(err)
-      assert.is_true(#l >= 3, err)
-      for _, line in ipairs(l) do
-        assert.matches("^acscall: %d%d%d%d%-%d%d%-%d%dT%S+Z state%-connected: transport: .*%(still watching%)$", line)
-      end
+      assert.equal(1, #l, err)
+      assert.matches("^acscall: %d%d%d%d%-%d%d%-%d%dT%S+Z state%-connected: transport: .*%(still watching%)$", l[1])
     end)
 
     it("Ctrl-C (SIGINT) ends it within a moment, not after the interval: exit 130", function()
@@ -575,7 +558,8 @@ describe("acscall CLI", function()
       everything_printed[#everything_printed + 1] = err
       assert.is_true(ready, "never printed the state: " .. out .. err)
       assert.equal(130, rc, err)
-      assert.equal("", err)
+      assert.matches("^acscall: 1 calls: 0 ended, 0 failed, 1 still watched; %d+ requests in [%d.]+ s %(interrupted%)\n$",
+        err)
       assert.matches("  state%-connected  connected\n$", out)
       assert.is_true(took < 3, "took " .. took .. " s")
     end)
@@ -627,7 +611,6 @@ describe("acscall CLI", function()
       for k, v in pairs(extra or {}) do e[k] = v end
       return e
     end
-    local core_ready = type(require("acscall.core").fetcher) == "function"
 
     it("--help documents every mode and the variables each reads", function()
       local out, _, rc = cli({}, "get --help")
@@ -664,11 +647,7 @@ describe("acscall CLI", function()
     end)
 
     it("managed-identity (IMDS), client-secret, workload-identity, default: the call succeeds", function()
-      if not core_ready then pending("needs core.fetcher and credential support in acscall.new") return end
-      local file = os.tmpname()
-      local f = assert(io.open(file, "w"))
-      f:write("emulator-assertion-cli\n")
-      f:close()
+      local file = helpers.temp_file("emulator-assertion-cli\n")
       local cases = {
         {"--auth managed-identity", imds_env{AZURE_CLIENT_ID = "cli-mi"}, "imds", "cli-mi"},
         {"--auth client-secret", imds_env{AZURE_TENANT_ID = "t1", AZURE_CLIENT_ID = "cli-cs",
@@ -691,7 +670,6 @@ describe("acscall CLI", function()
     end)
 
     it("--auth cli runs the given az (ACSCALL_AZURE_CLI), no shell", function()
-      if not (core_ready and require("acscall.core").spawn) then pending("needs core.spawn") return end
       local az, fake = helpers.fake_az{token = emu.token}
       local out, err, rc = cli({ACS_ENDPOINT = emu.endpoint, ACSCALL_AZURE_CLI = az},
         "get --auth cli --field callConnectionState state-connected")
@@ -701,7 +679,6 @@ describe("acscall CLI", function()
     end)
 
     it("a refused secret: exit 3, kind auth, the secret never printed", function()
-      if not core_ready then pending("needs core.fetcher and credential support in acscall.new") return end
       local out, err, rc = cli(imds_env{AZURE_TENANT_ID = "t1", AZURE_CLIENT_ID = "cli-bad",
         AZURE_CLIENT_SECRET = "S3CRET-wrong-value", AZURE_AUTHORITY_HOST = emu.endpoint},
         "get --auth client-secret state-connected")

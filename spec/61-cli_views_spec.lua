@@ -174,7 +174,7 @@ describe("acscall CLI views (in process)", function()
     local out, err = io.tmpfile(), io.tmpfile()
     local t0 = helpers.now()
     local rc = cli.main(argv, {stdout = out, stderr = err, stdin = opts.stdin,
-      getenv = function(k) return (opts.env or env)[k] end, sleep = opts.sleep})
+      getenv = function(k) return (opts.env or env)[k] end, sleep = opts.sleep, acscall = opts.acscall})
     local took = helpers.now() - t0
     out:seek("set")
     err:seek("set")
@@ -291,7 +291,12 @@ describe("acscall CLI views (in process)", function()
   it("watch --json is strict JSON too", function()
     local out, _, rc = run({"watch", "--json", "hostile"}, {sleep = function() error("interrupted!", 0) end})
     assert.equal(130, rc)
-    assert.is_true(strict_json(out:gsub("\n$", "")))
+    local n = 0
+    for line in out:gmatch("([^\n]*)\n") do
+      n = n + 1
+      assert.is_true(strict_json(line))
+    end
+    assert.equal(2, n) -- seen, summary
   end)
 
   it("the strict JSON check itself refuses what a strict parser refuses", function()
@@ -348,6 +353,35 @@ describe("acscall CLI views (in process)", function()
       assert.falsy(err:find(emu.access_key, 1, true), err)
       assert.falsy(err:find("Signature=[%w%+/]"), err)
       assert.truthy(err:find("Bearer ***", 1, true) or err:find("Signature=***", 1, true), err)
+    end
+  end)
+
+  it("hides a secret in every spelling a server may echo (the core's redaction), get and watch", function()
+    local token = "S3cret+Value/With=Pad 0123456789"
+    -- a module whose client answers with a message quoting the token as a
+    -- careless server would: literal, percent-encoded, JSON-escaped, folded
+    local echo = table.concat({token, "S3cret%2BValue%2FWith%3DPad%200123456789",
+      "S3cret%2bValue%2fWith%3dPad+0123456789", "S3cret+Value\\/With=Pad\\u00200123456789",
+      "S3cret+Value/With=Pad\n 0123456789"}, " | ")
+    local acscall = require "acscall"
+    local client = {}
+    function client.get_call() return nil, "HTTP 401: " .. echo, {kind = "http", status = 401} end
+    function client.get_calls(_, ids)
+      local r = {}
+      for i, id in ipairs(ids) do r[i] = {id = id, err = "HTTP 401: " .. echo, info = {kind = "http", status = 401}} end
+      return r
+    end
+    function client.watch(c, ids, o) return require("acscall.watch").new(c, ids, o) end
+    function client.close() end
+    local fake = setmetatable({new = function() return client end}, {__index = acscall})
+    for _, argv in ipairs{{"get", "a"}, {"get", "a", "b"}, {"watch", "a"}} do
+      local out, err, rc = run(argv, {acscall = fake, env = {ACS_ENDPOINT = emu.endpoint, ACS_TOKEN = token}})
+      local what = table.concat(argv, " ")
+      assert.equal(3, rc, what .. ": " .. err)
+      assert.equal("", out, what)
+      assert.falsy(err:lower():find("s3cret", 1, true), err)
+      assert.falsy(err:find("0123456789", 1, true), err)
+      assert.matches("HTTP 401: %*%*%* | %*%*%*", err, what)
     end
   end)
 

@@ -472,11 +472,13 @@ describe("acscall.credential", function()
       for i, name in ipairs(names) do
         local c = creds[i]
         emu:clear_log()
-        -- the core checks a credential's expires_on by the real clock: the stale token is
-        -- reported as still valid for a minute, so it reaches the emulator (which answers 401)
+        -- the core checks a credential's expires_on by the real clock, and this
+        -- credential's clock is stopped: every token it hands out (the stale one, and the
+        -- forced refresh's new one) is reported as valid for a minute, so the stale token
+        -- reaches the emulator (which answers 401) and the refreshed one is sent
         local stale = { get_token = function(_, o)
           local tok, exp = c.cred:get_token(o)
-          if tok and not (o and o.force_refresh) then exp = os.time() + 60 end
+          if tok then exp = os.time() + 60 end
           return tok, exp
         end }
         local client = acscall.new{ endpoint = emu.endpoint, credential = stale }

@@ -708,4 +708,80 @@ function helpers.doc_block(path, name)
   error("no block marked <!-- spec: " .. name .. " --> in " .. path, 2)
 end
 
+---------------------------------------------------------------------------------------------------
+-- The command line (bin/acscall) as a user runs it: a clean environment (none of the runner's
+-- ACS_*/AZURE_*/IDENTITY_* variables), ACSCALL_LOOPBACK_ONLY=1 unless env sets it.
+
+helpers.CLI = helpers.repo_root() .. "/bin/acscall"
+helpers.CLEAN_ENV = "env -u ACS_CONNECTION_STRING -u ACS_ENDPOINT -u ACS_TOKEN"
+  .. " -u ACS_ACCESS_KEY -u ACS_CA_FILE -u ACSCALL_AUTH -u ACSCALL_AZURE_CLI -u AZURE_TENANT_ID"
+  .. " -u AZURE_CLIENT_ID -u AZURE_CLIENT_SECRET -u AZURE_AUTHORITY_HOST -u AZURE_FEDERATED_TOKEN_FILE"
+  .. " -u AZURE_POD_IDENTITY_AUTHORITY_HOST -u IDENTITY_ENDPOINT -u IDENTITY_HEADER -u IDENTITY_SERVER_THUMBPRINT"
+  .. " -u IMDS_ENDPOINT"
+
+--- Run bin/acscall: env a table of variables, args a shell-quoted string; opts: cd (a
+-- directory), prefix (before the command, e.g. "timeout 1 "), env_extra, stdin (a file path,
+-- else /dev/null). Returns stdout, stderr, exit code.
+function helpers.cli(env, args, opts)
+  opts = opts or {}
+  local out, err = os.tmpname(), os.tmpname()
+  local vars = {}
+  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. shell_quote(v) end
+  if not (env or {}).ACSCALL_LOOPBACK_ONLY then vars[#vars + 1] = "ACSCALL_LOOPBACK_ONLY=1" end
+  table.sort(vars)
+  local cmd = (opts.cd and ("cd " .. shell_quote(opts.cd) .. " && ") or "") .. (opts.prefix or "")
+    .. helpers.CLEAN_ENV .. (opts.env_extra or "") .. " " .. table.concat(vars, " ") .. " "
+    .. shell_quote(helpers.CLI) .. " " .. args
+    .. (opts.stdin and (" <" .. shell_quote(opts.stdin)) or " </dev/null")
+    .. " >" .. shell_quote(out) .. " 2>" .. shell_quote(err)
+  local _, _, rc = run(cmd)
+  local o, e = read_file(out) or "", read_file(err) or ""
+  os.remove(out)
+  os.remove(err)
+  return o, e, rc
+end
+
+
+---------------------------------------------------------------------------------------------------
+-- The emulator's fleet calls (emulator/README.md "Fleet and throttle"), written here
+-- independently of the emulator: the oracle of the watch specs.
+
+--- The states of `fleet-<n>-<period_ms>`, in order, one period each.
+function helpers.fleet_schedule(n)
+  local s = {"connecting", "connected"}
+  for _ = 1, n % 3 do
+    s[#s + 1] = "transferring"
+    s[#s + 1] = "connected"
+  end
+  s[#s + 1] = "disconnecting"
+  s[#s + 1] = "disconnected"
+  return s
+end
+
+local fleet_run = tostring(os.time()) .. "-" .. tostring(math.random(1e6))
+--- count fleet ids `fleet-<i>-<period_ms>-<tag>-<run>` (i = 1..count), new to the emulator in
+-- each run of the suite (the emulator keeps a call's start for an hour).
+function helpers.fleet_ids(count, period_ms, tag)
+  local ids = {}
+  for i = 1, count do ids[i] = ("fleet-%d-%d-%s-%s"):format(i, period_ms, tag, fleet_run) end
+  return ids
+end
+
+--- The lines of s (each ended by "\n"), as a list.
+function helpers.lines(s)
+  local t = {}
+  for l in s:gmatch("([^\n]*)\n") do t[#t + 1] = l end
+  return t
+end
+
+
+--- A new temporary file holding text (e.g. a command's stdin); its path. Remove it after.
+function helpers.temp_file(text)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  return path
+end
+
 return helpers

@@ -313,8 +313,64 @@ function Client:request(id, client_request_id) end
 ---@return number? connect_timeout
 function Client:next_attempt(attempts, elapsed, outcome, headers, opts) end
 
+--- Follow many calls (acscall.watch): `for ev in w:events() do ... end`.
+---@param ids string[] call ids (may be empty: add later)
+---@param opts? acscall.WatchOptions
+---@return acscall.Watcher
+function Client:watch(ids, opts) end
+
 --- Release the connections and wipe the credential (idempotent).
 function Client:close() end
+
+-- ------------------------------------------------------------------ watch
+
+---@class acscall.WatchOptions
+---@field interval? number seconds between fetches of a call that changes (2)
+---@field max_interval? number the longest interval, for a call that stopped changing (10)
+---@field backoff? number an unchanged answer stretches the interval by this (1.5)
+---@field jitter? number other waits are the interval +- this fraction (0.1)
+---@field concurrency? integer requests in flight (16)
+---@field stop_when_ended? boolean the loop ends once no call is left (false)
+---@field deadline? number seconds from now: the loop ends then
+
+--- One event of a watch.
+---@class acscall.WatchEvent
+---@field type "seen"|"state"|"ended"|"failed"
+---@field id string
+---@field time number epoch seconds
+---@field state? string the callConnectionState (seen, state, ended)
+---@field previous? string the state before (state)
+---@field call? acscall.CallConnectionProperties the whole call (seen, state, ended by disconnected)
+---@field reason? "disconnected"|"gone" why it ended (ended)
+---@field msg? string the failure's message (failed)
+---@field info? acscall.Info the failure's details (failed; ended by a 404)
+---@field final? boolean the call left the watch: waiting will not fix it (failed)
+
+---@class acscall.Watcher
+---@field stopped? "ended"|"deadline"|"interrupted"|"stopped" why the loop ended
+---@field requests integer requests sent
+local Watcher = {}
+
+--- The iterator: `for ev in w:events() do ... end`.
+---@return fun(): acscall.WatchEvent?
+function Watcher:events() end
+
+--- Add a call (fetched at once); false when already watched.
+---@param id string
+---@return boolean
+function Watcher:add(id) end
+
+--- Remove a call (no more events for it); false when not watched.
+---@param id string
+---@return boolean
+function Watcher:remove(id) end
+
+--- The ids watched now.
+---@return string[]
+function Watcher:ids() end
+
+--- End the loop: the next step returns nil.
+function Watcher:stop() end
 
 -- ------------------------------------------------------------------ functions
 

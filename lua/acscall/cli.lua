@@ -1,11 +1,14 @@
 --- acscall.cli: the command line `acscall` as a library.
---   acscall get ID... [--json | --field NAME]      acscall watch ID [--interval S]
+--   acscall get ID... [--json | --field NAME]      acscall watch ID... [--json]
 -- `bin/acscall` only finds the module and calls `cli.main(arg)`; specs call
 -- `cli.main(argv, {stdout = f, stderr = f, stdin = f, getenv = fn})` in
 -- process. Plain Lua 5.1-5.4 and LuaJIT; arguments by lua-argparse.
--- Exit codes: 0 all found, 1 some call failed (HTTP/service/decode),
+-- Exit codes of get: 0 all found, 1 some call failed (HTTP/service/decode),
 -- 2 usage or configuration, 3 transport failure or credential refused
 -- (401/403, token provider; wins over 1), 70 internal error, 130 interrupted.
+-- Of watch (any number of ids): 0 every call ended, 1 some call failed for
+-- good (404 never seen, another 4xx), 2, 3 identity or credential refused
+-- (the watch ends at once), 70, 130 (docs/cli.md).
 -- @module acscall.cli
 
 local M = {}
@@ -104,26 +107,6 @@ function M.valid_utf8(s)
 end
 local valid_utf8 = M.valid_utf8
 
---- A message with credentials blanked: each of `secrets` (the token, the
--- access key this run uses) and whatever follows `Bearer ` or `Signature=`
--- (a server may quote the request's Authorization header back) as `***`.
-function M.redact(s, secrets)
-  s = tostring(s)
-  for _, secret in ipairs(secrets or {}) do
-    if #secret >= 4 then
-      local at = 1
-      while true do
-        local i, j = s:find(secret, at, true)
-        if not i then break end
-        s = s:sub(1, i - 1) .. "***" .. s:sub(j + 1)
-        at = i + 3
-      end
-    end
-  end
-  s = s:gsub("([Bb][Ee][Aa][Rr][Ee][Rr]%s+)[^%s'\"<>,;]+", "%1***")
-  return (s:gsub("([Ss]ignature=)[^%s'\"<>,;&]+", "%1***"))
-end
-
 -- Strip a "file:line: " position prefix from a Lua error message.
 local function clean(msg)
   msg = tostring(msg)
@@ -178,6 +161,9 @@ local function number_text(v)
 end
 
 local ARRAY_FIELDS = {} -- the model's array fields, from the library (main)
+-- acscall.core (main loads it with the module): redaction, the limits and
+-- the connection-string parser are its, not copies
+local core
 
 local function is_array(t, key)
   local mt = getmetatable(t)
@@ -303,10 +289,6 @@ local function sleep(seconds)
   end
 end
 
-local function iso_now()
-  return os.date("!%Y-%m-%dT%H:%M:%SZ")
-end
-
 ---------------------------------------------------------------------------
 -- One run of the program: its streams, environment and library.
 
@@ -314,7 +296,9 @@ local Run = {}
 Run.__index = Run
 
 function Run:warn(msg)
-  self.stderr:write(PROG, ": ", printable(M.redact(msg, self.secrets)), "\n")
+  -- the core's one redaction rule (core.redact): every secret this run holds
+  -- in any spelling, and whatever follows Bearer / Signature=
+  self.stderr:write(PROG, ": ", printable(core.redact(tostring(msg), self.secrets)), "\n")
 end
 
 function Run:env(name)
@@ -463,12 +447,14 @@ function Run:client_options(args)
         or "no endpoint (set ACS_ENDPOINT, or use --endpoint)"))
     end
     fail(EXIT_USAGE, "no ACS resource configured: set ACS_CONNECTION_STRING, "
-      .. "or ACS_ENDPOINT and ACS_TOKEN (or use --connection-string, or --endpoint and --token)")
+      .. "or ACS_ENDPOINT and ACS_TOKEN or ACS_ACCESS_KEY, or ACS_ENDPOINT and --auth "
+      .. "(or use --connection-string, or --endpoint and --token)")
   end
   -- never printed, whatever a server quotes back
-  local cs_key = o.connection_string
-    and o.connection_string:match("[Aa][Cc][Cc][Ee][Ss][Ss][Kk][Ee][Yy]%s*=%s*([^;'\"%s]+)")
-  for _, secret in pairs{o.token, o.access_key, cs_key} do self.secrets[#self.secrets + 1] = secret end
+  local cs = o.connection_string and core.parse_connection_string(o.connection_string)
+  for _, secret in pairs{o.token, o.access_key, cs and cs.access_key} do
+    self.secrets[#self.secrets + 1] = secret
+  end
   return self:common_client_options(args, o)
 end
 
@@ -482,7 +468,8 @@ function Run:credential_options(args, mode)
   local o = {}
   o.endpoint = args.endpoint or self:env("ACS_ENDPOINT")
   if not o.endpoint and self:env("ACS_CONNECTION_STRING") then
-    o.endpoint = self:env("ACS_CONNECTION_STRING"):match("[Ee][Nn][Dd][Pp][Oo][Ii][Nn][Tt]%s*=%s*([^;%s]+)")
+    local cs = core.parse_connection_string(self:env("ACS_CONNECTION_STRING"))
+    o.endpoint = cs and cs.endpoint
   end
   if not o.endpoint then
     fail(EXIT_USAGE, "incomplete configuration: --auth " .. mode
@@ -528,7 +515,29 @@ function Run:common_client_options(args, o)
   if args.retries then
     o.retries = args.retries > 0 and {max = args.retries} or false
   end
+  if args.verbose then
+    o.on_attempt = function(rec) self:attempt_line(rec) end
+  end
   return o
+end
+
+-- The fields of an attempt record, in this order, as `name=value`.
+local ATTEMPT_FIELDS = {"id", "attempt", "status", "kind", "duration", "wait", "reason",
+  "request_id", "client_request_id", "host"}
+
+--- One line on stderr for an attempt record (`on_attempt`, -v): the
+-- operation, then each field present as name=value (durations in seconds).
+function Run:attempt_line(rec)
+  if type(rec) ~= "table" then return end
+  local parts = {"attempt", tostring(rec.operation or "?")}
+  for _, k in ipairs(ATTEMPT_FIELDS) do
+    local v = rec[k]
+    if v ~= nil then
+      if type(v) == "number" and (k == "duration" or k == "wait") then v = ("%.3fs"):format(v) end
+      parts[#parts + 1] = k .. "=" .. field_text(v)
+    end
+  end
+  self:warn(table.concat(parts, " "))
 end
 
 function Run:new_client(args)
@@ -576,10 +585,10 @@ function Run:read_ids(list)
   return ids
 end
 
--- The library takes ids of 1 to ID_MAX bytes (more raises: a programmer
+-- The library takes ids of 1 to LIMITS.id_max bytes (more raises: a programmer
 -- mistake there, user input here). Returns nil or why the id is refused.
 function Run:bad_id(id)
-  local max = self.acscall.ID_MAX
+  local max = core.LIMITS.id_max
   if #id == 0 then return "empty call id" end
   if #id > max then
     return ("call id too long: %d bytes (at most %d)"):format(#id, max)
@@ -588,7 +597,7 @@ end
 
 -- An id for a message: a refused long id shortened to its start.
 function Run:id_text(id)
-  if #id > self.acscall.ID_MAX then return id:sub(1, 40) .. "..." end
+  if #id > core.LIMITS.id_max then return id:sub(1, 40) .. "..." end
   return id
 end
 
@@ -606,7 +615,7 @@ function Run:fetch_all(client, all_ids, concurrency, progress)
   for k, id in ipairs(all_ids) do
     local why = self:bad_id(id)
     if why then
-      results[k] = {id = id, err = why, info = {kind = "usage"}}
+      results[k] = {id = id, err = why, code = EXIT_FAILED}
     else
       ids[#ids + 1] = id
       at[#ids] = k
@@ -624,7 +633,7 @@ function Run:fetch_all(client, all_ids, concurrency, progress)
       for j = 1, #chunk do
         local r = type(res) == "table" and res[j]
         if type(r) ~= "table" then
-          r = {id = chunk[j], err = "no result for this id", info = {kind = "internal"}}
+          r = {id = chunk[j], err = "no result for this id", code = EXIT_INTERNAL}
         end
         r.id = r.id or chunk[j]
         results[at[i + j - 1]] = r
@@ -661,7 +670,7 @@ function Run:cmd_get(args)
   for _, r in ipairs(results) do
     if not r.call then
       self:warn(self:id_text(r.id) .. ": " .. tostring(r.err))
-      local c = failure_code(r.info)
+      local c = r.code or failure_code(r.info)
       if c > code then code = c end
     end
   end
@@ -698,54 +707,93 @@ function Run:cmd_get(args)
 end
 
 ---------------------------------------------------------------------------
--- acscall watch
+-- acscall watch: many calls through client:watch (acscall.watch), one
+-- line per event, a summary at the end.
 
--- 4xx other than 408/429 will not change by waiting: they end the watch.
-local function fatal_for_watch(info)
-  if type(info) ~= "table" or info.kind ~= "http" then return false end
-  local s = tonumber(info.status) or 0
-  return s >= 400 and s < 500 and s ~= 408 and s ~= 429
+local function credential_refused_event(ev)
+  return ev.final and (credential_refused(ev.info) or (type(ev.info) == "table" and ev.info.kind == "auth"))
+end
+
+local function failure_key(info)
+  if type(info) ~= "table" then return "?" end
+  return tostring(info.kind) .. " " .. tostring(info.status) .. " " .. tostring(info.code)
+end
+
+-- an event as one JSON object: the watcher's fields, time as ISO-8601 UTC
+-- with milliseconds
+local function event_json(ev, iso)
+  return encode_json({event = ev.type, id = ev.id, time = iso, state = ev.state, previous = ev.previous,
+    reason = ev.reason, call = ev.call, message = ev.msg, info = ev.info, final = ev.final})
 end
 
 function Run:cmd_watch(args)
-  local id = args.id
-  local why = self:bad_id(id)
-  if why then fail(EXIT_USAGE, why) end
+  local ids, given = {}, {}
+  for _, id in ipairs(self:read_ids(args.id)) do
+    local why = self:bad_id(id)
+    if why then fail(EXIT_USAGE, self:id_text(id) .. ": " .. why) end
+    if not given[id] then -- an id given twice is watched once
+      given[id] = true
+      ids[#ids + 1] = id
+    end
+  end
   local client = self:new_client(args)
   local out = self.stdout
   local function line(...)
     out:write(...)
     if out.flush then out:flush() end
   end
-  local last
-  local failing = false
-  while true do
-    local call, err, info = client:get_call(id)
-    if call then
-      local state = call.callConnectionState ~= nil and field_text(call.callConnectionState) or "unknown"
-      if state ~= last then
-        if args.json then
-          line(encode_json({time = iso_now(), call = call}), "\n")
-        else
-          line(iso_now(), "  ", printable(id), "  ", printable(state), "\n")
-        end
-        last = state
-      end
-      if failing then self:warn(iso_now() .. " " .. id .. ": recovered") end
-      failing = false
-      if self.acscall.is_terminal(call.callConnectionState) then
-        client:close()
-        return EXIT_OK
-      end
-    elseif fatal_for_watch(info) then
-      client:close()
-      fail(failure_code(info), id .. ": " .. tostring(err))
-    else
-      failing = true
-      self:warn(iso_now() .. " " .. id .. ": " .. tostring(err) .. " (still watching)")
+  local w = client:watch(ids, {interval = args.interval, max_interval = args.max_interval,
+    concurrency = args.concurrency, stop_when_ended = true,
+    _clock = self.clock, _sleep = self.sleep})
+  local t0 = w.clock()
+  local failing = {} -- id -> the message of its current failure streak
+  local ended, failed, code = 0, 0, EXIT_OK
+  for ev in w:events() do
+    local sec = math.floor(ev.time)
+    local iso = os.date("!%Y-%m-%dT%H:%M:%SZ", sec)
+    local id = printable(ev.id)
+    if ev.type ~= "failed" and failing[ev.id] then
+      self:warn(iso .. " " .. ev.id .. ": recovered")
+      failing[ev.id] = nil
     end
-    self.sleep(args.interval)
+    if args.json then
+      line(event_json(ev, iso:sub(1, -2) .. ("%.3fZ"):format(ev.time - sec):sub(2)), "\n")
+    elseif ev.type == "seen" or ev.type == "state" then
+      line(iso, "  ", id, "  ", printable(ev.state ~= nil and field_text(ev.state) or "unknown"), "\n")
+    elseif ev.type == "ended" and ev.reason == "gone" then
+      line(iso, "  ", id, "  gone (404 after it was seen)\n")
+    end
+    if ev.type == "ended" then
+      ended = ended + 1
+    elseif ev.type == "failed" and ev.final then
+      failed = failed + 1
+      self:warn(ev.id .. ": " .. tostring(ev.msg))
+      if credential_refused_event(ev) then
+        -- every call would be refused the same way: the watch ends
+        code = EXIT_ENV
+        w:stop()
+      elseif code == EXIT_OK then
+        code = EXIT_FAILED
+      end
+    elseif ev.type == "failed" and failing[ev.id] ~= failure_key(ev.info) then
+      -- a notice when a failure streak starts or its reason (kind, status,
+      -- code: not the message, whose timings vary) changes
+      failing[ev.id] = failure_key(ev.info)
+      self:warn(iso .. " " .. ev.id .. ": " .. tostring(ev.msg) .. " (still watching)")
+    end
   end
+  client:close()
+  if w.stopped == "interrupted" then code = EXIT_INTERRUPTED end
+  local live = #ids - ended - failed
+  local took = w.clock() - t0
+  if args.json then
+    line(encode_json({event = "summary", calls = #ids, ended = ended, failed = failed, watching = live,
+      requests = w.requests, seconds = math.floor(took * 1000 + 0.5) / 1000, stopped = w.stopped}), "\n")
+  else
+    self.stderr:write(("%s: %d calls: %d ended, %d failed, %d still watched; %d requests in %.1f s%s\n"):format(
+      PROG, #ids, ended, failed, live, w.requests, took, w.stopped == "interrupted" and " (interrupted)" or ""))
+  end
+  return code
 end
 
 ---------------------------------------------------------------------------
@@ -771,8 +819,10 @@ Entra ID (--auth, with ACS_ENDPOINT or --endpoint), the Azure SDKs' variables:
   default            the first that works: client-secret (environment),
                      workload-identity, managed-identity, cli]]
 
-EPILOG = EPILOG .. "\n\n" .. [[
-Exit codes:
+local CONFIG_EPILOG = EPILOG
+
+EPILOG = CONFIG_EPILOG .. "\n\n" .. [[
+Exit codes (get):
   0    every call was found
   1    some call failed: HTTP error (404 not found ...), or a bad response
   2    usage or configuration error (bad option, no or malformed credentials)
@@ -781,11 +831,35 @@ Exit codes:
   70   internal error
   130  interrupted]]
 
+local WATCH_EPILOG = CONFIG_EPILOG .. "\n\n" .. [[
+Exit codes (watch, for any number of ids):
+  0    every call ended (disconnected, or a 404 after it was seen)
+  1    some call failed in a way waiting will not fix (a 404 for a call
+       never seen, another 4xx but 408 and 429); the others were followed
+       to their end
+  2    usage or configuration error
+  3    the identity or the credential was refused (HTTP 401/403, a refused
+       token request): the watch ends at once
+  70   internal error
+  130  interrupted (Ctrl-C), after the summary line]]
+
 local function positive(name)
   return function(s)
     local n = tonumber(s)
     if not n or n ~= n or n <= 0 or n == math.huge then
       return nil, name .. ": a positive number of seconds expected"
+    end
+    return n
+  end
+end
+
+-- An integer option in [min, core.LIMITS[limit]] (the core's limit, read
+-- when the option is parsed).
+local function integer_in(name, min, limit)
+  return function(s)
+    local n, max = tonumber(s), core.LIMITS[limit]
+    if not n or n < min or n > max or n ~= math.floor(n) then
+      return nil, ("%s: an integer in [%d, %d] expected"):format(name, min, max)
     end
     return n
   end
@@ -802,17 +876,18 @@ local function common_options(cmd)
   cmd:option("--timeout", "Seconds for one call, retries included.")
     :argname("<s>"):convert(positive("--timeout"))
   cmd:option("--retries", "Retries of a transient failure (default 3; 0: none).")
-    :argname("<n>"):convert(function(s)
-      local n = tonumber(s)
-      if not n or n < 0 or n ~= math.floor(n) or n > 20 then
-        return nil, "--retries: an integer in [0, 20] expected"
-      end
-      return n
-    end)
+    :argname("<n>"):convert(integer_in("--retries", 0, "retries_max"))
   cmd:option("--ca-file", "PEM CA bundle (env ACS_CA_FILE)."):argname("<file>")
+  cmd:flag("-v --verbose", "One line on stderr per request attempt (status, duration,\n"
+    .. "the wait before a retry and why, the service's request id); never a secret.")
   cmd:option("--auth", "Entra ID credential: default, managed-identity, cli,\n"
     .. "client-secret or workload-identity (env ACSCALL_AUTH; see below).")
     :argname("<mode>")
+end
+
+local function concurrency_option(cmd, default)
+  cmd:option("--concurrency", "Requests in flight for many ids.", default)
+    :argname("<n>"):convert(integer_in("--concurrency", 1, "concurrency_max"))
 end
 
 -- --help and --version record what was asked (argparse would print and
@@ -850,29 +925,33 @@ local function build_parser(asked)
       :argname("<name>"):count("*"),
     get:flag("-l --long", "Details for every call, even with many ids.")
   )
-  get:option("--concurrency", "Requests in flight for many ids.", "8")
-    :argname("<n>"):convert(function(s)
-      local n = tonumber(s)
-      if not n or n < 1 or n > 256 or n ~= math.floor(n) then
-        return nil, "--concurrency: an integer in [1, 256] expected"
-      end
-      return n
-    end)
+  concurrency_option(get, "8")
   get:option("--progress", "Progress line on stderr: auto (stderr a terminal and\n"
     .. "more than 3 ids), always, never.", "auto"):choices({"auto", "always", "never"}):argname("<when>")
   common_options(get)
 
   local watch = parser:command("watch",
-    "Poll a call and print each state change with a UTC timestamp, until the\n"
-    .. "call is disconnected (exit 0) or Ctrl-C. Transient errors print a notice\n"
-    .. "on stderr and the watch goes on; 404 and other 4xx end it (exit 1; 401\n"
-    .. "and 403, a refused credential: exit 3).")
-    :epilog(EPILOG)
+    "Follow calls and print each one's state when first seen and at every\n"
+    .. "change, with a UTC timestamp, until every call has ended (disconnected,\n"
+    .. "or 404 after it was seen) or Ctrl-C; a summary line on stderr at the end.\n"
+    .. "Calls that keep their state are fetched less often (up to --max-interval);\n"
+    .. "a 429 or 503 pauses the whole watch. Transient errors print a notice on\n"
+    .. "stderr and the watch goes on; a 404 for a call never seen or another 4xx\n"
+    .. "drops that call (exit 1); a refused credential (401, 403, a refused\n"
+    .. "token request) ends the watch (exit 3).")
+    :epilog(WATCH_EPILOG)
   watch:add_help(help_of(watch))
-  watch:argument("id", "Call connection id.")
-  watch:option("--interval", "Seconds between polls.", "2")
+  watch:argument("id", "Call connection id(s); '-' reads ids from stdin, one per line.")
+    :args("+")
+  local defaults = require("acscall.watch").DEFAULTS
+  watch:option("--interval", "Seconds between fetches of a call that changes.", tostring(defaults.interval))
     :argname("<s>"):convert(positive("--interval"))
-  watch:flag("--json", "Print each change as a JSON object {call=..., time=...}.")
+  watch:option("--max-interval", "Seconds between fetches of a call that stopped changing.",
+    tostring(defaults.max_interval))
+    :argname("<s>"):convert(positive("--max-interval"))
+  concurrency_option(watch, tostring(defaults.concurrency))
+  watch:flag("--json", "One JSON object per event and line (event, id, time, state,\n"
+    .. "previous, call, reason, message, info, final), then a summary object.")
   common_options(watch)
   return parser
 end
@@ -909,7 +988,7 @@ end
 -- @tparam table argv the arguments (`arg` without the script name)
 -- @tparam[opt] table opts `stdout`, `stderr`, `stdin` (files, default the
 --  process's), `getenv` (default `os.getenv`), `acscall` (the module),
---  `sleep` (seconds), `isatty` (file -> boolean)
+--  `sleep` (seconds), `clock` (seconds, for watch), `isatty` (file -> boolean)
 -- @treturn integer the exit code (0, 1, 2, 3, 70 or 130); nothing is
 --  raised, nothing exits
 function M.main(argv, opts)
@@ -921,6 +1000,7 @@ function M.main(argv, opts)
     getenv = opts.getenv or os.getenv,
     secrets = {},
     sleep = opts.sleep or sleep,
+    clock = opts.clock,
     isatty = opts.isatty or M.isatty,
   }, Run)
   local list = {}
@@ -934,6 +1014,7 @@ function M.main(argv, opts)
       fail(EXIT_USAGE, "the acscall module failed to load: " .. clean(msg:match("^[^\n]*")))
     end
     run.acscall = m
+    core = require("acscall.core")
     for k in pairs(ARRAY_FIELDS) do ARRAY_FIELDS[k] = nil end
     for k, v in pairs(m.ARRAY_FIELDS) do ARRAY_FIELDS[k] = v end
     return run:main(list)

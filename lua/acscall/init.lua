@@ -143,6 +143,21 @@ function M.targets(call)
   end
 end
 
+-- `client:watch(ids[, opts])`: follow many calls, one event at a time
+-- (`acscall.watch`, loaded at first use; documented there and in
+-- docs/api.md). A method the Lua layer adds to the core's client class
+-- (its metatable is in the registry under "acscall.client", made when the
+-- core loads).
+do
+  local reg = debug and debug.getregistry and debug.getregistry()
+  local mt = reg and reg["acscall.client"]
+  if type(mt) == "table" and type(mt.__index) == "table" and mt.__index.watch == nil then
+    mt.__index.watch = function(client, ids, opts)
+      return require("acscall.watch").new(client, ids, opts)
+    end
+  end
+end
+
 --- `acscall.credential`: the Entra ID credentials (managed identity, client
 -- secret, workload identity, Azure CLI, the default chain), loaded at first
 -- use (`acscall.credential.default()`, or `require "acscall.credential"`).

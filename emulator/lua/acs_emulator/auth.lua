@@ -166,8 +166,18 @@ end
 -- sends through @azure/msal-node 3.8: a JWT, header alg PS256 (or RS256) with x5t#S256 (or x5t),
 -- claims aud, iss, sub, nbf, exp, jti), verified against the certificate the emulator is given.
 
-local bxor = rawget(_G, "bit") and rawget(_G, "bit").bxor
-  or (load and load("return function(a, b) return a ~ b end"))()
+-- xor of two bytes: LuaJIT's bit, 5.2's bit32, 5.3+'s operator (compiled only there), else arithmetic (5.1)
+local bxor = (rawget(_G, "bit") or rawget(_G, "bit32") or {}).bxor
+  or (_VERSION >= "Lua 5.3" and load("return function(a, b) return a ~ b end")())
+  or function(a, b)
+    local r, p = 0, 1
+    while a > 0 or b > 0 do
+      local x, y = a % 2, b % 2
+      if x ~= y then r = r + p end
+      a, b, p = (a - x) / 2, (b - y) / 2, p * 2
+    end
+    return r
+  end
 
 local function b64url_decode(s)
   if type(s) ~= "string" or s:find("[^%w%-_]") then return nil end

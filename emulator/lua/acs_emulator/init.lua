@@ -326,6 +326,91 @@ local function on_abort()
   return ngx.exit(499)
 end
 
+---------------------------------------------------------------------------------------------------
+-- Fleet mode: calls whose state follows a schedule over time, derived from the id alone.
+-- `fleet-<n>-<period_ms>[-<anything>]`: from the first request for that id (the call's start,
+-- kept in the shared dict), the call is in state floor(elapsed / period) of
+--   connecting, connected, (transferring, connected) x (n % 3), disconnecting, disconnected
+-- (4, 6 or 8 states: each lasts one period), and answers 404 from one period after it became
+-- disconnected. No fixture file is needed.
+local FLEET_PATTERN = "^fleet%-(%d+)%-(%d+)"
+
+function M.fleet_schedule(n)
+  local states = { "connecting", "connected" }
+  for _ = 1, n % 3 do
+    states[#states + 1] = "transferring"
+    states[#states + 1] = "connected"
+  end
+  states[#states + 1] = "disconnecting"
+  states[#states + 1] = "disconnected"
+  return states
+end
+
+-- the state of a fleet call now, or nil once it is gone (404); nil, false when id is not one
+local function fleet_state(id)
+  local n, period = id:match(FLEET_PATTERN)
+  n, period = tonumber(n), tonumber(period)
+  if not n or not period or period < 1 then return nil, false end
+  local dict = ngx.shared.acs_emulator
+  ngx.update_time()
+  local now = ngx.now()
+  local key = "fleet\0" .. id
+  dict:add(key, now, 3600) -- the first request starts the call
+  local t0 = dict:get(key) or now
+  local states = M.fleet_schedule(n)
+  local k = math.floor((now - t0) * 1000 / period) + 1
+  return states[k], true
+end
+
+local function serve_fleet(id, state)
+  local n = tonumber((id:match(FLEET_PATTERN)))
+  return respond(200, cjson.encode({
+    callConnectionId = id,
+    callConnectionState = state,
+    serverCallId = "fleet-server-" .. n,
+    correlationId = string.format("00000000-0000-4000-8000-%012d", n % 1e12),
+    callbackUri = "https://contoso.example/events",
+    source = { kind = "communicationUser", rawId = "8:acs:fleet-source",
+               communicationUser = { id = "8:acs:fleet-source" } },
+    targets = { { kind = "phoneNumber", rawId = string.format("4:+1425%07d", n % 1e7),
+                  phoneNumber = { value = string.format("+1425%07d", n % 1e7) } } },
+  }))
+end
+
+-- Throttle switch: `/_emulator/throttle?seconds=S[&retry_after=R][&status=429|503]` makes every
+-- Get Call (after auth and the api-version check) answer that status with `Retry-After: R`
+-- (default: S rounded up) for the next S seconds; `seconds=0` ends it at once.
+local function throttle_set()
+  local args = ngx.req.get_uri_args(20)
+  local seconds = tonumber(args.seconds)
+  local status = tonumber(args.status or 429)
+  if not seconds or seconds < 0 or (status ~= 429 and status ~= 503) then
+    return error_response(400, "BadThrottle", "seconds=S (>= 0) and status=429|503 expected")
+  end
+  local retry_after = args.retry_after or tostring(math.ceil(seconds))
+  local dict = ngx.shared.acs_emulator
+  ngx.update_time()
+  local until_t = ngx.now() + seconds
+  dict:set("throttle\0until", until_t)
+  dict:set("throttle\0retry_after", retry_after)
+  dict:set("throttle\0status", status)
+  ngx.ctx.route = "throttle"
+  return respond(200, cjson.encode({ ["until"] = until_t, retry_after = retry_after, status = status }))
+end
+
+-- the throttle's answer, if it is on
+local function throttled()
+  local dict = ngx.shared.acs_emulator
+  local until_t = dict:get("throttle\0until")
+  if not until_t then return false end
+  ngx.update_time()
+  if ngx.now() >= until_t then return false end
+  ngx.ctx.fault = "throttle"
+  local status = dict:get("throttle\0status") or 429
+  return true, error_response(status, status == 429 and "TooManyRequests" or "ServiceUnavailable",
+    "Throttled (emulated).", { ["Retry-After"] = dict:get("throttle\0retry_after") or "1" })
+end
+
 local function handle_call(id)
   local ctx = ngx.ctx
   local h = ngx.req.get_headers(200)
@@ -370,6 +455,9 @@ local function handle_call(id)
     return error_response(405, "MethodNotAllowed", "Only GET is supported by the emulator.", { Allow = "GET" })
   end
 
+  local is_throttled, answer = throttled()
+  if is_throttled then return answer end
+
   local name, params = parse_fault(h["x-acs-emulator-fault"])
   if not name then name, params = fixture_meta(id) end
   if name == "none" then name = nil end
@@ -394,6 +482,11 @@ local function handle_call(id)
       fn(params, id)
     end
   end
+  local state, fleet = fleet_state(id)
+  if fleet then
+    if not state then return not_found_call() end
+    return serve_fleet(id, state)
+  end
   return serve_fixture(id)
 end
 
@@ -408,6 +501,8 @@ function M.handle()
     ctx.nolog = true
     return respond(200, '{"status":"ok"}')
   end
+
+  if path == "/_emulator/throttle" then return throttle_set() end
 
   ngx.on_abort(on_abort)
   if M.cfg.latency and M.cfg.latency > 0 then ngx.sleep(M.cfg.latency / 1000) end
