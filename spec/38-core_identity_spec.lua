@@ -34,8 +34,8 @@ end
 describe("core identity pieces", function()
   local emu
 
-  setup(function() emu = helpers.start_emulator() end)
-  teardown(function() if emu then emu:stop() end end)
+  lazy_setup(function() emu = helpers.start_emulator() end)
+  lazy_teardown(function() if emu then emu:stop() end end)
 
   it("runs with ACSCALL_LOOPBACK_ONLY=1 (make test sets it)", function()
     assert.are.equal("1", os.getenv("ACSCALL_LOOPBACK_ONLY"))

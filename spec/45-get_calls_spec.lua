@@ -8,8 +8,8 @@ local SEED = "18dea47f-b081-4107-9a5c-4300819d2c6c"
 
 describe("client:get_calls", function()
   local emu
-  setup(function() emu = helpers.start_emulator{latency = 100} end)
-  teardown(function() if emu then emu:stop() end end)
+  lazy_setup(function() emu = helpers.start_emulator{latency = 100} end)
+  lazy_teardown(function() if emu then emu:stop() end end)
   before_each(function() emu:clear_log() end)
 
   -- this spec's requests in the emulator's log: those for these ids (a

@@ -34,13 +34,13 @@ describe("OpenResty example (nginx + lua-nginx-module, one worker)", function()
   if ngxh.pending_without_core() then return end
 
   local emu, ex
-  setup(function()
+  lazy_setup(function()
     emu = helpers.start_emulator{ latency = 100 }
     local ok, e = pcall(ngxh.start_example, { connection_string = emu.connection_string })
     if not ok then emu:stop() error(e) end
     ex = e
   end)
-  teardown(function()
+  lazy_teardown(function()
     if ex then ex:stop() end
     if emu then emu:stop() end
   end)

@@ -32,7 +32,7 @@ describe("event-loop path (capture_get_call in nginx, one worker)", function()
     started[#started + 1] = ex
     return ex
   end
-  setup(function()
+  lazy_setup(function()
     fixtures = ngxh.fixtures_with{
       slow = '{"fault":"latency","ms":600}',
       ["too-slow"] = '{"fault":"latency","ms":1500}',
@@ -41,7 +41,7 @@ describe("event-loop path (capture_get_call in nginx, one worker)", function()
     }
     emu = helpers.start_emulator{ latency = 50, fixtures = fixtures }
   end)
-  teardown(function()
+  lazy_teardown(function()
     for _, ex in ipairs(started) do ex:stop() end
     if emu then emu:stop() end
     if fixtures then helpers.run("rm -rf " .. helpers.shell_quote(fixtures)) end
@@ -49,7 +49,7 @@ describe("event-loop path (capture_get_call in nginx, one worker)", function()
 
   describe("against a healthy service", function()
     local ex
-    setup(function()
+    lazy_setup(function()
       ex = example{ connection_string = emu.connection_string }
     end)
 
@@ -129,10 +129,10 @@ describe("event-loop path (capture_get_call in nginx, one worker)", function()
 
   describe("over TLS (verification always on)", function()
     local tls_emu
-    setup(function()
+    lazy_setup(function()
       tls_emu = helpers.start_emulator{ tls = true }
     end)
-    teardown(function()
+    lazy_teardown(function()
       if tls_emu then tls_emu:stop() end
     end)
 

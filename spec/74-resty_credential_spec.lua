@@ -28,7 +28,7 @@ describe("OpenResty with managed identity (event loop)", function()
     for k, v in pairs(extra or {}) do env[k] = v end
     return { endpoint = emu.endpoint, env = env, args = args or { "--base-delay", "0.05" } }
   end
-  setup(function()
+  lazy_setup(function()
     emu = helpers.start_emulator()
     local names, list = {}, {}
     for name, c in pairs{
@@ -50,7 +50,7 @@ describe("OpenResty with managed identity (event loop)", function()
     started = ngxh.start_examples(list)
     for i, name in ipairs(names) do EX[name] = started[i] end
   end)
-  teardown(function()
+  lazy_teardown(function()
     ngxh.stop_examples(started)
     if emu then emu:stop() end
   end)

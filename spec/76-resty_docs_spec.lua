@@ -23,7 +23,7 @@ describe("docs/openresty.md: the first nginx.conf (nginx-minimal)", function()
   if ngxh.pending_without_core() then return end
 
   local emu, nginx
-  setup(function()
+  lazy_setup(function()
     emu = helpers.start_emulator()
     local conf = ngxh.doc_block(ROOT .. "/docs/openresty.md", "nginx-minimal")
     conf = swap(conf, "/usr/local/share/lua/5.1/?.lua;/usr/local/share/lua/5.1/?/init.lua;",
@@ -37,7 +37,7 @@ describe("docs/openresty.md: the first nginx.conf (nginx-minimal)", function()
     nginx = ngxh.start_nginx(conf, ngxh.root_user() .. " pid @PREFIX@/nginx.pid;",
       { ACS_CONNECTION_STRING = emu.connection_string })
   end)
-  teardown(function()
+  lazy_teardown(function()
     if nginx then nginx:stop() end
     if emu then emu:stop() end
   end)

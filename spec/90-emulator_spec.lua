@@ -19,13 +19,13 @@ end
 describe("acs-emulator", function()
   local e, started_in
 
-  setup(function()
+  lazy_setup(function()
     local t0 = helpers.now()
     e = helpers.start_emulator()
     started_in = helpers.now() - t0
   end)
 
-  teardown(function()
+  lazy_teardown(function()
     if e then e:stop() end
   end)
 
@@ -531,8 +531,8 @@ end)
 
 describe("acs-emulator --latency", function()
   local e
-  setup(function() e = helpers.start_emulator({ latency = 150 }) end)
-  teardown(function() if e then e:stop() end end)
+  lazy_setup(function() e = helpers.start_emulator({ latency = 150 }) end)
+  lazy_teardown(function() if e then e:stop() end end)
 
   it("delays every response", function()
     local path = e:call_path("minimal")
@@ -550,8 +550,8 @@ end)
 
 describe("acs-emulator --tls", function()
   local e
-  setup(function() e = helpers.start_emulator({ tls = true }) end)
-  teardown(function() if e then e:stop() end end)
+  lazy_setup(function() e = helpers.start_emulator({ tls = true }) end)
+  lazy_teardown(function() if e then e:stop() end end)
 
   local function curl(url, extra)
     local out, ok, rc = helpers.run("curl -s -o - -w '\\n%{http_code}' --max-time 5 " .. (extra or "")
