@@ -11,6 +11,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#include "batch.h"
 #include "call.h"
 #include "compat.h"
 #include "options.h"

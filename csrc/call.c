@@ -236,39 +236,9 @@ static int l_request(lua_State *L)
 
 /* ---------- the retry rule, for Lua transports --------------------------- */
 
-/* A response header's value from a table (names in any case; a list of
- * values: the first), or NULL. The string stays alive in the table. */
-static const char *header(lua_State *L, int t, const char *name)
-{
-    const char *v = NULL;
-    if (lua_type(L, t) != LUA_TTABLE)
-        return NULL;
-    lua_pushnil(L);
-    while (lua_next(L, t)) {
-        if (lua_type(L, -2) == LUA_TSTRING) {
-            const char *k = lua_tostring(L, -2);
-            size_t i;
-            for (i = 0; k[i] && name[i]; i++)
-                if ((k[i] >= 'A' && k[i] <= 'Z' ? k[i] + 32 : k[i]) != name[i])
-                    break;
-            if (k[i] == '\0' && name[i] == '\0') {
-                if (lua_type(L, -1) == LUA_TTABLE)
-                    lua_rawgeti(L, -1, 1);
-                else
-                    lua_pushvalue(L, -1);
-                v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-                lua_pop(L, 3); /* v stays alive: the table (or its list) holds it */
-                return v;
-            }
-        }
-        lua_pop(L, 1);
-    }
-    return NULL;
-}
-
 /* client:next_attempt(attempts, elapsed[, outcome[, headers[, opts]]])
- *   -> wait, timeout, connect_timeout | "refresh", timeout, connect_timeout
- *      | nil
+ *   -> wait, timeout, connect_timeout[, reason]
+ *      | "refresh", timeout, connect_timeout, "refresh" | nil
  * The verdict get_call follows (retry.h), for a transport written in Lua.
  * attempts: made so far (0 before the first); elapsed: seconds since the
  * call began; outcome: the last attempt's HTTP status, or how it failed
@@ -279,8 +249,10 @@ static const char *header(lua_State *L, int t, const char *name)
  * call), retries = a retries table over the client's (other classes, e.g.
  * a token endpoint's). Returns the seconds to wait before the next
  * attempt, or "refresh" (refresh the token, then attempt again at once),
- * that attempt's timeout and connect timeout (seconds), or nil: report the
- * last outcome. */
+ * that attempt's timeout and connect timeout (seconds), and why it is
+ * retried (on_attempt's reason: "status 503", "retry-after", "timeout",
+ * "refresh", ...; none before the first attempt), or nil: report the last
+ * outcome. */
 static int l_next_attempt(lua_State *L)
 {
     acs_client *c = acs_client_check_open(L, 1);
@@ -307,6 +279,7 @@ static int l_next_attempt(lua_State *L)
     }
     v.what = ACS_VERDICT_RETRY;
     v.wait_ms = 0;
+    v.reason[0] = '\0';
     if (attempts > 0) {
         memset(&o, 0, sizeof o);
         if (lua_type(L, 4) == LUA_TNUMBER) {
@@ -321,9 +294,9 @@ static int l_next_attempt(lua_State *L)
         }
         if (!lua_isnoneornil(L, 5)) {
             luaL_checktype(L, 5, LUA_TTABLE);
-            o.retry_after = header(L, 5, "retry-after");
-            o.retry_after_ms = header(L, 5, "retry-after-ms");
-            o.x_retry_after_ms = header(L, 5, "x-ms-retry-after-ms");
+            o.retry_after = acs_table_header(L, 5, "retry-after");
+            o.retry_after_ms = acs_table_header(L, 5, "retry-after-ms");
+            o.x_retry_after_ms = acs_table_header(L, 5, "x-ms-retry-after-ms");
         }
         acs_retry_verdict(&pol, attempts, elapsed, &o, refreshable, time(NULL),
                           acs_random32(), &v);
@@ -339,7 +312,10 @@ static int l_next_attempt(lua_State *L)
         lua_pushnumber(L, (lua_Number)v.wait_ms / 1000.0);
     lua_pushnumber(L, (lua_Number)(timeout ? timeout : 1) / 1000.0);
     lua_pushnumber(L, (lua_Number)pol.connect_timeout_ms / 1000.0);
-    return 3;
+    if (v.reason[0] == '\0')
+        return 3;
+    lua_pushstring(L, v.reason); /* why (on_attempt's reason) */
+    return 4;
 }
 
 void acs_call_methods(lua_State *L)

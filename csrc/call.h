@@ -22,7 +22,4 @@ int acs_call_push_result(lua_State *L, acs_conn *conn, int rc,
 /* Adds get_call, request and next_attempt to the methods table on top. */
 void acs_call_methods(lua_State *L);
 
-/* batch.c: adds get_calls to the methods table on top. */
-void acs_batch_methods(lua_State *L);
-
 #endif

@@ -21,22 +21,9 @@ static int cmp_pairs(const void *a, const void *b)
 
 static int add_encoded(acs_wbuf *out, const char *s, size_t len)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    size_t i;
     if (acs_wbuf_reserve(out, 3 * len + 2) != 0)
         return -1;
-    for (i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-            (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
-            out->p[out->len++] = (char)ch;
-        } else {
-            out->p[out->len++] = '%';
-            out->p[out->len++] = hex[ch >> 4];
-            out->p[out->len++] = hex[ch & 15];
-        }
-    }
-    out->p[out->len] = '\0';
+    out->len += acs_pct_encode(s, len, "-._~", out->p + out->len); /* unreserved */
     return 0;
 }
 

@@ -1012,6 +1012,29 @@ int acs_decode_new_decoder(lua_State *L, int max_depth)
 }
 
 /* ------------------------------------------------------------------ */
+const char *acs_table_header(lua_State *L, int t, const char *name)
+{
+    const char *v = NULL;
+    if (lua_type(L, t) != LUA_TTABLE)
+        return NULL;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        size_t kl = 0;
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kl) : NULL;
+        if (k && acs_eq_ci(k, kl, name)) {
+            if (lua_type(L, -1) == LUA_TTABLE)
+                lua_rawgeti(L, -1, 1);
+            else
+                lua_pushvalue(L, -1);
+            v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+            lua_pop(L, 3); /* v stays alive: the table (or its list) holds it */
+            return v;
+        }
+        lua_pop(L, 1);
+    }
+    return v;
+}
+
 /* Lua entry points */
 
 static int l_decode(lua_State *L)
@@ -1022,23 +1045,10 @@ static int l_decode(lua_State *L)
     memset(&meta, 0, sizeof meta);
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
-        lua_pushnil(L);
-        while (lua_next(L, 3)) {
-            if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
-                size_t kl;
-                const char *k = lua_tolstring(L, -2, &kl);
-                const char *v = lua_tostring(L, -1); /* kept alive by arg 3 */
-                if (acs_eq_ci(k, kl, "x-ms-request-id"))
-                    meta.request_id = v;
-                else if (acs_eq_ci(k, kl, "x-ms-client-request-id"))
-                    meta.client_request_id = v;
-                else if (acs_eq_ci(k, kl, "content-type"))
-                    meta.content_type = v;
-                else if (acs_eq_ci(k, kl, "content-encoding"))
-                    meta.content_encoding = v;
-            }
-            lua_pop(L, 1);
-        }
+        meta.request_id = acs_table_header(L, 3, "x-ms-request-id");
+        meta.client_request_id = acs_table_header(L, 3, "x-ms-client-request-id");
+        meta.content_type = acs_table_header(L, 3, "content-type");
+        meta.content_encoding = acs_table_header(L, 3, "content-encoding");
     }
     if (!lua_isnoneornil(L, 4)) {
         luaL_checktype(L, 4, LUA_TTABLE);

@@ -37,6 +37,12 @@ int acs_decode_new_decoder(lua_State *L, int max_depth);
 int acs_decode_push(lua_State *L, long status, const char *body, size_t len,
                     const acs_resp_meta *meta);
 
+/* A response header's value from the table at t (names matched with
+ * acs_eq_ci, so name is lower case; a list of values: the first), or NULL
+ * (also when t is not a table). The string stays alive in the table. The
+ * one lookup of a header in a Lua table. */
+const char *acs_table_header(lua_State *L, int t, const char *name);
+
 /* Registers core.decode, CALL_FIELDS (the top-level fields in schema order)
  * and ARRAY_FIELDS (a set of every known array field, the error model's
  * "details" included) into the module table on top:

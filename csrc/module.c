@@ -17,7 +17,8 @@
  *   retry.c       the one attempt verdict (retry, wait, refresh) and its
  *                 retry classes as data
  *   transport.c   stage 2: libcurl only, the connection cache
- *   model.c       stage 3: JSON -> CallConnectionProperties; decode
+ *   model.c       stage 3: JSON -> CallConnectionProperties; decode; the
+ *                 header lookup in a Lua table
  *   tojson.c      a 2xx body -> the call's JSON in one pass (call_json)
  *   identifier.c  rawId both ways; raw_id, identifier_from_raw_id
  *   fetch.c       core.fetcher: HTTP for the identity side (token requests)
@@ -26,11 +27,13 @@
  *   failure.c     the nil, message, info contract and redaction; failure,
  *                 redact, check_header_value, KINDS
  *   util.c        UUIDs, clock, sleep, the header-value rule, the
- *                 case-insensitive compare, the header lookup */
+ *                 case-insensitive compare, the header lookup in a
+ *                 response line, the percent-encoder */
 #include <lua.h>
 #include <lauxlib.h>
 
 #include "auth.h"
+#include "batch.h"
 #include "call.h"
 #include "class.h"
 #include "client.h"

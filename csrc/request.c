@@ -205,25 +205,12 @@ done:
 
 size_t acs_encode_segment(const char *id, size_t len, char *out)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    size_t i, o = 0;
+    size_t i;
     int all_dots = len <= 2;
     for (i = 0; i < len && all_dots; i++)
         all_dots = id[i] == '.';
-    for (i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)id[i];
-        if ((isalnum(c) && c < 128) || c == '-' || c == '_' || c == '~' ||
-            c == '!' || c == '*' || c == '\'' || c == '(' || c == ')' ||
-            (c == '.' && !all_dots)) {
-            out[o++] = (char)c;
-        } else {
-            out[o++] = '%';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
-        }
-    }
-    out[o] = '\0';
-    return o;
+    /* "." and ".." would be dot-segments (RFC 3986 section 5.2.4) */
+    return acs_pct_encode(id, len, all_dots ? "-_~!*'()" : "-_.~!*'()", out);
 }
 
 /* ---------- one request ------------------------------------------------ */

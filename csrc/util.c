@@ -212,6 +212,25 @@ unsigned int acs_random32(void)
     return r;
 }
 
+size_t acs_pct_encode(const char *s, size_t len, const char *keep, char *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t i, o = 0;
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            (c && strchr(keep, c))) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
 int acs_hexval(char c)
 {
     if (c >= '0' && c <= '9')

@@ -63,6 +63,12 @@ int acs_wbuf_reserve(acs_wbuf *b, size_t n);
 int acs_wbuf_add(acs_wbuf *b, const char *s, size_t len);
 void acs_wbuf_free(acs_wbuf *b);
 
+/* Percent-encoding (RFC 3986 section 2.1, upper-case hex): s[0..len) into
+ * out (room for 3 * len + 1), keeping ASCII letters, digits and the bytes
+ * in keep; every other byte becomes %XX. Returns the length written (out is
+ * NUL-terminated). The one percent-encoder: URL path segments and forms. */
+size_t acs_pct_encode(const char *s, size_t len, const char *keep, char *out);
+
 /* A hex digit's value, or -1. */
 int acs_hexval(char c);
 /* The code unit of a JSON \uXXXX escape at s (6 bytes available), or -1. */

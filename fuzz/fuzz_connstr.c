@@ -12,7 +12,7 @@
  *   3 a URL: acs_url_split and acs_route_init;
  *   4 a base64 key: acs_key_decode, checked against EVP_DecodeBlock;
  *   5 8 bytes of time_t: acs_format_date (IMF-fixdate shape);
- *   6 a header value: acs_has_crlf against a plain scan;
+ *   6 a header value: acs_header_value_check (any C0 byte or DEL) against a plain scan;
  *   7 16 random bytes: acs_uuid4_format (RFC 4122 version 4 shape).
  * Mode 1 also signs with an acs_signer keyed once and used twice, which must
  * agree with acs_sign.
@@ -333,15 +333,16 @@ static void do_date(const uint8_t *d, size_t n)
             fail("date has a non-printable character");
 }
 
-static void do_crlf(const uint8_t *d, size_t n)
+static void do_header_value(const uint8_t *d, size_t n)
 {
     size_t i;
     int want = 0;
+    /* the header-value rule: any C0 control byte (tab included) or DEL */
     for (i = 0; i < n; i++)
-        if (d[i] == '\r' || d[i] == '\n' || d[i] == 0)
+        if (d[i] < 0x20 || d[i] == 0x7f)
             want = 1;
-    if (!!acs_has_crlf((const char *)d, n) != want)
-        fail("has_crlf wrong");
+    if ((acs_header_value_check((const char *)d, n) != NULL) != want)
+        fail("header value check wrong");
 }
 
 static void do_uuid(const uint8_t *d, size_t n)
@@ -388,7 +389,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 3: do_url(d, n); break;
     case 4: do_key(d, n); break;
     case 5: do_date(d, n); break;
-    case 6: do_crlf(d, n); break;
+    case 6: do_header_value(d, n); break;
     case 7: do_uuid(d, n); break;
     }
     free(copy);

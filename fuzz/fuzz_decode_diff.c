@@ -247,7 +247,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         meta.content_type = "application/json";
     switch (sel >> 6) {
     case 1: meta.decoder_ref = small_decoder; break;
-    case 2: meta.secret = "c2VjcmV0LXRva2Vu"; break;
+    case 2:
+        meta.secrets[0].p = "c2VjcmV0LXRva2Vu";
+        meta.secrets[0].len = 16;
+        meta.nsecrets = 1;
+        break;
     case 3: meta.content_encoding = (sel & 1) ? "gzip" : "identity"; break;
     default: break;
     }

@@ -702,7 +702,8 @@ static int decode_http_error(lua_State *L, int bi, long status,
 
     /* nothing is read from an error body before its credentials are gone */
     body = lua_tolstring(L, bi, &len);
-    acs_push_redacted(L, body, len, meta ? meta->secret : NULL);
+    acs_push_redacted(L, body, len, meta ? meta->secrets : NULL,
+                      meta ? meta->nsecrets : 0);
     lua_replace(L, bi);
     fix_lone_surrogates(L, bi);
     body = lua_tolstring(L, bi, &len);

@@ -34,8 +34,8 @@ local SCENARIOS = {
 describe("faults", function()
   local emu
 
-  setup(function() emu = helpers.start_emulator{scenarios = SCENARIOS} end)
-  teardown(function() if emu then emu:stop() end end)
+  lazy_setup(function() emu = helpers.start_emulator{scenarios = SCENARIOS} end)
+  lazy_teardown(function() if emu then emu:stop() end end)
 
   -- fast retries, so the suite stays quick; overridable per test
   local function client(opts)

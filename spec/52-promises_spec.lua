@@ -24,8 +24,8 @@ local SCENARIOS = {
 describe("README promises", function()
   local emu
 
-  setup(function() emu = helpers.start_emulator{scenarios = SCENARIOS, rename = true} end)
-  teardown(function() if emu then emu:stop() end end)
+  lazy_setup(function() emu = helpers.start_emulator{scenarios = SCENARIOS, rename = true} end)
+  lazy_teardown(function() if emu then emu:stop() end end)
   before_each(function() emu:clear_log() end)
 
   -- fast backoff unless a test says otherwise: a wait that is much longer
@@ -310,7 +310,7 @@ end
 
     local proxy, proxy_log, proxy_url, tls
 
-    setup(function()
+    lazy_setup(function()
       proxy_log = os.tmpname()
       local port_file = os.tmpname()
       os.remove(port_file)
@@ -321,7 +321,7 @@ end
       os.remove(port_file)
       tls = helpers.start_emulator{tls = true}
     end)
-    teardown(function()
+    lazy_teardown(function()
       if proxy then proxy:cleanup() end
       if proxy_log then os.remove(proxy_log) end
       if tls then tls:stop() end

@@ -10,14 +10,6 @@ local ngxh = require "spec.helpers_ngx"
 local cjson = require "cjson.safe"
 
 local CALL = "18dea47f-b081-4107-9a5c-4300819d2c6c"
-local ROOT = helpers.repo_root()
-
--- plain-text replace (no patterns), asserting the doc still has the text
-local function swap(text, from, to)
-  local i, j = text:find(from, 1, true)
-  assert(i, "docs/openresty.md's nginx-minimal block no longer holds: " .. from)
-  return text:sub(1, i - 1) .. to .. text:sub(j + 1)
-end
 
 describe("docs/openresty.md: the first nginx.conf (nginx-minimal)", function()
   if ngxh.pending_without_core() then return end
@@ -25,14 +17,7 @@ describe("docs/openresty.md: the first nginx.conf (nginx-minimal)", function()
   local emu, nginx
   lazy_setup(function()
     emu = helpers.start_emulator()
-    local conf = ngxh.doc_block(ROOT .. "/docs/openresty.md", "nginx-minimal")
-    conf = swap(conf, "/usr/local/share/lua/5.1/?.lua;/usr/local/share/lua/5.1/?/init.lua;",
-      ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;")
-    conf = swap(conf, "/usr/local/lib/lua/5.1/?.so;", ROOT .. "/build/luajit/?.so;")
-    conf = swap(conf, "/usr/local/lib/luarocks/rocks-5.1/acscall/0.1.0-1/conf/acscall.conf",
-      ROOT .. "/lua/acscall/nginx/acscall.conf")
-    conf = swap(conf, "myresource.communication.azure.com:443", "127.0.0.1:" .. emu.port)
-    conf = swap(conf, "listen 127.0.0.1:8080;", "listen 127.0.0.1:@PORT@;")
+    local conf = ngxh.doc_conf("nginx-minimal", emu.port)
     -- the connection string in nginx's environment (its `env` line passes it on)
     nginx = ngxh.start_nginx(conf, ngxh.root_user() .. " pid @PREFIX@/nginx.pid;",
       { ACS_CONNECTION_STRING = emu.connection_string })

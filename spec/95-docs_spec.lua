@@ -61,6 +61,37 @@ describe("docs", function()
     end
   end)
 
+  -- GitHub's anchor of a heading: lower case, punctuation dropped, spaces to '-'
+  local function slug(heading)
+    return (heading:lower():gsub("[^%w%- _]", ""):gsub(" ", "-"))
+  end
+
+  it("links only to files that exist, and to headings those files have", function()
+    for _, file in ipairs(files) do
+      local text = assert(helpers.read_file(root .. "/" .. file))
+      local dir = file:match("^(.*)/[^/]*$")
+      for target in text:gmatch("%]%(([^)%s]+)%)") do
+        if not target:match("^%a[%w+.-]*:") then -- not https:, mailto:, ...
+          local path, anchor = target:match("^([^#]*)#?(.*)$")
+          local full = path == "" and file or ((dir and dir .. "/" or "") .. path)
+          full = full:gsub("[^/]+/%.%./", "")
+          local linked = helpers.read_file(root .. "/" .. full)
+          if not linked then
+            local _, isdir = helpers.run("test -d " .. helpers.shell_quote(root .. "/" .. full))
+            assert(isdir, file .. ": a link to " .. target .. ": no such file")
+          end
+          if anchor ~= "" then
+            local found = false
+            for h in (linked or ""):gmatch("\n#+ ([^\n]+)") do
+              if slug(h) == anchor then found = true end
+            end
+            assert(found, file .. ": a link to " .. target .. ": no heading #" .. anchor .. " in " .. full)
+          end
+        end
+      end
+    end
+  end)
+
   it("marks every block it does not run, with a reason, and no marker is stale", function()
     local lua_run, nginx = 0, 0
     for _, b in ipairs(blocks) do
@@ -82,7 +113,7 @@ describe("docs", function()
 
   describe("Lua examples", function()
     local e, prefix, az
-    setup(function()
+    lazy_setup(function()
       e = helpers.start_emulator()
       local az_path
       az_path, az = helpers.fake_az()
@@ -104,7 +135,7 @@ describe("docs", function()
       for k, v in pairs(env) do parts[#parts + 1] = k .. "=" .. helpers.shell_quote(v) end
       prefix = table.concat(parts, " ")
     end)
-    teardown(function()
+    lazy_teardown(function()
       if e then e:stop() end
       if az then az.remove() end
     end)

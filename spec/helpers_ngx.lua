@@ -334,4 +334,26 @@ http {
 ]])
 end
 
+--- The ```nginx block of docs/openresty.md after `<!-- spec: NAME -->`, run
+--- as written but for the places a checkout differs from a LuaRocks tree:
+--- its paths pointed at this checkout (lua/, build/luajit/, acscall.conf),
+--- its upstream at 127.0.0.1:PORT (the emulator), its listen at @PORT@.
+function M.doc_conf(name, port)
+  local root = helpers.repo_root()
+  local conf = M.doc_block(root .. "/docs/openresty.md", name)
+  local function swap(from, to)
+    local i, j = conf:find(from, 1, true)
+    assert(i, "docs/openresty.md's " .. name .. " block no longer holds: " .. from)
+    conf = conf:sub(1, i - 1) .. to .. conf:sub(j + 1)
+  end
+  swap("/usr/local/share/lua/5.1/?.lua;/usr/local/share/lua/5.1/?/init.lua;",
+    root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;")
+  swap("/usr/local/lib/lua/5.1/?.so;", root .. "/build/luajit/?.so;")
+  swap("/usr/local/lib/luarocks/rocks-5.1/acscall/0.1.0-1/conf/acscall.conf",
+    root .. "/lua/acscall/nginx/acscall.conf")
+  swap("myresource.communication.azure.com:443", "127.0.0.1:" .. port)
+  swap("listen 127.0.0.1:8080;", "listen 127.0.0.1:@PORT@;")
+  return conf
+end
+
 return M

@@ -203,6 +203,13 @@ local acscall = {}
 ---@field timeout_default number
 ---@field token_lifetime_max integer seconds: a credential's expires_on further ahead is refused
 ---@field user_agent_max integer
+---@field pool_idle_max integer idle connections a client keeps
+---@field secrets_max integer secrets one redaction takes
+---@field spawn_args_max integer arguments of core.spawn
+---@field spawn_output_default integer bytes per stream core.spawn keeps by default
+---@field spawn_output_max integer
+---@field spawn_timeout_default number seconds
+---@field spawn_timeout_max number seconds
 
 --- Retry classes as data, one shape everywhere: `new{retries =}`,
 --- `core.fetcher{retries =}`, a fetch's `retries`, `next_attempt`'s `opts.retries`.
@@ -311,6 +318,7 @@ function Client:request(id, client_request_id) end
 ---@return number|"refresh"|nil wait
 ---@return number? timeout
 ---@return number? connect_timeout
+---@return string? reason why the last outcome is retried (on_attempt's reason: "status 503", "retry-after", ...)
 function Client:next_attempt(attempts, elapsed, outcome, headers, opts) end
 
 --- Follow many calls (acscall.watch): `for ev in w:events() do ... end`.

@@ -30,8 +30,10 @@
 -- (libcurl: TLS verification, timeouts, the core's retry rule), created at the
 -- first `get_token` (nothing is fetched or connected when a credential is
 -- built). `transport = t` replaces it with any object with
--- `t:fetch{url=, method=, headers=, form=, timeout=, retries=} -> status, body, headers | nil, message, info`
--- (OpenResty: `acscall.resty.capture_transport()`); `retries` carries the
+-- `t:fetch{url=, method=, headers=, form=, timeout=, retries=}`
+-- `-> status, body, headers | nil, message, info[, "not_here"]`
+-- (OpenResty: `acscall.resty.capture_transport()`; "not_here": it cannot fetch in this
+-- context, so a still-valid token is kept without a pause); `retries` carries the
 -- endpoint's retry classes as data (`M.RETRY`), in `core.fetcher`'s shape.
 --
 -- Failures are `core.failure`'s `nil, message, info`. Secrets (client
@@ -135,14 +137,12 @@ local function fields_of(info)
     request_id = info.request_id, client_request_id = info.client_request_id }
 end
 
-local function pct(s)
-  return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
-end
-
+-- a query string in the order given (name, value, name, value, ...; nil values left out), each
+-- pair percent-encoded by the core's one encoder
 local function query(params)
   local out = {}
   for i = 1, #params, 2 do
-    if params[i + 1] ~= nil then out[#out + 1] = params[i] .. "=" .. pct(params[i + 1]) end
+    if params[i + 1] ~= nil then out[#out + 1] = core.form_encode{ [params[i]] = tostring(params[i + 1]) } end
   end
   return table.concat(out, "&")
 end
@@ -346,11 +346,11 @@ function Credential:http(req)
   local t, msg, info = self:transport()
   if not t then return nil, msg, info end
   if req.retries == nil then req.retries = self.retry end
-  local st, body, headers = t:fetch(req)
+  local st, body, headers, mark = t:fetch(req)
   if not st then
     info = type(headers) == "table" and headers or {}
     return self:fail(info.kind or "transport", "no answer from " .. self.target .. " (" .. tostring(body) .. ")",
-      fields_of(info), info.not_here and "not_here" or MARK[info])
+      fields_of(info), mark == "not_here" and "not_here" or MARK[info])
   end
   return st, body or "", headers or {}
 end
@@ -1063,7 +1063,8 @@ function AzureCli:fetch_token()
     local info = type(err) == "table" and err or {}
     local low = tostring(out):lower()
     if low:find("not found", 1, true) or low:find("no such file", 1, true) then return self:not_found() end
-    return self:fail(info.kind or "local", tostring(out), fields_of(info))
+    -- info.message: core.spawn's reason without its kind (the failure here adds it once)
+    return self:fail(info.kind or "local", info.message or tostring(out), fields_of(info))
   end
   if code ~= 0 then
     err = tostring(err or "")

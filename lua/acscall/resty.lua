@@ -111,6 +111,13 @@ local function check_client(fname, client, id)
   end
 end
 
+local function check_hook(fname, hook)
+  if hook ~= nil and type(hook) ~= "function" then
+    error("acscall.resty." .. fname .. ": on_attempt must be a function, got " .. type(hook), 3)
+  end
+  return hook
+end
+
 local function check_credential(fname, cred)
   if cred ~= nil and (type(cred) ~= "table" and type(cred) ~= "userdata" or type(cred.get_token) ~= "function") then
     error("acscall.resty." .. fname .. ": credential must have a get_token method", 3)
@@ -119,45 +126,99 @@ end
 
 -- ------------------------------------------------------ the attempt driver
 
+-- on_attempt (an option of the three Lua paths): the record of one attempt,
+-- in the shape of the core's (lua/acscall/core.luadoc, "Attempt"); `wait`
+-- and `reason` are added once the next verdict is known. o:facts() ->
+-- operation, call id, client request id, URL, the secrets sent (for core.redact).
+local redact = core.redact
+local function attempt_record(o, last, n, duration)
+  local operation, id, crid, url, secrets = o:facts()
+  local host = url and url:match("^%a+://([^/?#]+)")
+  local r = { operation = operation, id = id, attempt = n, duration = duration, client_request_id = crid,
+    host = host and (host:gsub("^.*@", "")) }
+  if last.status then
+    r.status = last.status
+    local rid = header(last.headers, "x-ms-request-id")
+    if type(rid) == "string" then r.request_id = redact(rid, secrets) end -- the server's words
+  else
+    r.kind, r.outcome = last.kind or "transport", last.outcome
+  end
+  return r
+end
+
+-- The secrets of an Authorization value sent: the whole value, and the
+-- token or signature alone (a server may echo either by itself).
+local function auth_secrets(auth)
+  if not auth then return {} end
+  return { auth, auth:match("^[Bb]earer%s+(%S+)") or auth:match("Signature=([^&,%s]+)") }
+end
+M._auth_secrets = auth_secrets
+
+-- An error inside on_attempt never breaks the call: the first one per
+-- function is logged (WARN), later ones are ignored.
+local warned = setmetatable({}, { __mode = "k" })
+local function emit(hook, r)
+  local ok, err = pcall(hook, r)
+  if ok or warned[hook] then return end
+  warned[hook] = true
+  local line = "acscall: on_attempt raised an error (reported once, then ignored): " .. tostring(err):sub(1, 200)
+  local ngx = rawget(_G, "ngx")
+  if ngx and ngx.log then ngx.log(ngx.WARN, line) else io.stderr:write(line, "\n") end
+end
+
 --- The one attempt loop of the OpenResty paths (capture_get_call,
 -- http_get_call, capture_transport): asks `rule:next_attempt` (the core's
 -- verdict: retry, wait, refresh after a 401, the deadline) after every
 -- attempt, and runs the next one with `send`.
 -- @param rule a client whose `next_attempt` is the verdict
--- @tparam table o `send(timeout, connect_timeout, left) -> last` (one attempt:
+-- @tparam table o the exchange, whose methods drive calls (methods, not
+--  closures, so that a call's path creates no function: LuaJIT 2.1 cannot
+--  compile a closure's creation, FNEW, and leaves the whole path to the
+--  interpreter): `o:send(timeout, connect_timeout) -> last` (one attempt:
 --  `{status=, body=, headers=}` or `{outcome=, text=}`; `last.final` ends the
---  loop), `now`, `sleep`; `before(attempts)` (optional: before each attempt,
---  `true` or `nil, message, info` to stop with that failure); `refresh()`
+--  loop), `now`, `sleep`; `o:before(attempts)` (optional: before each attempt,
+--  `true` or `nil, message, info` to stop with that failure); `o:refresh()`
 --  (optional: the credential's forced refresh, true when a new token came);
---  `retries` (optional: retry classes for this exchange, as the verdict takes them)
+--  `retries` (optional: retry classes for this exchange, as the verdict takes them);
+--  `on_attempt` (optional, with `facts`: see attempt_record)
 -- @return last, attempts; or nil, message, info (from `before`)
 local function drive(rule, o)
-  local now, sleep = o.now, o.sleep
+  local now, sleep, hook = o.now, o.sleep, o.on_attempt
   local start = now()
-  local attempts, last = 0, nil
+  local attempts, last, rec = 0, nil, nil
   local vopts = (o.refresh or o.retries ~= nil) and { refreshable = o.refresh and true or false,
     refreshed = false, retries = o.retries } or nil
   while true do
-    -- the core's verdict: wait, timeout, connect_timeout; "refresh", timeout,
-    -- connect_timeout (a 401 on a refreshable credential not yet refreshed:
-    -- refresh, then retry at once if the token changed); or nil (report the last)
-    local wait, timeout, connect_timeout = rule:next_attempt(attempts, now() - start,
+    -- the core's verdict: wait, timeout, connect_timeout, reason; "refresh", ...
+    -- (a 401 on a refreshable credential not yet refreshed: refresh, then
+    -- retry at once if the token changed); or nil (report the last)
+    local wait, timeout, connect_timeout, reason = rule:next_attempt(attempts, now() - start,
       last and (last.status or last.outcome), last and last.headers, vopts)
     if wait == "refresh" then
       vopts.refreshed = true
-      if not o.refresh() then break end
-      wait = 0
+      wait = o:refresh() and 0 or nil
+    end
+    if rec then -- the last attempt's record, now that its verdict is known
+      if wait then rec.wait, rec.reason = wait, reason end
+      emit(hook, rec)
+      rec = nil
     end
     if not wait then break end
     if wait > 0 then sleep(wait) end
     if o.before then
-      local ok, msg, info = o.before(attempts)
+      local ok, msg, info = o:before(attempts)
       if not ok then return nil, msg, info end
     end
     attempts = attempts + 1
-    last = o.send(timeout, connect_timeout or timeout)
+    local t0 = hook and now()
+    last = o:send(timeout, connect_timeout or timeout)
+    -- (nothing was sent when the token provider or the header rule refused)
+    if hook and not (last.failed or last.outcome == "local") then
+      rec = attempt_record(o, last, attempts, now() - t0)
+    end
     if last.final then break end
   end
+  if rec then emit(hook, rec) end
   return last, attempts
 end
 M._drive = drive
@@ -212,28 +273,28 @@ end
 -- transport may yield, so client:request then finds it cached; `refresh`
 -- forces a new one after a 401 (the core's refresh verdict), true when it
 -- differs from the refused one.
-local NO_HOOKS = {}
-local function credential_hooks(cred)
-  if not cred then return NO_HOOKS end
-  local token
-  return {
-    before = function(n)
-      local msg, info
-      token, msg, info = cred:get_token()
-      if token then return true end
-      -- the credential's own words: a core-shaped message is "<kind>: <info.message>";
-      -- the kind is ours to say (auth), so its text alone
-      local words = tostring(msg)
-      local text = type(info) == "table" and info.message
-      if type(text) == "string" and text ~= "" and words:sub(-#text) == text then words = text end
-      return failure("auth", "credential: " .. words, {
-        attempts = n > 0 and n or nil, status = type(info) == "table" and info.status or nil })
-    end,
-    refresh = function()
-      local fresh = cred:get_token{ force_refresh = true }
-      return fresh and fresh ~= token
-    end,
-  }
+local function cred_before(o, n)
+  local token, msg, info = o.cred:get_token()
+  o.token = token
+  if token then return true end
+  -- the credential's own words: a core-shaped message is "<kind>: <info.message>";
+  -- the kind is ours to say (auth), so its text alone
+  local words = tostring(msg)
+  local text = type(info) == "table" and info.message
+  if type(text) == "string" and text ~= "" and words:sub(-#text) == text then words = text end
+  return failure("auth", "credential: " .. words, {
+    attempts = n > 0 and n or nil, status = type(info) == "table" and info.status or nil })
+end
+
+local function cred_refresh(o)
+  local fresh = o.cred:get_token{ force_refresh = true }
+  return fresh and fresh ~= o.token
+end
+
+-- an exchange `o` of drive with the credential's hooks (none without one)
+local function with_credential(o, cred)
+  if cred then o.cred, o.before, o.refresh = cred, cred_before, cred_refresh end
+  return o
 end
 
 -- The result of a call's attempts (drive's returns): the call, or the failure.
@@ -256,7 +317,7 @@ end
 -- The body filter of acscall.conf's internal locations: counts the bytes of
 -- the answer and ends the attempt once max_body or the attempt's end is
 -- passed. The subrequest's ngx.ctx is the capture's `ctx` table:
--- {max = bytes, ends = ngx.now() time, n = bytes so far, why = "large" | "late"}.
+-- {max = bytes, ends = ngx.now() time, n = bytes so far (0 at first), why = "large" | "late"}.
 -- nginx 1.22 has no way for a body filter to end a subrequest alone (an
 -- error from a filter terminates the main request too), so it shuts the
 -- upstream socket down: nginx then sees the connection end early and
@@ -292,16 +353,36 @@ local function upstream_fd(ngx)
   return fd
 end
 
+-- The chunk's size and the last-buffer flag straight from lua-nginx-module's
+-- FFI (what resty.core's ngx.arg[1] / ngx.arg[2] call, lua-resty-core 0.1.25
+-- lib/resty/core/param.lua), without copying the chunk into a Lua string:
+-- the filter runs once or twice per attempt and only needs the count.
+local function arg_size() return #ngx.arg[1] end -- luacheck: ignore 113
+local function arg_eof() return ngx.arg[2] end -- luacheck: ignore 113
+if ffi_ok and base_ok and pcall(ffi.cdef, [[
+    int ngx_http_lua_ffi_get_body_filter_param_eof(ngx_http_request_t *r);
+    int ngx_http_lua_ffi_get_body_filter_param_body(ngx_http_request_t *r, unsigned char **data_p, size_t *len_p);
+  ]]) and pcall(function() return ffi.C.ngx_http_lua_ffi_get_body_filter_param_body end) then
+  local C, get_request = ffi.C, base.get_request
+  local data_p, len_p = ffi.new("unsigned char *[1]"), ffi.new("size_t[1]")
+  arg_size = function()
+    len_p[0] = 0
+    -- NGX_AGAIN (several buffers): len is their sum all the same
+    C.ngx_http_lua_ffi_get_body_filter_param_body(get_request(), data_p, len_p)
+    return tonumber(len_p[0])
+  end
+  arg_eof = function() return C.ngx_http_lua_ffi_get_body_filter_param_eof(get_request()) == 1 end
+end
+
 function M.body_filter()
   local ngx = ngx -- luacheck: ignore 113
   local c = ngx.ctx
   if c.why then ngx.arg[1] = "" return end
-  local chunk = ngx.arg[1]
-  local n = (c.n or 0) + #chunk
+  local n = c.n + arg_size()
   c.n = n
-  if c.max and n > c.max then
+  if n > c.max then
     c.why = "large"
-  elseif c.ends and not ngx.arg[2] and ngx.now() > c.ends then
+  elseif ngx.now() > c.ends and not arg_eof() then
     c.why = "late"
   else
     return
@@ -327,7 +408,10 @@ end
 --  `log` (the level of the one error.log line per failed call, default
 --  `ngx.ERR`; `false`: none), `json` (true: return the call as JSON text,
 --  written by `core.call_json` in one pass over the service's body, no Lua
---  table in between), `sleep`, `now` (for tests; default `ngx.sleep`, `ngx.now`)
+--  table in between), `on_attempt` (a function called once per attempt with
+--  the record `acscall.new`'s on_attempt gets, operation "get_call"; an error
+--  inside is logged once at WARN, then ignored), `sleep`, `now` (for tests;
+--  default `ngx.sleep`, `ngx.now`)
 -- @return call table (a JSON string with `json`), or `nil, message, info`
 -- @raise on a programmer mistake (no client, acscall.conf not included, not
 --  in a request context)
@@ -423,6 +507,50 @@ end
 local capture_opts = { vars = vars }
 local last_timeout, last_step = -1, 1
 
+-- on_attempt's facts of capture_get_call (drive's `facts`): `o` is the call.
+local function capture_facts(o)
+  return "get_call", o.id, o.crid, o.url, auth_secrets(o.auth)
+end
+
+-- One attempt of capture_get_call (drive's `send`): `o` is the call.
+local function capture_send(o, timeout)
+  local client, ngx = o.client, o.ngx
+  local url, headers, info = client:request(o.id, o.crid)
+  if not url then -- the token provider failed: nothing was sent
+    return { final = true, failed = { headers, info } }
+  end
+  o.crid = o.crid or headers["x-ms-client-request-id"]
+  if o.on_attempt then o.url, o.auth = url, headers.authorization end -- (capture_facts)
+  if not checked[client] then -- once per client: the names it signs (programmer mistake)
+    set_headers(vars, headers, "capture_get_call", "none")
+    checked[client] = true
+  end
+  local auth = headers.authorization
+  if auth and not check_header_value(auth) then
+    return { final = true, outcome = "local", kind = "auth",
+      text = "the authorization header's value holds a control character: not sent" }
+  end
+  local og = origin_of(url, headers.host, o.upstream)
+  if timeout ~= last_timeout then last_timeout, last_step = timeout, step_for(timeout) end
+  vars.acscall_url = og.prefix .. url:sub(og.cut)
+  vars.acscall_host = og.host
+  vars.acscall_sni = og.sni
+  vars.acscall_accept = headers.accept or ""
+  vars.acscall_user_agent = headers["user-agent"] or ""
+  vars.acscall_client_request_id = headers["x-ms-client-request-id"] or ""
+  vars.acscall_date = headers["x-ms-date"] or ""
+  vars.acscall_content_sha256 = headers["x-ms-content-sha256"] or ""
+  vars.acscall_authorization = auth or ""
+  local scheme = og.scheme
+  local ctx = { max = o.max_body, ends = ngx.now() + timeout, n = 0 }
+  capture_opts.ctx = ctx
+  local r = capture_attempt(ngx, step_uri[last_step], capture_opts, ctx, M.STEPS[last_step], scheme,
+    "the service")
+  vars.acscall_authorization = nil -- keep no credential past the attempt
+  capture_opts.ctx = nil
+  return r
+end
+
 function M.capture_get_call(client, id, opts)
   check_client("capture_get_call", client, id)
   opts = opts or EMPTY
@@ -435,49 +563,14 @@ function M.capture_get_call(client, id, opts)
   local max_body = opts.max_body or M.DEFAULT_MAX_BODY
   local cred = opts.credential
   check_credential("capture_get_call", cred)
-  local crid
-  local hooks = credential_hooks(cred)
-  local last, attempts, info = drive(client, {
-    now = opts.now or ngx.now, sleep = opts.sleep or ngx.sleep,
-    before = hooks.before, refresh = hooks.refresh,
-    send = function(timeout)
-      local url, headers, info = client:request(id, crid)
-      if not url then -- the token provider failed: nothing was sent
-        return { final = true, failed = { headers, info } }
-      end
-      crid = crid or headers["x-ms-client-request-id"]
-      if not checked[client] then -- once per client: the names it signs (programmer mistake)
-        set_headers(vars, headers, "capture_get_call", "none")
-        checked[client] = true
-      end
-      local auth = headers.authorization
-      if auth and not check_header_value(auth) then
-        return { final = true, outcome = "local", kind = "auth",
-          text = "the authorization header's value holds a control character: not sent" }
-      end
-      local o = origin_of(url, headers.host, upstream)
-      if timeout ~= last_timeout then last_timeout, last_step = timeout, step_for(timeout) end
-      vars.acscall_url = o.prefix .. url:sub(o.cut)
-      vars.acscall_host = o.host
-      vars.acscall_sni = o.sni
-      vars.acscall_accept = headers.accept or ""
-      vars.acscall_user_agent = headers["user-agent"] or ""
-      vars.acscall_client_request_id = headers["x-ms-client-request-id"] or ""
-      vars.acscall_date = headers["x-ms-date"] or ""
-      vars.acscall_content_sha256 = headers["x-ms-content-sha256"] or ""
-      vars.acscall_authorization = auth or ""
-      local scheme = o.scheme
-      local ctx = { max = max_body, ends = ngx.now() + timeout }
-      capture_opts.ctx = ctx
-      local r = capture_attempt(ngx, step_uri[last_step], capture_opts, ctx, M.STEPS[last_step], scheme,
-        "the service")
-      vars.acscall_authorization = nil -- keep no credential past the attempt
-      capture_opts.ctx = nil
-      return r
-    end,
-  })
-  return finish(ngx, opts, id, crid, last, attempts, info)
+  local o = with_credential({ now = opts.now or ngx.now, sleep = opts.sleep or ngx.sleep, send = capture_send,
+    client = client, id = id, upstream = upstream, max_body = max_body, ngx = ngx }, cred)
+  local hook = check_hook("capture_get_call", opts.on_attempt)
+  if hook then o.on_attempt, o.facts = hook, capture_facts end
+  local last, attempts, info = drive(client, o)
+  return finish(ngx, opts, id, o.crid, last, attempts, info)
 end
+
 
 -- ------------------------------------------------------ token transport
 
@@ -497,13 +590,15 @@ local TOKEN_MAX_BODY = 1024 * 1024 -- a token answer is a few KB
 -- needs nginx's `resolver`.
 -- @usage local cred = acscall.credential.managed_identity{ transport = resty.capture_transport() }
 -- @tparam[opt] table opts `retries` (default 3), `base_delay` (s, 0.8), `max_delay` (s, 60),
---  `timeout` (s per attempt, default 30), `deadline` (s, default 90)
+--  `timeout` (s per attempt, default 30), `deadline` (s, default 90), `on_attempt`
+--  (as capture_get_call's; operation "token", no id)
 -- @return a transport: `t:fetch{url=, method=, headers=, form=} -> status, body, headers`
 function M.capture_transport(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("acscall.resty.capture_transport: options table expected", 2) end
   local retries = opts.retries
   if retries == nil then retries = 3 end
+  local hook = check_hook("capture_transport", opts.on_attempt)
   -- the core's retry rule, from a client that never sends anything
   local rule = acscall.new{ endpoint = "http://127.0.0.1/", token = "unused",
     retries = retries > 0 and { max = retries, base_delay = opts.base_delay or 0.8, max_delay = opts.max_delay or 60 }
@@ -517,10 +612,11 @@ function M.capture_transport(opts)
     end
     local yieldable = coroutine.isyieldable -- luacheck: ignore 143
     if not CAPTURE_PHASES[ngx.get_phase()] or (yieldable and not yieldable()) then
+      -- "not_here" rides beside the core's info, never in it: the credential keeps its
+      -- still-valid token without a pause (acscall.credential reads it)
       local none, msg, info = failure("local",
         "no token fetch here (ngx.location.capture needs a request context that can yield)")
-      info.not_here = true -- the credential keeps its still-valid token (acscall.credential reads it)
-      return none, msg, info
+      return none, msg, info, "not_here"
     end
     local url = req.url
     local scheme, host = url:match("^(https?)://([^/?#]+)")
@@ -544,10 +640,17 @@ function M.capture_transport(opts)
     local max = type(req.retries) == "number" and req.retries or nil -- a probe says 0: one try
     local n = 0
     local last, attempts = drive(rule, { now = ngx.now, sleep = ngx.sleep, retries = req.retries,
-      send = function(timeout)
+      on_attempt = hook, facts = hook and function()
+        -- the secrets in play: every header and form value sent
+        local secrets = {}
+        for _, x in pairs(headers) do secrets[#secrets + 1] = x end
+        for _, x in pairs(req.form or EMPTY) do secrets[#secrets + 1] = tostring(x) end
+        return "token", nil, header(headers, "x-ms-client-request-id"), url, secrets
+      end,
+      send = function(_, timeout)
       n = n + 1
       local step = step_for(timeout)
-      local ctx = { max = TOKEN_MAX_BODY, ends = ngx.now() + timeout }
+      local ctx = { max = TOKEN_MAX_BODY, ends = ngx.now() + timeout, n = 0 }
       copts.ctx = ctx
       local r = capture_attempt(ngx, step_uri[step], copts, ctx, M.STEPS[step], scheme, "the token endpoint")
       if r.status then
@@ -638,7 +741,7 @@ end
 -- @tparam[opt] table params extra `request_uri` params (e.g. `keepalive_timeout`,
 --  `keepalive_pool`); `method`, `headers`, `ssl_verify` are ours; `sleep`,
 --  `now` (default `ngx.sleep`, `ngx.now`), `max_body` (bytes, default 4 MiB),
---  `credential` (as capture_get_call's) and `log` are not passed on
+--  `credential`, `log` and `on_attempt` (as capture_get_call's) are not passed on
 -- @return call table, or `nil, message, info`
 function M.http_get_call(httpc, client, id, params)
   if type(httpc) ~= "table" or type(httpc.request_uri) ~= "function" then
@@ -651,26 +754,27 @@ function M.http_get_call(httpc, client, id, params)
   local sleep = p.sleep or (ngx and ngx.sleep)
   local now = p.now or (ngx and ngx.now) or os.time
   local max_body, cred, log = p.max_body or M.DEFAULT_MAX_BODY, p.credential, p.log
-  p.sleep, p.now, p.max_body, p.credential, p.log = nil, nil, nil, nil, nil
+  local hook = check_hook("http_get_call", p.on_attempt)
+  p.sleep, p.now, p.max_body, p.credential, p.log, p.on_attempt = nil, nil, nil, nil, nil, nil
   check_credential("http_get_call", cred)
   -- connect{...} with a table (scheme, ssl_verify, ...) came in lua-resty-http 0.16
   local major, minor = tostring(httpc._VERSION or ""):match("^(%d+)%.(%d+)")
   local streaming = type(httpc.connect) == "function" and type(httpc.request) == "function"
     and type(httpc.parse_uri) == "function" and major ~= nil
     and (tonumber(major) > 0 or tonumber(minor) >= 16)
-  local crid
-  local hooks = credential_hooks(cred)
-  local last, attempts, info = drive(client, {
+  local crid, sent_url, sent_auth
+  local last, attempts, info = drive(client, with_credential({
     now = now,
+    on_attempt = hook, facts = hook and function() return "get_call", id, crid, sent_url, auth_secrets(sent_auth) end,
     sleep = function(s)
       if not sleep then error("acscall.resty.http_get_call: no sleep function (not in nginx)", 4) end
       sleep(s)
     end,
-    before = hooks.before, refresh = hooks.refresh,
-    send = function(timeout, connect_timeout)
+    send = function(_, timeout, connect_timeout)
       local url, headers, finfo = client:request(id, crid)
       if not url then return { final = true, failed = { headers, finfo } } end
       crid = crid or headers["x-ms-client-request-id"]
+      sent_url, sent_auth = url, headers.authorization
       for name, value in pairs(headers) do
         if not check_header_value(value) then
           return { final = true, outcome = "local", kind = "auth",
@@ -702,7 +806,7 @@ function M.http_get_call(httpc, client, id, params)
       return { outcome = outcome, text = err, kind = outcome == "too_large" and "decode" or nil,
         final = outcome == "too_large" }
     end,
-  })
+  }, cred))
   return finish(ngx, { log = log }, id, crid, last, attempts, info)
 end
 

@@ -17,6 +17,7 @@ local resty = {}
 ---@field credential? acscall.Credential the client's credential: its token is fetched on the event loop
 ---@field log? integer|false the level of the one error.log line per failed call (ngx.ERR); false: none
 ---@field json? boolean return the call as JSON text (core.call_json), not a table
+---@field on_attempt? fun(attempt: acscall.Attempt) called once per attempt (the record of new's on_attempt; an error inside is logged once at WARN)
 ---@field sleep? fun(seconds: number) for tests (ngx.sleep)
 ---@field now? fun(): number for tests (ngx.now)
 
@@ -34,7 +35,7 @@ function resty.capture_get_call(client, id, opts) end
 function resty.body_filter() end
 
 --- A credential transport fetching tokens on the event loop.
----@param opts? {retries?: integer|false, base_delay?: number, max_delay?: number, timeout?: number, deadline?: number}
+---@param opts? {retries?: integer|false, base_delay?: number, max_delay?: number, timeout?: number, deadline?: number, on_attempt?: fun(attempt: acscall.Attempt)}
 ---@return acscall.Transport
 function resty.capture_transport(opts) end
 
@@ -42,7 +43,7 @@ function resty.capture_transport(opts) end
 ---@param httpc table a lua-resty-http client
 ---@param client acscall.Client
 ---@param id string
----@param params? table request_uri's params; sleep, now for tests
+---@param params? table request_uri's params; max_body, credential, log, on_attempt (as capture_get_call's); sleep, now for tests
 ---@return acscall.CallConnectionProperties? call
 ---@return string? message
 ---@return acscall.Info? info

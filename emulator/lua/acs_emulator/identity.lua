@@ -61,6 +61,14 @@ end
 ---------------------------------------------------------------------------------------------------
 -- the per-client choices: lifetime and faults
 
+-- a client_id containing ctl<XX> (two hex digits) gets a token with that byte inside (JSON
+-- escapes it): a token endpoint's hostile answer a client must refuse before it sends it
+local function with_ctl(client_id, token)
+  local byte = client_id and client_id:match("ctl(%x%x)")
+  if not byte then return token end
+  return token:sub(1, 8) .. string.char(tonumber(byte, 16)) .. token:sub(9)
+end
+
 -- a client_id ending in -ttl<N> gets tokens living N seconds
 local function ttl_for(client_id, default)
   return tonumber(client_id and client_id:match("%-ttl(%d+)$")) or default
@@ -186,7 +194,7 @@ function M.imds(cfg)
   local ttl = ttl_for(q.client_id, cfg.token_ttl)
   local token, expires_on, now = issue(ttl)
   return 200, {
-    access_token = token,
+    access_token = with_ctl(q.client_id, token),
     client_id = q.client_id or "00000000-0000-4000-8000-000000000e1d",
     expires_in = tostring(ttl),
     expires_on = tostring(expires_on),
@@ -234,7 +242,7 @@ function M.app_service(cfg)
   local ttl = ttl_for(q.client_id, cfg.token_ttl)
   local token, expires_on = issue(ttl)
   return 200, {
-    access_token = token,
+    access_token = with_ctl(q.client_id, token),
     expires_on = tostring(expires_on),
     resource = q.resource,
     token_type = "Bearer",
@@ -368,7 +376,8 @@ function M.oauth2(cfg, tenant)
   ngx.ctx.auth = id.grant
   local ttl = ttl_for(v.client_id, cfg.token_ttl)
   local token = issue(ttl)
-  return 200, { token_type = "Bearer", expires_in = ttl, ext_expires_in = ttl, access_token = token }
+  return 200, { token_type = "Bearer", expires_in = ttl, ext_expires_in = ttl,
+    access_token = with_ctl(v.client_id, token) }
 end
 
 return M
