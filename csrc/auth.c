@@ -1,6 +1,7 @@
 /* auth.c - credentials and HMAC-SHA256 request signing, and the Lua entry
  * point of the connection-string parser. No I/O. The scheme is the official
- * SDKs' (azure-sdk-for-js communication-common, HMAC-SHA256 policy). */
+ * SDKs' (azure-sdk-for-js communication-common, HMAC-SHA256 policy;
+ * @azure/communication-common 2.4.2, npm). */
 #include "auth.h"
 
 #include <ctype.h>
@@ -30,7 +31,8 @@ static void trim(const char **p, size_t *len)
 }
 
 /* As the SDKs parse it (azure-sdk-for-js sdk/communication/communication-common
- * src/credential/connectionString.ts): split on ';' and on the first '=' (base64 '=' padding
+ * src/credential/connectionString.ts, @azure/communication-common 2.4.2
+ * (npm)): split on ';' and on the first '=' (base64 '=' padding
  * survives), keys case-insensitive in any order, whitespace trimmed; like
  * .NET we refuse empty and duplicate keys; unknown keys are ignored. */
 const char *acs_connstr_parse(const char *s, size_t len, acs_span *endpoint,
@@ -125,7 +127,7 @@ const char *acs_key_decode(const char *b64, size_t len, unsigned char *out,
 void acs_format_date(time_t t, char out[ACS_DATE_LEN + 1])
 {
     /* Names spelled out here: strftime would follow the C locale (the SDKs' scheme:
-     * src/credential/communicationAccessKeyCredentialPolicy.ts). */
+     * src/credential/communicationAccessKeyCredentialPolicy.ts, communication-common 2.4.2). */
     static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed",
                                     "Thu", "Fri", "Sat"};
     static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr",

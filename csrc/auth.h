@@ -1,7 +1,8 @@
 /* auth.h - credentials and HMAC-SHA256 request signing (pure, no I/O, no clock).
  * The official SDKs' scheme: azure-sdk-for-js sdk/communication/communication-common
- * src/credential/communicationAccessKeyCredentialPolicy.ts; its vectors are in
- * that package's test/internal/cryptoUtils.spec.ts (spec/30 reproduces them). */
+ * src/credential/communicationAccessKeyCredentialPolicy.ts, @azure/communication-common
+ * 2.4.2 (npm); its vectors are in that package's test/internal/cryptoUtils.spec.ts
+ * (spec/30 reproduces them). */
 #ifndef ACS_AUTH_H
 #define ACS_AUTH_H
 
@@ -21,7 +22,8 @@ typedef struct {
 } acs_span;
 
 /* Parse "endpoint=...;accesskey=..." as the SDKs do
- * (azure-sdk-for-js sdk/communication/communication-common src/credential/connectionString.ts):
+ * (azure-sdk-for-js sdk/communication/communication-common src/credential/connectionString.ts,
+ * @azure/communication-common 2.4.2, npm):
  * keys case-insensitive, any order, split on ';' and the first '=', whitespace
  * trimmed around keys and values, empty segments skipped. Returns NULL and
  * fills both spans, or a static one-line error (never quoting the input). */

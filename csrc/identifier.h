@@ -1,7 +1,8 @@
 /* identifier.h - communication identifiers and their rawId, both ways, from
  * one prefix table (azure-sdk-for-js
  * sdk/communication/communication-common/src/identifierModels.ts:
- * getIdentifierRawId and createIdentifierFromRawId). */
+ * getIdentifierRawId and createIdentifierFromRawId;
+ * @azure/communication-common 2.4.2, npm). */
 #ifndef ACS_IDENTIFIER_H
 #define ACS_IDENTIFIER_H
 

@@ -21,7 +21,8 @@
  * escapes already made. Anything else (bytes >= 0x80, spaces, quotes...)
  * curl would percent-encode on the wire, and the signature, made over the
  * path we hold, would no longer match what is sent: the SDKs sign the
- * path and query exactly as sent (communicationAccessKeyCredentialPolicy.ts). */
+ * path and query exactly as sent (communicationAccessKeyCredentialPolicy.ts,
+ * @azure/communication-common 2.4.2, npm). */
 static int plain_path(const char *p)
 {
     for (; *p; p++) {

@@ -6,9 +6,12 @@
  *
  * The retry classes and the schedule are data (acs_retry_policy), so the
  * ACS service and each token endpoint are retried by the same rule with
- * their own classes. The ACS defaults (azure-sdk-for-js sdk/core/
- * core-rest-pipeline src/retryStrategies/{exponentialRetryStrategy,
- * throttlingRetryStrategy}.ts and Python azure-core's RetryPolicy, for an
+ * their own classes. The ACS defaults (@azure/core-rest-pipeline 1.24.0,
+ * npm, whose retry strategies are its dependency @typespec/ts-http-runtime
+ * 0.3.6's src/retryStrategies/{exponentialRetryStrategy,
+ * throttlingRetryStrategy}.ts, and
+ * Python azure-core's RetryPolicy, sdk/core/azure-core/azure/core/pipeline/
+ * policies/_retry.py at azure-sdk-for-python commit b12d98b6; for an
  * idempotent GET):
  *   - at most `max` retries after the first attempt;
  *   - retried: HTTP 408, 429, 500, 502, 503, 504, and the transport classes

@@ -87,7 +87,7 @@ describe("acscall.decode", function()
     assert.equal(os.getenv("ACSCALL_EXPECT_LUA") or "Lua 5.4", _VERSION)
   end)
 
-  describe("the seed sample", function()
+  describe("the REST reference's sample call (fixture 18dea47f-...)", function()
     local call = assert(decode(200, SAMPLE))
 
     it("keeps every field with its wire name", function()

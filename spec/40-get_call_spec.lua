@@ -18,7 +18,7 @@ describe("client:get_call against the emulator", function()
     return acscall.new(opts)
   end
 
-  it("fetches the seed's sample call with every field (HMAC)", function()
+  it("fetches the REST reference's sample call (fixture 18dea47f-...) with every field (HMAC)", function()
     local c = hmac_client()
     local call, err, info = c:get_call(SEED)
     assert.is_nil(err, err)

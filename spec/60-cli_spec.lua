@@ -221,7 +221,7 @@ describe("acscall CLI", function()
       assert.same({"audio"}, full.mediaStreamingSubscription.subscribedContentTypes)
       assert.equal('{"callConnectionId":"minimal"}', l[7])
       assert.equal("{}", l[8])
-      -- the seed's identifiers get the derived rawId and kind
+      -- the sample call's (SEED, fixture 18dea47f-...) identifiers get the derived rawId and kind
       local seed = cjson.decode(l[1])
       assert.equal("4:+14250123456", seed.targets[2].rawId)
     end)

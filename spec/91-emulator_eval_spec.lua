@@ -6,7 +6,7 @@ local helpers = require "spec.helpers"
 local q = helpers.shell_quote
 
 describe("eval \"$(acs-emulator start)\"", function()
-  it("exports the variables to the programs the shell runs: the synopsis fetches the seed call", function()
+  it("exports the variables to the programs the shell runs: the synopsis fetches the sample call 18dea47f-...", function()
     local lua = helpers.child_lua(rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+")))
     local script = os.tmpname()
     local f = assert(io.open(script, "w"))

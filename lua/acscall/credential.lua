@@ -3,7 +3,8 @@
 -- `cred:get_token([opts]) -> token, expires_on | nil, message, info`
 -- (`expires_on`: Unix seconds; `opts.force_refresh`: fetch anew), reading the
 -- same environment variables as Microsoft's Azure Identity libraries
--- (azure-identity for Python, @azure/identity for JavaScript):
+-- (azure-identity for Python, cited at 1.24.0 (PyPI, 2025-08-07); @azure/identity
+-- for JavaScript, cited at 4.13.0 (npm)):
 --
 -- * `managed_identity{}`: App Service / Functions (`IDENTITY_ENDPOINT` +
 --   `IDENTITY_HEADER`), else the Azure Instance Metadata Service (IMDS).
@@ -17,7 +18,7 @@
 -- The requests are those @azure/identity 4.13.0 sends (tools/identity records
 -- them; spec/82 compares). Every credential keeps its token in a cache of its
 -- own and fetches a new one at its refresh point: the service's `refresh_in`,
--- else half the life of a token living over 2 h (MSAL), else 5 minutes before
+-- else half the life of a token living over 2 h (@azure/msal-node 3.8.10), else 5 minutes before
 -- expiry, and for short-lived tokens at half their lifetime. A token whose
 -- expiry is past, not finite or absurd, or that holds a control byte, is
 -- refused (`kind = "auth"`). A refresh that fails while the cached token is
@@ -55,20 +56,20 @@ local M = {}
 
 --- The scope every credential asks for: the Communication Services resource
 -- (the double slash is what the ACS SDKs send: resource "https://communication.azure.com/"
--- + "/.default").
+-- + "/.default"; @azure/communication-common 2.4.2's communicationAuthPolicy.js).
 M.SCOPE = "https://communication.azure.com//.default"
 --- The resource IMDS and App Service take: the scope without "/.default"
--- (azure-identity: `_scopes_to_resource`).
+-- (azure-identity 1.24.0: `_scopes_to_resource`).
 M.RESOURCE = "https://communication.azure.com/"
---- The IMDS authority (azure-identity `_credentials/imds.py`: IMDS_AUTHORITY,
+--- The IMDS authority (azure-identity 1.24.0 `_credentials/imds.py`: IMDS_AUTHORITY,
 -- IMDS_TOKEN_PATH; api-version 2018-02-01).
 M.IMDS_AUTHORITY = "http://169.254.169.254"
 M.IMDS_PATH = "/metadata/identity/oauth2/token"
 M.IMDS_API_VERSION = "2018-02-01"
---- App Service / Functions (azure-identity `_credentials/app_service.py`: api-version 2019-08-01,
+--- App Service / Functions (azure-identity 1.24.0 `_credentials/app_service.py`: api-version 2019-08-01,
 -- header X-IDENTITY-HEADER, user-assigned identity by client_id or mi_res_id).
 M.APP_SERVICE_API_VERSION = "2019-08-01"
---- The public cloud's authority (azure-identity `KnownAuthorities.AZURE_PUBLIC_CLOUD`).
+--- The public cloud's authority (azure-identity 1.24.0 `KnownAuthorities.AZURE_PUBLIC_CLOUD`).
 M.AUTHORITY_HOST = "https://login.microsoftonline.com"
 M.JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -423,7 +424,7 @@ end
 -- The refresh point of a token issued at t, as MSAL places it
 -- (@azure/msal-node 3.8.10 `BaseManagedIdentitySource.getServerTokenResponse`:
 -- a token living over 2 h gets `refresh_in` = half its life; @azure/msal-common
--- `ResponseHandler`: the service's `refresh_in` wins), else 5 minutes before
+-- 15.17.0 `ResponseHandler`: the service's `refresh_in` wins), else 5 minutes before
 -- expiry (msal-common's `tokenRenewalOffsetSeconds`, 300). A short-lived token
 -- (under 10 minutes) is refreshed no later than half its life, and one that is
 -- inside those 5 minutes from the start (a test's 1-2 s token) at half its
@@ -582,8 +583,8 @@ function M.managed_identity(opts)
       error("acscall.credential.managed_identity: the IMDS host must be an http(s) URL", 2)
     end
     self.target = host .. M.IMDS_PATH
-    -- msal-node's Imds.tryCreate canonicalizes the pod-identity URL (msal-common
-    -- UrlString.canonicalizeUri: a trailing "/"); the default endpoint has none
+    -- msal-node 3.8.10's Imds.tryCreate canonicalizes the pod-identity URL (msal-common
+    -- 15.17.0 UrlString.canonicalizeUri: a trailing "/"); the default endpoint has none
     self.pod_identity = pod and true or nil
     self.url = self.target .. (pod and "/" or "") .. "?" .. query{ "api-version", M.IMDS_API_VERSION,
       "resource", M.RESOURCE, id_param, id_value }
@@ -668,7 +669,7 @@ function ManagedIdentity:fetch_token()
   end
   local token, expires, refresh_on = self:token_from(st, body)
   if not token and self.in_chain and self.source == "imds" and st == 400 then
-    -- @azure/identity: a 400 from IMDS means no identity (or not this one) is assigned here
+    -- @azure/identity 4.13.0: a 400 from IMDS means no identity (or not this one) is assigned here
     MARK[refresh_on] = "unavailable"
   end
   return token, expires, refresh_on
@@ -682,7 +683,7 @@ local function authority_of(fname, opts, getenv)
   local a = opt_string(fname, opts, "authority_host") or getenv("AZURE_AUTHORITY_HOST") or M.AUTHORITY_HOST
   a = a:gsub("/+$", "")
   if not a:find("^[hH][tT][tT][pP][sS]://") and not (a:find("^[hH][tT][tT][pP]://") and M.is_loopback(a)) then
-    -- azure-identity refuses an authority that is not https
+    -- azure-identity 1.24.0 refuses an authority that is not https
     error("acscall.credential." .. fname .. ": authority_host must be an https URL (http only to loopback)", 3)
   end
   return a
@@ -699,7 +700,7 @@ local function client_common(fname, opts, getenv)
   if not self.client_id then
     error("acscall.credential." .. fname .. ": no client_id (give client_id or set AZURE_CLIENT_ID)", 3)
   end
-  -- azure-identity's tenant id check: letters, digits, '-' and '.'
+  -- azure-identity 1.24.0's tenant id check: letters, digits, '-' and '.'
   if not self.tenant_id:match("^[%w%-%.]+$") then
     error("acscall.credential." .. fname .. ": tenant_id may hold only letters, digits, '-' and '.'", 3)
   end
@@ -712,7 +713,7 @@ end
 -- `POST {authority}/{tenant}/oauth2/v2.0/token` with `grant_type=client_credentials`,
 -- `client_id`, `client_secret`, `scope=https://communication.azure.com//.default`.
 -- Missing options are read from `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`,
--- `AZURE_CLIENT_SECRET`, `AZURE_AUTHORITY_HOST` (azure-identity's EnvironmentCredential).
+-- `AZURE_CLIENT_SECRET`, `AZURE_AUTHORITY_HOST` (azure-identity 1.24.0's EnvironmentCredential).
 -- @tparam[opt] table opts `tenant_id`, `client_id`, `client_secret`, `authority_host`
 --  (default https://login.microsoftonline.com), `env`, `transport`, core.fetcher's options
 -- @raise when tenant, client id or secret is missing (the message never holds the secret)
@@ -742,7 +743,7 @@ end
 -- `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer`
 -- to the same token endpoint as client_secret. Missing options are read from
 -- `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_FEDERATED_TOKEN_FILE`,
--- `AZURE_AUTHORITY_HOST` (azure-identity's WorkloadIdentityCredential).
+-- `AZURE_AUTHORITY_HOST` (azure-identity 1.24.0's WorkloadIdentityCredential).
 -- @tparam[opt] table opts `tenant_id`, `client_id`, `token_file`, `authority_host`,
 --  `env`, `transport`, core.fetcher's options
 function M.workload_identity(opts)
@@ -993,7 +994,7 @@ local AzureCli = subclass()
 -- --resource https://communication.azure.com/ [--tenant T]` (no shell: an
 -- argument vector; stdin /dev/null) and reads `accessToken` and `expires_on`
 -- (Unix seconds, az >= 2.54) or `expiresOn` (local time), as @azure/identity
--- 4.13.0's `azureCliCredential.js` (and azure-identity's `azure_cli.py`) do.
+-- 4.13.0's `azureCliCredential.js` (and azure-identity 1.24.0's `azure_cli.py`) do.
 -- In a chain, an az that is missing, not logged in or too old for these
 -- arguments is unavailable (the chain moves on); Entra ID refusing the login
 -- ends it.
@@ -1109,8 +1110,8 @@ end
 
 local Chain = subclass()
 
---- DefaultAzureCredential's chain, in the SDKs' order (azure-identity
--- `_credentials/default.py`, @azure/identity `defaultAzureCredential.ts`):
+--- DefaultAzureCredential's chain, in the SDKs' order (azure-identity 1.24.0
+-- `_credentials/default.py`, @azure/identity 4.13.0 `defaultAzureCredential.ts`):
 -- environment (client secret from `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`,
 -- `AZURE_CLIENT_SECRET`), workload identity (`AZURE_FEDERATED_TOKEN_FILE`),
 -- managed identity (`client_id` from `managed_identity_client_id` or

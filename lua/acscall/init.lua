@@ -75,7 +75,8 @@ local function enum(...)
 end
 
 --- Enums of the REST reference "Call Connection - Get Call"
--- (https://learn.microsoft.com/rest/api/communication/callautomation/call-connection/get-call).
+-- (https://learn.microsoft.com/rest/api/communication/callautomation/call-connection/get-call,
+-- api-version 2026-03-12).
 -- Values are the wire strings; the service may send values not listed here
 -- (they are data, not errors).
 M.CallConnectionState = enum("unknown", "connecting", "connected",

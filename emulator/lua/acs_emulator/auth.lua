@@ -122,9 +122,10 @@ end
 
 ---------------------------------------------------------------------------------------------------
 -- Signing vectors: the official SDKs' unit tests (azure-sdk-for-js
--- sdk/communication/communication-common/test/internal/cryptoUtils.spec.ts and
--- test/public/communicationKeyCredentialPolicy.spec.ts; azure-sdk-for-python
--- sdk/communication/azure-communication-identity/tests/test_hmac.py), plus Get Call
+-- sdk/communication/communication-common/test/internal/cryptoUtils.spec.ts at commit
+-- 64d66012 and test/public/communicationKeyCredentialPolicy.spec.ts at 2d32d4ae;
+-- azure-sdk-for-python sdk/communication/azure-communication-identity/tests/test_hmac.py
+-- at commit 3a730d34), plus Get Call
 -- shaped ones computed with the same scheme. self_test() returns true or nil, "which failed".
 M.VECTORS = {
   { "example.com", "/testPath?testQuery=test", "DGdgwggJWnQyc6EHjR/Vbqg1ES64KpD6U2XwTDDj3tU=" },
@@ -162,8 +163,8 @@ function M.self_test()
 end
 
 ---------------------------------------------------------------------------------------------------
--- Client assertions signed with a certificate (what @azure/identity's ClientCertificateCredential
--- sends through @azure/msal-node 3.8: a JWT, header alg PS256 (or RS256) with x5t#S256 (or x5t),
+-- Client assertions signed with a certificate (what @azure/identity 4.13.0's ClientCertificateCredential
+-- sends through @azure/msal-node 3.8.10: a JWT, header alg PS256 (or RS256) with x5t#S256 (or x5t),
 -- claims aud, iss, sub, nbf, exp, jti), verified against the certificate the emulator is given.
 
 -- xor of two bytes: LuaJIT's bit, 5.2's bit32, 5.3+'s operator (compiled only there), else arithmetic (5.1)

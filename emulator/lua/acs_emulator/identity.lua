@@ -20,7 +20,7 @@ M.KEEP_EXPIRED = 600 -- seconds an expired token stays known (Get Call: 401 "exp
 
 --- The identity route of a request path (as received), or nil: "imds", "app_service",
 -- "oauth2" or "openid" (the last two with the percent-decoded tenant). IMDS's path is taken
--- with a trailing "/" too: @azure/msal-node (3.8) canonicalizes the pod-identity URL
+-- with a trailing "/" too: @azure/msal-node 3.8.10 canonicalizes the pod-identity URL
 -- (AZURE_POD_IDENTITY_AUTHORITY_HOST + the path + "/").
 function M.route(path)
   if path == M.IMDS_PATH or path == M.IMDS_PATH .. "/" then return "imds" end
@@ -95,7 +95,7 @@ local FAULT_DESCRIPTION = {
   [410] = "The identity endpoint is being upgraded (emulated: IMDS answers 410 during host updates).",
   [404] = "The identity is not available yet (emulated).",
 }
--- IMDS sends no Retry-After with 404/410 (the SDKs' imdsRetryPolicy waits on its own schedule)
+-- IMDS sends no Retry-After with 404/410 (@azure/identity 4.13.0's imdsRetryPolicy waits on its own schedule)
 local FAULT_HEADERS = { [503] = { ["Retry-After"] = "0" }, [429] = { ["Retry-After"] = "0" } }
 
 -- The fault answer due to these selectors (shaped by fail_with(status, description, headers)), or
@@ -252,7 +252,7 @@ end
 
 ---------------------------------------------------------------------------------------------------
 -- OpenID configuration: GET /<tenant>/v2.0/.well-known/openid-configuration, the document MSAL
--- reads before its first token request (@azure/msal-common 15: `isOpenIdConfigResponse` needs
+-- reads before its first token request (@azure/msal-common 15.17.0: `isOpenIdConfigResponse` needs
 -- authorization_endpoint, token_endpoint, issuer, jwks_uri), its endpoints on this server
 
 function M.openid(_, tenant)
