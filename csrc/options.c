@@ -13,7 +13,7 @@
 #define S_CONNECT "seconds to connect"
 #define S_DEADLINE "seconds for the whole operation, waits between attempts included"
 #define S_RETRIES "false (no retry) or {max=, base_delay=, max_delay=, statuses=, outcomes=, " \
-                  "min_total=, min_total_statuses=} (seconds; see Retries)"
+                  "min_total=, min_total_statuses=, by_status=} (seconds; see Retries)"
 #define S_UA "a suffix for the User-Agent header"
 #define S_CA "a CA bundle file (PEM) instead of the system's"
 

@@ -93,6 +93,60 @@ static void status_list(lua_State *L, int t, const char *who, const char *name,
     lua_pop(L, 1);
 }
 
+/* t.max: retries after the first attempt (0..ACS_RETRIES_MAX), or dflt */
+static int retries_max(lua_State *L, int t, const char *who, int dflt)
+{
+    int v = dflt;
+    lua_getfield(L, t, "max");
+    if (!lua_isnil(L, -1)) {
+        lua_Number n = lua_tonumber(L, -1);
+        if (lua_type(L, -1) != LUA_TNUMBER || !(n >= 0 && n <= ACS_RETRIES_MAX) ||
+            n != (int)n)
+            luaL_error(L, "%s: 'retries.max' must be an integer in [0, %d]", who,
+                       ACS_RETRIES_MAX);
+        v = (int)n;
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* t.by_status = {[status] = {max=, base_delay=, max_delay=, min_total=,
+ * retry_after_only=}}: each status's own schedule; absent: unchanged */
+static void by_status(lua_State *L, int t, const char *who, acs_retry_policy *p)
+{
+    int n = 0;
+    lua_getfield(L, t, "by_status");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (lua_type(L, -1) != LUA_TTABLE)
+        luaL_error(L, "%s: 'retries.by_status' must be a table {[status] = {...}}", who);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        acs_retry_status *e;
+        lua_Number s = lua_type(L, -2) == LUA_TNUMBER ? lua_tonumber(L, -2) : 0;
+        int v = lua_gettop(L);
+        if (!(s >= 100 && s <= 599) || s != (int)s || lua_type(L, -1) != LUA_TTABLE)
+            luaL_error(L, "%s: 'retries.by_status' must map HTTP statuses (100-599) "
+                       "to tables", who);
+        if (n >= ACS_RETRY_STATUSES_MAX)
+            luaL_error(L, "%s: 'retries.by_status' holds at most %d statuses", who,
+                       ACS_RETRY_STATUSES_MAX);
+        e = &p->by[n++];
+        e->status = (short)s;
+        e->max = retries_max(L, v, who, -1);
+        e->base_ms = seconds(L, v, who, "base_delay", -1, 0);
+        e->max_ms = seconds(L, v, who, "max_delay", -1, 0);
+        e->min_total_ms = seconds(L, v, who, "min_total", -1, 1);
+        lua_getfield(L, v, "retry_after_only");
+        e->retry_after_only = (short)lua_toboolean(L, -1);
+        lua_pop(L, 2); /* the field, the value */
+    }
+    lua_pop(L, 1);
+    p->nby = n;
+}
+
 void acs_retry_read(lua_State *L, int idx, const char *who, acs_retry_policy *p)
 {
     int t = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
@@ -101,6 +155,7 @@ void acs_retry_read(lua_State *L, int idx, const char *who, acs_retry_policy *p)
     if (lua_type(L, t) == LUA_TBOOLEAN && !lua_toboolean(L, t)) {
         p->max = 0;
         p->min_total_ms = 0;
+        p->nby = 0;
         return;
     }
     if (lua_type(L, t) == LUA_TNUMBER) {
@@ -108,26 +163,19 @@ void acs_retry_read(lua_State *L, int idx, const char *who, acs_retry_policy *p)
         if (!(n >= 0 && n <= ACS_RETRIES_MAX) || n != (int)n)
             luaL_error(L, "%s: 'retries' must be an integer in [0, %d]", who,
                        ACS_RETRIES_MAX);
-        p->max = (int)n;
+        p->max = (int)n; /* for every status: no status keeps its own */
+        p->nby = 0;
         return;
     }
     if (lua_type(L, t) != LUA_TTABLE)
         luaL_error(L, "%s: option 'retries' must be false, a number or a table", who);
-    lua_getfield(L, t, "max");
-    if (!lua_isnil(L, -1)) {
-        lua_Number n = lua_tonumber(L, -1);
-        if (lua_type(L, -1) != LUA_TNUMBER || !(n >= 0 && n <= ACS_RETRIES_MAX) ||
-            n != (int)n)
-            luaL_error(L, "%s: 'retries.max' must be an integer in [0, %d]", who,
-                       ACS_RETRIES_MAX);
-        p->max = (int)n;
-    }
-    lua_pop(L, 1);
+    p->max = retries_max(L, t, who, p->max);
     p->base_ms = seconds(L, t, who, "base_delay", p->base_ms, 0);
     p->max_ms = seconds(L, t, who, "max_delay", p->max_ms, 0);
     p->min_total_ms = seconds(L, t, who, "min_total", p->min_total_ms, 1);
     status_list(L, t, who, "statuses", p->statuses, &p->nstatuses);
     status_list(L, t, who, "min_total_statuses", p->min_statuses, &p->nmin_statuses);
+    by_status(L, t, who, p);
     lua_getfield(L, t, "outcomes");
     if (!lua_isnil(L, -1)) {
         int i, len;
@@ -227,12 +275,43 @@ long acs_retry_attempt_timeout(const acs_retry_policy *p, int attempt,
     return left < p->timeout_ms ? left : p->timeout_ms;
 }
 
-void acs_retry_verdict(const acs_retry_policy *p, int attempts, long elapsed_ms,
+/* p with o's status's own schedule (by_status) applied, into q; the
+ * "retried only with a server's wait" flag as the result. */
+static int status_schedule(const acs_retry_policy *p, const acs_outcome *o,
+                           acs_retry_policy *q)
+{
+    int i;
+    *q = *p;
+    if (o->cls != ACS_OUT_RESPONSE)
+        return 0;
+    for (i = 0; i < p->nby; i++) {
+        const acs_retry_status *e = &p->by[i];
+        if (e->status != o->status)
+            continue;
+        if (e->max >= 0)
+            q->max = e->max;
+        if (e->base_ms >= 0)
+            q->base_ms = e->base_ms;
+        if (e->max_ms >= 0)
+            q->max_ms = e->max_ms;
+        if (e->min_total_ms >= 0) { /* for this status */
+            q->min_total_ms = e->min_total_ms;
+            q->nmin_statuses = 1;
+            q->min_statuses[0] = e->status;
+        }
+        return e->retry_after_only;
+    }
+    return 0;
+}
+
+void acs_retry_verdict(const acs_retry_policy *policy, int attempts, long elapsed_ms,
                        const acs_outcome *o, int refreshable, time_t now,
                        unsigned int rnd, acs_verdict *v)
 {
+    acs_retry_policy own;
+    const acs_retry_policy *p = &own;
     long d = -1;
-    int i;
+    int i, after_only = status_schedule(policy, o, &own);
     v->what = ACS_VERDICT_REPORT;
     v->wait_ms = 0;
     v->reason[0] = '\0';
@@ -247,6 +326,8 @@ void acs_retry_verdict(const acs_retry_policy *p, int attempts, long elapsed_ms,
         return;
     if (o->cls == ACS_OUT_RESPONSE && (d = server_delay_ms(o, now)) >= 0) {
         strcpy(v->reason, "retry-after");
+    } else if (after_only) {
+        return;
     } else {
         d = p->base_ms;
         for (i = 1; i < attempts && d < p->max_ms; i++)

@@ -25,7 +25,11 @@
  *     listed: every retried outcome), retries go on past `max` until
  *     min_total has passed since the call began (azure-identity's IMDS
  *     rule: a 410 is retried for at least 70 s; ManagedIdentityCredential,
- *     azure-identity 1.15 for Python, imds.py);
+ *     @azure/identity 4.13.0 imdsRetryPolicy.js, "at least 70 seconds total");
+ *   - by_status: a status's own schedule (max, base, max_delay, min_total,
+ *     and "retried only when the server sets the wait"), so one endpoint
+ *     retries, e.g., 404 from 0.8 s, 410 from 3 s and 429 only with
+ *     Retry-After, as @azure/identity 4.13.0's nested retry policies do;
  *   - the deadline bounds the whole call: a wait that would end at or after
  *     it is not taken (the last answer is reported), and every attempt's
  *     timeout is min(timeout, what is left of the deadline);
@@ -40,6 +44,14 @@
 #include <lua.h>
 
 #include "acs_limits.h" /* the defaults, ACS_RETRY_STATUSES_MAX */
+
+/* One status's schedule (by_status): a field < 0 keeps the policy's. */
+typedef struct {
+    short status;
+    short retry_after_only;     /* retried only when the server sets the wait */
+    int max;
+    long base_ms, max_ms, min_total_ms;
+} acs_retry_status;
 
 typedef struct {
     int max;                    /* retries after the first attempt */
@@ -57,6 +69,8 @@ typedef struct {
     long min_total_ms;
     int nmin_statuses;
     short min_statuses[ACS_RETRY_STATUSES_MAX];
+    int nby;                    /* by_status */
+    acs_retry_status by[ACS_RETRY_STATUSES_MAX];
 } acs_retry_policy;
 
 /* How an attempt ended. */
@@ -92,11 +106,13 @@ int acs_outcome_from_name(const char *name);
 void acs_retry_defaults(acs_retry_policy *p);
 
 /* Read retries = n | false | {max=, base_delay=, max_delay=, statuses=,
- * outcomes=, min_total=, min_total_statuses=} at stack index idx (nil:
+ * outcomes=, min_total=, min_total_statuses=, by_status=} at stack index idx (nil:
  * nothing changes) over what p holds: a field not given keeps p's value.
  * statuses: HTTP statuses retried (a list of 100..599); outcomes: failure
  * classes retried (names of acs_outcome_name, not "response"); delays and
- * min_total in seconds. A mistake raises "<who>: ...". */
+ * min_total in seconds; by_status: {[status] = {max=, base_delay=,
+ * max_delay=, min_total=, retry_after_only=}} (replaces p's by_status when
+ * given). A mistake raises "<who>: ...". */
 void acs_retry_read(lua_State *L, int idx, const char *who, acs_retry_policy *p);
 
 /* Before attempt number `attempt` (1-based) at `elapsed_ms` into the call:

@@ -298,25 +298,32 @@ describe("acscall.credential on the core's rules", function()
       assert.are.equal(1, #t.requests, "no probe, one token request")
     end)
 
-    it("IMDS and App Service requests carry the SDK's retry classes (404, 410) as data; the authority the core's",
-      function()
+    it("IMDS, App Service and the authority carry the SDK's retry classes and schedules as data", function()
         local t = answer_json{ access_token = "tok", expires_in = 3600 }
         mi{ transport = t }:get_token()
         local r = t.requests[1].retries
         assert.is_table(r)
+        assert.are.same(credential.RETRY.imds, r)
         assert.are.same({ 404, 408, 410, 429, 500, 502, 503, 504 }, r.statuses)
-        assert.are.equal(5, r.max)
-        assert.are.equal(0.8, r.base_delay)
-        assert.are.equal(64, r.max_delay)
-        assert.are.equal(70, r.min_total)
-        assert.are.same({ 410 }, r.min_total_statuses)
+        assert.are.same({ max = 5, base_delay = 0.8 }, r.by_status[404])
+        assert.are.same({ max = 5, base_delay = 3, min_total = 70 }, r.by_status[410])
         local ta = answer_json{ access_token = "tok", expires_in = 3600 }
         mi{ transport = ta, env = { IDENTITY_ENDPOINT = BASE .. "/msi/token", IDENTITY_HEADER = "h" } }:get_token()
-        assert.are.same(r.statuses, ta.requests[1].retries.statuses)
+        assert.are.same(r, ta.requests[1].retries)
         local tc = answer_json{ access_token = "tok", expires_in = 3600 }
         helpers.credential("client_secret", { tenant_id = "t", client_id = "c", client_secret = SECRET,
           authority_host = BASE, transport = tc }):get_token()
-        assert.is_nil(tc.requests[1].retries)
+        assert.are.same(credential.RETRY.authority, tc.requests[1].retries)
+        -- retry_scale (tests) scales every delay; a number of retries applies to every status
+        local ts = answer_json{ access_token = "tok", expires_in = 3600 }
+        mi{ transport = ts, retry_scale = 0.01 }:get_token()
+        local s = ts.requests[1].retries
+        assert.is_true(math.abs(s.by_status[410].min_total - 0.7) < 1e-9 and math.abs(s.base_delay - 0.01) < 1e-9)
+        local tn = answer_json{ access_token = "tok", expires_in = 3600 }
+        mi{ transport = tn, retries = 1 }:get_token()
+        assert.are.equal(1, tn.requests[1].retries.max)
+        assert.is_nil(tn.requests[1].retries.by_status[404].max)
+        assert.has_error(function() mi{ retry_scale = 0 } end)
       end)
   end)
 
@@ -355,12 +362,12 @@ describe("acscall.credential against the emulator: IMDS 404 and 410 as the SDK r
   lazy_teardown(function() if emu then emu:stop() end end)
 
   -- tiny delays: the schedule's shape is the SDK's, its scale the spec's
-  local FAST = { base_delay = 0.01, max_delay = 0.05, min_total = 0.1 }
+  local FAST = 0.01 -- retry_scale
 
   for _, code in ipairs{ 404, 410 } do
     it("IMDS answering " .. code .. " twice: the token comes on the third try", function()
       local id = "mi-" .. os.time() .. "-fault-" .. code .. "x2"
-      local c = helpers.credential("managed_identity", { client_id = id, imds_retry = FAST,
+      local c = helpers.credential("managed_identity", { client_id = id, retry_scale = FAST,
         env = helpers.identity_env(emu) })
       local tok, msg = c:get_token()
       assert.is_string(tok, msg)
@@ -372,11 +379,11 @@ describe("acscall.credential against the emulator: IMDS 404 and 410 as the SDK r
 
   it("App Service answering 410 once recovers too; 6 answers of 404 exhaust the 5 retries", function()
     local id = "as-" .. os.time() .. "-fault-410x1"
-    local c = helpers.credential("managed_identity", { client_id = id, imds_retry = FAST,
+    local c = helpers.credential("managed_identity", { client_id = id, retry_scale = FAST,
       env = { IDENTITY_ENDPOINT = emu:url("/msi/token"), IDENTITY_HEADER = emu.identity_header } })
     assert.is_string((c:get_token()))
     local id2 = "mi-" .. os.time() .. "-fault-404x9"
-    local c2 = helpers.credential("managed_identity", { client_id = id2, imds_retry = FAST,
+    local c2 = helpers.credential("managed_identity", { client_id = id2, retry_scale = FAST,
       env = helpers.identity_env(emu) })
     local tok, msg, info = c2:get_token()
     assert.is_nil(tok)

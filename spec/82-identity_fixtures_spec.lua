@@ -69,7 +69,7 @@ local function build(cred, first, opts)
   opts = opts or {}
   local q, form = first.query, first.form or {}
   local o = { transport = opts.transport, imds_retry = opts.imds_retry, base_delay = opts.base_delay,
-    retries = opts.retries }
+    retries = opts.retries, retry_scale = opts.retry_scale }
   local host = opts.base or BASE
   if cred:find("^imds") or cred == "default_pod_identity" then
     o.env = { AZURE_POD_IDENTITY_AUTHORITY_HOST = host }
@@ -146,8 +146,7 @@ describe("acscall.credential recovers where " .. tostring(fx.sdk) .. " recovers 
   local emu
   lazy_setup(function() emu = helpers.start_emulator{} end)
   lazy_teardown(function() if emu then emu:stop() end end)
-  -- tiny delays: the retry classes are the SDK's, the waits the spec's
-  local FAST_IMDS = { base_delay = 0.01, max_delay = 0.05, min_total = 0.1 }
+  -- tiny delays: the retry classes and schedules are the SDK's, scaled down (retry_scale)
   local serial = 0
 
   for _, cred in ipairs{ "imds", "app_service", "client_secret", "workload_identity" } do
@@ -158,8 +157,8 @@ describe("acscall.credential recovers where " .. tostring(fx.sdk) .. " recovers 
         serial = serial + 1
         local id = ("fx-%s-%d-%d-fault-%s"):format(cred:gsub("_", "-"), os.time(), serial, sched)
         local first = { query = { client_id = id }, form = { client_id = id } }
-        local cr, file = build(cred, first, { base = emu.endpoint:gsub("/$", ""), imds_retry = FAST_IMDS,
-          base_delay = 0.01, identity_header = emu.identity_header, secret = emu.client_secret,
+        local cr, file = build(cred, first, { base = emu.endpoint:gsub("/$", ""), retry_scale = 0.01,
+          identity_header = emu.identity_header, secret = emu.client_secret,
           assertion = "emulator-assertion-fixture" })
         local tok = cr:get_token()
         if file then os.remove(file) end

@@ -222,6 +222,15 @@ local acscall = {}
 ---@field outcomes? string[] transport outcomes retried ("dns", "connect", "timeout", "send", "recv", "closed", "truncated")
 ---@field min_total? number keep retrying past max until this many seconds since the start
 ---@field min_total_statuses? integer[] the statuses min_total applies to (default: every retried outcome)
+---@field by_status? table<integer, acscall.RetryStatus> a status's own schedule (replaces the whole map when given)
+
+--- One status's schedule in `retries.by_status`: fields left out keep the retries table's.
+---@class acscall.RetryStatus
+---@field max? integer retries after the first attempt for this status
+---@field base_delay? number
+---@field max_delay? number
+---@field min_total? number keep retrying this status past max until this many seconds since the start
+---@field retry_after_only? boolean retried only when the server sets the wait (Retry-After)
 
 --- One attempt, as the `on_attempt` hook sees it (never a secret).
 ---@class acscall.Attempt

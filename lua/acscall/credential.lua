@@ -73,27 +73,35 @@ M.APP_SERVICE_API_VERSION = "2019-08-01"
 M.AUTHORITY_HOST = "https://login.microsoftonline.com"
 M.JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
--- Each token endpoint's retry classes, as data for the core's retry rule (given
--- to the transport with each request: `fetch{retries = ...}`, the shape of
--- `core.fetcher`'s `retries`), from @azure/identity 4.13.0. Its IdentityClient
--- retries every token request 3 times on 408 and 5xx but 501/505 (exponential
--- from 1 s) and on 429/503 with Retry-After (@azure/core-rest-pipeline 1.24
--- `exponentialRetryStrategy`, `throttlingRetryStrategy`): the core's own
--- classes, which the authority keeps. A managed identity's client adds
+-- Each token endpoint's retry classes and schedules, as data for the core's
+-- retry rule (given to the transport with each request: `fetch{retries = ...}`,
+-- the shape of `core.fetcher`'s `retries`, `by_status` included), from
+-- @azure/identity 4.13.0 over @azure/core-rest-pipeline 1.24 and
+-- @typespec/ts-http-runtime 0.3.6. Its IdentityClient retries every token
+-- request at most 3 times: on 408 and 5xx but 501/505, exponential from 1 s
+-- (`exponentialRetryStrategy`), and on 429/503 with Retry-After after the
+-- server's wait (`throttlingRetryStrategy`); a 429 without it is not retried.
+-- The authority keeps that. A managed identity's client adds, around it,
 -- `imdsRetryPolicy` (`managedIdentityCredential/imdsRetryPolicy.js`): 404 and
--- 410, 5 retries, exponential from 800 ms, at most 64 s apart, and for 410 a
--- schedule that spans at least 70 s (Microsoft's IMDS guidance: IMDS answers
--- 410 for up to 70 s during a host upgrade). That client serves App Service too
--- (tools/identity/fixtures records both retrying 404 and 410).
+-- 410, 5 retries, exponential from 800 ms (410: from 3 s), at most 64 s apart,
+-- jitter [d/2, d] (@azure/core-util `calculateRetryDelay`). That client serves
+-- App Service too (tools/identity/fixtures records both). One addition: a 410
+-- is retried until 70 s have passed (Microsoft's IMDS guidance: IMDS answers
+-- 410 for up to 70 s during a host upgrade; the SDK aims at it, "at least 70
+-- seconds total", but its jitter can end the 6 tries after 46.5 s).
 M.RETRY = {
-  imds = { max = 5, base_delay = 0.8, max_delay = 64, statuses = { 404, 408, 410, 429, 500, 502, 503, 504 },
-    min_total = 70, min_total_statuses = { 410 } },
+  authority = { max = 3, base_delay = 1, max_delay = 64, statuses = { 408, 429, 500, 502, 503, 504 },
+    by_status = { [429] = { retry_after_only = true } } },
+  imds = { max = 3, base_delay = 1, max_delay = 64, statuses = { 404, 408, 410, 429, 500, 502, 503, 504 },
+    by_status = { [404] = { max = 5, base_delay = 0.8 }, [410] = { max = 5, base_delay = 3, min_total = 70 },
+      [429] = { retry_after_only = true } } },
 }
 M.RETRY.app_service = M.RETRY.imds
-M.RETRY.authority = nil -- the core's classes (408, 429, 5xx)
---- Seconds before expiry a token is refreshed (azure-core's DEFAULT_REFRESH_OFFSET is 300).
+--- Seconds before expiry a token is refreshed (azure-identity for Python, `_constants.py`:
+-- DEFAULT_REFRESH_OFFSET = 300).
 M.REFRESH_BEFORE = 300
---- A token living longer than this (s) is refreshed at half its life (MSAL's rule, 2 h).
+--- A token living longer than this (s) is refreshed at half its life (@azure/msal-node 3.8.10
+-- `ManagedIdentitySources/BaseManagedIdentitySource.ts`: refresh_in = expires_in / 2 over 2 h).
 M.HALF_LIFE_OVER = 2 * 3600
 
 -- ------------------------------------------------------------------ helpers
@@ -266,6 +274,42 @@ end
 
 local Credential = {}
 Credential.__index = Credential
+
+-- A token endpoint's retry data (`M.RETRY.<endpoint>`, copied): the
+-- credential's own `retries` (false: none; a number: that many retries of
+-- every status; a table: fields over M.RETRY's), `base_delay` and `max_delay`
+-- options win, then `extra`'s fields (managed_identity's `imds_retry`);
+-- `retry_scale` (a number > 0, for tests) multiplies every delay and
+-- min_total, by_status's too. `level`: error()'s level for the caller.
+local function endpoint_retry(fname, base, opts, extra, level)
+  local given, scale = opts.retries, opts.retry_scale
+  if given == false then return false end
+  if scale ~= nil and (type(scale) ~= "number" or scale ~= scale or scale <= 0) then
+    error("acscall.credential." .. fname .. ": retry_scale must be a number > 0", level)
+  end
+  local function copy(t, drop_max)
+    local o = {}
+    for k, v in pairs(t) do o[k] = v end
+    if drop_max then o.max = nil end
+    for _, k in ipairs{ "base_delay", "max_delay", "min_total" } do
+      if o[k] and scale then o[k] = o[k] * scale end
+    end
+    return o
+  end
+  local r = {}
+  for k, v in pairs(base) do r[k] = v end
+  if type(given) == "table" then for k, v in pairs(given) do r[k] = v end end
+  if type(given) == "number" then r.max = given end
+  r.base_delay, r.max_delay = opts.base_delay or r.base_delay, opts.max_delay or r.max_delay
+  for k, v in pairs(extra or {}) do r[k] = v end
+  r = copy(r)
+  if type(r.by_status) == "table" then
+    local by = {}
+    for st, e in pairs(r.by_status) do by[st] = copy(e, type(given) == "number") end
+    r.by_status = by
+  end
+  return r
+end
 
 local function new_credential(kind, opts)
   local self = setmetatable({ kind = kind }, Credential)
@@ -546,7 +590,8 @@ local ManagedIdentity = subclass()
 -- @tparam[opt] table opts `client_id`, `resource_id` or `object_id` (a user-assigned identity),
 --  `endpoint` (the IMDS host, e.g. "http://127.0.0.1:8080": wins over the environment),
 --  `env` (a table or function read instead of `os.getenv`), `transport`,
---  `imds_retry` (fields replacing `M.RETRY.imds`'s, e.g. `{base_delay = 0.01, min_total = 0.1}` in tests), and
+--  `imds_retry` (fields replacing `M.RETRY.imds`'s), `retry_scale` (every credential: the token
+--  endpoint's delays times this, e.g. 0.01 in tests), and
 --  core.fetcher's options (`timeout`, `retries`, `ca_file`, ...)
 function M.managed_identity(opts)
   opts = opts or {}
@@ -597,15 +642,10 @@ function M.managed_identity(opts)
       M.APP_SERVICE_API_VERSION, "resource", M.RESOURCE, id_param, id_value }
     self._identity_header = ih
   end
-  local r = {}
-  for k, v in pairs(M.RETRY[self.source] or {}) do r[k] = v end
-  if opts.imds_retry ~= nil then
-    if type(opts.imds_retry) ~= "table" then
-      error("acscall.credential.managed_identity: imds_retry must be a table", 2)
-    end
-    for k, v in pairs(opts.imds_retry) do r[k] = v end
+  if opts.imds_retry ~= nil and type(opts.imds_retry) ~= "table" then
+    error("acscall.credential.managed_identity: imds_retry must be a table", 2)
   end
-  self.retry = r
+  self.retry = endpoint_retry("managed_identity", M.RETRY[self.source], opts, opts.imds_retry, 3)
   check_targets("managed_identity", self)
   return self
 end
@@ -706,6 +746,7 @@ local function client_common(fname, opts, getenv)
   end
   self.authority = authority_of(fname, opts, getenv)
   self.target = self.authority .. "/" .. self.tenant_id .. "/oauth2/v2.0/token"
+  self.retry = endpoint_retry(fname, M.RETRY.authority, opts, nil, 4)
   return self
 end
 
@@ -1133,7 +1174,7 @@ function M.default(opts)
   local function sub(extra)
     local o = {}
     for _, k in ipairs{ "env", "transport", "ca_file", "user_agent", "timeout", "connect_timeout", "deadline",
-      "retries", "base_delay", "max_delay", "max_body", "authority_host" } do o[k] = opts[k] end
+      "retries", "base_delay", "max_delay", "retry_scale", "max_body", "authority_host" } do o[k] = opts[k] end
     for k, v in pairs(extra) do o[k] = v end
     return o
   end

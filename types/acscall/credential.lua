@@ -14,7 +14,7 @@
 ---@field REFRESH_BEFORE number seconds before expiry a token is refreshed (300)
 ---@field HALF_LIFE_OVER number a token living longer (s) is refreshed at half its life (7200, MSAL)
 ---@field MAX_LIFETIME number the longest lifetime (s) a token may claim (core.LIMITS.token_lifetime_max); longer is refused
----@field RETRY {imds: acscall.Retries, app_service: acscall.Retries} each token endpoint's retry classes (the authority: the core's)
+---@field RETRY {imds: acscall.Retries, app_service: acscall.Retries, authority: acscall.Retries} each token endpoint's retry classes and schedules (@azure/identity 4.13.0's)
 ---@field NAMES string[] the names `by_name` takes
 local credential = {}
 
@@ -31,6 +31,7 @@ local credential = {}
 ---@field retries? integer|false|acscall.Retries
 ---@field base_delay? number
 ---@field max_delay? number
+---@field retry_scale? number every delay of the token endpoint's schedule times this (tests)
 ---@field max_body? integer
 
 --- Anything that fetches: `t:fetch{url =, method =, headers =, form =}`.
@@ -71,7 +72,7 @@ function Credential:close() end
 ---@field resource_id? string a user-assigned identity, by its resource id
 ---@field object_id? string a user-assigned identity, by its object (principal) id
 ---@field endpoint? string the IMDS host (wins over the environment)
----@field imds_retry? acscall.Retries fields replacing RETRY.imds's (tests: tiny delays)
+---@field imds_retry? acscall.Retries fields replacing RETRY.imds's
 
 ---@class acscall.ClientCertificateOptions: acscall.CredentialOptions
 ---@field tenant_id? string AZURE_TENANT_ID
