@@ -51,8 +51,8 @@ describe("the header-value rule", function()
 
   describe("against the emulator", function()
     local emu
-    setup(function() emu = helpers.start_emulator() end)
-    teardown(function() if emu then emu:stop() end end)
+    lazy_setup(function() emu = helpers.start_emulator() end)
+    lazy_teardown(function() if emu then emu:stop() end end)
 
     it("a token_provider's token with a control byte: nil, msg, auth, and nothing is sent", function()
       for _, b in ipairs{"\1", "\11", "\27", "\127", "\t"} do

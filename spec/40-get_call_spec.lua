@@ -9,8 +9,8 @@ local SEED = "18dea47f-b081-4107-9a5c-4300819d2c6c"
 describe("client:get_call against the emulator", function()
   local emu
 
-  setup(function() emu = helpers.start_emulator() end)
-  teardown(function() if emu then emu:stop() end end)
+  lazy_setup(function() emu = helpers.start_emulator() end)
+  lazy_teardown(function() if emu then emu:stop() end end)
 
   local function hmac_client(extra)
     local opts = {connection_string = emu.connection_string}

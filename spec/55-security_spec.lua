@@ -28,8 +28,8 @@ end
 describe("security", function()
   describe("over HTTP", function()
     local emu
-    setup(function() emu = helpers.start_emulator() end)
-    teardown(function() if emu then emu:stop() end end)
+    lazy_setup(function() emu = helpers.start_emulator() end)
+    lazy_teardown(function() if emu then emu:stop() end end)
 
     it("no access key or signature in results, errors, tostring or the log", function()
       local c = acscall.new{connection_string = emu.connection_string}
@@ -86,8 +86,8 @@ describe("security", function()
 
   describe("over HTTPS", function()
     local emu
-    setup(function() emu = helpers.start_emulator{tls = true} end)
-    teardown(function() if emu then emu:stop() end end)
+    lazy_setup(function() emu = helpers.start_emulator{tls = true} end)
+    lazy_teardown(function() if emu then emu:stop() end end)
 
     it("verifies the server with ca_file", function()
       assert.matches("^https://", emu.endpoint)

@@ -38,7 +38,7 @@ end
 describe("a hostile server (core)", function()
   local emu
 
-  setup(function()
+  lazy_setup(function()
     emu = helpers.start_emulator{scenarios = SCENARIOS, token = TOKEN}
     local function fixture(name, body)
       local f = assert(io.open(emu.own_fixtures .. "/" .. name .. ".json", "wb"))
@@ -48,7 +48,7 @@ describe("a hostile server (core)", function()
     fixture("h-surrogate-end", '{"callConnectionId":"h-surrogate-end","sourceDisplayName":"Bob \\ud83d"}')
     fixture("h-surrogate-low", '{"callConnectionId":"h-surrogate-low","sourceDisplayName":"\\ude00 Ann \\ud83dx"}')
   end)
-  teardown(function() if emu then emu:stop() end end)
+  lazy_teardown(function() if emu then emu:stop() end end)
 
   local function bearer(extra)
     local o = {endpoint = emu.endpoint, token = TOKEN, retries = false}

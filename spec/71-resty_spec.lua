@@ -22,11 +22,11 @@ end
 
 describe("acscall.resty", function()
   local emu, client
-  setup(function()
+  lazy_setup(function()
     emu = helpers.start_emulator()
     client = acscall.new{ connection_string = emu.connection_string }
   end)
-  teardown(function()
+  lazy_teardown(function()
     if client then client:close() end
     if emu then emu:stop() end
   end)

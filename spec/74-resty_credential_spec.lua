@@ -28,17 +28,20 @@ describe("OpenResty with managed identity (event loop)", function()
     for k, v in pairs(extra or {}) do env[k] = v end
     return { endpoint = emu.endpoint, env = env, args = args or { "--base-delay", "0.05" } }
   end
-  setup(function()
-    -- every answer takes 300 ms: long enough to see the worker answer meanwhile
-    emu = helpers.start_emulator{ latency = 300 }
+  lazy_setup(function()
+    emu = helpers.start_emulator()
     local names, list = {}, {}
     for name, c in pairs{
-      one = config("resty-mi-1"),
+      -- its token takes 300 ms (slow<MS>ms): long enough to see the worker answer meanwhile
+      one = config("resty-mi-1-slow300ms"),
       ttl1 = config("resty-mi-ttl1"),
       f503 = config("resty-mi-fault-503x1"),
       thread = config("resty-mi-thread"),
-      down = config("resty-mi-down", { AZURE_POD_IDENTITY_AUTHORITY_HOST = "http://127.0.0.1:" .. ngxh.closed_port() }),
-      slow = config("resty-mi-slow5000ms", nil, { "--timeout", "1", "--deadline", "3", "--retries", "0" }),
+      -- the IMDS retry classes (exponential from 0.8 s) would retry a refused port for ~10 s:
+      -- a 1 s deadline ends them after the first waits
+      down = config("resty-mi-down", { AZURE_POD_IDENTITY_AUTHORITY_HOST = "http://127.0.0.1:" .. ngxh.closed_port() },
+        { "--base-delay", "0.05", "--deadline", "1" }),
+      slow = config("resty-mi-slow5000ms", nil, { "--timeout", "0.25", "--deadline", "0.5", "--retries", "0" }),
       crlf = config("resty-app-crlf", { AZURE_POD_IDENTITY_AUTHORITY_HOST = "",
         IDENTITY_ENDPOINT = emu.identity_endpoint, IDENTITY_HEADER = emu.identity_header .. "\r\nX-Injected: yes" }),
     } do
@@ -47,7 +50,7 @@ describe("OpenResty with managed identity (event loop)", function()
     started = ngxh.start_examples(list)
     for i, name in ipairs(names) do EX[name] = started[i] end
   end)
-  teardown(function()
+  lazy_teardown(function()
     ngxh.stop_examples(started)
     if emu then emu:stop() end
   end)
@@ -65,10 +68,10 @@ describe("OpenResty with managed identity (event loop)", function()
     end
     for i = 21, 23 do
       assert.are.equal(200, res[i].status)
-      -- the token (0.3 s) and the calls (0.3 s) are in flight; the worker is not blocked
+      -- the token (0.3 s) is in flight; the worker is not blocked
       assert.is_true(res[i].t < 0.25 * helpers.slow, string.format("/health took %.2f s", res[i].t))
     end
-    local tokens = emu:token_requests{ endpoint = "imds", client_id = "resty-mi-1" }
+    local tokens = emu:token_requests{ endpoint = "imds", client_id = "resty-mi-1-slow300ms" }
     assert.are.equal(1, #tokens, "one token request for the worker")
     -- sent by nginx's proxy (a subrequest), not libcurl: no User-Agent of the core's
     assert.is_nil(tokens[1].headers["user-agent"])
@@ -82,9 +85,11 @@ describe("OpenResty with managed identity (event loop)", function()
       local r = ngxh.parallel_get(ex.port, { "/calls/" .. CALL }, 30)[1]
       assert.are.equal(200, r.status, tostring(r.raw) .. ex:error_log())
     end
-    get() -- token + call: 0.6 s at 300 ms latency
+    get()
     assert.are.equal(1, #emu:token_requests{ client_id = "resty-mi-ttl1" })
-    helpers.sleep(0.6) -- the first token (issued at 0.3 s, living 1 s) is past its refresh point (0.8 s)
+    -- the first token (issued at the first get, living 1 s) is past its refresh point (0.5 s
+    -- later): the credential fetches a new one (it would too once it expired, 1 s later)
+    helpers.sleep(0.55)
     get()
     assert.are.equal(2, #emu:token_requests{ client_id = "resty-mi-ttl1" })
   end)
@@ -123,9 +128,9 @@ describe("OpenResty with managed identity (event loop)", function()
     assert.are.equal(500, r.status, tostring(r.raw))
     local err = assert(cjson.decode(r.body)).error
     assert.are.equal("auth", err.kind)
-    -- each attempt ends at the ladder step for 1 s, not a fixed 30 s; the credential's
-    -- own retry classes may add attempts, the deadline (3 s) ends them all
-    assert.is_true(took >= 0.9 and took < 3 * helpers.slow + 0.5, string.format("took %.2f s", took))
+    -- each attempt ends at the ladder step for 0.25 s, not a fixed 30 s; the credential's
+    -- own retry classes may add attempts, the deadline (0.5 s) ends them all
+    assert.is_true(took >= 0.2 and took < 0.5 * helpers.slow + 0.5, string.format("took %.2f s", took))
   end)
 
   it("an IDENTITY_HEADER holding CR LF never becomes a second header at the token endpoint", function()

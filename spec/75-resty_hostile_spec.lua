@@ -33,13 +33,13 @@ describe("event-loop path against hostile answers (one worker)", function()
   if ngxh.pending_without_core() then return end
 
   local hostile, ex
-  setup(function()
+  lazy_setup(function()
     hostile = ngxh.start_hostile()
     -- attempt timeout 1 s, deadline 2 s, no retries: each case is one attempt
     ex = ngxh.start_example{ endpoint = "http://127.0.0.1:" .. hostile.port .. "/", token = "t",
       args = { "--timeout", "1", "--deadline", "2", "--retries", "0" } }
   end)
-  teardown(function()
+  lazy_teardown(function()
     if ex then ex:stop() end
     if hostile then hostile:stop() end
   end)
@@ -104,7 +104,7 @@ describe("event-loop path: an outage says what happened, once", function()
   if ngxh.pending_without_core() then return end
 
   local started = {}
-  teardown(function()
+  lazy_teardown(function()
     for _, ex in ipairs(started) do ex:stop() end
   end)
   local function down(env)

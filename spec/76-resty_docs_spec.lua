@@ -15,14 +15,14 @@ describe("docs/openresty.md: the first nginx.conf (nginx-minimal)", function()
   if ngxh.pending_without_core() then return end
 
   local emu, nginx
-  setup(function()
+  lazy_setup(function()
     emu = helpers.start_emulator()
     local conf = ngxh.doc_conf("nginx-minimal", emu.port)
     -- the connection string in nginx's environment (its `env` line passes it on)
     nginx = ngxh.start_nginx(conf, ngxh.root_user() .. " pid @PREFIX@/nginx.pid;",
       { ACS_CONNECTION_STRING = emu.connection_string })
   end)
-  teardown(function()
+  lazy_teardown(function()
     if nginx then nginx:stop() end
     if emu then emu:stop() end
   end)

@@ -19,13 +19,13 @@ end
 describe("acs-emulator", function()
   local e, started_in
 
-  setup(function()
+  lazy_setup(function()
     local t0 = helpers.now()
     e = helpers.start_emulator()
     started_in = helpers.now() - t0
   end)
 
-  teardown(function()
+  lazy_teardown(function()
     if e then e:stop() end
   end)
 
@@ -41,7 +41,7 @@ describe("acs-emulator", function()
 
   describe("start", function()
     it("is ready in under 2 seconds and prints its variables", function()
-      assert.is_true(started_in < 2, "took " .. started_in .. " s")
+      assert.is_true(started_in < 2 * helpers.slow, "took " .. started_in .. " s")
       assert.matches("^http://127%.0%.0%.1:%d+/$", e.endpoint)
       assert.equal("endpoint=" .. e.endpoint .. ";accesskey=" .. e.access_key, e.connection_string)
       assert.equal(32, #helpers.b64decode(e.access_key))
@@ -326,11 +326,11 @@ describe("acs-emulator", function()
 
     it("latency, then the fixture", function()
       local t0 = helpers.now()
-      local status, body = fault("latency;ms=300")
+      local status, body = fault("latency;ms=150")
       local dt = helpers.now() - t0
       assert.equal(200, status)
       assert.equal("minimal", decode(body).callConnectionId)
-      assert.is_true(dt >= 0.28 and dt < 2, "took " .. dt)
+      assert.is_true(dt >= 0.14 and dt < 2 * helpers.slow, "took " .. dt)
     end)
 
     it("stall: sends nothing, without blocking other requests", function()
@@ -347,7 +347,7 @@ describe("acs-emulator", function()
       -- meanwhile the emulator answers others at once
       local t0 = helpers.now()
       assert.equal(200, (get("minimal")))
-      assert.is_true(helpers.now() - t0 < 0.3)
+      assert.is_true(helpers.now() - t0 < 0.3 * helpers.slow)
       local data, err, partial = c:receive("*a")
       c:close()
       assert.is_nil(data)
@@ -531,8 +531,8 @@ end)
 
 describe("acs-emulator --latency", function()
   local e
-  setup(function() e = helpers.start_emulator({ latency = 150 }) end)
-  teardown(function() if e then e:stop() end end)
+  lazy_setup(function() e = helpers.start_emulator({ latency = 100 }) end)
+  lazy_teardown(function() if e then e:stop() end end)
 
   it("delays every response", function()
     local path = e:call_path("minimal")
@@ -540,18 +540,18 @@ describe("acs-emulator --latency", function()
     local status = e:get(path, e:bearer_headers())
     local dt = helpers.now() - t0
     assert.equal(200, status)
-    assert.is_true(dt >= 0.14 and dt < 2, "took " .. dt)
+    assert.is_true(dt >= 0.09 and dt < 2 * helpers.slow, "took " .. dt)
     t0 = helpers.now()
     status = e:get("/nowhere", e:bearer_headers())
     assert.equal(404, status)
-    assert.is_true(helpers.now() - t0 >= 0.14)
+    assert.is_true(helpers.now() - t0 >= 0.09)
   end)
 end)
 
 describe("acs-emulator --tls", function()
   local e
-  setup(function() e = helpers.start_emulator({ tls = true }) end)
-  teardown(function() if e then e:stop() end end)
+  lazy_setup(function() e = helpers.start_emulator({ tls = true }) end)
+  lazy_teardown(function() if e then e:stop() end end)
 
   local function curl(url, extra)
     local out, ok, rc = helpers.run("curl -s -o - -w '\\n%{http_code}' --max-time 5 " .. (extra or "")
@@ -635,7 +635,7 @@ describe("acs-emulator lifecycle and options", function()
     local t0 = helpers.now()
     assert.is_true(e:stop())
     c:close()
-    assert.is_true(helpers.now() - t0 < 5)
+    assert.is_true(helpers.now() - t0 < 5 * helpers.slow)
     assert.is_false(helpers.pid_alive(e.pid))
     assert.is_false(helpers.port_open(e.port))
   end)
