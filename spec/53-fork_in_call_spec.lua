@@ -16,6 +16,10 @@ describe("a fork inside a call", function()
   lazy_teardown(function() if emu then emu:stop() end end)
 
   local function run(body)
+    -- each scenario reads the emulator's log for its own requests only (a retry
+    -- re-sends its call's request id, so another scenario's retries would count
+    -- as duplicates when the suite runs shuffled)
+    emu:clear_log()
     local out = helpers.run_lua(([[
 local acscall = require "acscall"
 local ts = require "acscall_testsupport"
