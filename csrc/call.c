@@ -196,12 +196,8 @@ static int request_body(lua_State *L)
     for (h = k->hdrs; h; h = h->next ? h->next : h == last ? c->route.fixed : NULL) {
         const char *colon = strchr(h->data, ':');
         const char *v = colon + 1;
-        size_t i, len = (size_t)(colon - h->data);
         char name[64];
-        for (i = 0; i < len && i < sizeof name - 1; i++)
-            name[i] = (char)(h->data[i] >= 'A' && h->data[i] <= 'Z' ? h->data[i] + 32
-                                                                     : h->data[i]);
-        name[i] = '\0';
+        acs_lower_copy(name, sizeof name, h->data, (size_t)(colon - h->data));
         while (*v == ' ')
             v++;
         lua_pushstring(L, v);

@@ -3,7 +3,6 @@
  * and their pure Lua entry points (sign, http_date, uuid). */
 #include "request.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,7 +81,7 @@ static char *dup_printf(const char *fmt, const char *a, const char *b,
 static const char *host_header(CURLU *u, int strict, char hostport[300],
                                int *tls)
 {
-    char *scheme = NULL, *host = NULL, *port = NULL, *p;
+    char *scheme = NULL, *host = NULL, *port = NULL;
     const char *err = NULL;
 
     curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
@@ -92,8 +91,7 @@ static const char *host_header(CURLU *u, int strict, char hostport[300],
         err = "not a valid URL";
         goto done;
     }
-    for (p = host; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
+    acs_lower_copy(host, strlen(host) + 1, host, strlen(host));
     *tls = strcmp(scheme, "https") == 0;
     if (!*tls && (strcmp(scheme, "http") != 0 || (strict && !acs_host_is_loopback(host, strlen(host))))) {
         err = "endpoint must be https:// (http:// only to a loopback host)";

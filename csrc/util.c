@@ -40,19 +40,31 @@ int acs_uuid4(char out[37])
     return 0;
 }
 
+static unsigned char lower_ascii(unsigned char ch)
+{
+    return ch >= 'A' && ch <= 'Z' ? (unsigned char)(ch + ('a' - 'A')) : ch;
+}
+
 int acs_starts_ci(const char *s, size_t len, const char *lit)
 {
     size_t i, n = strlen(lit);
     if (len < n)
         return 0;
-    for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch >= 'A' && ch <= 'Z')
-            ch = (unsigned char)(ch + ('a' - 'A'));
-        if (ch != (unsigned char)lit[i])
+    for (i = 0; i < n; i++)
+        if (lower_ascii((unsigned char)s[i]) != (unsigned char)lit[i])
             return 0;
-    }
     return 1;
+}
+
+size_t acs_lower_copy(char *out, size_t cap, const char *s, size_t len)
+{
+    size_t i;
+    if (cap == 0)
+        return 0;
+    for (i = 0; i < len && i < cap - 1; i++)
+        out[i] = (char)lower_ascii((unsigned char)s[i]);
+    out[i] = '\0';
+    return i;
 }
 
 int acs_eq_ci(const char *s, size_t len, const char *lit)

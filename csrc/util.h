@@ -1,4 +1,4 @@
-/* util.h - small helpers: UUIDs, a case-insensitive prefix test, the
+/* util.h - small helpers: UUIDs, case-insensitive tests and lower-casing, the
  * process id, jitter, the loopback rule, the monotonic clock, sleeping. */
 #ifndef ACS_UTIL_H
 #define ACS_UTIL_H
@@ -23,6 +23,10 @@ pid_t acs_getpid(void);
  * (lower-case ASCII), ignoring ASCII case; acs_eq_ci: is exactly lit. */
 int acs_starts_ci(const char *s, size_t len, const char *lit);
 int acs_eq_ci(const char *s, size_t len, const char *lit);
+/* The one lower-casing (ASCII only, whatever the locale): s[0..len) into
+ * out, at most cap - 1 bytes, NUL-terminated (cap > 0); out may be s.
+ * Returns the bytes written. */
+size_t acs_lower_copy(char *out, size_t cap, const char *s, size_t len);
 
 /* The one header lookup: when line[0..len) is the header line
  * "<name>: <value>" (name: lower-case, matched in any case), the value
