@@ -18,6 +18,12 @@ int acs_call_push_result(lua_State *L, acs_conn *conn, int rc,
     meta->request_id = conn->request_id[0] ? conn->request_id : NULL;
     meta->content_type = conn->content_type[0] ? conn->content_type : NULL;
     meta->content_encoding = conn->content_encoding[0] ? conn->content_encoding : NULL;
+    if (rc == 0) { /* the wait the server asked for, as the verdict reads it */
+        acs_outcome o;
+        acs_conn_outcome(conn, rc, &o);
+        meta->retry_after_ms = acs_retry_server_delay_ms(&o, time(NULL));
+        meta->has_retry_after = meta->retry_after_ms >= 0;
+    }
     if (rc != 0) {
         meta->timeout = rc == CURLE_OPERATION_TIMEDOUT;
         return acs_push_failure(L, acs_attempt_rc_kind(rc),

@@ -132,6 +132,10 @@ int acs_failure_push_info(lua_State *L, const char *kind, long status,
             lua_pushboolean(L, 1);
             lua_setfield(L, info, "timeout");
         }
+        if (meta->has_retry_after) { /* seconds, as every other wait */
+            lua_pushnumber(L, (lua_Number)meta->retry_after_ms / 1000);
+            lua_setfield(L, info, "retry_after");
+        }
     }
     return info;
 }

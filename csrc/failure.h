@@ -46,6 +46,8 @@ typedef struct {
     int strict;      /* model.h: a wrong-typed known field is an error */
     int attempts;
     int timeout;     /* the last attempt timed out: info.timeout = true */
+    int has_retry_after;  /* the server set a wait: info.retry_after */
+    long retry_after_ms;  /* it (retry.h acs_retry_server_delay_ms) */
     int decoder_ref; /* model.h: a client's own decoder, or 0 */
 } acs_resp_meta;
 

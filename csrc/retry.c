@@ -247,8 +247,7 @@ static long header_number(const char *v)
     return n;
 }
 
-/* The wait the server asked for, in ms, or -1. */
-static long server_delay_ms(const acs_outcome *o, time_t now)
+long acs_retry_server_delay_ms(const acs_outcome *o, time_t now)
 {
     long n;
     time_t when;
@@ -324,7 +323,7 @@ void acs_retry_verdict(const acs_retry_policy *policy, int attempts, long elapse
     }
     if (!retryable(p, o) || (attempts > p->max && !within_min_total(p, o, elapsed_ms)))
         return;
-    if (o->cls == ACS_OUT_RESPONSE && (d = server_delay_ms(o, now)) >= 0) {
+    if (o->cls == ACS_OUT_RESPONSE && (d = acs_retry_server_delay_ms(o, now)) >= 0) {
         strcpy(v->reason, "retry-after");
     } else if (after_only) {
         return;

@@ -98,6 +98,12 @@ typedef struct {
     const char *retry_after, *retry_after_ms, *x_retry_after_ms;
 } acs_outcome;
 
+/* The wait the server asked for in o's headers, in ms, or -1: its
+ * retry-after-ms, else x-ms-retry-after-ms, else Retry-After (seconds, or
+ * an HTTP date less now, never below 0). The verdict's wait and the
+ * failure info's retry_after both come from here. */
+long acs_retry_server_delay_ms(const acs_outcome *o, time_t now);
+
 /* Its name for Lua ("dns", "timeout", ...; "response"), and back (-1). */
 const char *acs_outcome_name(acs_outcome_class c);
 int acs_outcome_from_name(const char *name);

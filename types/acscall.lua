@@ -157,6 +157,7 @@ local acscall = {}
 ---@field details? acscall.CommunicationError[]
 ---@field innererror? acscall.CommunicationError
 ---@field timeout? true the last attempt timed out (kind "transport")
+---@field retry_after? number seconds the service asked to wait (retry-after-ms, x-ms-retry-after-ms or Retry-After)
 ---@field attempts? integer attempts made (absent when none was)
 ---@field request_id? string the service's x-ms-request-id, else the client request id
 ---@field client_request_id? string the x-ms-client-request-id sent

@@ -22,9 +22,11 @@
 -- done, so at most `concurrency` requests are ever in flight, and a round
 -- whose request meets 429/503 holds every other request while the core
 -- waits the server's Retry-After before its retry: the whole watch pauses,
--- not each id. A 429/503 that outlasts the core's retries pauses the whole
--- watch again for `interval`, doubling per throttled round, at most
--- `max_interval`. A call is fetched every `interval` seconds while it
+-- not each id. A 429/503 that outlasts the core's retries (or meets
+-- `retries = false`) pauses the whole watch again for `interval`, doubling
+-- per throttled round, at most `max_interval`; and a failure whose `info`
+-- carries the server's wait (`info.retry_after`, any status) pauses it for
+-- at least that long. A call is fetched every `interval` seconds while it
 -- changes; each unchanged answer stretches its interval by `backoff`, up
 -- to `max_interval` (the wait drawn between `interval` and the stretched
 -- interval); other waits are jittered by +-`jitter` (a fraction), and
@@ -282,6 +284,12 @@ local function throttled(info)
   return s == 429 or s == 503
 end
 
+-- The wait the server asked for (the core's info.retry_after, seconds), or nil.
+local function server_wait(info)
+  local ra = type(info) == "table" and tonumber(info.retry_after)
+  if ra and ra >= 0 then return ra end
+end
+
 -- Ctrl-C inside get_calls: the batch ends its transfers at once and says so.
 local function interrupted_result(r)
   return r.info and r.info.kind == "transport" and tostring(r.err):find("interrupted", 1, true) ~= nil
@@ -319,7 +327,7 @@ function Watcher:_result(rec, r, now)
   local final = final_failure(info)
   if final then
     self:_leave(rec)
-  elseif throttled(info) and self.pause_until then
+  elseif (throttled(info) or server_wait(info)) and self.pause_until then
     rec.due = self.pause_until -- with the whole fleet, when the pause ends
     heap_push(self.heap, rec)
   else
@@ -347,7 +355,7 @@ function Watcher:_round(now)
   self.requests = self.requests + #batch
   local results = self.client:get_calls(batch, {concurrency = #batch})
   local t = self.clock()
-  local slow = false
+  local slow, wait = false, nil
   for i = 1, #recs do
     local r = results[i]
     if interrupted_result(r) then
@@ -355,13 +363,20 @@ function Watcher:_round(now)
       return true
     end
     if throttled(r.info) then slow = true end
+    local ra = server_wait(r.info)
+    if ra and (wait == nil or ra > wait) then wait = ra end
   end
+  -- one pause for the fleet: our own backoff, and never shorter than the
+  -- longest wait the server asked for in this round
+  local pause = 0
   if slow then
-    self.pause_until = t + math.min(self.interval * 2 ^ self.throttled, self.max_interval)
+    pause = math.min(self.interval * 2 ^ self.throttled, self.max_interval)
     self.throttled = self.throttled + 1
   else
     self.throttled = 0
   end
+  if wait and wait > pause then pause = wait end
+  if slow or wait then self.pause_until = t + pause end
   for i = 1, #recs do
     local rec = recs[i]
     if not rec.removed then self:_result(rec, results[i], t) end -- (a finalizer may remove)
