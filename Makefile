@@ -83,6 +83,12 @@ test-%: export ACSCALL_LOOPBACK_ONLY = 1
 # `make test SPECS=spec/80-credential_spec.lua`
 BUSTED_FLAGS ?=
 SPECS ?= spec
+# the interpreter spec/01 (and the child interpreters of other specs) must
+# see: the one LUA_VERSION names, unless the caller says otherwise (test-all)
+EXPECT_LUA = $(if $(filter luajit,$(LUA_VERSION)),Lua 5.1,Lua $(LUA_VERSION))
+EXPECT_JIT = $(if $(filter luajit,$(LUA_VERSION)),LuaJIT)
+test: export ACSCALL_EXPECT_LUA ?= $(EXPECT_LUA)
+test: export ACSCALL_EXPECT_JIT ?= $(EXPECT_JIT)
 # The slow set: the few specs that must really wait (a real Retry-After, a
 # trickling body, ...) carry the busted tag #slow; `make test` leaves them
 # out and `make test-slow` runs only them (docs/development.md "The slow set").
