@@ -138,7 +138,7 @@ $(ASAN_PRELOAD): fuzz/asan_preload.c
 	@mkdir -p $(dir $@)
 	$(CC) -shared -fPIC -O1 -o $@ $<
 
-test-asan: deps $(ASAN_CORE) $(ASAN_PRELOAD) $(TESTSUPPORT)
+test-asan: deps openresty-core $(ASAN_CORE) $(ASAN_PRELOAD) $(TESTSUPPORT)
 	@test -f "$(ASAN_RT)" || { echo "test-asan: no $(ASAN_CC) ASan runtime (apt-get install libclang-rt-14-dev)"; exit 1; }
 	env $(ASAN_ENV) $(LUA) /usr/bin/busted --output=utfTerminal spec
 

@@ -31,7 +31,7 @@ local function distinct_connections(entries)
 end
 
 describe("OpenResty example (nginx + lua-nginx-module, one worker)", function()
-  if ngxh.pending_without_core() then return end
+  ngxh.require_luajit_core()
 
   local emu, ex
   lazy_setup(function()
@@ -102,7 +102,7 @@ describe("OpenResty example (nginx + lua-nginx-module, one worker)", function()
 end)
 
 describe("examples/openresty/run start/stop", function()
-  if ngxh.pending_without_core() then return end
+  ngxh.require_luajit_core()
   local q = helpers.shell_quote
   local RUN = q(ngxh.example_cmd)
   -- ACS_CA_FILE: one CA instead of the system bundle (spec/helpers_ngx.lua

@@ -23,7 +23,7 @@ local function json_error(r)
 end
 
 describe("event-loop path (capture_get_call in nginx, one worker)", function()
-  if ngxh.pending_without_core() then return end
+  ngxh.require_luajit_core()
 
   local fixtures, emu
   local started = {}

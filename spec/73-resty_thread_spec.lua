@@ -20,7 +20,7 @@ local function burst()
 end
 
 describe("thread path under overload (one worker)", function()
-  if ngxh.pending_without_core() then return end
+  ngxh.require_luajit_core()
 
   local emu
   local started = {}

@@ -30,7 +30,7 @@ local function worker_peak_kb(ex)
 end
 
 describe("event-loop path against hostile answers (one worker)", function()
-  if ngxh.pending_without_core() then return end
+  ngxh.require_luajit_core()
 
   local hostile, ex
   lazy_setup(function()
@@ -101,7 +101,7 @@ describe("event-loop path against hostile answers (one worker)", function()
 end)
 
 describe("event-loop path: an outage says what happened, once", function()
-  if ngxh.pending_without_core() then return end
+  ngxh.require_luajit_core()
 
   local started = {}
   lazy_teardown(function()
