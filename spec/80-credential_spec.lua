@@ -22,19 +22,7 @@ local function stop_clock()
   return function(dt) t = t + dt end, function() credential._clock = real end
 end
 
--- everything a user could see of a failure, as one string (for the secrets checks)
-local function visible(...)
-  local parts = {}
-  for i = 1, select("#", ...) do
-    local v = select(i, ...)
-    if type(v) == "table" then
-      for k, x in pairs(v) do parts[#parts + 1] = tostring(k) .. "=" .. tostring(x) end
-    else
-      parts[#parts + 1] = tostring(v)
-    end
-  end
-  return table.concat(parts, "\n")
-end
+local visible = helpers.visible
 
 describe("acscall.credential", function()
   it("runs under the interpreter the suite was started for", function()
@@ -47,15 +35,7 @@ describe("acscall.credential", function()
   -- ------------------------------------------------------------------ offline
 
   describe("offline", function()
-    -- a transport that answers from a script and counts requests
-    local function fake_transport(answer)
-      local t = { requests = {} }
-      function t.fetch(_, req)
-        t.requests[#t.requests + 1] = req
-        return answer(req, #t.requests)
-      end
-      return t
-    end
+    local fake_transport = helpers.fake_transport
     local function token_body(n, ttl)
       return cjson.encode{ access_token = "tok-" .. n, expires_in = ttl or 3600, token_type = "Bearer" }
     end

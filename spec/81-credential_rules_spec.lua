@@ -10,33 +10,13 @@ local credential = require "acscall.credential"
 local BASE = "http://127.0.0.1:9"
 local SECRET = "S3cret+Value/With=Pad ~&"
 
--- a transport answering from a script, keeping every request
-local function fake_transport(answer)
-  local t = { requests = {} }
-  function t.fetch(_, req)
-    t.requests[#t.requests + 1] = req
-    return answer(req, #t.requests)
-  end
-  return t
-end
+local fake_transport = helpers.fake_transport
 
 local function answer_json(t)
   return fake_transport(function() return 200, cjson.encode(t), {} end)
 end
 
--- everything a user could see of a failure, as one string
-local function visible(...)
-  local parts = {}
-  for i = 1, select("#", ...) do
-    local v = select(i, ...)
-    if type(v) == "table" then
-      for k, x in pairs(v) do parts[#parts + 1] = tostring(k) .. "=" .. tostring(x) end
-    else
-      parts[#parts + 1] = tostring(v)
-    end
-  end
-  return table.concat(parts, "\n")
-end
+local visible = helpers.visible
 
 -- the fields an info from core.failure may carry (Lua never builds an info by hand)
 local CORE_FIELDS = { kind = true, status = true, attempts = true, timeout = true, request_id = true,

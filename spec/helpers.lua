@@ -784,4 +784,30 @@ function helpers.temp_file(text)
   return path
 end
 
+--- A credential transport answering from a script (`answer(req, n)` for the n-th request),
+--- keeping every request in `t.requests` (the credentials' `transport =` option).
+function helpers.fake_transport(answer)
+  local t = { requests = {} }
+  function t.fetch(_, req)
+    t.requests[#t.requests + 1] = req
+    return answer(req, #t.requests)
+  end
+  return t
+end
+
+--- Everything a user could see of a failure (message, info fields), as one string: what
+--- the secrets checks search.
+function helpers.visible(...)
+  local parts = {}
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    if type(v) == "table" then
+      for k, x in pairs(v) do parts[#parts + 1] = tostring(k) .. "=" .. tostring(x) end
+    else
+      parts[#parts + 1] = tostring(v)
+    end
+  end
+  return table.concat(parts, "\n")
+end
+
 return helpers
