@@ -12,14 +12,11 @@
 #include <lua.h>
 
 #include "acs_limits.h"
+#include "util.h"
 
 #define ACS_DATE_LEN 29        /* "Wed, 13 Apr 2022 18:09:12 GMT" */
 #define ACS_B64_SHA256_LEN 44  /* base64 of 32 bytes */
 
-typedef struct {
-    const char *p; /* points into the parsed input; not NUL-terminated */
-    size_t len;
-} acs_span;
 
 /* Parse "endpoint=...;accesskey=..." as the SDKs do
  * (azure-sdk-for-js sdk/communication/communication-common src/credential/connectionString.ts,

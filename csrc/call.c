@@ -198,7 +198,7 @@ static int request_body(lua_State *L)
     for (last = k->hdrs; last->next; last = last->next)
         ; /* the request's own lines, then the route's fixed ones */
     lua_pushstring(L, k->url);
-    lua_newtable(L);
+    lua_createtable(L, 0, 8); /* room for every header: no rehash while filled */
     for (h = k->hdrs; h; h = h->next ? h->next : h == last ? c->route.fixed : NULL) {
         const char *colon = strchr(h->data, ':');
         const char *v = colon + 1;

@@ -17,9 +17,10 @@ const char *acs_kind_name(int kind)
 
 int acs_kind_index(const char *name, size_t len)
 {
+    static const size_t lens[ACS_KIND_COUNT] = {17, 11, 18, 17, 18};
     int i;
     for (i = 0; i < ACS_KIND_COUNT; i++)
-        if (strlen(kind_names[i]) == len && memcmp(kind_names[i], name, len) == 0)
+        if (lens[i] == len && memcmp(kind_names[i], name, len) == 0)
             return i;
     return -1;
 }
@@ -57,45 +58,84 @@ static int streq(const char *s, size_t l, const char *lit)
     return l == n && memcmp(s, lit, n) == 0;
 }
 
-/* push t[k] if it is a string and return 1; else push nothing, return 0 */
-static int get_str(lua_State *L, int t, const char *k)
-{
-    lua_getfield(L, t, k);
-    if (lua_type(L, -1) == LUA_TSTRING)
-        return 1;
-    lua_pop(L, 1);
-    return 0;
-}
-
 /* The derivation row for kind, the sub-object's cloud and anonymity. */
-static const prefix_row *derive_row(lua_State *L, int sub, int kind)
+static const prefix_row *derive_row(int kind, acs_span cloud, int anon)
 {
     const prefix_row *r, *first = NULL;
-    const char *cloud = NULL;
-    size_t cl = 0;
-    int anon;
-    lua_getfield(L, sub, "isAnonymous");
-    anon = kind == ACS_KIND_TUSER && lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, sub, "cloud");
-    if (lua_type(L, -1) == LUA_TSTRING)
-        cloud = lua_tolstring(L, -1, &cl); /* alive: sub holds it */
-    lua_pop(L, 1);
+    anon = kind == ACS_KIND_TUSER && anon;
     for (r = prefixes; r->prefix; r++) {
         if (!r->derive || r->kind != kind || r->anon != anon)
             continue;
         if (first == NULL)
             first = r;
-        if (r->cloud == NULL || (cloud && streq(cloud, cl, r->cloud)))
+        if (r->cloud == NULL || (cloud.p && streq(cloud.p, cloud.len, r->cloud)))
             return r;
     }
     return first;
 }
 
+static acs_span span_of(const char *s)
+{
+    acs_span sp;
+    sp.p = s;
+    sp.len = strlen(s);
+    return sp;
+}
+
+int acs_raw_id_pieces(int kind, const acs_ident_fields *f, acs_span out[6])
+{
+    const prefix_row *r;
+    static const char underscore[] = "_";
+    if (kind < 0 || kind >= ACS_KIND_COUNT)
+        return 0;
+    if (kind == ACS_KIND_USER) { /* communicationUser: the id itself */
+        if (!f->id.p)
+            return 0;
+        out[0] = f->id;
+        return 1;
+    }
+    r = derive_row(kind, f->cloud, f->anon);
+    out[0] = span_of(r->prefix);
+    switch (kind) {
+    case ACS_KIND_PHONE:
+        out[1] = f->value;
+        break;
+    case ACS_KIND_TUSER:
+        out[1] = f->user_id;
+        break;
+    case ACS_KIND_APP:
+        out[1] = f->app_id;
+        break;
+    default: /* <prefix><resourceId>_<tenantId>_<userId> */
+        if (!f->resource_id.p || !f->tenant_id.p || !f->user_id.p)
+            return 0;
+        out[1] = f->resource_id;
+        out[2] = span_of(underscore);
+        out[3] = f->tenant_id;
+        out[4] = span_of(underscore);
+        out[5] = f->user_id;
+        return 6;
+    }
+    return out[1].p ? 2 : 0;
+}
+
+/* t[k] as a span if it is a string (alive while t holds it), else absent */
+static acs_span field_span(lua_State *L, int t, const char *k)
+{
+    acs_span sp = {NULL, 0};
+    lua_getfield(L, t, k);
+    if (lua_type(L, -1) == LUA_TSTRING)
+        sp.p = lua_tolstring(L, -1, &sp.len);
+    lua_pop(L, 1);
+    return sp;
+}
+
 int acs_ident_push_raw_id(lua_State *L, int t, int kind)
 {
-    int sub, top = lua_gettop(L);
-    const prefix_row *r;
+    int sub, i, n, top = lua_gettop(L);
+    acs_ident_fields f;
+    acs_span out[6];
+    luaL_Buffer b;
     if (kind < 0 || kind >= ACS_KIND_COUNT)
         return 0;
     lua_getfield(L, t, kind_names[kind]);
@@ -104,41 +144,37 @@ int acs_ident_push_raw_id(lua_State *L, int t, int kind)
         return 0;
     }
     sub = lua_gettop(L);
-    if (kind == ACS_KIND_USER) { /* communicationUser: the id itself */
-        if (!get_str(L, sub, "id"))
-            goto none;
-    } else {
-        r = derive_row(L, sub, kind);
-        lua_pushstring(L, r->prefix);
-        if (kind == ACS_KIND_PHONE) {
-            if (!get_str(L, sub, "value"))
-                goto none;
-            lua_concat(L, 2);
-        } else if (kind == ACS_KIND_TUSER) {
-            if (!get_str(L, sub, "userId"))
-                goto none;
-            lua_concat(L, 2);
-        } else if (kind == ACS_KIND_APP) {
-            if (!get_str(L, sub, "appId"))
-                goto none;
-            lua_concat(L, 2);
-        } else { /* <prefix><resourceId>_<tenantId>_<userId> */
-            if (!get_str(L, sub, "resourceId"))
-                goto none;
-            lua_pushliteral(L, "_");
-            if (!get_str(L, sub, "tenantId"))
-                goto none;
-            lua_pushliteral(L, "_");
-            if (!get_str(L, sub, "userId"))
-                goto none;
-            lua_concat(L, 6);
-        }
+    f.id = field_span(L, sub, "id");
+    f.value = field_span(L, sub, "value");
+    f.user_id = field_span(L, sub, "userId");
+    f.app_id = field_span(L, sub, "appId");
+    f.resource_id = field_span(L, sub, "resourceId");
+    f.tenant_id = field_span(L, sub, "tenantId");
+    f.cloud = field_span(L, sub, "cloud");
+    lua_getfield(L, sub, "isAnonymous");
+    f.anon = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    n = acs_raw_id_pieces(kind, &f, out);
+    if (n == 0) {
+        lua_settop(L, top);
+        return 0;
     }
+    luaL_buffinit(L, &b);
+    for (i = 0; i < n; i++)
+        luaL_addlstring(&b, out[i].p, out[i].len);
+    luaL_pushresult(&b); /* sub stays below until the result is made */
     lua_replace(L, sub);
     lua_settop(L, sub);
     return 1;
-none:
-    lua_settop(L, top);
+}
+
+/* push t[k] if it is a string and return 1; else push nothing, return 0 */
+static int get_str(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k);
+    if (lua_type(L, -1) == LUA_TSTRING)
+        return 1;
+    lua_pop(L, 1);
     return 0;
 }
 

@@ -3,6 +3,7 @@
  * and their pure Lua entry points (sign, http_date, uuid). */
 #include "request.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -6,9 +6,12 @@
  * identifiers, answers the body itself with only the identifiers that
  * decode would change (no rawId, no kind) replaced - or, for one with a
  * kind and no rawId member (decode only adds rawId to it), its rawId
- * inserted after its '{'. Those identifiers are shaped by model.c
- * (acs_decode_push on a body holding just them), so the
- * model's rules stay in one place. Anything else - a null (decode strips
+ * inserted after its '{'. When every identifier to shape is of that
+ * last kind, their rawIds are derived from the body's text (text_fields:
+ * the members the rule reads, unescaped) by identifier.c's one rule
+ * (acs_raw_id_pieces); otherwise those identifiers are shaped by model.c
+ * (acs_decode_push on a body holding just them). Either way the model's
+ * rules stay in one place. Anything else - a null (decode strips
  * it), an "error" member, an escaped member name at the levels that
  * matter, a lone surrogate, deeper than 32 levels - goes the whole way:
  * acs_decode_push, then the table written as JSON here, known array fields
@@ -21,6 +24,7 @@
 #include <lauxlib.h>
 
 #include "compat.h"
+#include "identifier.h"
 #include "model.h"
 #include "tojson.h"
 
@@ -45,12 +49,11 @@ typedef struct {
 
 static void ws(scan *sc)
 {
-    while (sc->i < sc->len) {
-        char c = sc->s[sc->i];
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
-            return;
-        sc->i++;
-    }
+    const char *s = sc->s;
+    size_t i = sc->i, len = sc->len; /* (locals: a char read may alias sc) */
+    while (i < len && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t'))
+        i++;
+    sc->i = i;
 }
 
 static int hex4(const char *p, unsigned *out)
@@ -69,6 +72,19 @@ static int hex4(const char *p, unsigned *out)
     return 1;
 }
 
+/* plain[c]: 1 for a byte that may stand in a JSON string as it is (not
+ * '"' (34), '\\' (92) or a control byte, 0-31) */
+static const unsigned char plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
 /* A string at sc->i ('"'): its raw content is s[*from, *to). *escaped: it
  * holds a backslash. 0 when malformed (or a lone surrogate: decode mends
  * those, the whole way does it). */
@@ -79,7 +95,12 @@ static int string(scan *sc, size_t *from, size_t *to, int *escaped)
     *escaped = 0;
     *from = i;
     while (i < sc->len) {
-        unsigned char c = (unsigned char)s[i];
+        unsigned char c;
+        while (i < sc->len && plain[(unsigned char)s[i]])
+            i++; /* the run of bytes that need no look */
+        if (i >= sc->len)
+            return 0;
+        c = (unsigned char)s[i];
         if (c == '"') {
             *to = i;
             sc->i = i + 1;
@@ -446,6 +467,145 @@ static int write_value(out *o, int idx, int arrays, const char *key, int depth)
     return 1;
 }
 
+/* ---------------------------------------------------------------- rawId from the text */
+
+/* In an object the scan checked: the member name at sc->i, unescaped, as
+ * body[*kf, *kt), and sc->i past its ':' and the blanks after; 0 for an
+ * escaped name (or malformed). */
+static int member_name(scan *sc, size_t *kf, size_t *kt)
+{
+    int esc;
+    ws(sc);
+    if (sc->i >= sc->len || sc->s[sc->i] != '"' || !string(sc, kf, kt, &esc) || esc)
+        return 0;
+    ws(sc);
+    sc->i++; /* ':' */
+    ws(sc);
+    return 1;
+}
+
+/* After a member's value: 1 and sc->i past the ',' when another follows. */
+static int next_member(scan *sc)
+{
+    ws(sc);
+    if (sc->i < sc->len && sc->s[sc->i] == ',') {
+        sc->i++;
+        return 1;
+    }
+    return 0;
+}
+
+/* What the rawId rule (identifier.c, acs_raw_id_pieces) reads of the
+ * identifier at body[from, to) - one decode would only add a rawId to (a
+ * string kind, no rawId member) - read from the body's text: its kind and
+ * its sub-object's members, as decode's table would hold them. 1: done
+ * (*kind -1: decode adds no rawId, as for an unknown kind or a sub-object
+ * that is missing or not an object); 0: not this way (an escaped string or
+ * a repeated member the rule reads: decode's table tells). */
+static int text_fields(const char *body, size_t from, size_t to, int *kind, acs_ident_fields *f)
+{
+    static const char *const names[] = {"id", "value", "userId", "appId", "resourceId",
+                                        "tenantId", "cloud", "isAnonymous"};
+    static const size_t lens[] = {2, 5, 6, 5, 10, 8, 5, 11};
+    acs_span *dst[8];
+    size_t kf, kt, vf, vt, kindf = 0, kindt = 0, sub[ACS_KIND_COUNT];
+    unsigned seen = 0, nsub = 0;
+    int esc, k;
+    scan sc;
+    memset(f, 0, sizeof *f);
+    dst[0] = &f->id, dst[1] = &f->value, dst[2] = &f->user_id, dst[3] = &f->app_id;
+    dst[4] = &f->resource_id, dst[5] = &f->tenant_id, dst[6] = &f->cloud, dst[7] = NULL;
+    *kind = -1;
+    sc.s = body;
+    sc.len = to;
+    sc.i = from + 1;
+    sc.nids = 0;
+    do { /* the identifier (checked by the scan: members only, one kind) */
+        if (!member_name(&sc, &kf, &kt))
+            return 0;
+        if (kt - kf == 4 && memcmp(body + kf, "kind", 4) == 0) {
+            if (!string(&sc, &kindf, &kindt, &esc) || esc)
+                return 0;
+        } else {
+            k = acs_kind_index(body + kf, kt - kf);
+            if (k >= 0) {
+                if (nsub & (1u << k))
+                    return 0;
+                nsub |= 1u << k;
+                sub[k] = sc.i;
+            }
+            if (!value(&sc, R_ANY, 3))
+                return 0;
+        }
+    } while (next_member(&sc));
+    k = acs_kind_index(body + kindf, kindt - kindf);
+    if (k < 0 || !(nsub & (1u << k)) || body[sub[k]] != '{')
+        return 1;
+    *kind = k;
+    sc.i = sub[k] + 1;
+    ws(&sc);
+    if (sc.i < sc.len && body[sc.i] == '}')
+        return 1;
+    do { /* its sub-object */
+        int m;
+        if (!member_name(&sc, &kf, &kt))
+            return 0;
+        for (m = 0; m < 8; m++)
+            if (lens[m] == kt - kf && memcmp(body + kf, names[m], kt - kf) == 0)
+                break;
+        if (m < 8) {
+            if (seen & (1u << m))
+                return 0;
+            seen |= 1u << m;
+        }
+        if (m < 7 && body[sc.i] == '"') {
+            if (!string(&sc, &vf, &vt, &esc) || esc)
+                return 0;
+            dst[m]->p = body + vf;
+            dst[m]->len = vt - vf;
+        } else {
+            if (m == 7) /* truthy as Lua reads it: anything but false (no null here) */
+                f->anon = body[sc.i] != 'f';
+            if (!value(&sc, R_ANY, 4))
+                return 0;
+        }
+    } while (next_member(&sc));
+    return 1;
+}
+
+/* The call's text when decode changes its identifiers only by adding a
+ * rawId to each (all add_only): the body with each derived rawId inserted
+ * after its identifier's '{', pushed. 0: not this way (nothing pushed). */
+static int add_raw_ids(lua_State *L, const char *body, size_t len, const scan *sc)
+{
+    acs_ident_fields f;
+    acs_span pieces[6];
+    size_t k, at = 0;
+    int i, n, kind, top = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (k = 0; k < sc->nids; k++) {
+        if (!sc->add_only[k] || !text_fields(body, sc->from[k], sc->to[k], &kind, &f)) {
+            lua_settop(L, top); /* what the buffer pushed: abandoned */
+            return 0;
+        }
+        n = acs_raw_id_pieces(kind, &f, pieces);
+        if (n == 0)
+            continue;
+        luaL_addlstring(&b, body + at, sc->from[k] + 1 - at);
+        at = sc->from[k] + 1;
+        /* the pieces are unescaped JSON string contents: no '"', '\\' or
+         * control byte, so they go in as they are */
+        luaL_addlstring(&b, "\"rawId\":\"", 9);
+        for (i = 0; i < n; i++)
+            luaL_addlstring(&b, pieces[i].p, pieces[i].len);
+        luaL_addlstring(&b, "\",", 2);
+    }
+    luaL_addlstring(&b, body + at, len - at);
+    luaL_pushresult(&b);
+    return 1;
+}
+
 /* ---------------------------------------------------------------- call_json */
 
 static int call_json(lua_State *L)
@@ -469,6 +629,8 @@ static int call_json(lua_State *L)
     }
     if (ok && sc.nids == 0)
         return 1; /* the call is the body */
+    if (ok && add_raw_ids(L, body, len, &sc))
+        return 1; /* the body with rawIds added, from its own text */
     if (ok) { /* the identifiers decode changes, shaped by model.c */
         out_init(&o, L, 64);
         out_lit(&o, "{\"targets\":[");
@@ -531,6 +693,7 @@ static int call_json(lua_State *L)
 
 void acs_tojson_open(lua_State *L)
 {
+
     lua_getfield(L, -1, "ARRAY_FIELDS");
     lua_pushcclosure(L, call_json, 1);
     lua_setfield(L, -2, "call_json");

@@ -6,6 +6,12 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* A piece of text inside a larger one: not NUL-terminated; p == NULL: absent. */
+typedef struct {
+    const char *p;
+    size_t len;
+} acs_span;
+
 /* Random UUID v4 (RAND_bytes), 36 chars + NUL. Returns 0 or -1. */
 int acs_uuid4(char out[37]);
 /* The same from 16 random bytes the caller drew (e.g. in bulk). */

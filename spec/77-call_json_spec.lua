@@ -135,6 +135,47 @@ describe("core.call_json", function()
     end
   end)
 
+  it("derives each rawId from the body's text as decode derives it from the table, every kind and cloud", function()
+    -- identifiers with a kind and no rawId: call_json reads the members the
+    -- rawId rule needs from the text; anything it cannot read there (an
+    -- escaped member, a repeated one) goes decode's way. Each answer must
+    -- equal decode's.
+    local subs = {
+      communicationUser = { '{"id":"8:acs:r_t_u"}', '{"id":"a","id":"b"}', '{"i\\u0064":"a"}', '{}',
+        '{"id":"8:spool:x","extra":[1,{"id":2}]}' },
+      phoneNumber = { '{"value":"+14250123456"}', '{"value":"+1","isAnonymous":true}',
+        '{"value":"+1","assertedId":"x","isAnonymous":false}', '{"value":"+1\\u00e9"}', '{"value":5}' },
+      microsoftTeamsUser = { '{"userId":"u"}', '{"userId":"u","isAnonymous":true}',
+        '{"userId":"u","isAnonymous":false,"cloud":"dod"}', '{"userId":"u","cloud":"gcch"}',
+        '{"userId":"u","cloud":"mars"}', '{"userId":"u","isAnonymous":1}', '{"userId":"u","isAnonymous":"no"}',
+        '{"userId":"u","isAnonymous":false,"isAnonymous":true}', '{"cloud":"dod"}' },
+      microsoftTeamsApp = { '{"appId":"a"}', '{"appId":"a","cloud":"dod"}', '{"appId":"a","cloud":"gcch"}',
+        '{"appId":["a"]}' },
+      teamsExtensionUser = { '{"userId":"u","tenantId":"t","resourceId":"r"}',
+        '{"userId":"u","tenantId":"t","resourceId":"r","cloud":"dod"}',
+        '{"userId":"u","tenantId":"t","resourceId":"r","cloud":"gcch"}', '{"userId":"u","tenantId":"t"}' },
+    }
+    local n = 0
+    for kind, list in pairs(subs) do
+      for _, sub in ipairs(list) do
+        for _, ident in ipairs{
+          '{"kind":"' .. kind .. '","' .. kind .. '":' .. sub .. '}',
+          '{ "' .. kind .. '" : ' .. sub .. ' , "kind" : "' .. kind .. '" }',
+          '{"kind":"' .. kind .. '","' .. kind .. '":' .. sub .. ',"' .. kind .. '":{}}',
+          '{"kind":"' .. kind .. '","phoneNumber":{"value":"+2"},"' .. kind .. '":' .. sub .. '}',
+        } do
+          local b = '{"callConnectionId":"x","source":' .. ident .. ',"targets":[' .. ident .. ','
+            .. '{"kind":"phoneNumber","phoneNumber":{"value":"+3"}}]}'
+          local call = assert(acscall.decode(200, b))
+          local j = assert(core.call_json(b), b)
+          assert.is_true(deep_equal(call, assert(dkjson.decode(j), j)), b .. " -> " .. j)
+          n = n + 1
+        end
+      end
+    end
+    assert.are.equal(4 * 27, n)
+  end)
+
   it("refuses what is not a string (a programmer mistake)", function()
     assert.has_error(function() core.call_json(nil) end)
   end)
