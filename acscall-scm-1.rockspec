@@ -73,7 +73,8 @@ build = {
     -- the nginx side of acscall.resty's event-loop path: installed as the
     -- rock's configuration file, `luarocks show --rock-dir acscall`/conf/acscall.conf
     -- (docs/openresty.md "A first nginx.conf")
-    conf = { ["acscall.conf"] = "lua/acscall/nginx/acscall.conf" },
+    conf = { ["acscall.conf"] = "lua/acscall/nginx/acscall.conf",
+      ["acscall_proxy_first.conf"] = "lua/acscall/nginx/acscall_proxy_first.conf" },
   },
   -- LuaCATS annotations for lua-language-server (workspace.library):
   -- installed as <tree>/lib/luarocks/rocks-<lua>/acscall/<version>/types/

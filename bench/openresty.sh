@@ -5,7 +5,8 @@
 #
 #   bench/openresty.sh [CONNECTIONS...]          default: 32 64 128 256 512
 #   env: DURATION (s per run, default 8), LATENCY (emulator ms, default 50),
-#        PATHS (default "event thread proxy"), EMU_WORKERS (default 1),
+#        PATHS (default "first event thread proxy"; first = the proxy-first path),
+#        EMU_WORKERS (default 1),
 #        AUTH (token | hmac, default token: the baseline sends the same bearer)
 #
 # Per connection count and path: wrk -t2 -c<N> -d<DURATION>s --latency after a
@@ -21,7 +22,7 @@ CONNS=("$@")
 [ ${#CONNS[@]} -gt 0 ] || CONNS=(32 64 128 256 512)
 DURATION=${DURATION:-8}
 LATENCY=${LATENCY:-50}
-PATHS=${PATHS:-"event thread proxy"}
+PATHS=${PATHS:-"first event thread proxy"}
 EMU_WORKERS=${EMU_WORKERS:-1}
 AUTH=${AUTH:-token}
 CALL=18dea47f-b081-4107-9a5c-4300819d2c6c
@@ -88,6 +89,7 @@ ticks() { # pid... -> utime+stime summed
 url_for() {
   case $1 in
     event) echo "http://127.0.0.1:$ACSCALL_EXAMPLE_PORT/calls/$CALL" ;;
+    first) echo "http://127.0.0.1:$ACSCALL_EXAMPLE_PORT/first/calls/$CALL" ;;
     thread) echo "http://127.0.0.1:$ACSCALL_EXAMPLE_PORT/thread/calls/$CALL" ;;
     proxy) echo "http://127.0.0.1:$ACSCALL_EXAMPLE_PORT/proxy/calls/$CALL" ;;
   esac
@@ -129,7 +131,7 @@ done
 
 if [[ " $PATHS " == *" proxy "* ]]; then
   echo
-  echo "# ratios to the proxy_pass baseline (2xx/s: goal >= 0.9 for event at 256; cpu/req: goal <= 1.5;"
+  echo "# ratios to the proxy_pass baseline (2xx/s: goal >= 0.9 at 256; cpu/req: goal <= 1.5;"
   echo "# the thread path's cpu/req past its capacity is mostly that of its fast 503s)"
   printf '%-5s %-7s %9s %11s\n' conns path "2xx/s x" "cpu/req x"
   for c in "${CONNS[@]}"; do

@@ -333,7 +333,8 @@ end
 
 --- The ```nginx block of docs/openresty.md after `<!-- spec: NAME -->`, run
 --- as written but for the places a checkout differs from a LuaRocks tree:
---- its paths pointed at this checkout (lua/, build/luajit/, acscall.conf),
+--- its paths pointed at this checkout (lua/, build/luajit/, acscall.conf and
+--- acscall_proxy_first.conf),
 --- its upstream at 127.0.0.1:PORT (the emulator), its listen at @PORT@.
 function M.doc_conf(name, port)
   local root = helpers.repo_root()
@@ -348,6 +349,10 @@ function M.doc_conf(name, port)
   swap("/usr/local/lib/lua/5.1/?.so;", root .. "/build/luajit/?.so;")
   swap("/usr/local/lib/luarocks/rocks-5.1/acscall/0.1.0-1/conf/acscall.conf",
     root .. "/lua/acscall/nginx/acscall.conf")
+  if conf:find("conf/acscall_proxy_first.conf", 1, true) then
+    swap("/usr/local/lib/luarocks/rocks-5.1/acscall/0.1.0-1/conf/acscall_proxy_first.conf",
+      root .. "/lua/acscall/nginx/acscall_proxy_first.conf")
+  end
   swap("myresource.communication.azure.com:443", "127.0.0.1:" .. port)
   swap("listen 127.0.0.1:8080;", "listen 127.0.0.1:@PORT@;")
   return conf

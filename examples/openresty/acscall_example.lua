@@ -2,6 +2,9 @@
 --   GET /calls/{id}           the call as JSON, fetched on nginx's event loop
 --                             (acscall.resty.capture_get_call: a subrequest per
 --                             attempt, proxied with keep-alive; no thread, no extra VM)
+--   GET /first/calls/{id}     the same, proxy-first (acscall.resty.proxy_access and
+--                             acscall_proxy_first.conf: the first attempt is the
+--                             location's own proxy_pass, retries in @acscall_retry)
 --   GET /thread/calls/{id}    the same through the "acscall" thread pool
 --                             (acscall.resty.get_call: libcurl in a pool thread)
 --   GET /blocking/calls/{id}  libcurl called inline: blocks the whole worker for
@@ -125,8 +128,8 @@ local function fetch(mode, id)
   return resty.get_call(opts, id)
 end
 
---- content_by_lua: serve `GET <prefix>{id}`; mode "event", "thread" or "blocking".
-function M.serve(mode, prefix)
+-- The call id of `GET <prefix>{id}`; or answers 405 / 404 itself and returns nil.
+local function call_id(prefix)
   local method = ngx.req.get_method()
   if method ~= "GET" and method ~= "HEAD" then
     return reply(405, { error = { kind = "request", message = "method not allowed" } }, { Allow = "GET, HEAD" })
@@ -137,8 +140,13 @@ function M.serve(mode, prefix)
   if raw == "" or raw:find("/", 1, true) then
     return reply(404, { error = { kind = "request", message = "use GET " .. prefix .. "{callConnectionId}" } })
   end
-  local id = ngx.unescape_uri(raw)
+  return ngx.unescape_uri(raw)
+end
 
+--- content_by_lua: serve `GET <prefix>{id}`; mode "event", "thread" or "blocking".
+function M.serve(mode, prefix)
+  local id = call_id(prefix)
+  if not id then return end
   local call, msg, info = fetch(mode, id)
   if type(call) == "string" then -- JSON already: one write with its length
     ngx.header["Content-Length"] = #call + 1
@@ -146,13 +154,29 @@ function M.serve(mode, prefix)
   end
   if call then return reply(200, call) end
   info = info or {}
+  -- the failure JSON of every path (the proxy-first path writes it itself)
+  local text = resty.failure_json(msg, info)
+  ngx.status = resty.error_status(info)
   -- overload of the thread path: tell the client when to come back
-  local extra = info.kind == "thread" and { ["Retry-After"] = "1" } or nil
-  return reply(resty.error_status(info), { error = {
-    kind = info.kind, message = msg, status = info.status, code = info.code,
-    request_id = info.request_id, client_request_id = info.client_request_id,
-    attempts = info.attempts,
-  } }, extra)
+  if info.kind == "thread" then ngx.header["Retry-After"] = "1" end
+  ngx.header["Content-Length"] = #text
+  return ngx.print(text)
+end
+
+--- access_by_lua of the proxy-first path (`GET /first/calls/{id}`): signs
+-- the first attempt, which the location's proxy_pass makes
+-- (acscall_proxy_first.conf); its filters write the answer.
+function M.proxy_first(prefix)
+  local id = call_id(prefix)
+  if not id then return ngx.exit(ngx.status) end
+  return resty.proxy_access(client, id, { upstream = upstream, credential = cred, log = log })
+end
+
+--- content_by_lua of @acscall_retry: attempts 2+ of the proxy-first path.
+function M.proxy_retry(prefix)
+  local id = call_id(prefix)
+  if not id then return end
+  return resty.proxy_retry(client, id, { upstream = upstream, credential = cred, log = log })
 end
 
 return M

@@ -109,12 +109,13 @@ local function step_for(timeout)
 end
 M._step_for = step_for -- for the specs
 
-local function check_client(fname, client, id)
+-- (level: of the user's call, 3 when the API function calls this itself)
+local function check_client(fname, client, id, level)
   if type(client) ~= "userdata" and type(client) ~= "table" then
-    error("acscall.resty." .. fname .. ": acscall client expected, got " .. type(client), 3)
+    error("acscall.resty." .. fname .. ": acscall client expected, got " .. type(client), level or 3)
   end
   if type(id) ~= "string" then
-    error("acscall.resty." .. fname .. ": id string expected, got " .. type(id), 3)
+    error("acscall.resty." .. fname .. ": id string expected, got " .. type(id), level or 3)
   end
 end
 
@@ -125,9 +126,9 @@ local function check_hook(fname, hook)
   return hook
 end
 
-local function check_credential(fname, cred)
+local function check_credential(fname, cred, level)
   if cred ~= nil and (type(cred) ~= "table" and type(cred) ~= "userdata" or type(cred.get_token) ~= "function") then
-    error("acscall.resty." .. fname .. ": credential must have a get_token method", 3)
+    error("acscall.resty." .. fname .. ": credential must have a get_token method", level or 3)
   end
 end
 
@@ -187,12 +188,16 @@ end
 --  `true` or `nil, message, info` to stop with that failure); `o:refresh()`
 --  (optional: the credential's forced refresh, true when a new token came);
 --  `retries` (optional: retry classes for this exchange, as the verdict takes them);
---  `on_attempt` (optional, with `facts`: see attempt_record)
+--  `on_attempt` (optional, with `facts`: see attempt_record); `first` and
+--  `start` (optional: an attempt already made elsewhere, as `last`, and the
+--  `now()` the call began: the proxy-first path's first attempt is nginx's
+--  own proxy_pass, see proxy_retry)
 -- @return last, attempts; or nil, message, info (from `before`)
 local function drive(rule, o)
   local now, sleep, hook = o.now, o.sleep, o.on_attempt
-  local start = now()
-  local attempts, last, rec = 0, nil, nil
+  local start = o.start or now()
+  local last, rec = o.first, nil
+  local attempts = last and 1 or 0
   local vopts = (o.refresh or o.retries ~= nil) and { refreshable = o.refresh and true or false,
     refreshed = false, retries = o.retries } or nil
   while true do
@@ -366,10 +371,14 @@ end
 -- the filter runs once or twice per attempt and only needs the count.
 local function arg_size() return #ngx.arg[1] end -- luacheck: ignore 113
 local function arg_eof() return ngx.arg[2] end -- luacheck: ignore 113
-if ffi_ok and base_ok and pcall(ffi.cdef, [[
+-- (declared here unless resty.core's param.lua declared them already)
+local body_ffi = ffi_ok and base_ok and (pcall(ffi.cdef, [[
     int ngx_http_lua_ffi_get_body_filter_param_eof(ngx_http_request_t *r);
     int ngx_http_lua_ffi_get_body_filter_param_body(ngx_http_request_t *r, unsigned char **data_p, size_t *len_p);
-  ]]) and pcall(function() return ffi.C.ngx_http_lua_ffi_get_body_filter_param_body end) then
+  ]]) or true) and pcall(function()
+    return ffi.C.ngx_http_lua_ffi_get_body_filter_param_body, ffi.C.ngx_http_lua_ffi_get_body_filter_param_eof
+  end)
+if body_ffi then
   local C, get_request = ffi.C, base.get_request
   local data_p, len_p = ffi.new("unsigned char *[1]"), ffi.new("size_t[1]")
   arg_size = function()
@@ -453,6 +462,21 @@ local function set_headers(vars, headers, fname, check)
   return true
 end
 
+-- nginx's own failure of an attempt (no response header came): a 504 is
+-- its timeout, anything else no connection. step_ms: the attempt's timeout
+-- (nil: not known, the proxy-first path's first attempt).
+local function no_answer(st, scheme, what, step_ms)
+  if st == 504 then
+    return { outcome = "timeout", text = "timed out: no answer from " .. what
+      .. (step_ms and (" within " .. (step_ms / 1000) .. " s") or "") }
+  end
+  if scheme == "https" then
+    return { outcome = "connect", text = "no connection to " .. what
+      .. " (connection refused, or the TLS handshake or certificate check failed)" }
+  end
+  return { outcome = "connect", text = "no connection to " .. what .. " (connection refused or closed)" }
+end
+
 -- One attempt through the ladder: the capture's answer as `last`.
 -- what: "the service" or "the token endpoint" (for messages).
 local function capture_attempt(ngx, uri, copts, ctx, step_ms, scheme, what)
@@ -474,15 +498,7 @@ local function capture_attempt(ngx, uri, copts, ctx, step_ms, scheme, what)
   if res.truncated and body == "" and not (rh["Content-Length"] or rh["Transfer-Encoding"]) then
     -- nginx's own failure: the subrequest ended with that status before any
     -- response header (see acscall.conf)
-    if st == 504 then
-      return { outcome = "timeout",
-        text = "timed out: no answer from " .. what .. " within " .. (step_ms / 1000) .. " s" }
-    end
-    if scheme == "https" then
-      return { outcome = "connect", text = "no connection to " .. what
-        .. " (connection refused, or the TLS handshake or certificate check failed)" }
-    end
-    return { outcome = "connect", text = "no connection to " .. what .. " (connection refused or closed)" }
+    return no_answer(st, scheme, what, step_ms)
   elseif res.truncated then
     return { outcome = "truncated", text = "the answer of " .. what .. " ended early" }
   elseif st < 200 then
@@ -503,16 +519,23 @@ local checked = setmetatable({}, { __mode = "k" })
 -- fixed): {scheme=, host=, sni=, prefix = "scheme://<upstream>", cut = where
 -- the path starts}. At most 64 kept (then forgotten at once).
 local origins, norigins = {}, 0
+local last_origin
 local function origin_of(url, host_header, upstream)
   local cut = url:find("/", 9, true) or (#url + 1) -- after "https://h" / "http://h"
+  local o = last_origin -- (a worker's client asks for the same origin call after call)
+  if o and o.cut == cut and o.host_header == host_header and o.upstream == upstream
+    and url:find(o.key, 1, true) == 1 then
+    return o
+  end
   local key = url:sub(1, cut - 1)
-  local o = origins[key]
-  if o and o.host_header == host_header and o.upstream == upstream then return o end
+  o = origins[key]
+  if o and o.host_header == host_header and o.upstream == upstream then last_origin = o return o end
   local scheme, host = key:match("^(https?)://(.+)$")
   if not scheme then error("acscall.resty.capture_get_call: http(s) URL expected from client:request", 4) end
   host = host_header or host
-  o = { scheme = scheme, host = host, host_header = host_header, upstream = upstream, cut = cut,
+  o = { scheme = scheme, host = host, host_header = host_header, upstream = upstream, cut = cut, key = key,
     sni = host:match("^%[?([^%]]-)%]?:%d+$") or host, prefix = scheme .. "://" .. upstream }
+  last_origin = o
   if norigins >= 64 then origins, norigins = {}, 0 end
   origins[key], norigins = o, norigins + 1
   return o
@@ -564,24 +587,347 @@ local function capture_send(o, timeout)
   return r
 end
 
-function M.capture_get_call(client, id, opts)
-  check_client("capture_get_call", client, id)
+-- A call's exchange of the capture loop (drive's `o`) for fname's
+-- arguments (capture_get_call, proxy_retry): checked, with the credential's
+-- hooks. Returns o, ngx, opts.
+local function capture_exchange(fname, client, id, opts)
+  check_client(fname, client, id, 4)
   opts = opts or EMPTY
   local ngx = rawget(_G, "ngx")
   if not (ngx and ngx.location and ngx.location.capture) then
-    error("acscall.resty.capture_get_call: needs nginx + lua-nginx-module", 2)
+    error("acscall.resty." .. fname .. ": needs nginx + lua-nginx-module", 3)
   end
   capture_opts.method = ngx.HTTP_GET
-  local upstream = opts.upstream or M.DEFAULT_UPSTREAM
-  local max_body = opts.max_body or M.DEFAULT_MAX_BODY
   local cred = opts.credential
-  check_credential("capture_get_call", cred)
-  local o = with_credential({ now = opts.now or ngx.now, sleep = opts.sleep or ngx.sleep, send = capture_send,
-    client = client, id = id, upstream = upstream, max_body = max_body, ngx = ngx }, cred)
+  check_credential(fname, cred, 4)
+  return with_credential({ now = opts.now or ngx.now, sleep = opts.sleep or ngx.sleep, send = capture_send,
+    client = client, id = id, upstream = opts.upstream or M.DEFAULT_UPSTREAM,
+    max_body = opts.max_body or M.DEFAULT_MAX_BODY, ngx = ngx }, cred), ngx, opts
+end
+
+function M.capture_get_call(client, id, opts)
+  local o, ngx
+  o, ngx, opts = capture_exchange("capture_get_call", client, id, opts)
   local hook = check_hook("capture_get_call", opts.on_attempt)
   if hook then o.on_attempt, o.facts = hook, capture_facts end
   local last, attempts, info = drive(client, o)
   return finish(ngx, opts, id, o.crid, last, attempts, info)
+end
+
+
+-- ------------------------------------------------------ proxy-first path
+--
+-- The first attempt of a call is the main request's own proxy_pass
+-- (acscall/nginx/acscall_proxy_first.conf, included in the user's location):
+-- no subrequest and no content handler for the answer that is nearly always
+-- the only one. The access phase signs it (proxy_access), the header and
+-- body filters turn the service's answer into the gateway's (the call's JSON
+-- by core.call_json, or the failure JSON); the statuses the core may retry
+-- and nginx's own failures go through error_page to the named location
+-- @acscall_retry, whose content handler (proxy_retry) runs attempts 2+
+-- through the same driver and ladder as capture_get_call. ngx.ctx does not
+-- survive nginx's internal redirect to a named location (lua-nginx-module
+-- README, "ngx.ctx"), so what the retry needs of the first attempt is read
+-- from nginx's variables: $upstream_status, $upstream_header_time, the
+-- $upstream_http_* retry headers and $acscall_client_request_id.
+
+local json_text -- a private cjson instance (failure_json)
+
+--- The failure answer of the gateway paths as JSON text (one line and a
+-- newline): `{"error": {kind, message, status, code, request_id,
+-- client_request_id, attempts}}` from a failed call's `message, info`
+-- (the example gateway's answer on every path; the proxy-first path's own).
+-- @tparam string msg the message
+-- @tparam table info the info table
+-- @treturn string
+function M.failure_json(msg, info)
+  json_text = json_text or require("cjson.safe").new()
+  info = type(info) == "table" and info or EMPTY
+  return json_text.encode{ error = { kind = info.kind, message = msg, status = info.status, code = info.code,
+    request_id = info.request_id, client_request_id = info.client_request_id, attempts = info.attempts } } .. "\n"
+end
+
+-- the last Authorization value proxy_access found passing the header rule
+local last_auth_ok
+-- credential -> the token the service refused (401) on the proxy-first
+-- path: the next call gets a new one first (the core's refresh after a 401,
+-- one call late: the first attempt's answer is already nginx's)
+local refused = setmetatable({}, { __mode = "k" })
+
+-- answer a failure from the access or content phase and end the request
+local function answer_failure(ngx, log, id, msg, info)
+  log_failure(ngx, log, id, msg, info)
+  local text = M.failure_json(msg, info)
+  ngx.status = M.error_status(info)
+  ngx.header["Content-Type"] = "application/json"
+  ngx.header["Content-Length"] = #text
+  ngx.print(text)
+  return ngx.exit(ngx.status)
+end
+
+--- The access phase of the proxy-first path: signs the call's first
+-- attempt (`client:request`, after the credential's token is fetched where
+-- the access phase may yield) and sets the `$acscall_*` variables that
+-- acscall_proxy_first.conf sends; the location's `proxy_pass` then makes
+-- the attempt, bounded by the location's own proxy_connect_timeout and
+-- proxy_read_timeout (set them to the client's `connect_timeout` and
+-- `timeout`: nginx 1.22's proxy timeouts take no variables) and, once the
+-- body arrives, by the first attempt's timeout as a whole (the body filter).
+-- When nothing can be sent (the credential or token provider failed) it
+-- answers the failure JSON itself and ends the request.
+-- @param client an `acscall.new` client (one per worker)
+-- @tparam string id a callConnectionId
+-- @tparam[opt] table opts `upstream` (default "acscall"), `max_body` (bytes,
+--  default 4 MiB), `credential`, `log` (as capture_get_call's); no
+--  `on_attempt` (the first attempt is nginx's: use capture_get_call)
+-- @raise on a programmer mistake, `on_attempt` included
+function M.proxy_access(client, id, opts)
+  check_client("proxy_access", client, id)
+  opts = opts or EMPTY
+  local ngx = rawget(_G, "ngx")
+  if not (ngx and ngx.var and ngx.ctx) then error("acscall.resty.proxy_access: needs nginx + lua-nginx-module", 2) end
+  if opts.on_attempt ~= nil then
+    error("acscall.resty.proxy_access: on_attempt is not available on the proxy-first path"
+      .. " (its first attempt is nginx's own proxy_pass); use capture_get_call", 2)
+  end
+  local cred = opts.credential
+  check_credential("proxy_access", cred)
+  local token
+  if cred then
+    local o = { cred = cred }
+    local ok, msg, info = cred_before(o, 0)
+    if ok and o.token == refused[cred] then -- the service refused it: a new one first
+      refused[cred] = nil
+      cred_refresh(o)
+      ok, msg, info = cred_before(o, 0)
+    end
+    if not ok then return answer_failure(ngx, opts.log, id, msg, info) end
+    token = o.token
+  end
+  local url, headers, finfo = client:request(id)
+  if not url then return answer_failure(ngx, opts.log, id, headers, finfo) end
+  if not checked[client] then -- once per client: the names it signs (programmer mistake)
+    set_headers(vars, headers, "proxy_access", "none")
+    checked[client] = true
+  end
+  local auth = headers.authorization
+  local crid = headers["x-ms-client-request-id"]
+  -- (a bearer token is the same string call after call: checked once)
+  if auth and auth ~= last_auth_ok then
+    if not check_header_value(auth) then
+      return answer_failure(ngx, opts.log, id, failure("auth",
+        "the authorization header's value holds a control character: not sent",
+        { request_id = crid, client_request_id = crid }))
+    end
+    last_auth_ok = auth
+  end
+  local og = origin_of(url, headers.host, opts.upstream or M.DEFAULT_UPSTREAM)
+  -- (a variable left unset is an empty header, which nginx does not send)
+  local v = ngx.var
+  v.acscall_url = og.prefix .. url:sub(og.cut)
+  v.acscall_host = og.host
+  v.acscall_sni = og.sni
+  v.acscall_accept = headers.accept
+  v.acscall_user_agent = headers["user-agent"]
+  v.acscall_client_request_id = crid
+  local date = headers["x-ms-date"]
+  if date then -- HMAC
+    v.acscall_date = date
+    v.acscall_content_sha256 = headers["x-ms-content-sha256"]
+  end
+  v.acscall_authorization = auth
+  ngx.ctx.acscall = { max = opts.max_body or M.DEFAULT_MAX_BODY, n = 0, id = id, crid = crid, log = opts.log,
+    client = client, cred = cred, token = token }
+end
+
+-- the headers of the service that a failure answer does not pass on
+local FAILURE_DROPS = { "Content-Length", "Content-Encoding", "Location", "WWW-Authenticate", "Retry-After" }
+
+--- The header filter of the proxy-first path (acscall_proxy_first.conf):
+-- a 2xx becomes the call's JSON, of a length not known yet (its
+-- Content-Length goes; one over max_body turns the answer into the
+-- failure, 502); any other status becomes the one `error_status` gives
+-- for it (404 stays 404, a 401 or 403 of the gateway's own credential and
+-- a 3xx become 502), with the failure JSON for a body; a 1xx (which nginx
+-- 1.22 cannot relay) becomes 502 too.
+function M.proxy_header_filter()
+  local ngx = ngx -- luacheck: ignore 113
+  local c = ngx.ctx.acscall
+  if not c then return end
+  local st, h = ngx.status, ngx.header
+  c.status = st
+  if st >= 200 and st < 300 then
+    local len = h["Content-Length"]
+    if len then
+      h["Content-Length"] = nil
+      len = tonumber(len)
+      c.len = len
+      if len > c.max then
+        c.why, c.status = "large", 502
+        ngx.status = 502
+        h["Content-Type"] = "application/json"
+      end
+    end
+    -- (a Content-Encoding, never asked for: Accept-Encoding is not sent,
+    -- is read by the body filter when the body is not a call)
+    return
+  end
+  if st == 401 and c.cred then refused[c.cred] = c.token end
+  if st >= 200 then c.headers = ngx.resp.get_headers() end
+  ngx.status = st < 200 and 502 or M.error_status{ kind = "http", status = st }
+  if st >= 200 then c.len = tonumber(h["Content-Length"]) end
+  for _, name in ipairs(FAILURE_DROPS) do h[name] = nil end
+  h["Content-Type"] = "application/json"
+end
+
+-- The proxy-first answer once the body is all in: the call's JSON, or
+-- nil, message, info (report's rule, as the capture path's).
+local function proxy_result(c, body)
+  if c.why == "large" then
+    return failure("decode", "response body exceeds the max_body limit (" .. c.max .. " bytes)",
+      { attempts = 1, request_id = c.crid, client_request_id = c.crid })
+  end
+  local st = c.status
+  if st < 200 then
+    return report({ outcome = "protocol",
+      text = "the service sent an interim 1xx answer, which this nginx cannot relay" }, 1, c.crid, true)
+  end
+  if st < 300 then -- the common case: the call's JSON
+    local text = call_json(body)
+    if text then return text end
+    -- not a call: decode says why (a Content-Encoding it cannot read, ...)
+    c.headers = { ["content-encoding"] = ngx.header["Content-Encoding"] } -- luacheck: ignore 113
+  end
+  return report({ status = st, body = body, headers = c.headers or {} }, 1, c.crid, true)
+end
+
+-- The attempt's end (ngx.now() time): the request's start plus the first
+-- attempt's timeout, the core's (what is left of the deadline included).
+local function first_ends(ngx, c)
+  if not c.ends then
+    local _, timeout = c.client:next_attempt(0, 0)
+    c.ends = ngx.req.start_time() + (timeout or 0)
+  end
+  return c.ends
+end
+
+-- A 2xx whose body turns out unusable after its status went through the
+-- header filter (no Content-Length, then past max_body; not a call; still
+-- arriving at the attempt's end): nginx sends a status before the body,
+-- so the answer cannot become the failure any more. The request ends
+-- instead (ngx.ERROR from the body filter): nginx closes the connection
+-- with the answer unfinished (its status line held back with it when
+-- small, else a chunked answer without its last chunk), as when an
+-- upstream breaks mid-answer, so no HTTP/1.1 client takes it for a
+-- complete answer. The one error.log line says why.
+local function abort(ngx, c, msg, info)
+  log_failure(ngx, c.log, c.id, msg, info)
+  return ngx.ERROR
+end
+
+--- The body filter of the proxy-first path: keeps the service's body (up
+-- to max_body; past it the rest is dropped) and at its end writes the
+-- answer: the call as JSON (`core.call_json`, one pass in C) for a 2xx,
+-- the failure JSON otherwise. A 2xx found unusable once its status went
+-- through (over max_body without a Content-Length, not a call, or still
+-- arriving at the first attempt's end) ends the request (see abort); any
+-- other answer still arriving at the attempt's end too.
+function M.proxy_body_filter()
+  local ngx = ngx -- luacheck: ignore 113
+  local c = ngx.ctx.acscall
+  if not c then return end
+  local chunk, eof = ngx.arg[1], ngx.arg[2]
+  local st = c.status
+  if chunk ~= "" and c.why ~= "large" then
+    local n = c.n + #chunk
+    c.n = n
+    if n > c.max then
+      c.why, c.body, c.parts = "large", nil, nil
+      if st >= 200 and st < 300 then return abort(ngx, c, select(2, proxy_result(c))) end
+    elseif not c.body then -- the first chunk (most bodies come in one)
+      c.body = chunk
+    elseif c.parts then
+      c.parts[#c.parts + 1] = chunk
+    else
+      c.parts = { c.body, chunk }
+    end
+  end
+  -- the whole body by its Content-Length (or past max_body): answered now,
+  -- with the answer's end (one write for status, headers and answer; nginx
+  -- unbuffered would flush the status alone before a body held back)
+  local whole = c.why == "large" or (c.len and c.n >= c.len)
+  if not eof and not whole then
+    -- (a first chunk came within the read timeout: the attempt's end is
+    -- asked of the core from the second on)
+    if c.parts and ngx.now() > first_ends(ngx, c) then
+      return abort(ngx, c, select(2, failure("transport", "the service's answer was still arriving at the"
+        .. " attempt's end", { attempts = 1, timeout = true, request_id = c.crid, client_request_id = c.crid })))
+    end
+    ngx.arg[1] = ""
+    return
+  end
+  if c.done then ngx.arg[1] = "" return end
+  c.done = true
+  local text, msg, info = proxy_result(c, c.parts and table.concat(c.parts) or c.body or "")
+  if text then
+    ngx.arg[1] = { text, "\n" }
+  elseif st >= 200 and st < 300 and c.why ~= "large" then
+    return abort(ngx, c, msg, info)
+  else
+    log_failure(ngx, c.log, c.id, msg, info)
+    ngx.arg[1] = M.failure_json(msg, info)
+  end
+  if not eof then ngx.arg[2] = true end -- (the rest, none by the length, is dropped)
+end
+
+-- The first attempt's outcome (nginx's proxy_pass) as drive's `last`, from
+-- the variables nginx keeps across the redirect: the service's status and
+-- retry headers, or nginx's own failure (no header time: no answer).
+local function first_attempt(v)
+  local st = tonumber((v.upstream_status or ""):match("(%d+)[^%d]*$"))
+  local ht = (v.upstream_header_time or ""):match("([^%s,:]+)[%s,:]*$")
+  if st and ht and ht ~= "-" then
+    return { status = st, body = "", headers = { ["retry-after"] = v.upstream_http_retry_after,
+      ["retry-after-ms"] = v.upstream_http_retry_after_ms,
+      ["x-ms-retry-after-ms"] = v.upstream_http_x_ms_retry_after_ms,
+      ["x-ms-request-id"] = v.upstream_http_x_ms_request_id } }
+  end
+  return no_answer(st, (v.acscall_url or ""):match("^(%a+):"), "the service")
+end
+
+--- The named location `@acscall_retry` of the proxy-first path: the first
+-- attempt (the location's proxy_pass) ended with a status the core may
+-- retry (acscall_proxy_first.conf's error_page: 408, 429, 500, 502, 503,
+-- 504) or with nginx's own failure; this asks the core's verdict with that
+-- outcome and the time since the request began, and runs attempts 2+ as
+-- capture_get_call does (acscall.conf's ladder), with the same client
+-- request id, then answers: the call's JSON, or the failure JSON with
+-- `error_status`'s status. The first attempt's body is not kept (nginx's
+-- proxy_intercept_errors drops it): when it is also the last attempt, the
+-- failure names its status and request id but not the service's error
+-- code. Needs a content phase (`content_by_lua*`).
+-- @param client the client proxy_access used
+-- @tparam string id the callConnectionId
+-- @tparam[opt] table opts as proxy_access's
+function M.proxy_retry(client, id, opts)
+  local o, ngx
+  o, ngx, opts = capture_exchange("proxy_retry", client, id, opts)
+  local v = ngx.var
+  local crid = v.acscall_client_request_id
+  o.crid, o.first, o.start = crid ~= "" and crid or nil, first_attempt(v), ngx.req.start_time()
+  local last, attempts, info = drive(client, o)
+  local text, msg, finfo = finish(ngx, { log = opts.log, json = true }, id, o.crid, last, attempts, info)
+  if not text then
+    text = M.failure_json(msg, finfo)
+    ngx.status = M.error_status(finfo)
+  else
+    text = text .. "\n"
+    ngx.status = 200
+  end
+  ngx.header["Content-Type"] = "application/json"
+  ngx.header["Content-Length"] = #text
+  ngx.print(text)
+  return ngx.exit(ngx.status)
 end
 
 

@@ -69,4 +69,41 @@ function resty.token_cache(fetch, opts) end
 ---@return integer
 function resty.error_status(info) end
 
+--- The failure answer of the gateway paths as JSON text (one line and a newline):
+--- `{"error": {kind, message, status, code, request_id, client_request_id, attempts}}`.
+---@param msg string
+---@param info table
+---@return string
+function resty.failure_json(msg, info) end
+
+---@class acscall.ProxyFirstOptions
+---@field upstream? string the upstream block's name ("acscall")
+---@field max_body? integer
+---@field credential? acscall.Credential the client's credential: its token is fetched in the access phase
+---@field log? integer|false the level of the one error.log line per failed call (ngx.ERR); false: none
+
+--- The access phase of the proxy-first path (acscall_proxy_first.conf): signs
+--- the first attempt, which the location's own proxy_pass makes. Answers the
+--- failure JSON itself when nothing can be sent. No on_attempt (raises).
+---@param client acscall.Client
+---@param id string
+---@param opts? acscall.ProxyFirstOptions
+function resty.proxy_access(client, id, opts) end
+
+--- The header filter of the proxy-first path (acscall_proxy_first.conf includes it).
+function resty.proxy_header_filter() end
+
+--- The body filter of the proxy-first path (acscall_proxy_first.conf includes it):
+--- the call's JSON for a 2xx, the failure JSON otherwise; ngx.ERROR (the
+--- request ends) for a 2xx found unusable after its status went out.
+---@return integer|nil
+function resty.proxy_body_filter() end
+
+--- The content handler of the named location @acscall_retry: attempts 2+ of
+--- the proxy-first path, then the answer (the call's JSON or the failure JSON).
+---@param client acscall.Client
+---@param id string
+---@param opts? acscall.ProxyFirstOptions
+function resty.proxy_retry(client, id, opts) end
+
 return resty
