@@ -162,31 +162,11 @@ end)
 describe("proxy-first path against hostile answers (one worker)", function()
   ngxh.require_luajit_core()
 
-  local hostile, ex
-  lazy_setup(function()
-    hostile = ngxh.start_hostile()
-    -- attempt timeout 1 s, deadline 2 s, no retries: each case is one attempt
-    ex = ngxh.start_example{ endpoint = "http://127.0.0.1:" .. hostile.port .. "/", token = "t",
-      args = { "--timeout", "1", "--deadline", "2", "--retries", "0" } }
-  end)
-  lazy_teardown(function()
-    if ex then ex:stop() end
-    if hostile then hostile:stop() end
-  end)
-
-  local function get(id)
-    local t0 = helpers.now()
-    local r = ngxh.parallel_get(ex.port, { "/first/calls/" .. id }, 20 * SLOW)[1]
-    return r, helpers.now() - t0
-  end
-
-  for _, size in ipairs{ 300 * 1024, 1024 * 1024, MAX_BODY } do
-    it("receives a call of " .. size .. " bytes (max_body is " .. MAX_BODY .. ")", function()
-      local r = get("size-" .. size)
-      assert.are.equal(200, r.status, tostring(r.err) .. " " .. ex:error_log())
-      assert.are.equal("size-" .. size, assert(cjson.decode(r.body)).callConnectionId)
-    end)
-  end
+  local gw = ngxh.hostile_gateway("/first/calls/")
+  local get = gw.get
+  lazy_setup(gw.start)
+  lazy_teardown(gw.stop)
+  gw.size_cases(it)
 
   it("a Content-Length over max_body: 502 JSON of kind decode naming max_body", function()
     local r = get("size-" .. (MAX_BODY + 1))
@@ -201,7 +181,7 @@ describe("proxy-first path against hostile answers (one worker)", function()
     assert.is_true(unfinished(r), "a complete answer: " .. tostring(r.raw):sub(1, 300))
     assert.is_true(took < 2 * SLOW, string.format("took %.2f s", took))
     assert.matches("acscall: call endless: decode: response body exceeds the max_body limit",
-      table.concat(acscall_lines(ex), "\n"))
+      table.concat(acscall_lines(gw.ex), "\n"))
     assert.are.equal(200, (get("size-1000")).status)
   end)
 
@@ -211,7 +191,7 @@ describe("proxy-first path against hostile answers (one worker)", function()
     -- the whole body would take 20 s; the attempt has 1 s
     assert.is_true(took >= 0.9 and took < 2 * SLOW, string.format("took %.2f s", took))
     assert.matches("acscall: call trickle%-100: transport: the service's answer was still arriving",
-      table.concat(acscall_lines(ex), "\n"))
+      table.concat(acscall_lines(gw.ex), "\n"))
   end)
 
   it("a 103 Early Hints before the 200: 502 JSON saying why, kind transport", function()
@@ -252,8 +232,7 @@ describe("docs/openresty.md: the proxy-first nginx.conf (nginx-proxy-first)", fu
   local emu, nginx
   lazy_setup(function()
     emu = helpers.start_emulator()
-    nginx = ngxh.start_nginx(ngxh.doc_conf("nginx-proxy-first", emu.port),
-      ngxh.root_user() .. " pid @PREFIX@/nginx.pid;", { ACS_CONNECTION_STRING = emu.connection_string })
+    nginx = ngxh.start_doc_nginx("nginx-proxy-first", emu)
   end)
   lazy_teardown(function()
     if nginx then nginx:stop() end

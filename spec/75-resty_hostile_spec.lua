@@ -32,32 +32,11 @@ end
 describe("event-loop path against hostile answers (one worker)", function()
   ngxh.require_luajit_core()
 
-  local hostile, ex
-  lazy_setup(function()
-    hostile = ngxh.start_hostile()
-    -- attempt timeout 1 s, deadline 2 s, no retries: each case is one attempt
-    ex = ngxh.start_example{ endpoint = "http://127.0.0.1:" .. hostile.port .. "/", token = "t",
-      args = { "--timeout", "1", "--deadline", "2", "--retries", "0" } }
-  end)
-  lazy_teardown(function()
-    if ex then ex:stop() end
-    if hostile then hostile:stop() end
-  end)
-
-  local function get(id)
-    local t0 = helpers.now()
-    local r = ngxh.parallel_get(ex.port, { "/calls/" .. id }, 20 * SLOW)[1]
-    return r, helpers.now() - t0
-  end
-
-  for _, size in ipairs{ 300 * 1024, 1024 * 1024, MAX_BODY } do
-    it("receives a call of " .. size .. " bytes (max_body is " .. MAX_BODY .. ")", function()
-      local r = get("size-" .. size)
-      assert.are.equal(200, r.status, tostring(r.err) .. " " .. ex:error_log())
-      local call = assert(cjson.decode(r.body))
-      assert.are.equal("size-" .. size, call.callConnectionId)
-    end)
-  end
+  local gw = ngxh.hostile_gateway("/calls/")
+  local get = gw.get
+  lazy_setup(gw.start)
+  lazy_teardown(gw.stop)
+  gw.size_cases(it)
 
   it("a body over max_body: 502 JSON of kind decode naming max_body, within the deadline", function()
     local r, took = get("size-" .. (MAX_BODY + 1))
@@ -75,7 +54,7 @@ describe("event-loop path against hostile answers (one worker)", function()
     assert.is_true(took < 2 * SLOW, string.format("took %.2f s", took))
     -- max_body (4 MiB) held once, plus the worker's own: far below what an
     -- endless body would reach in the same time
-    local peak = worker_peak_kb(ex)
+    local peak = worker_peak_kb(gw.ex)
     assert.is_true(peak > 0 and peak < 96 * 1024, "worker peak RSS " .. peak .. " kB")
     -- the worker is still there and serves the next call
     assert.are.equal(200, (get("size-1000")).status)

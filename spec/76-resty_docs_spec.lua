@@ -17,10 +17,7 @@ describe("docs/openresty.md: the first nginx.conf (nginx-minimal)", function()
   local emu, nginx
   lazy_setup(function()
     emu = helpers.start_emulator()
-    local conf = ngxh.doc_conf("nginx-minimal", emu.port)
-    -- the connection string in nginx's environment (its `env` line passes it on)
-    nginx = ngxh.start_nginx(conf, ngxh.root_user() .. " pid @PREFIX@/nginx.pid;",
-      { ACS_CONNECTION_STRING = emu.connection_string })
+    nginx = ngxh.start_doc_nginx("nginx-minimal", emu)
   end)
   lazy_teardown(function()
     if nginx then nginx:stop() end

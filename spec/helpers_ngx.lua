@@ -331,6 +331,53 @@ http {
 ]])
 end
 
+--- The hostile service and an example gateway in front of it (attempt
+--- timeout 1 s, deadline 2 s, no retries: each case is one attempt), for a
+--- describe block: `lazy_setup(gw.start)`, `lazy_teardown(gw.stop)`;
+--- `gw.get(id)` GETs prefix .. id (parallel_get's result and the seconds
+--- taken); `gw.ex` is the example once started; `gw.size_cases(it)` adds
+--- the cases every path passes alike (a call of 300 KB, 1 MiB and max_body
+--- bytes answers 200 with that call).
+function M.hostile_gateway(prefix)
+  local cjson = require "cjson.safe"
+  local max_body = require("acscall.resty").DEFAULT_MAX_BODY
+  local gw = {}
+  function gw.start()
+    gw.hostile = M.start_hostile()
+    gw.ex = M.start_example{ endpoint = "http://127.0.0.1:" .. gw.hostile.port .. "/", token = "t",
+      args = { "--timeout", "1", "--deadline", "2", "--retries", "0" } }
+  end
+  function gw.stop()
+    if gw.ex then gw.ex:stop() end
+    if gw.hostile then gw.hostile:stop() end
+  end
+  function gw.get(id)
+    local t0 = helpers.now()
+    local r = M.parallel_get(gw.ex.port, { prefix .. id }, 20 * helpers.slow)[1]
+    return r, helpers.now() - t0
+  end
+  function gw.size_cases(it)
+    local la = require "luassert" -- (busted's assert, which a module does not see)
+    for _, size in ipairs{ 300 * 1024, 1024 * 1024, max_body } do
+      it("receives a call of " .. size .. " bytes (max_body is " .. max_body .. ")", function()
+        local r = gw.get("size-" .. size)
+        la.are.equal(200, r.status, tostring(r.err) .. " " .. gw.ex:error_log())
+        local call = la.is_table(cjson.decode(r.body or ""), tostring(r.body):sub(1, 200))
+        la.are.equal("size-" .. size, call.callConnectionId)
+      end)
+    end
+  end
+  return gw
+end
+
+--- docs/openresty.md's block NAME (doc_conf) started against the emulator
+--- `emu`, its connection string in nginx's environment (the block's `env`
+--- line passes it on).
+function M.start_doc_nginx(name, emu)
+  return M.start_nginx(M.doc_conf(name, emu.port), M.root_user() .. " pid @PREFIX@/nginx.pid;",
+    { ACS_CONNECTION_STRING = emu.connection_string })
+end
+
 --- The ```nginx block of docs/openresty.md after `<!-- spec: NAME -->`, run
 --- as written but for the places a checkout differs from a LuaRocks tree:
 --- its paths pointed at this checkout (lua/, build/luajit/, acscall.conf and
