@@ -4,12 +4,14 @@
 # in the same nginx, to the same emulator, under wrk. Reports; asserts nothing.
 #
 #   bench/openresty.sh [CONNECTIONS...]          default: 32 64 128 256 512
-#   env: DURATION (s per run, default 8), LATENCY (emulator ms, default 50),
+#   env: DURATION (s per run, default 8), ROUNDS (default 3), LATENCY (emulator ms, default 50),
 #        PATHS (default "first event thread proxy"; first = the proxy-first path),
 #        EMU_WORKERS (default 1),
 #        AUTH (token | hmac, default token: the baseline sends the same bearer)
 #
-# Per connection count and path: wrk -t2 -c<N> -d<DURATION>s --latency after a
+# Per connection count, ROUNDS rounds, each running every path in turn (so a
+# path's row has its proxy_pass row next to it in time: this machine's speed
+# moves by minutes); per row: wrk -t2 -c<N> -d<DURATION>s --latency after a
 # 1 s warm-up; req/s (all answers), 2xx/s, p50, p99, non-2xx (+ socket errors), the gateway
 # worker's CPU per request (utime+stime of /proc/<worker pid>/stat, all its
 # threads, before/after, ÷ requests) and the emulator workers' CPU use (% of
@@ -21,6 +23,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 CONNS=("$@")
 [ ${#CONNS[@]} -gt 0 ] || CONNS=(32 64 128 256 512)
 DURATION=${DURATION:-8}
+ROUNDS=${ROUNDS:-3}
 LATENCY=${LATENCY:-50}
 PATHS=${PATHS:-"first event thread proxy"}
 EMU_WORKERS=${EMU_WORKERS:-1}
@@ -101,10 +104,11 @@ to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v
 echo "# bench-openresty: $(date -u +%FT%TZ), $(nproc) cores, emulator latency ${LATENCY} ms," \
   "$EMU_WORKERS emulator worker(s), gateway: 1 worker, auth $AUTH, wrk -t2 ${DURATION}s per row"
 echo "# nginx $(nginx -v 2>&1 | sed 's/.*\///'), lua-nginx-module $(dpkg-query -W -f='${Version}' libnginx-mod-http-lua 2>/dev/null)"
-printf '%-5s %-7s %9s %9s %9s %9s %9s %8s %11s %9s\n' conns path "req/s" "2xx/s" "p50 ms" "p99 ms" non2xx sockerr \
-  "cpu us/req" "emu cpu%"
+printf '%-5s %-5s %-7s %9s %9s %9s %9s %9s %8s %11s %9s\n' conns round path "req/s" "2xx/s" "p50 ms" "p99 ms" non2xx \
+  sockerr "cpu us/req" "emu cpu%"
 declare -A RPS CPU
 for c in "${CONNS[@]}"; do
+  for round in $(seq 1 "$ROUNDS"); do
   for path in $PATHS; do
     url=$(url_for "$path")
     wrk -t2 -c"$c" -d1s "$url" >/dev/null 2>&1 || true # warm: pools, keep-alive
@@ -123,22 +127,34 @@ for c in "${CONNS[@]}"; do
     emu=$(awk -v d=$((e1 - e0)) -v hz="$HZ" -v a="$s0" -v b="$s1" 'BEGIN { printf "%.0f", d / hz / (b - a) * 100 }')
     ok=$(awk -v n="${reqs:-0}" -v bad="$non2xx" -v r="$rps" \
       'BEGIN { if (r > 0 && n > 0) printf "%.0f", r * (n - bad) / n; else print 0 }')
-    RPS[$c.$path]=$ok CPU[$c.$path]=$cpu
-    printf '%-5s %-7s %9s %9s %9s %9s %9s %8s %11s %9s\n' "$c" "$path" "$rps" "$ok" "$p50" "$p99" "$non2xx" "$sockerr" \
-      "$cpu" "$emu"
+    RPS[$c.$path.$round]=$ok CPU[$c.$path.$round]=$cpu
+    printf '%-5s %-5s %-7s %9s %9s %9s %9s %9s %8s %11s %9s\n' "$c" "$round" "$path" "$rps" "$ok" "$p50" "$p99" \
+      "$non2xx" "$sockerr" "$cpu" "$emu"
+  done
   done
 done
 
+# the median of a list of numbers, then its min and max: "m [lo-hi]"
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END {
+  m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f [%.2f-%.2f]", m, v[1], v[NR] }'; }
+
 if [[ " $PATHS " == *" proxy "* ]]; then
   echo
-  echo "# ratios to the proxy_pass baseline (2xx/s: goal >= 0.9 at 256; cpu/req: goal <= 1.5;"
-  echo "# the thread path's cpu/req past its capacity is mostly that of its fast 503s)"
-  printf '%-5s %-7s %9s %11s\n' conns path "2xx/s x" "cpu/req x"
+  echo "# ratios to the proxy_pass baseline, each taken within a round, median [min-max] of $ROUNDS"
+  echo "# (2xx/s: goal >= 0.9 at 256; cpu/req: goal <= 1.5; the thread path's cpu/req past its"
+  echo "# capacity is mostly that of its fast 503s)"
+  printf '%-5s %-7s %-20s %-20s\n' conns path "2xx/s x" "cpu/req x"
   for c in "${CONNS[@]}"; do
     for path in $PATHS; do
       [ "$path" = proxy ] && continue
-      awk -v c="$c" -v p="$path" -v r="${RPS[$c.$path]}" -v rb="${RPS[$c.proxy]}" -v u="${CPU[$c.$path]}" \
-        -v ub="${CPU[$c.proxy]}" 'BEGIN { printf "%-5s %-7s %9.2f %11.2f\n", c, p, (rb > 0 ? r / rb : 0), (ub > 0 ? u / ub : 0) }'
+      r2=() rc=()
+      for round in $(seq 1 "$ROUNDS"); do
+        r2+=("$(awk -v r="${RPS[$c.$path.$round]}" -v b="${RPS[$c.proxy.$round]}" \
+          'BEGIN { if (b > 0) printf "%.4f", r / b }')")
+        rc+=("$(awk -v u="${CPU[$c.$path.$round]}" -v b="${CPU[$c.proxy.$round]}" \
+          'BEGIN { if (b > 0) printf "%.4f", u / b }')")
+      done
+      printf '%-5s %-7s %-20s %-20s\n' "$c" "$path" "$(echo "${r2[*]}" | median)" "$(echo "${rc[*]}" | median)"
     done
   done
 fi

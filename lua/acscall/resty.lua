@@ -685,7 +685,7 @@ function M.proxy_access(client, id, opts)
   check_client("proxy_access", client, id)
   opts = opts or EMPTY
   local ngx = rawget(_G, "ngx")
-  if not (ngx and ngx.var and ngx.ctx) then error("acscall.resty.proxy_access: needs nginx + lua-nginx-module", 2) end
+  if not (ngx and ngx.var) then error("acscall.resty.proxy_access: needs nginx + lua-nginx-module", 2) end
   if opts.on_attempt ~= nil then
     error("acscall.resty.proxy_access: on_attempt is not available on the proxy-first path"
       .. " (its first attempt is nginx's own proxy_pass); use capture_get_call", 2)
