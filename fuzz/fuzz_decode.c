@@ -8,7 +8,9 @@
  *   the rest is the body.
  * The same bytes are then fed to core.identifier_from_raw_id (as a string),
  * core.raw_id (on every table the body decodes to with plain cjson, and on
- * the shaped call's source and targets) and core.decode (the Lua entry).
+ * the shaped call's source and targets), core.decode (the Lua entry) and
+ * core.call_json (csrc/tojson.c): for a body decode takes as a call, JSON
+ * text that reads back deep-equal to decode's call; for any other, nil.
  *
  * Checked besides memory safety (ASan) and UB (UBSan): the documented
  * contract of model.h / failure.h / README "The result" and "Errors":
@@ -28,6 +30,7 @@
 #include <lualib.h>
 
 #include "identifier.h"
+#include "tojson.h"
 #include "model.h"
 
 #define GC_EVERY 64
@@ -79,7 +82,25 @@ static void fail(const char *what)
 static const char cpath_setup[] =
     "package.cpath = '/usr/lib/x86_64-linux-gnu/lua/5.4/?.so;' .. package.cpath\n"
     "plain = require('cjson.safe').new()\n"
-    "plain.decode_max_depth(64)\n";
+    "plain.decode_max_depth(64)\n"
+    /* call_json's text against decode's call (spec/77's rule) */
+    "local function deq(a, b)\n"
+    "  if a ~= a and b ~= b then return true end\n"
+    "  if type(a) ~= type(b) then return false end\n"
+    "  if type(a) ~= 'table' then return a == b end\n"
+    "  for k, v in pairs(a) do if not deq(v, b[k]) then return false end end\n"
+    "  for k in pairs(b) do if a[k] == nil then return false end end\n"
+    "  return true\n"
+    "end\n"
+    "function check_call_json(decode, call_json, body)\n"
+    "  local call = decode(200, body)\n"
+    "  local text = call_json(body)\n"
+    "  if not call then return text == nil or 'a text for what decode refuses' end\n"
+    "  if type(text) ~= 'string' then return 'no text for a call' end\n"
+    "  local back = plain.decode(text)\n"
+    "  if back == nil then return 'not JSON: ' .. text:sub(1, 200) end\n"
+    "  return deq(call, back) or 'differs from decode: ' .. text:sub(1, 200)\n"
+    "end\n";
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -107,6 +128,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     l_raw_id = lua_tocfunction(L, -1);
     lua_getfield(L, -3, "identifier_from_raw_id");
     l_identifier_from_raw_id = lua_tocfunction(L, -1);
+    lua_settop(L, 1);
+    acs_tojson_open(L); /* core.call_json, a closure over ARRAY_FIELDS */
+    lua_getfield(L, 1, "call_json");
+    lua_setglobal(L, "call_json");
+    lua_getfield(L, 1, "decode");
+    lua_setglobal(L, "decode");
     lua_settop(L, 0);
     return 0;
 }
@@ -317,6 +344,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* 4. identifiers */
     fuzz_raw_id_and_back(body, len);
+    lua_settop(L, 0);
+
+    /* 5. core.call_json against decode (both Lua entries) */
+    lua_getglobal(L, "check_call_json");
+    lua_getglobal(L, "decode");
+    lua_getglobal(L, "call_json");
+    lua_pushlstring(L, body, len);
+    if (lua_pcall(L, 3, 1, 0) != LUA_OK)
+        fail("call_json or decode raised on a string body");
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        fprintf(stderr, "fuzz_decode: call_json: %s\n", lua_tostring(L, -1));
+        fail("call_json's text is not decode's call");
+    }
     lua_settop(L, 0);
 
     if (++iterations % GC_EVERY == 0)

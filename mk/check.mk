@@ -47,7 +47,7 @@ $(FUZZ_DIR)/obj/%.o: csrc/%.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CHECK_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
 
-$(FUZZ_DIR)/fuzz_decode: fuzz/fuzz_decode.c $(FUZZ_DIR)/obj/model.o \
+$(FUZZ_DIR)/fuzz_decode: fuzz/fuzz_decode.c $(FUZZ_DIR)/obj/model.o $(FUZZ_DIR)/obj/tojson.o \
                       $(FUZZ_DIR)/obj/failure.o $(FUZZ_DIR)/obj/identifier.o $(FUZZ_DIR)/obj/util.o
 	$(FUZZ_CC) $(CHECK_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer $^ -o $@ $(FUZZ_LIBS)
 
