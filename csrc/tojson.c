@@ -36,15 +36,19 @@
 
 enum { R_ANY, R_TOP, R_IDENT, R_TARGETS };
 
+/* the identifiers decode changes, found by the scan */
 typedef struct {
-    const char *s;
-    size_t len, i;
-    int bad;
-    size_t nids;
-    size_t from[SCAN_IDENTS], to[SCAN_IDENTS]; /* identifiers to shape */
+    size_t n;
+    size_t from[SCAN_IDENTS], to[SCAN_IDENTS]; /* body[from, to): the identifier */
     /* 1: the identifier has a string kind and no rawId member, so decode
      * changes it at most by adding rawId (model.c shape_ident) */
     unsigned char add_only[SCAN_IDENTS];
+} idents;
+
+typedef struct {
+    const char *s;
+    size_t len, i;
+    idents *ids; /* NULL: a scan that records none (text_fields) */
 } scan;
 
 static void ws(scan *sc)
@@ -257,12 +261,13 @@ done:
         if (nkind > 1 || nraw > 1)
             return 0;
         if (!(kind_ok && raw_ok)) {
-            if (sc->nids == SCAN_IDENTS)
+            idents *ids = sc->ids;
+            if (!ids || ids->n == SCAN_IDENTS)
                 return 0;
-            sc->from[sc->nids] = start;
-            sc->to[sc->nids] = sc->i;
-            sc->add_only[sc->nids] = kind_ok && nraw == 0;
-            sc->nids++;
+            ids->from[ids->n] = start;
+            ids->to[ids->n] = sc->i;
+            ids->add_only[ids->n] = kind_ok && nraw == 0;
+            ids->n++;
         }
     }
     return 1;
@@ -508,7 +513,7 @@ static int text_fields(const char *body, size_t from, size_t to, int *kind, acs_
                                         "tenantId", "cloud", "isAnonymous"};
     static const size_t lens[] = {2, 5, 6, 5, 10, 8, 5, 11};
     acs_span *dst[8];
-    size_t kf, kt, vf, vt, kindf = 0, kindt = 0, sub[ACS_KIND_COUNT];
+    size_t kf, kt, vf, vt, kindf = 0, kindt = 0, sub[ACS_KIND_COUNT] = {0};
     unsigned seen = 0, nsub = 0;
     int esc, k;
     scan sc;
@@ -519,7 +524,7 @@ static int text_fields(const char *body, size_t from, size_t to, int *kind, acs_
     sc.s = body;
     sc.len = to;
     sc.i = from + 1;
-    sc.nids = 0;
+    sc.ids = NULL;
     do { /* the identifier (checked by the scan: members only, one kind) */
         if (!member_name(&sc, &kf, &kt))
             return 0;
@@ -576,7 +581,7 @@ static int text_fields(const char *body, size_t from, size_t to, int *kind, acs_
 /* The call's text when decode changes its identifiers only by adding a
  * rawId to each (all add_only): the body with each derived rawId inserted
  * after its identifier's '{', pushed. 0: not this way (nothing pushed). */
-static int add_raw_ids(lua_State *L, const char *body, size_t len, const scan *sc)
+static int add_raw_ids(lua_State *L, const char *body, size_t len, const idents *ids)
 {
     acs_ident_fields f;
     acs_span pieces[6];
@@ -584,16 +589,16 @@ static int add_raw_ids(lua_State *L, const char *body, size_t len, const scan *s
     int i, n, kind, top = lua_gettop(L);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    for (k = 0; k < sc->nids; k++) {
-        if (!sc->add_only[k] || !text_fields(body, sc->from[k], sc->to[k], &kind, &f)) {
+    for (k = 0; k < ids->n; k++) {
+        if (!ids->add_only[k] || !text_fields(body, ids->from[k], ids->to[k], &kind, &f)) {
             lua_settop(L, top); /* what the buffer pushed: abandoned */
             return 0;
         }
         n = acs_raw_id_pieces(kind, &f, pieces);
         if (n == 0)
             continue;
-        luaL_addlstring(&b, body + at, sc->from[k] + 1 - at);
-        at = sc->from[k] + 1;
+        luaL_addlstring(&b, body + at, ids->from[k] + 1 - at);
+        at = ids->from[k] + 1;
         /* the pieces are unescaped JSON string contents: no '"', '\\' or
          * control byte, so they go in as they are */
         luaL_addlstring(&b, "\"rawId\":\"", 9);
@@ -614,10 +619,11 @@ static int call_json(lua_State *L)
     const char *body = luaL_checklstring(L, 1, &len);
     int arrays = lua_upvalueindex(1), ok;
     scan sc;
+    idents ids;
     out o;
     sc.i = 0;
-    sc.bad = 0;
-    sc.nids = 0;
+    sc.ids = &ids;
+    ids.n = 0;
     lua_settop(L, 1);
     sc.s = body;
     sc.len = len;
@@ -627,33 +633,33 @@ static int call_json(lua_State *L)
         ws(&sc);
         ok = sc.i == len;
     }
-    if (ok && sc.nids == 0)
+    if (ok && ids.n == 0)
         return 1; /* the call is the body */
-    if (ok && add_raw_ids(L, body, len, &sc))
+    if (ok && add_raw_ids(L, body, len, &ids))
         return 1; /* the body with rawIds added, from its own text */
     if (ok) { /* the identifiers decode changes, shaped by model.c */
         out_init(&o, L, 64);
         out_lit(&o, "{\"targets\":[");
-        for (k = 0; k < sc.nids; k++) {
+        for (k = 0; k < ids.n; k++) {
             if (k)
                 out_lit(&o, ",");
-            out_add(&o, body + sc.from[k], sc.to[k] - sc.from[k]);
+            out_add(&o, body + ids.from[k], ids.to[k] - ids.from[k]);
         }
         out_lit(&o, "]}");
         if (acs_decode_push(L, 200, o.p, o.n, NULL) != 1)
             ok = 0; /* not expected: the whole way says why */
     }
     if (ok) {
-        int t = lua_gettop(L), ids;
+        int t = lua_gettop(L), shaped;
         lua_getfield(L, t, "targets");
-        ids = lua_gettop(L);
-        out_init(&o, L, len + 64 * sc.nids);
-        for (k = 0; k < sc.nids && ok; k++) {
-            lua_rawgeti(L, ids, (int)k + 1);
+        shaped = lua_gettop(L);
+        out_init(&o, L, len + 64 * ids.n);
+        for (k = 0; k < ids.n && ok; k++) {
+            lua_rawgeti(L, shaped, (int)k + 1);
             ok = lua_type(L, -1) == LUA_TTABLE;
-            if (ok && sc.add_only[k]) { /* the body's text, with rawId inserted after '{' */
-                out_add(&o, body + at, sc.from[k] + 1 - at);
-                at = sc.from[k] + 1;
+            if (ok && ids.add_only[k]) { /* the body's text, with rawId inserted after '{' */
+                out_add(&o, body + at, ids.from[k] + 1 - at);
+                at = ids.from[k] + 1;
                 lua_pushliteral(L, "rawId");
                 lua_rawget(L, -2);
                 if (lua_type(L, -1) == LUA_TSTRING) {
@@ -666,10 +672,10 @@ static int call_json(lua_State *L)
                 lua_pop(L, 2);
                 continue;
             }
-            out_add(&o, body + at, sc.from[k] - at);
+            out_add(&o, body + at, ids.from[k] - at);
             ok = ok && write_value(&o, lua_gettop(L), arrays, NULL, 3);
             lua_pop(L, 1);
-            at = sc.to[k];
+            at = ids.to[k];
         }
         if (ok) {
             out_add(&o, body + at, len - at);
