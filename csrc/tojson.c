@@ -17,6 +17,7 @@
  * acs_decode_push, then the table written as JSON here, known array fields
  * (core.ARRAY_FIELDS) as [] when empty. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -92,17 +93,47 @@ static const unsigned char plain[256] = {
 /* A string at sc->i ('"'): its raw content is s[*from, *to). *escaped: it
  * holds a backslash. 0 when malformed (or a lone surrogate: decode mends
  * those, the whole way does it). */
+/* The end of the run of plain bytes from s[i] (the first that needs a look,
+ * or len): eight bytes at a time while none of them is '"', '\\' or a
+ * control byte, then byte by byte. The word tests (x - 0x01.. & ~x & 0x80..
+ * flags a zero byte, so q and b flag '"' and '\\'; x - 0x20.. & ~x flags a
+ * byte under 0x20) flag every such byte; a borrow can flag a byte above
+ * one, never below, so the lowest flag is the first such byte (read from the
+ * flags on a little-endian GCC/Clang build, else by the byte loop). */
+static size_t plain_run(const char *s, size_t i, size_t len)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    while (len - i >= 8) {
+        uint64_t x, q, b, m;
+        memcpy(&x, s + i, 8);
+        q = x ^ (ones * '"');
+        b = x ^ (ones * '\\');
+        m = (((q - ones) & ~q) | ((b - ones) & ~b) | ((x - ones * 0x20) & ~x)) & highs;
+        if (m) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return i + (size_t)(__builtin_ctzll(m) >> 3);
+#else
+            break;
+#endif
+        }
+        i += 8;
+    }
+    while (i < len && plain[(unsigned char)s[i]])
+        i++;
+    return i;
+}
+
 static int string(scan *sc, size_t *from, size_t *to, int *escaped)
 {
     const char *s = sc->s;
+    const size_t len = sc->len;
     size_t i = sc->i + 1;
     *escaped = 0;
     *from = i;
-    while (i < sc->len) {
+    while (i < len) {
         unsigned char c;
-        while (i < sc->len && plain[(unsigned char)s[i]])
-            i++; /* the run of bytes that need no look */
-        if (i >= sc->len)
+        i = plain_run(s, i, len); /* the run of bytes that need no look */
+        if (i >= len)
             return 0;
         c = (unsigned char)s[i];
         if (c == '"') {
@@ -117,18 +148,18 @@ static int string(scan *sc, size_t *from, size_t *to, int *escaped)
             continue;
         }
         *escaped = 1;
-        if (i + 1 >= sc->len)
+        if (i + 1 >= len)
             return 0;
         c = (unsigned char)s[i + 1];
         if (c == 'u') {
             unsigned u, lo;
-            if (i + 6 > sc->len || !hex4(s + i + 2, &u))
+            if (i + 6 > len || !hex4(s + i + 2, &u))
                 return 0;
             i += 6;
             if (u >= 0xDC00 && u <= 0xDFFF)
                 return 0; /* a low surrogate alone */
             if (u >= 0xD800 && u <= 0xDBFF) { /* must pair with a low one */
-                if (i + 6 > sc->len || s[i] != '\\' || s[i + 1] != 'u' ||
+                if (i + 6 > len || s[i] != '\\' || s[i + 1] != 'u' ||
                     !hex4(s + i + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF)
                     return 0;
                 i += 6;

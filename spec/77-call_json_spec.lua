@@ -176,6 +176,38 @@ describe("core.call_json", function()
     assert.are.equal(4 * 27, n)
   end)
 
+  it("reads a string's special bytes alike wherever they fall in the scan's 8-byte words", function()
+    -- the string scan looks at 8 bytes at a time: an escape, a quote, a
+    -- control byte or a non-ASCII byte at every offset and alignment must
+    -- read as decode reads it (the same call, or the same refusal)
+    local specials = { '\\"', "\\\\", "\\n", "\\u00e9", "\\ud83d\\ude00", "\\ud83d", "\\x", "\n", "\t", "\0",
+      "\31", " ", "\127", "\128", "\255", "é", '"' }
+    local n, calls = 0, 0
+    for pad = 0, 7 do
+      for at = 0, 17 do
+        for _, sp in ipairs(specials) do
+          local s = ("x"):rep(at) .. sp .. ("y"):rep(17 - at)
+          local b = '{"callConnectionId":"' .. ("a"):rep(pad) .. s .. '","serverCallId":"' .. s .. '",'
+            .. '"source":{"kind":"phoneNumber","phoneNumber":{"value":"' .. s .. '"}}}'
+          local call, msg = acscall.decode(200, b)
+          local j, jmsg = core.call_json(b)
+          if call then
+            calls = calls + 1
+            assert.is_string(j, b)
+            assert.is_not_nil(dkjson.decode(j), "not valid JSON: " .. j) -- (strict: no raw control byte)
+            assert.is_true(deep_equal(call, assert(cjson.decode(j), j)), b .. " -> " .. j)
+          else
+            assert.is_nil(j, b)
+            assert.are.equal(msg, jmsg, b)
+          end
+          n = n + 1
+        end
+      end
+    end
+    assert.are.equal(8 * 18 * #specials, n)
+    assert.is_true(calls > n / 2 and calls < n, calls .. " of " .. n .. " are calls")
+  end)
+
   it("refuses what is not a string (a programmer mistake)", function()
     assert.has_error(function() core.call_json(nil) end)
   end)
