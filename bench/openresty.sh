@@ -7,7 +7,8 @@
 #   env: DURATION (s per run, default 8), ROUNDS (default 3), LATENCY (emulator ms, default 50),
 #        PATHS (default "first event thread proxy"; first = the proxy-first path),
 #        EMU_WORKERS (default 1),
-#        AUTH (token | hmac, default token: the baseline sends the same bearer)
+#        AUTH (token | hmac, default token: the baseline sends the same bearer),
+#        PIN (1: the gateway worker on a core of its own, see below)
 #
 # Per connection count, ROUNDS rounds, each running every path in turn (so a
 # path's row has its proxy_pass row next to it in time: this machine's speed
@@ -80,6 +81,16 @@ EX_DIR=$ACSCALL_EXAMPLE_DIR
 MASTER=$(cat "$EX_DIR/nginx.pid")
 WORKER=$(pgrep -P "$MASTER" | head -n1)
 EMU_WORKERS_PIDS=$(pgrep -P "$(cat "$EMU_DIR/nginx.pid")" | tr '\n' ' ')
+# PIN=1: the gateway worker alone on the last core, the emulator and wrk on
+# the others (the worker never shares its core with the load; its absolute
+# CPU per request changes, the ratios stay comparable within a round)
+WRK=(wrk)
+if [ "${PIN:-0}" = 1 ] && command -v taskset >/dev/null; then
+  last=$(( $(nproc) - 1 ))
+  taskset -pc "$last" "$WORKER" >/dev/null
+  for p in $EMU_WORKERS_PIDS; do taskset -pc "0-$((last - 1))" "$p" >/dev/null; done
+  WRK=(taskset -c "0-$((last - 1))" wrk)
+fi
 
 ticks() { # pid... -> utime+stime summed
   local t=0 p
@@ -111,10 +122,10 @@ for c in "${CONNS[@]}"; do
   for round in $(seq 1 "$ROUNDS"); do
   for path in $PATHS; do
     url=$(url_for "$path")
-    wrk -t2 -c"$c" -d1s "$url" >/dev/null 2>&1 || true # warm: pools, keep-alive
+    "${WRK[@]}" -t2 -c"$c" -d1s "$url" >/dev/null 2>&1 || true # warm: pools, keep-alive
     sleep 0.5
     t0=$(ticks "$WORKER"); e0=$(ticks $EMU_WORKERS_PIDS); s0=$(date +%s.%N)
-    res=$(wrk -t2 -c"$c" -d"${DURATION}s" --latency "$url" 2>&1)
+    res=$("${WRK[@]}" -t2 -c"$c" -d"${DURATION}s" --latency "$url" 2>&1)
     t1=$(ticks "$WORKER"); e1=$(ticks $EMU_WORKERS_PIDS); s1=$(date +%s.%N)
     : > "$ACS_EMULATOR_LOG"
     reqs=$(echo "$res" | awk '/requests in/ {print $1}')
