@@ -77,35 +77,23 @@ static int hex4(const char *p, unsigned *out)
     return 1;
 }
 
-/* plain[c]: 1 for a byte that may stand in a JSON string as it is (not
- * '"' (34), '\\' (92) or a control byte, 0-31) */
-static const unsigned char plain[256] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-};
-
-/* A string at sc->i ('"'): its raw content is s[*from, *to). *escaped: it
- * holds a backslash. 0 when malformed (or a lone surrogate: decode mends
- * those, the whole way does it). */
-/* The end of the run of plain bytes from s[i] (the first that needs a look,
- * or len): eight bytes at a time while none of them is '"', '\\' or a
- * control byte, then byte by byte. The word tests (x - 0x01.. & ~x & 0x80..
- * flags a zero byte, so q and b flag '"' and '\\'; x - 0x20.. & ~x flags a
- * byte under 0x20) flag every such byte; a borrow can flag a byte above
- * one, never below, so the lowest flag is the first such byte (read from the
+/* The end of the run of plain bytes from s[i]: the first byte a JSON
+ * string cannot hold as it is ('"', '\\' or a control byte, 0-31), or len.
+ * Eight bytes at a time, the last word filled up with '"' (so a run that
+ * reaches len ends there): the word tests (x - 0x01.. & ~x & 0x80.. flags a
+ * zero byte, so q and b flag '"' and '\\'; x - 0x20.. & ~x flags a byte
+ * under 0x20) flag every such byte; a borrow can flag a byte above one,
+ * never below, so the lowest flag is the first such byte (read from the
  * flags on a little-endian GCC/Clang build, else by the byte loop). */
 static size_t plain_run(const char *s, size_t i, size_t len)
 {
     const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
-    while (len - i >= 8) {
-        uint64_t x, q, b, m;
-        memcpy(&x, s + i, 8);
+    while (i < len) {
+        uint64_t x = ones * '"', q, b, m;
+        if (len - i >= 8)
+            memcpy(&x, s + i, 8);
+        else
+            memcpy(&x, s + i, len - i);
         q = x ^ (ones * '"');
         b = x ^ (ones * '\\');
         m = (((q - ones) & ~q) | ((b - ones) & ~b) | ((x - ones * 0x20) & ~x)) & highs;
@@ -118,11 +106,14 @@ static size_t plain_run(const char *s, size_t i, size_t len)
         }
         i += 8;
     }
-    while (i < len && plain[(unsigned char)s[i]])
+    while (i < len && s[i] != '"' && s[i] != '\\' && (unsigned char)s[i] >= 0x20)
         i++;
     return i;
 }
 
+/* A string at sc->i ('"'): its raw content is s[*from, *to). *escaped: it
+ * holds a backslash. 0 when malformed (or a lone surrogate: decode mends
+ * those, the whole way does it). */
 static int string(scan *sc, size_t *from, size_t *to, int *escaped)
 {
     const char *s = sc->s;
@@ -143,11 +134,7 @@ static int string(scan *sc, size_t *from, size_t *to, int *escaped)
         }
         if (c < 0x20)
             return 0;
-        if (c != '\\') {
-            i++;
-            continue;
-        }
-        *escaped = 1;
+        *escaped = 1; /* (c is '\\': plain_run stops at nothing else) */
         if (i + 1 >= len)
             return 0;
         c = (unsigned char)s[i + 1];
