@@ -85,7 +85,7 @@ EMU_WORKERS_PIDS=$(pgrep -P "$(cat "$EMU_DIR/nginx.pid")" | tr '\n' ' ')
 # the others (the worker never shares its core with the load; its absolute
 # CPU per request changes, the ratios stay comparable within a round)
 WRK=(wrk)
-if [ "${PIN:-0}" = 1 ] && command -v taskset >/dev/null; then
+if [ "${PIN:-0}" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
   last=$(( $(nproc) - 1 ))
   taskset -pc "$last" "$WORKER" >/dev/null
   for p in $EMU_WORKERS_PIDS; do taskset -pc "0-$((last - 1))" "$p" >/dev/null; done
